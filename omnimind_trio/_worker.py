@@ -1,0 +1,248 @@
+"""The fork server: runs task code, one fresh forked child per execution.
+
+This file runs under the task interpreter (``OMNIMIND_TASK_PYTHON``), which may be another
+Python than the daemon's, so it uses the standard library only and imports nothing from
+the package. It is single-threaded (fork and threads do not mix) and preloads ``asyncio``,
+so a child starts in a few milliseconds and shares no state with earlier runs.
+
+Protocol, over the Unix stream socket whose fd is ``argv[1]``: frames of a 4-byte
+big-endian length and a JSON object, both ways.
+
+- daemon -> worker ``{"op": "run", "id", "code", "filename", "cwd", "env",
+  "max_memory_mb", "max_cpu_seconds"}``, with three fds attached by SCM_RIGHTS: the write
+  ends of the stdout, stderr and result pipes.
+- daemon -> worker ``{"op": "check", "id", "code"}``: compile only.
+- worker -> daemon ``{"op": "started", "id", "pid"}``, then ``{"op": "exit", "id",
+  "status", "cpu_seconds", "max_rss_kb"}`` when the child is reaped;
+  ``{"op": "checked", "id", "error", "lineno"}``; ``{"op": "failed", "id", "error"}`` when
+  no child could be forked.
+
+The child is a session leader (its pid is its process group id), so the daemon can kill it
+with every descendant by ``killpg``. When the socket closes, the worker kills every child
+it still has and exits.
+"""
+
+import asyncio
+import contextlib
+import inspect
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import struct
+import sys
+import traceback
+from collections.abc import Awaitable
+from types import TracebackType
+from typing import Any, NoReturn
+
+HEADER = struct.Struct(">I")
+MAX_FDS = 3
+
+
+def _recv_exact(sock: socket.socket, size: int, fds: list[int]) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk, ancdata, _flags, _addr = sock.recvmsg(
+            size - len(data), socket.CMSG_SPACE(MAX_FDS * 4)
+        )
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                usable = len(payload) - len(payload) % 4
+                fds.extend(struct.unpack(f"{usable // 4}i", payload[:usable]))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def _send(sock: socket.socket, message: dict[str, Any]) -> None:
+    body = json.dumps(message).encode()
+    sock.sendall(HEADER.pack(len(body)) + body)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _describe(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return text or type(exc).__name__
+
+
+def _user_frames(exc: BaseException) -> TracebackType | None:
+    """The traceback without this file's own frame: the user's code starts one level down."""
+    tb = exc.__traceback__
+    return tb.tb_next if tb is not None else None
+
+
+async def _drive(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def _run_task(request: dict[str, Any], result_fd: int) -> NoReturn:
+    """In the child: exec the code, call execute(), report on result_fd. Never returns."""
+    report: dict[str, Any] = {"ok": False, "error": "execute() did not run"}
+    try:
+        namespace = {"__name__": "__omnimind_task__", "__builtins__": __builtins__}
+        exec(compile(request["code"], request["filename"], "exec"), namespace)
+        function = namespace.get("execute")
+        if not callable(function):
+            raise TypeError("'execute' is not callable")
+        value = function()
+        if inspect.isawaitable(value):
+            value = asyncio.run(_drive(value))
+        try:
+            report = {"ok": True, "result": json.loads(json.dumps(value, allow_nan=False))}
+        except (TypeError, ValueError, RecursionError) as exc:
+            report = {"ok": False, "error": f"execute() returned a value that is not JSON: {exc}"}
+    except BaseException as exc:
+        report = {
+            "ok": False,
+            "error": _describe(exc),
+            "exception": type(exc).__name__,
+            "traceback": "".join(traceback.format_exception(type(exc), exc, _user_frames(exc))),
+        }
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):  # fd closed by the task: nothing to flush
+            stream.flush()
+    try:
+        _write_all(result_fd, json.dumps(report).encode())
+    except BaseException:
+        os._exit(70)
+    os._exit(0)
+
+
+def _child(request: dict[str, Any], fds: list[int]) -> NoReturn:
+    stdout_fd, stderr_fd, result_fd = fds
+    try:
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(stdout_fd, 1)
+        os.dup2(stderr_fd, 2)
+        os.set_inheritable(result_fd, False)
+        os.closerange(3, result_fd)
+        os.closerange(result_fd + 1, 1 << 16)
+        if request.get("max_memory_mb"):
+            limit = int(request["max_memory_mb"]) * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        if request.get("max_cpu_seconds"):
+            seconds = int(request["max_cpu_seconds"])
+            resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
+        os.environ.update(request.get("env") or {})
+        os.chdir(request["cwd"])
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+        sys.argv = [request["filename"]]
+    except BaseException as exc:
+        try:
+            _write_all(result_fd, json.dumps({"ok": False, "error": f"setup: {exc}"}).encode())
+        finally:
+            os._exit(71)
+    _run_task(request, result_fd)
+
+
+def _check(request: dict[str, Any]) -> dict[str, Any]:
+    try:
+        compile(request["code"], request.get("filename", "<task>"), "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        return {"error": exc.msg, "lineno": exc.lineno}
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return {"error": str(exc), "lineno": None}
+    return {"error": None, "lineno": None}
+
+
+def main() -> None:
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    # The daemon decides when this process ends (by closing the socket), not a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    children: dict[int, str] = {}  # pid -> execution id
+    try:
+        while True:
+            readable, _, _ = select.select([sock.fileno(), wake_r], [], [])
+            if wake_r in readable:
+                try:
+                    while os.read(wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+                _reap(sock, children)
+            if sock.fileno() not in readable:
+                continue
+            fds: list[int] = []
+            try:
+                (size,) = HEADER.unpack(_recv_exact(sock, HEADER.size, fds))
+                request = json.loads(_recv_exact(sock, size, fds))
+            except (EOFError, ConnectionError):
+                break
+            if request["op"] == "check":
+                _send(sock, {"op": "checked", "id": request["id"], **_check(request)})
+                continue
+            if len(fds) != MAX_FDS:
+                for fd in fds:
+                    os.close(fd)
+                _send(sock, {"op": "failed", "id": request["id"], "error": "missing pipes"})
+                continue
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                for fd in fds:
+                    os.close(fd)
+                _send(sock, {"op": "failed", "id": request["id"], "error": f"fork: {exc}"})
+                continue
+            if pid == 0:
+                sock.close()
+                os.close(wake_r)
+                os.close(wake_w)
+                _child(request, fds)
+            for fd in fds:
+                os.close(fd)
+            children[pid] = request["id"]
+            _send(sock, {"op": "started", "id": request["id"], "pid": pid})
+    finally:
+        for pid in children:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def _reap(sock: socket.socket, children: dict[int, str]) -> None:
+    while children:
+        try:
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        execution_id = children.pop(pid, None)
+        if execution_id is None:
+            continue
+        _send(
+            sock,
+            {
+                "op": "exit",
+                "id": execution_id,
+                "status": status,
+                "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                "max_rss_kb": usage.ru_maxrss,
+            },
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""The REST API: thin Quart routes over :class:`~.daemon.Daemon`.
+
+Every route requires HTTP Basic credentials. Errors are JSON ``{"detail": ...}``; the one
+place that maps exceptions to status codes is :data:`STATUS_FOR`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from .auth import Credentials
+from .daemon import Daemon
+from .exceptions import Conflict, ExecutorError, InvalidInput, NotFound, OmniMindError
+from .prom import CONTENT_TYPE
+from .validation import parse_task_spec
+
+log = logging.getLogger(__name__)
+
+STATUS_FOR: dict[type[OmniMindError], int] = {
+    InvalidInput: 400,
+    NotFound: 404,
+    Conflict: 409,
+    ExecutorError: 503,
+}
+REALM = 'Basic realm="omnimind", charset="UTF-8"'
+
+
+def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
+    """The ASGI app serving ``daemon``."""
+    app = QuartTrio("omnimind_trio")
+    app.config["MAX_CONTENT_LENGTH"] = daemon.settings.max_body_bytes
+    app.config["JSON_SORT_KEYS"] = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    @app.before_request
+    async def authenticate() -> Response | None:
+        if credentials.check_header(request.headers.get("Authorization")):
+            return None
+        response = _error(401, "Not authenticated: valid HTTP Basic credentials are required")
+        response.headers["WWW-Authenticate"] = REALM
+        return response
+
+    @app.after_request
+    async def count(response: Response) -> Response:
+        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        daemon.prom.http_requests.labels(request.method, rule, str(response.status_code)).inc()
+        return response
+
+    @app.errorhandler(OmniMindError)
+    async def domain_error(error: OmniMindError) -> Response:
+        status = next(code for kind, code in STATUS_FOR.items() if isinstance(error, kind))
+        return _error(status, error.detail)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        if status == 413:
+            detail = f"Request body is larger than {daemon.settings.max_body_bytes} bytes"
+        elif status == 404:
+            detail = f"Not found: {request.path}"
+        elif status == 405:
+            detail = f"Method {request.method} is not allowed on {request.path}"
+        else:
+            detail = error.description or error.name
+        return _error(status, detail)
+
+    @app.errorhandler(Exception)
+    async def internal_error(error: Exception) -> Response:
+        log.error("unhandled error in %s %s", request.method, request.path, exc_info=error)
+        return _error(500, "Internal server error")
+
+    @app.get("/daemon/status")
+    async def status() -> dict[str, Any]:
+        return daemon.status()
+
+    @app.get("/daemon/tasks")
+    async def list_tasks() -> dict[str, Any]:
+        tasks = [daemon.task_json(entry) for entry in daemon.scheduler.tasks.values()]
+        return {"tasks": tasks, "total_tasks": len(tasks)}
+
+    @app.post("/daemon/tasks/add")
+    async def add_task() -> dict[str, Any]:
+        spec = parse_task_spec(await _json_body(), max_code_bytes=daemon.settings.max_code_bytes)
+        await daemon.add_task(spec)
+        return {
+            "status": "task_added",
+            "task_id": spec.task_id,
+            "message": f"Task '{spec.name}' added successfully",
+        }
+
+    @app.post("/daemon/start")
+    async def start() -> dict[str, Any]:
+        if await daemon.start():
+            return {"status": "started", "message": "Daemon started successfully"}
+        return {"status": "already_running", "message": "Daemon is already running"}
+
+    @app.post("/daemon/stop")
+    async def stop() -> dict[str, Any]:
+        if await daemon.stop():
+            return {"status": "stopped", "message": "Daemon stopped successfully"}
+        return {"status": "not_running", "message": "Daemon is not running"}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(daemon.prom.render(), content_type=CONTENT_TYPE)
+
+    return app
+
+
+async def _json_body() -> Any:
+    data = await request.get_data(cache=False)
+    if not data:
+        raise InvalidInput("Request body is empty: a JSON object is required")
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput(f"Request body is not valid JSON: {exc}") from None
+
+
+def _error(status: int, detail: str) -> Response:
+    return Response(json.dumps({"detail": detail}), status=status, content_type="application/json")

@@ -1,0 +1,41 @@
+"""Wall-clock time for the scheduler, in a form a test can fake.
+
+Trio's clock (``trio.current_time``) is monotonic and is what we sleep on; due times and the
+sleep window are wall-clock instants (epoch seconds). A :class:`Clock` says what the wall
+clock reads now; the scheduler converts "sleep until epoch E" to a Trio deadline each time
+it sleeps, so a wall-clock jump is noticed at the next wake-up.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import trio
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the epoch."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+
+class TrioWallClock:
+    """Wall time that advances with Trio's clock, from ``start_epoch``: with
+    ``trio.testing.MockClock`` it makes a fully virtual, deterministic calendar."""
+
+    def __init__(self, start_epoch: float) -> None:
+        self._offset = start_epoch - trio.current_time()
+
+    def now(self) -> float:
+        return self._offset + trio.current_time()
+
+
+def deadline_for(clock: Clock, epoch: float) -> float:
+    """The Trio deadline at which ``clock`` will read ``epoch``."""
+    return trio.current_time() + (epoch - clock.now())

@@ -1,0 +1,100 @@
+"""Settings: one frozen, validated object, read from ``OMNIMIND_*`` environment variables."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .gates import SleepWindow
+
+
+class Settings(BaseSettings):
+    """Everything the daemon can be told. Units are in the names.
+
+    Every field can be set from the environment as ``OMNIMIND_<FIELD>`` (upper case).
+    Unknown ``OMNIMIND_*`` variables are ignored (the environment is shared with
+    tasks), but unknown keyword arguments are an error.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="OMNIMIND_", frozen=True, extra="forbid", populate_by_name=True
+    )
+
+    home: Path = Field(default_factory=Path.cwd)
+    """Holds ``config/dashboard_auth.json`` and the database."""
+    workspace: Path = Field(default_factory=Path.cwd)
+    """The tasks' working directory, reported as ``workspace`` in the status."""
+    database: Path | None = None
+    """SQLite file; default ``<home>/omnimind.db``."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+
+    dashboard_user: str | None = None
+    dashboard_pass: str | None = None
+
+    # Executions
+    task_python: str = sys.executable
+    """Interpreter that runs task code (point it at a Python 3.12+ for 3.12 syntax)."""
+    max_concurrent: Annotated[int, Field(ge=1)] = 2
+    """Executions of HIGH, MEDIUM and LOW tasks running at once."""
+    max_concurrent_critical: Annotated[int, Field(ge=1)] = 8
+    """CRITICAL executions running at once, on top of ``max_concurrent``."""
+    timeout_seconds: Annotated[float, Field(gt=0)] = 3600.0
+    max_memory_mb: Annotated[int, Field(ge=16)] | None = None
+    max_cpu_seconds: Annotated[int, Field(ge=1)] | None = None
+    max_output_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
+    """Captured stdout and stderr, each; head and tail are kept."""
+    max_result_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    max_code_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
+
+    # Load gates
+    sample_seconds: Annotated[float, Field(gt=0)] = 1.0
+    idle_cpu_percent: Annotated[float, Field(gt=0, le=100)] = 20.0
+    low_activity_cpu_percent: Annotated[float, Field(gt=0, le=100)] = 50.0
+    gate_open_seconds: Annotated[float, Field(ge=0)] = 5.0
+    gate_close_seconds: Annotated[float, Field(ge=0)] = 3.0
+    sleep_window: str = "00:00-06:00"
+    """``HH:MM-HH:MM`` local time; may wrap midnight."""
+    timezone: str | None = None
+    """IANA name for the sleep window; default the machine's local zone."""
+
+    # History
+    history_max_per_task: Annotated[int, Field(ge=1)] = 1000
+    history_max_days: Annotated[float, Field(gt=0)] = 30.0
+
+    stop_grace_seconds: Annotated[float, Field(gt=0)] = 1.5
+
+    @field_validator("sleep_window")
+    @classmethod
+    def _check_window(cls, value: str) -> str:
+        SleepWindow.parse(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def window(self) -> SleepWindow:
+        return SleepWindow.parse(self.sleep_window, self.timezone)
+
+    @property
+    def database_path(self) -> Path:
+        return self.database if self.database is not None else self.home / "omnimind.db"
+
+    @property
+    def auth_file(self) -> Path:
+        return self.home / "config" / "dashboard_auth.json"

@@ -1,0 +1,438 @@
+"""The daemon: the supervisor node of the nursery tree and the embedding API.
+
+::
+
+    open_daemon(settings)               # store and executor opened first (they outlive stops)
+    └── root nursery
+        └── supervisor                  # start() opens it, stop() cancels it
+            ├── load monitor            # samples the machine, updates the gates
+            └── scheduler               # one cancel scope per execution
+
+``async with open_daemon(settings) as daemon:`` gives a running daemon (unless
+``autostart=False``) and stops it, killing every execution in flight, on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import sys
+import traceback
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+import trio
+
+from .clock import Clock, SystemClock
+from .config import Settings
+from .exceptions import ExecutorError, InvalidInput, OmniMindError, TaskExists
+from .executor import Executor, Job, classify, open_executor
+from .gates import GateSet
+from .load import LoadMonitor, MetricsSource, PsutilSource
+from .models import (
+    DaemonState,
+    ExecutionRecord,
+    Outcome,
+    Priority,
+    SystemMetrics,
+    TaskCounters,
+    TaskSpec,
+    iso_utc,
+)
+from .prom import DaemonMetrics
+from .scheduler import InProcessFunction, Running, Scheduler, TaskEntry
+from .store import Store, StoredTask, open_store
+
+log = logging.getLogger(__name__)
+
+FINALIZE_SECONDS = 2.0
+"""Bound on the shielded clean-up of one execution (writing its record)."""
+
+
+class Daemon:
+    """A running (or stopped) daemon. Create it with :func:`open_daemon`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        executor: Executor,
+        clock: Clock,
+        metrics_source: MetricsSource,
+        nursery: trio.Nursery,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.executor = executor
+        self.clock = clock
+        self._nursery = nursery
+        self.gates = GateSet.create(
+            idle_cpu_percent=settings.idle_cpu_percent,
+            low_activity_cpu_percent=settings.low_activity_cpu_percent,
+            window=settings.window,
+            open_seconds=settings.gate_open_seconds,
+            close_seconds=settings.gate_close_seconds,
+        )
+        self.monitor = LoadMonitor(metrics_source, settings.sample_seconds, self._on_sample)
+        self.scheduler = Scheduler(
+            clock=clock,
+            gates=self.gates,
+            runner=self._run_execution,
+            max_concurrent=settings.max_concurrent,
+            max_concurrent_critical=settings.max_concurrent_critical,
+        )
+        self._state = DaemonState.INITIALIZING
+        self._scope: trio.CancelScope | None = None
+        self._stopped = trio.Event()
+        self._stopped.set()
+        self._seq = 0
+        self._lifecycle = trio.Lock()
+        self._stored_functions: dict[str, StoredTask] = {}
+        self.prom = DaemonMetrics(self)
+
+    # -- state -------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether the supervisor is up (between start and stop)."""
+        return self._scope is not None
+
+    @property
+    def state(self) -> DaemonState:
+        if self._state is not DaemonState.IDLE:
+            return self._state
+        if self.scheduler.running_count:
+            return DaemonState.WORKING
+        if self.gates.in_sleep_window:
+            return DaemonState.SLEEPING
+        return DaemonState.IDLE
+
+    @property
+    def metrics(self) -> SystemMetrics:
+        return self.monitor.latest
+
+    def status(self) -> dict[str, Any]:
+        """The ``GET /daemon/status`` body."""
+        metrics = self.monitor.latest
+        return {
+            "state": self.state.value,
+            "running": self.running,
+            "tasks_registered": len(self.scheduler.tasks),
+            "tasks_pending": self.scheduler.pending_count,
+            "metrics": {
+                "cpu_percent": metrics.cpu_percent,
+                "memory_percent": metrics.memory_percent,
+                "is_idle": self.gates.idle.is_open,
+                "is_sleep_time": self.gates.in_sleep_window,
+            },
+            "cloud_enabled": False,
+            "workspace": str(self.settings.workspace),
+        }
+
+    def task_json(self, entry: TaskEntry) -> dict[str, Any]:
+        """A task as ``GET /daemon/tasks`` lists it."""
+        spec, counters = entry.spec, entry.counters
+        return {
+            "task_id": spec.task_id,
+            "name": spec.name,
+            "description": spec.description,
+            "priority": spec.priority.name,
+            "execution_count": counters.execution_count,
+            "success_count": counters.success_count,
+            "failure_count": counters.failure_count,
+            "last_execution": iso_utc(counters.last_execution),
+            "repeat_interval": (
+                None if spec.repeat_hours is None else str(timedelta(hours=spec.repeat_hours))
+            ),
+        }
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> bool:
+        """Start the supervisor; False if it was already running."""
+        async with self._lifecycle:
+            if self.running:
+                return False
+            self._state = DaemonState.INITIALIZING
+            await self._nursery.start(self._supervise)
+            return True
+
+    async def stop(self) -> bool:
+        """Stop the supervisor, killing every execution in flight (recorded as cancelled).
+        Returns once every record is written; False if it was not running."""
+        async with self._lifecycle:
+            if self._scope is None:
+                return False
+            self._state = DaemonState.SHUTTING_DOWN
+            self._scope.cancel()
+            await self._stopped.wait()
+            return True
+
+    async def _supervise(self, *, task_status: trio.TaskStatus[None]) -> None:
+        self._stopped = trio.Event()
+        try:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(self.monitor.run)
+                    await nursery.start(self.scheduler.run)
+                    self._state = DaemonState.IDLE
+                    log.info("daemon started with %d tasks", len(self.scheduler.tasks))
+                    task_status.started()
+        except Exception:
+            self._state = DaemonState.ERROR
+            log.exception("the daemon supervisor failed")
+            raise
+        finally:
+            self._scope = None
+            if self._state is not DaemonState.ERROR:
+                self._state = DaemonState.STOPPED
+            self._stopped.set()
+            log.info("daemon stopped")
+
+    def _on_sample(self, metrics: SystemMetrics) -> None:
+        if self.gates.update(metrics.external_cpu_percent, trio.current_time(), self.clock.now()):
+            self.scheduler.wake()
+
+    # -- tasks -------------------------------------------------------------------
+
+    async def add_task(self, spec: TaskSpec) -> TaskEntry:
+        """Register a code task; it is first due now. Raises TaskExists, InvalidInput."""
+        if spec.code is None:
+            raise InvalidInput("a task added this way needs code")
+        if spec.task_id in self.scheduler.tasks:
+            raise TaskExists(spec.task_id)
+        if self.settings.task_python != sys.executable:
+            problem = await self.executor.check_code(spec.code)
+            if problem is not None:
+                raise InvalidInput(f"Syntax error in code at line {problem[1]}: {problem[0]}")
+        return await self._insert(spec, None)
+
+    async def register(
+        self,
+        task_id: str,
+        function: InProcessFunction,
+        *,
+        name: str,
+        description: str = "",
+        priority: Priority = Priority.MEDIUM,
+        repeat_hours: int | None = None,
+        timeout_seconds: float | None = None,
+    ) -> TaskEntry:
+        """Register an in-process async task (``await function()`` is one run).
+
+        Its counters and history persist under ``task_id`` across restarts, like any task's;
+        register it again at each start. Raises TaskExists if the id is taken in this run.
+        """
+        spec = TaskSpec(
+            task_id=task_id,
+            name=name,
+            description=description,
+            priority=priority,
+            code=None,
+            repeat_hours=repeat_hours,
+            timeout_seconds=timeout_seconds,
+        )
+        if task_id in self.scheduler.tasks:
+            raise TaskExists(task_id)
+        stored = self._stored_functions.pop(task_id, None)
+        if stored is not None:
+            entry = self._entry(stored, function)
+            entry.spec = spec
+            self.scheduler.add(entry)
+            return entry
+        return await self._insert(spec, function)
+
+    async def _insert(self, spec: TaskSpec, function: InProcessFunction | None) -> TaskEntry:
+        self._seq += 1
+        now = self.clock.now()
+        stored = StoredTask(spec, TaskCounters(), self._seq, False, now, now)
+        try:
+            await self.store.insert_task(stored)
+        except sqlite3.IntegrityError:
+            raise TaskExists(spec.task_id) from None
+        entry = self._entry(stored, function)
+        self.scheduler.add(entry)
+        log.info("task %s added (%s)", spec.task_id, spec.priority.name)
+        return entry
+
+    def _entry(self, stored: StoredTask, function: InProcessFunction | None) -> TaskEntry:
+        return TaskEntry(
+            spec=stored.spec,
+            counters=stored.counters,
+            seq=stored.seq,
+            created_at=stored.created_at,
+            next_due=stored.next_due,
+            paused=stored.paused,
+            function=function,
+        )
+
+    async def _load(self) -> None:
+        """Load stored tasks; close runs a crash left open as interrupted."""
+        closed = await self.store.close_interrupted(self.clock.now())
+        if closed:
+            log.warning("%d execution(s) were interrupted by an unclean stop", closed)
+        for stored in await self.store.load_tasks():
+            self._seq = max(self._seq, stored.seq)
+            if stored.spec.code is None:
+                self._stored_functions[stored.spec.task_id] = stored
+            else:
+                self.scheduler.add(self._entry(stored, None))
+
+    # -- executions --------------------------------------------------------------
+
+    async def _run_execution(self, entry: TaskEntry, running: Running) -> None:
+        spec = entry.spec
+        record = ExecutionRecord(
+            execution_id=uuid.uuid4().hex,
+            task_id=spec.task_id,
+            trigger=running.trigger,
+            outcome=Outcome.RUNNING,
+            scheduled_at=running.scheduled_at,
+            started_at=running.started_at,
+        )
+        limit = spec.timeout_seconds or self.settings.timeout_seconds
+        try:
+            await self.store.start_execution(
+                record, last_execution=running.started_at, next_due=entry.next_due
+            )
+            if entry.function is not None:
+                await self._run_function(entry.function, record, running, limit)
+            else:
+                await self._run_code(spec, record, running, limit)
+        except trio.Cancelled:
+            record.outcome = Outcome.CANCELLED
+            record.reason = running.cancel_reason or "the daemon was stopped"
+            raise
+        except ExecutorError as exc:
+            record.outcome, record.reason = Outcome.FAILED, exc.detail
+        except BaseException as exc:
+            record.outcome = Outcome.FAILED
+            record.reason = f"internal error of the daemon: {exc!r}"
+            raise
+        finally:
+            record.finished_at = self.clock.now()
+            self._count(entry, record)
+            with trio.move_on_after(FINALIZE_SECONDS, shield=True):
+                await self.store.finish_execution(record, entry.counters)
+            log.info(
+                "execution %s of %s: %s%s",
+                record.execution_id,
+                spec.task_id,
+                record.outcome.value,
+                f" ({record.reason.splitlines()[0]})" if record.reason else "",
+            )
+
+    async def _run_code(
+        self, spec: TaskSpec, record: ExecutionRecord, running: Running, limit: float
+    ) -> None:
+        assert spec.code is not None
+        job = Job(
+            code=spec.code,
+            filename=f"<task {spec.task_id}>",
+            cwd=str(self.settings.workspace),
+            env={"OMNIMIND_WORKSPACE": str(self.settings.workspace)},
+            max_memory_mb=spec.max_memory_mb or self.settings.max_memory_mb,
+            max_cpu_seconds=spec.max_cpu_seconds or self.settings.max_cpu_seconds,
+            max_output_bytes=self.settings.max_output_bytes,
+            max_result_bytes=self.settings.max_result_bytes,
+            timeout_seconds=limit,
+        )
+
+        def started(pid: int) -> None:
+            running.pid = pid
+
+        result = await self.executor.run(job, cancel=running.cancel, on_started=started)
+        record.outcome, record.reason, record.result = classify(result, job)
+        if record.outcome is Outcome.CANCELLED and running.cancel_reason:
+            record.reason = running.cancel_reason
+        record.stdout, record.stderr = result.stdout, result.stderr
+        record.cpu_seconds, record.max_rss_mb = result.cpu_seconds, result.max_rss_mb
+
+    async def _run_function(
+        self,
+        function: InProcessFunction,
+        record: ExecutionRecord,
+        running: Running,
+        limit: float,
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def watch_cancel() -> None:
+                await running.cancel.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch_cancel)
+            with trio.move_on_after(limit) as deadline:
+                try:
+                    record.result = await function()
+                    record.outcome = Outcome.SUCCEEDED
+                except Exception as exc:
+                    record.outcome = Outcome.FAILED
+                    record.reason = "".join(traceback.format_exception(exc)).rstrip()
+            nursery.cancel_scope.cancel()
+        if deadline.cancelled_caught:
+            record.outcome, record.reason = Outcome.TIMED_OUT, f"timed out after {limit:g} s"
+        elif record.outcome is Outcome.RUNNING:
+            record.outcome = Outcome.CANCELLED
+            record.reason = running.cancel_reason or "cancelled by request"
+
+    def _count(self, entry: TaskEntry, record: ExecutionRecord) -> None:
+        counters = entry.counters
+        if record.outcome.counts_as_run:
+            counters.execution_count += 1
+            if record.outcome.is_success:
+                counters.success_count += 1
+            else:
+                counters.failure_count += 1
+        self.prom.observe(record)
+
+
+@asynccontextmanager
+async def open_daemon(
+    settings: Settings | None = None,
+    *,
+    autostart: bool = True,
+    clock: Clock | None = None,
+    metrics_source: MetricsSource | None = None,
+) -> AsyncIterator[Daemon]:
+    """Open the store and the task worker, load the tasks, and (unless ``autostart`` is
+    False) start the daemon. On exit the daemon is stopped and every child process killed.
+
+    Error handling: a database that cannot be opened or a task interpreter that cannot be
+    started raise here, before anything runs.
+    """
+    settings = settings or Settings()
+    async with (
+        open_store(settings.database_path) as store,
+        open_executor(settings.task_python) as executor,
+    ):
+        source = metrics_source or PsutilSource(executor.running_pids)
+        async with trio.open_nursery() as nursery:
+            daemon = Daemon(
+                settings,
+                store=store,
+                executor=executor,
+                clock=clock or SystemClock(),
+                metrics_source=source,
+                nursery=nursery,
+            )
+            await daemon._load()
+            from .builtin import register_builtins
+
+            await register_builtins(daemon)
+            if autostart:
+                await daemon.start()
+            try:
+                yield daemon
+            finally:
+                with trio.move_on_after(FINALIZE_SECONDS * 2, shield=True):
+                    await daemon.stop()
+                nursery.cancel_scope.cancel()
+
+
+__all__ = ["Daemon", "OmniMindError", "open_daemon"]

@@ -1,0 +1,57 @@
+"""The exception tree, drawn once::
+
+    OmniMindError
+    ├── InvalidInput        bad request data (HTTP 400); ``detail`` says what is wrong
+    ├── NotFound            unknown task or execution id (HTTP 404)
+    │   ├── TaskNotFound
+    │   └── ExecutionNotFound
+    ├── Conflict            the request clashes with current state (HTTP 409)
+    │   └── TaskExists
+    └── ExecutorError       the task worker could not run an execution (a daemon fault)
+
+Every exception carries ``detail``: the one sentence a user sees in the API's ``detail``.
+"""
+
+from __future__ import annotations
+
+
+class OmniMindError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidInput(OmniMindError):
+    """The request's data is invalid; nothing was changed."""
+
+
+class NotFound(OmniMindError):
+    """An id names nothing that exists."""
+
+
+class TaskNotFound(NotFound):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"Task not found: {task_id}")
+        self.task_id = task_id
+
+
+class ExecutionNotFound(NotFound):
+    def __init__(self, execution_id: str) -> None:
+        super().__init__(f"Execution not found: {execution_id}")
+        self.execution_id = execution_id
+
+
+class Conflict(OmniMindError):
+    """The request is valid but clashes with the current state."""
+
+
+class TaskExists(Conflict):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"Task already exists: {task_id}")
+        self.task_id = task_id
+
+
+class ExecutorError(OmniMindError):
+    """The task worker failed (not the task): it died, or could not be started."""

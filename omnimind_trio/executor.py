@@ -1,0 +1,439 @@
+"""Running task code in isolated child processes, through the fork server (``_worker.py``).
+
+:func:`open_executor` starts the fork server and keeps it running (it is restarted if it
+dies); :meth:`Executor.run` runs one execution and returns a :class:`RunResult`. How an
+execution ended is classified by :func:`classify`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import signal
+import socket
+import struct
+import subprocess
+from array import array
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .exceptions import ExecutorError
+from .models import Outcome
+
+log = logging.getLogger(__name__)
+
+WORKER = Path(__file__).with_name("_worker.py")
+HEADER = struct.Struct(">I")
+DRAIN_SECONDS = 0.5
+"""After the process ends, how long to wait for its pipes to reach EOF."""
+MAX_RESTART_DELAY = 5.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """One execution's inputs."""
+
+    code: str
+    filename: str
+    cwd: str
+    env: dict[str, str] = field(default_factory=dict)
+    max_memory_mb: int | None = None
+    max_cpu_seconds: int | None = None
+    max_output_bytes: int = 64 * 1024
+    max_result_bytes: int = 1024 * 1024
+    timeout_seconds: float = 3600.0
+
+
+@dataclass
+class RunResult:
+    """What the child did. ``ended_by`` is ``"exit"``, ``"timeout"`` or ``"cancel"``."""
+
+    ended_by: str = "exit"
+    pid: int | None = None
+    wait_status: int | None = None
+    report: dict[str, Any] | None = None
+    report_error: str | None = None
+    stdout: str = ""
+    stderr: str = ""
+    cpu_seconds: float | None = None
+    max_rss_mb: float | None = None
+    worker_died: bool = False
+
+
+class CappedBuffer:
+    """Keeps the first and last ``limit // 2`` bytes of a stream and counts the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self._half = max(1, limit // 2)
+        self._head = bytearray()
+        self._tail = bytearray()
+        self.total = 0
+
+    def feed(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self._half - len(self._head)
+        if room > 0:
+            self._head += data[:room]
+            data = data[room:]
+        if data:
+            self._tail += data
+            if len(self._tail) > 2 * self._half:
+                del self._tail[: len(self._tail) - self._half]
+
+    def text(self) -> str:
+        tail = self._tail[-self._half :]
+        omitted = self.total - len(self._head) - len(tail)
+        if omitted <= 0:
+            return (self._head + tail).decode("utf-8", "replace")
+        return (
+            self._head.decode("utf-8", "replace")
+            + f"\n[... {omitted} bytes truncated ...]\n"
+            + tail.decode("utf-8", "replace")
+        )
+
+
+@dataclass
+class _Pending:
+    started: trio.Event = field(default_factory=trio.Event)
+    exited: trio.Event = field(default_factory=trio.Event)
+    pid: int | None = None
+    exit: dict[str, Any] | None = None
+    failure: str | None = None
+    abandoned: bool = False
+    checked: dict[str, Any] | None = None
+
+
+class Executor:
+    """The daemon's side of the fork server. Create it with :func:`open_executor`."""
+
+    def __init__(self, python: str) -> None:
+        self.python = python
+        self._ids = itertools.count(1)
+        self._pending: dict[str, _Pending] = {}
+        self._sock: trio.socket.SocketType | None = None
+        self._ready = trio.Event()
+        self._send_lock = trio.Lock()
+        self._closing = False
+        self.worker_pid: int | None = None
+        self.restarts = 0
+
+    def running_pids(self) -> list[int]:
+        """Process ids of executions in flight (for the load monitor)."""
+        return [p.pid for p in self._pending.values() if p.pid is not None and not p.abandoned]
+
+    async def check_code(self, code: str) -> tuple[str, int | None] | None:
+        """Compile ``code`` with the task interpreter: None, or (message, line number)."""
+        pending, key = await self._submit({"op": "check", "code": code}, [])
+        try:
+            await pending.started.wait()
+        finally:
+            self._pending.pop(key, None)
+        if pending.failure is not None:
+            raise ExecutorError(pending.failure)
+        assert pending.checked is not None
+        if pending.checked["error"] is None:
+            return None
+        return pending.checked["error"], pending.checked["lineno"]
+
+    async def run(
+        self,
+        job: Job,
+        *,
+        cancel: trio.Event | None = None,
+        on_started: Callable[[int], None] | None = None,
+    ) -> RunResult:
+        """Run ``job`` in a fresh child process and wait for it to end.
+
+        The child is killed, with its whole process group, when ``job.timeout_seconds`` pass
+        (``ended_by="timeout"``), when ``cancel`` is set (``"cancel"``), or when this call
+        is cancelled (then ``trio.Cancelled`` propagates). After the child exits, what is
+        left of its process group is killed too.
+
+        Raises ExecutorError when the fork server could not start the child.
+        """
+        result = RunResult()
+        out, err, res = CappedBuffer(job.max_output_bytes), CappedBuffer(job.max_output_bytes), None
+        pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(3)]
+        readers = [trio.lowlevel.FdStream(r) for r, _ in pipes]
+        writers = [w for _, w in pipes]
+        request = {
+            "op": "run",
+            "code": job.code,
+            "filename": job.filename,
+            "cwd": job.cwd,
+            "env": job.env,
+            "max_memory_mb": job.max_memory_mb,
+            "max_cpu_seconds": job.max_cpu_seconds,
+        }
+        key: str | None = None
+        pending: _Pending | None = None
+        try:
+            try:
+                pending, key = await self._submit(request, writers)
+            finally:
+                for fd in writers:
+                    os.close(fd)
+            await pending.started.wait()
+            if pending.failure is not None:
+                raise ExecutorError(pending.failure)
+            assert pending.pid is not None
+            result.pid = pending.pid
+            if on_started is not None:
+                on_started(pending.pid)
+            res_buffer = bytearray()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_pump, readers[0], out.feed)
+                nursery.start_soon(_pump, readers[1], err.feed)
+                nursery.start_soon(
+                    _pump, readers[2], _capped_into(res_buffer, job.max_result_bytes)
+                )
+                with trio.move_on_after(job.timeout_seconds) as deadline:
+                    if cancel is None:
+                        await pending.exited.wait()
+                    else:
+                        await _first(pending.exited.wait, cancel.wait)
+                if not pending.exited.is_set():
+                    result.ended_by = "timeout" if deadline.cancelled_caught else "cancel"
+                # Kill what is left of the process group (all of it, on timeout or cancel).
+                _kill_group(pending.pid)
+                with trio.move_on_after(DRAIN_SECONDS):
+                    await pending.exited.wait()
+                # A descendant that escaped the group may hold the pipes open: bounded wait.
+                nursery.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
+            res = bytes(res_buffer)
+        finally:
+            if pending is not None and not pending.exited.is_set():
+                pending.abandoned = True
+                if pending.pid is not None:
+                    _kill_group(pending.pid)
+            elif key is not None:
+                self._pending.pop(key, None)
+            for stream in readers:
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+        assert pending is not None
+        result.stdout, result.stderr = out.text(), err.text()
+        if pending.exit is not None:
+            result.wait_status = pending.exit["status"]
+            result.cpu_seconds = pending.exit["cpu_seconds"]
+            result.max_rss_mb = pending.exit["max_rss_kb"] / 1024.0
+        result.worker_died = pending.failure is not None
+        if len(res) > job.max_result_bytes:
+            result.report_error = f"the result is larger than {job.max_result_bytes} bytes"
+        elif res:
+            try:
+                result.report = json.loads(res)
+            except ValueError:
+                result.report_error = "the result could not be read"
+        return result
+
+    async def _submit(self, request: dict[str, Any], fds: list[int]) -> tuple[_Pending, str]:
+        await self._ready.wait()
+        key = f"{next(self._ids)}"
+        pending = _Pending()
+        self._pending[key] = pending
+        body = json.dumps({**request, "id": key}).encode()
+        frame = HEADER.pack(len(body)) + body
+        try:
+            async with self._send_lock:
+                sock = self._sock
+                if sock is None:
+                    raise ExecutorError("the task worker is not running")
+                ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array("i", fds))] if fds else []
+                sent = await sock.sendmsg([frame], ancillary)
+                view = memoryview(frame)[sent:]
+                while view:
+                    view = view[await sock.send(view) :]
+        except OSError as exc:
+            self._pending.pop(key, None)
+            raise ExecutorError(f"the task worker is not reachable: {exc}") from exc
+        except BaseException:
+            self._pending.pop(key, None)
+            raise
+        return pending, key
+
+    async def _serve(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Keep one fork server running; restart it with backoff when it dies."""
+        delay = 0.1
+        first = True
+        while True:
+            parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                process = await trio.lowlevel.open_process(
+                    [self.python, "-I", "-S", str(WORKER), str(child.fileno())],
+                    pass_fds=(child.fileno(),),
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            finally:
+                child.close()
+            self.worker_pid = process.pid
+            self._sock = trio.socket.from_stdlib_socket(parent)
+            self._ready.set()
+            started_at = trio.current_time()
+            if first:
+                task_status.started()
+                first = False
+            try:
+                await self._read_replies(self._sock)
+            finally:
+                self._ready = trio.Event()
+                sock, self._sock = self._sock, None
+                sock.close()
+                self._fail_all("the task worker process died during the execution")
+                with trio.CancelScope(shield=True):
+                    _kill_group(process.pid)
+                    await process.wait()
+            if self._closing:
+                return
+            log.error("task worker exited with status %s; restarting", process.returncode)
+            self.restarts += 1
+            delay = (
+                0.1 if trio.current_time() - started_at > 10 else min(delay * 2, MAX_RESTART_DELAY)
+            )
+            await trio.sleep(delay)
+
+    async def _read_replies(self, sock: trio.socket.SocketType) -> None:
+        buffer = bytearray()
+        while True:
+            chunk = await sock.recv(65536)
+            if not chunk:
+                return
+            buffer += chunk
+            while len(buffer) >= HEADER.size:
+                (size,) = HEADER.unpack_from(buffer)
+                if len(buffer) < HEADER.size + size:
+                    break
+                message = json.loads(buffer[HEADER.size : HEADER.size + size])
+                del buffer[: HEADER.size + size]
+                self._dispatch(message)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        pending = self._pending.get(message["id"])
+        if pending is None:
+            return
+        op = message["op"]
+        if op == "started":
+            pending.pid = message["pid"]
+            if pending.abandoned:
+                _kill_group(message["pid"])
+            pending.started.set()
+        elif op == "exit":
+            pending.exit = message
+            pending.exited.set()
+            if pending.abandoned:
+                self._pending.pop(message["id"], None)
+        elif op == "checked":
+            pending.checked = message
+            pending.started.set()
+        elif op == "failed":
+            pending.failure = f"the task worker could not start the execution: {message['error']}"
+            pending.started.set()
+            pending.exited.set()
+
+    def _fail_all(self, reason: str) -> None:
+        for pending in self._pending.values():
+            if pending.pid is not None:
+                _kill_group(pending.pid)
+            if not pending.exited.is_set():
+                pending.failure = reason
+                pending.started.set()
+                pending.exited.set()
+        self._pending = {k: p for k, p in self._pending.items() if not p.abandoned}
+
+
+@asynccontextmanager
+async def open_executor(python: str) -> AsyncIterator[Executor]:
+    """Start the fork server under ``python``; on exit, stop it and kill every child."""
+    executor = Executor(python)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(executor._serve)
+        try:
+            yield executor
+        finally:
+            executor._closing = True
+            nursery.cancel_scope.cancel()
+
+
+def classify(result: RunResult, job: Job) -> tuple[Outcome, str | None, Any]:
+    """Map a :class:`RunResult` to (outcome, reason, result value)."""
+    if result.ended_by == "cancel":
+        return Outcome.CANCELLED, "cancelled by request", None
+    if result.ended_by == "timeout":
+        return Outcome.TIMED_OUT, f"timed out after {job.timeout_seconds:g} s", None
+    if result.report_error is not None:
+        return Outcome.FAILED, result.report_error, None
+    report = result.report
+    if report is not None and report.get("ok"):
+        return Outcome.SUCCEEDED, None, report.get("result")
+    if report is not None:
+        reason = str(report.get("error"))
+        if report.get("exception") == "MemoryError" and job.max_memory_mb:
+            reason += f" (memory limit of {job.max_memory_mb} MB)"
+        if report.get("traceback"):
+            reason += "\n" + str(report["traceback"]).rstrip()
+        return Outcome.FAILED, reason, None
+    if result.worker_died:
+        return Outcome.FAILED, "the task worker process died during the execution", None
+    status = result.wait_status
+    if status is not None and os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        if (
+            signum in (signal.SIGXCPU, signal.SIGKILL)
+            and job.max_cpu_seconds
+            and (result.cpu_seconds or 0) >= job.max_cpu_seconds
+        ):
+            return Outcome.KILLED, f"CPU time limit of {job.max_cpu_seconds} s exceeded", None
+        return Outcome.KILLED, f"killed by signal {signum} ({_signal_name(signum)})", None
+    code = os.WEXITSTATUS(status) if status is not None else None
+    return Outcome.FAILED, f"the process exited with status {code} before execute() returned", None
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return "unknown signal"
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+async def _pump(stream: trio.lowlevel.FdStream, sink: Callable[[bytes], None]) -> None:
+    try:
+        while data := await stream.receive_some(65536):
+            sink(data)
+    except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
+        pass
+
+
+def _capped_into(buffer: bytearray, limit: int) -> Callable[[bytes], None]:
+    def feed(data: bytes) -> None:
+        if len(buffer) <= limit:
+            buffer.extend(data[: limit + 1 - len(buffer)])
+
+    return feed
+
+
+async def _first(*waits: Callable[[], Any]) -> None:
+    """Return as soon as any of ``waits`` returns."""
+    async with trio.open_nursery() as nursery:
+
+        async def run(wait: Callable[[], Any]) -> None:
+            await wait()
+            nursery.cancel_scope.cancel()
+
+        for wait in waits:
+            nursery.start_soon(run, wait)

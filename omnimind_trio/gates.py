@@ -1,0 +1,152 @@
+"""Admission gates: when each priority may start work.
+
+A :class:`Gate` turns a noisy boolean condition (``cpu < 20 %``) into a steady one: it opens
+only after the condition held for ``open_seconds`` and closes only after the opposite held
+for ``close_seconds``, so a load hovering at a threshold does not make it flap.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, tzinfo
+from zoneinfo import ZoneInfo
+
+from .models import Priority
+
+_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+@dataclass(frozen=True)
+class SleepWindow:
+    """A daily local-time window ``start``-``end``; ``end <= start`` wraps midnight."""
+
+    start: time
+    end: time
+    tz: tzinfo | None = None
+
+    @classmethod
+    def parse(cls, text: str, tz_name: str | None = None) -> SleepWindow:
+        """Parse ``"HH:MM-HH:MM"``. Raises ValueError with a readable message."""
+        match = _WINDOW.match(text)
+        if match is None:
+            raise ValueError(f"sleep window must look like 00:00-06:00, not {text!r}")
+        h1, m1, h2, m2 = (int(g) for g in match.groups())
+        if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2 != 0):
+            raise ValueError(f"sleep window has an impossible time: {text!r}")
+        end = time(0, 0) if h2 == 24 else time(h2, m2)
+        return cls(time(h1, m1), end, ZoneInfo(tz_name) if tz_name else None)
+
+    def contains(self, epoch: float) -> bool:
+        """Whether the wall-clock instant ``epoch`` falls inside the window."""
+        moment = datetime.fromtimestamp(epoch, tz=UTC).astimezone(self.tz)
+        now = moment.time().replace(tzinfo=None)
+        if self.start < self.end:
+            return self.start <= now < self.end
+        # Wraps midnight (or covers the whole day when start == end).
+        return now >= self.start or now < self.end
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+@dataclass
+class Gate:
+    """A boolean with hysteresis in time. Call :meth:`update` with every new sample."""
+
+    open_seconds: float
+    close_seconds: float
+    is_open: bool = False
+    _pending_since: float | None = field(default=None, repr=False)
+
+    def update(self, condition: bool, now: float) -> bool:
+        """Feed the raw condition observed at ``now``; returns True when the gate flipped."""
+        if condition == self.is_open:
+            self._pending_since = None
+            return False
+        if self._pending_since is None:
+            self._pending_since = now
+        dwell = self.open_seconds if condition else self.close_seconds
+        if now - self._pending_since >= dwell:
+            self.is_open = condition
+            self._pending_since = None
+            return True
+        return False
+
+    def remaining(self, now: float) -> float | None:
+        """Seconds until the gate flips if the current trend holds; None when steady."""
+        if self._pending_since is None:
+            return None
+        dwell = self.close_seconds if self.is_open else self.open_seconds
+        return max(0.0, dwell - (now - self._pending_since))
+
+
+@dataclass
+class GateSet:
+    """The three gates and the rule that maps them to priorities.
+
+    - CRITICAL: always open.
+    - HIGH: the idle gate (external CPU below ``idle_cpu_percent``).
+    - MEDIUM: the low-activity gate, or idle, or inside the sleep window.
+    - LOW: inside the sleep window.
+    """
+
+    idle_cpu_percent: float
+    low_activity_cpu_percent: float
+    window: SleepWindow
+    idle: Gate
+    low_activity: Gate
+    in_sleep_window: bool = False
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        idle_cpu_percent: float,
+        low_activity_cpu_percent: float,
+        window: SleepWindow,
+        open_seconds: float,
+        close_seconds: float,
+    ) -> GateSet:
+        return cls(
+            idle_cpu_percent,
+            low_activity_cpu_percent,
+            window,
+            Gate(open_seconds, close_seconds),
+            Gate(open_seconds, close_seconds),
+        )
+
+    def update(self, external_cpu_percent: float, now_monotonic: float, now_epoch: float) -> bool:
+        """Feed one sample; returns True when any priority's admission changed."""
+        before = self.open_priorities()
+        self.idle.update(external_cpu_percent < self.idle_cpu_percent, now_monotonic)
+        self.low_activity.update(
+            external_cpu_percent < self.low_activity_cpu_percent, now_monotonic
+        )
+        self.in_sleep_window = self.window.contains(now_epoch)
+        return self.open_priorities() != before
+
+    def is_open(self, priority: Priority) -> bool:
+        if priority is Priority.CRITICAL:
+            return True
+        if priority is Priority.HIGH:
+            return self.idle.is_open
+        if priority is Priority.MEDIUM:
+            return self.low_activity.is_open or self.idle.is_open or self.in_sleep_window
+        return self.in_sleep_window
+
+    def open_priorities(self) -> frozenset[Priority]:
+        return frozenset(p for p in Priority if self.is_open(p))
+
+    def closed_reason(self, priority: Priority) -> str | None:
+        """Why ``priority`` may not start now, in words; None when it may."""
+        if self.is_open(priority):
+            return None
+        if priority is Priority.HIGH:
+            return f"waiting for the machine to be idle (CPU < {self.idle_cpu_percent:g} %)"
+        if priority is Priority.MEDIUM:
+            return (
+                "waiting for low activity "
+                f"(CPU < {self.low_activity_cpu_percent:g} %) or the sleep window"
+            )
+        return f"waiting for the sleep window ({self.window})"

@@ -1,0 +1,125 @@
+"""Prometheus metrics for ``GET /metrics``, in the standard text exposition format.
+
+Event counts (executions, HTTP requests) are prometheus-client counters and histograms
+updated as things happen; gauges of live state are read from the daemon at scrape time by
+a custom collector, so nothing is updated on the hot path that nobody asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .models import ExecutionRecord, Priority
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class DaemonMetrics:
+    """One registry per daemon (never the global one: embedders may run several)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.executions = Counter(
+            "omnimind_executions",
+            "Finished executions by task and outcome.",
+            ["task_id", "outcome"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "omnimind_execution_duration_seconds",
+            "Wall-clock duration of finished executions.",
+            buckets=(
+                0.005,
+                0.01,
+                0.025,
+                0.05,
+                0.1,
+                0.25,
+                0.5,
+                1,
+                2.5,
+                5,
+                10,
+                30,
+                60,
+                300,
+                900,
+                3600,
+            ),
+            registry=self.registry,
+        )
+        self.http_requests = Counter(
+            "omnimind_http_requests",
+            "HTTP requests by route and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.last_success: dict[str, float] = {}
+        self.registry.register(_LiveCollector(daemon, self))
+
+    def observe(self, record: ExecutionRecord) -> None:
+        self.executions.labels(record.task_id, record.outcome.value).inc()
+        if record.duration_seconds is not None:
+            self.duration.observe(record.duration_seconds)
+        if record.outcome.is_success and record.finished_at is not None:
+            self.last_success[record.task_id] = record.finished_at
+
+    def forget(self, task_id: str) -> None:
+        self.last_success.pop(task_id, None)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _LiveCollector(Collector):
+    def __init__(self, daemon: Daemon, metrics: DaemonMetrics) -> None:
+        self._daemon = daemon
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        daemon = self._daemon
+        scheduler = daemon.scheduler
+
+        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, value=value)
+
+        yield gauge(
+            "omnimind_up",
+            "1 while the daemon runs (between start and stop).",
+            float(daemon.running),
+        )
+        yield gauge("omnimind_tasks_registered", "Registered tasks.", len(scheduler.tasks))
+        yield gauge("omnimind_executions_running", "Executions in flight.", scheduler.running_count)
+        yield gauge("omnimind_tasks_pending", "Tasks due but not running.", scheduler.pending_count)
+        metrics = daemon.metrics
+        yield gauge("omnimind_cpu_percent", "Machine CPU use, percent.", metrics.cpu_percent)
+        yield gauge(
+            "omnimind_external_cpu_percent",
+            "Machine CPU use without the daemon and its tasks, percent.",
+            metrics.external_cpu_percent,
+        )
+        yield gauge(
+            "omnimind_memory_percent", "Machine memory use, percent.", metrics.memory_percent
+        )
+        gates = GaugeMetricFamily(
+            "omnimind_gate_open", "1 when a priority may start work.", labels=["priority"]
+        )
+        for priority in Priority:
+            gates.add_metric([priority.name], float(daemon.gates.is_open(priority)))
+        yield gates
+        last = GaugeMetricFamily(
+            "omnimind_last_success_timestamp_seconds",
+            "When each task last succeeded (epoch seconds).",
+            labels=["task_id"],
+        )
+        for task_id, when in self._metrics.last_success.items():
+            last.add_metric([task_id], when)
+        yield last

@@ -1,0 +1,370 @@
+"""Persistence: task definitions, counters and execution history in SQLite (WAL).
+
+One connection, one writer: every call runs in a worker thread under a
+``CapacityLimiter(1)``, so the event loop never blocks on disk and statements never
+interleave. Committed data survives a ``kill -9`` of the daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from .models import ExecutionRecord, Outcome, Priority, TaskCounters, TaskSpec, Trigger
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    code TEXT,
+    repeat_hours INTEGER,
+    timeout_seconds REAL,
+    max_memory_mb INTEGER,
+    max_cpu_seconds INTEGER,
+    paused INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    next_due REAL,
+    execution_count INTEGER NOT NULL DEFAULT 0,
+    success_count INTEGER NOT NULL DEFAULT 0,
+    failure_count INTEGER NOT NULL DEFAULT 0,
+    last_execution REAL
+);
+CREATE TABLE IF NOT EXISTS executions (
+    execution_id TEXT PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    reason TEXT,
+    result TEXT,
+    stdout TEXT NOT NULL DEFAULT '',
+    stderr TEXT NOT NULL DEFAULT '',
+    scheduled_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    cpu_seconds REAL,
+    max_rss_mb REAL
+);
+CREATE INDEX IF NOT EXISTS executions_by_task ON executions (task_id, scheduled_at);
+CREATE INDEX IF NOT EXISTS executions_by_time ON executions (scheduled_at);
+CREATE INDEX IF NOT EXISTS executions_by_outcome ON executions (outcome);
+"""
+
+INTERRUPTED_REASON = "the daemon ended unexpectedly while this execution ran"
+
+
+@dataclass
+class StoredTask:
+    spec: TaskSpec
+    counters: TaskCounters
+    seq: int
+    paused: bool
+    created_at: float
+    next_due: float | None
+
+
+class Store:
+    """The SQLite store. Open it with :func:`open_store`."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+        self._limiter = trio.CapacityLimiter(1)
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await trio.to_thread.run_sync(fn, limiter=self._limiter)
+
+    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> Callable[[], T]:
+        def run() -> T:
+            with self._db:
+                return fn(self._db)
+
+        return run
+
+    # -- tasks ---------------------------------------------------------------
+
+    async def load_tasks(self) -> list[StoredTask]:
+        """Every stored task, in insertion order."""
+
+        def load(db: sqlite3.Connection) -> list[StoredTask]:
+            rows = db.execute("SELECT * FROM tasks ORDER BY seq").fetchall()
+            return [_task_from_row(row) for row in rows]
+
+        return await self._run(self._tx(load))
+
+    async def insert_task(self, task: StoredTask) -> None:
+        spec, counters = task.spec, task.counters
+
+        def insert(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO tasks (task_id, seq, name, description, priority, code,"
+                " repeat_hours, timeout_seconds, max_memory_mb, max_cpu_seconds, paused,"
+                " created_at, next_due, execution_count, success_count, failure_count,"
+                " last_execution) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    spec.task_id,
+                    task.seq,
+                    spec.name,
+                    spec.description,
+                    spec.priority.value,
+                    spec.code,
+                    spec.repeat_hours,
+                    spec.timeout_seconds,
+                    spec.max_memory_mb,
+                    spec.max_cpu_seconds,
+                    int(task.paused),
+                    task.created_at,
+                    task.next_due,
+                    counters.execution_count,
+                    counters.success_count,
+                    counters.failure_count,
+                    counters.last_execution,
+                ),
+            )
+
+        await self._run(self._tx(insert))
+
+    async def delete_task(self, task_id: str) -> None:
+        await self._run(
+            self._tx(lambda db: db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,)))
+        )
+
+    async def set_schedule(self, task_id: str, *, next_due: float | None, paused: bool) -> None:
+        await self._run(
+            self._tx(
+                lambda db: db.execute(
+                    "UPDATE tasks SET next_due = ?, paused = ? WHERE task_id = ?",
+                    (next_due, int(paused), task_id),
+                )
+            )
+        )
+
+    # -- executions ------------------------------------------------------------
+
+    async def start_execution(
+        self, record: ExecutionRecord, *, last_execution: float, next_due: float | None
+    ) -> None:
+        """Record a new running execution and the task's new schedule, atomically."""
+
+        def start(db: sqlite3.Connection) -> None:
+            _upsert_execution(db, record)
+            db.execute(
+                "UPDATE tasks SET last_execution = ?, next_due = ? WHERE task_id = ?",
+                (last_execution, next_due, record.task_id),
+            )
+
+        await self._run(self._tx(start))
+
+    async def finish_execution(self, record: ExecutionRecord, counters: TaskCounters) -> None:
+        """Record an execution's end and the task's counters, atomically."""
+
+        def finish(db: sqlite3.Connection) -> None:
+            _upsert_execution(db, record)
+            db.execute(
+                "UPDATE tasks SET execution_count = ?, success_count = ?, failure_count = ?"
+                " WHERE task_id = ?",
+                (
+                    counters.execution_count,
+                    counters.success_count,
+                    counters.failure_count,
+                    record.task_id,
+                ),
+            )
+
+        await self._run(self._tx(finish))
+
+    async def close_interrupted(self, now: float) -> int:
+        """Close runs a crash left ``running`` as ``interrupted``; returns how many."""
+
+        def close(db: sqlite3.Connection) -> int:
+            rows = db.execute(
+                "SELECT task_id, COUNT(*) FROM executions WHERE outcome = ? GROUP BY task_id",
+                (Outcome.RUNNING.value,),
+            ).fetchall()
+            for task_id, count in rows:
+                db.execute(
+                    "UPDATE tasks SET execution_count = execution_count + ?,"
+                    " failure_count = failure_count + ? WHERE task_id = ?",
+                    (count, count, task_id),
+                )
+            cursor = db.execute(
+                "UPDATE executions SET outcome = ?, reason = ?, finished_at = ? WHERE outcome = ?",
+                (Outcome.INTERRUPTED.value, INTERRUPTED_REASON, now, Outcome.RUNNING.value),
+            )
+            return cursor.rowcount
+
+        return await self._run(self._tx(close))
+
+    async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
+        def get(db: sqlite3.Connection) -> ExecutionRecord | None:
+            row = db.execute(
+                "SELECT * FROM executions WHERE execution_id = ?", (execution_id,)
+            ).fetchone()
+            return None if row is None else _execution_from_row(row)
+
+        return await self._run(self._tx(get))
+
+    async def list_executions(
+        self,
+        *,
+        task_id: str | None = None,
+        outcome: Outcome | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[ExecutionRecord], int]:
+        """Newest first; returns the page and the number of matching records."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, op, value in (
+            ("task_id", "=", task_id),
+            ("outcome", "=", outcome.value if outcome else None),
+            ("scheduled_at", ">=", since),
+            ("scheduled_at", "<", until),
+        ):
+            if value is not None:
+                clauses.append(f"{column} {op} ?")
+                params.append(value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+
+        def query(db: sqlite3.Connection) -> tuple[list[ExecutionRecord], int]:
+            total = db.execute(f"SELECT COUNT(*) FROM executions{where}", params).fetchone()[0]
+            rows = db.execute(
+                f"SELECT * FROM executions{where} ORDER BY scheduled_at DESC, rowid DESC"
+                " LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+            return [_execution_from_row(row) for row in rows], total
+
+        return await self._run(self._tx(query))
+
+    async def apply_retention(self, *, max_per_task: int, older_than: float) -> int:
+        """Delete finished records beyond the per-task count or older than ``older_than``."""
+
+        def prune(db: sqlite3.Connection) -> int:
+            deleted = db.execute(
+                "DELETE FROM executions WHERE outcome != ? AND scheduled_at < ?",
+                (Outcome.RUNNING.value, older_than),
+            ).rowcount
+            deleted += db.execute(
+                "DELETE FROM executions WHERE rowid IN (SELECT rowid FROM ("
+                " SELECT rowid, ROW_NUMBER() OVER (PARTITION BY task_id"
+                "  ORDER BY scheduled_at DESC, rowid DESC) AS n"
+                " FROM executions WHERE outcome != ?) WHERE n > ?)",
+                (Outcome.RUNNING.value, max_per_task),
+            ).rowcount
+            return deleted
+
+        return await self._run(self._tx(prune))
+
+    async def optimize(self) -> None:
+        """Let SQLite refresh its statistics and fold the WAL back into the database."""
+
+        def run() -> None:
+            self._db.execute("PRAGMA optimize")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await self._run(run)
+
+
+@asynccontextmanager
+async def open_store(path: Path) -> AsyncIterator[Store]:
+    """Open (and create) the database at ``path``; closes it on exit."""
+
+    def connect() -> sqlite3.Connection:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.commit()
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA busy_timeout = 5000")
+        db.executescript(SCHEMA)
+        return db
+
+    db = await trio.to_thread.run_sync(connect)
+    try:
+        yield Store(db)
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(db.close)
+
+
+def _upsert_execution(db: sqlite3.Connection, record: ExecutionRecord) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO executions (execution_id, task_id, trigger, outcome, reason,"
+        " result, stdout, stderr, scheduled_at, started_at, finished_at, cpu_seconds,"
+        " max_rss_mb) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            record.execution_id,
+            record.task_id,
+            record.trigger.value,
+            record.outcome.value,
+            record.reason,
+            json.dumps(record.result),
+            record.stdout,
+            record.stderr,
+            record.scheduled_at,
+            record.started_at,
+            record.finished_at,
+            record.cpu_seconds,
+            record.max_rss_mb,
+        ),
+    )
+
+
+def _task_from_row(row: sqlite3.Row) -> StoredTask:
+    spec = TaskSpec(
+        task_id=row["task_id"],
+        name=row["name"],
+        description=row["description"],
+        priority=Priority(row["priority"]),
+        code=row["code"],
+        repeat_hours=row["repeat_hours"],
+        timeout_seconds=row["timeout_seconds"],
+        max_memory_mb=row["max_memory_mb"],
+        max_cpu_seconds=row["max_cpu_seconds"],
+    )
+    counters = TaskCounters(
+        execution_count=row["execution_count"],
+        success_count=row["success_count"],
+        failure_count=row["failure_count"],
+        last_execution=row["last_execution"],
+    )
+    return StoredTask(
+        spec=spec,
+        counters=counters,
+        seq=row["seq"],
+        paused=bool(row["paused"]),
+        created_at=row["created_at"],
+        next_due=row["next_due"],
+    )
+
+
+def _execution_from_row(row: sqlite3.Row) -> ExecutionRecord:
+    return ExecutionRecord(
+        execution_id=row["execution_id"],
+        task_id=row["task_id"],
+        trigger=Trigger(row["trigger"]),
+        outcome=Outcome(row["outcome"]),
+        reason=row["reason"],
+        result=json.loads(row["result"]) if row["result"] is not None else None,
+        stdout=row["stdout"],
+        stderr=row["stderr"],
+        scheduled_at=row["scheduled_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        cpu_seconds=row["cpu_seconds"],
+        max_rss_mb=row["max_rss_mb"],
+    )

@@ -1,0 +1,133 @@
+"""Turning untrusted request data into a :class:`~.models.TaskSpec`, or a clear 400.
+
+Task code is parsed with :mod:`ast` here and never executed: it runs only later, in a
+child process.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+
+from .exceptions import InvalidInput
+from .models import Priority, TaskSpec
+
+TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
+
+
+class TaskCreate(BaseModel):
+    """The body of ``POST /daemon/tasks/add``. Strict: ``"4"`` is not an integer."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    task_id: Annotated[str, Field(pattern=TASK_ID_PATTERN)]
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    description: Annotated[str, Field(max_length=4000)]
+    priority: Priority
+    code: str
+    repeat_hours: Annotated[int, Field(ge=1, le=24 * 366)] | None = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400, strict=False)] | None = None
+    max_memory_mb: Annotated[int, Field(ge=16, le=1024 * 1024)] | None = None
+    max_cpu_seconds: Annotated[int, Field(ge=1, le=10**7)] | None = None
+
+    @field_validator("task_id", mode="before")
+    @classmethod
+    def _task_id(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value:
+            raise PydanticCustomError("task_id", "task_id must not be empty")
+        if isinstance(value, str) and len(value) > 128:
+            raise PydanticCustomError("task_id", "task_id must be at most 128 characters")
+        return value
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, value: Any) -> Priority:
+        if isinstance(value, str) and value in Priority.__members__:
+            return Priority[value]
+        raise PydanticCustomError("priority", "Invalid priority: {value}", {"value": value})
+
+    def to_spec(self) -> TaskSpec:
+        return TaskSpec(
+            task_id=self.task_id,
+            name=self.name,
+            description=self.description,
+            priority=self.priority,
+            code=self.code,
+            repeat_hours=self.repeat_hours,
+            timeout_seconds=self.timeout_seconds,
+            max_memory_mb=self.max_memory_mb,
+            max_cpu_seconds=self.max_cpu_seconds,
+        )
+
+
+def parse_task_spec(data: Any, *, max_code_bytes: int) -> TaskSpec:
+    """Validate an add request body. Raises :class:`InvalidInput` naming the first problem."""
+    if not isinstance(data, dict):
+        raise InvalidInput("Request body must be a JSON object")
+    try:
+        body = TaskCreate.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(describe_validation_error(exc)) from None
+    check_code(body.code, max_code_bytes=max_code_bytes)
+    return body.to_spec()
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first error as one sentence: our own messages verbatim, others as ``field: msg``."""
+    error = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in error["loc"])
+    if error["type"] in ("priority", "task_id"):
+        return str(error["msg"])
+    if error["type"] == "string_pattern_mismatch" and field == "task_id":
+        return (
+            "task_id may hold only letters, digits, '_', '-' and '.', "
+            "and must start with a letter or digit"
+        )
+    if error["type"] == "extra_forbidden":
+        return f"Unknown field: {field}"
+    if error["type"] == "missing":
+        return f"Missing required field: {field}"
+    return f"{field}: {error['msg']}" if field else str(error["msg"])
+
+
+def check_code(code: str, *, max_code_bytes: int) -> None:
+    """Parse ``code`` and require a top-level ``execute()`` callable without arguments."""
+    if len(code.encode("utf-8", "surrogatepass")) > max_code_bytes:
+        raise InvalidInput(f"code must be at most {max_code_bytes} bytes")
+    try:
+        tree = ast.parse(code, filename="<task>", mode="exec")
+    except SyntaxError as exc:
+        raise InvalidInput(f"Syntax error in code at line {exc.lineno}: {exc.msg}") from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise InvalidInput(f"Code cannot be parsed: {exc}") from None
+    execute = _find_execute(tree)
+    if execute is None:
+        raise InvalidInput("Code must define an 'execute()' function")
+    if isinstance(execute, ast.FunctionDef | ast.AsyncFunctionDef):
+        args = execute.args
+        required = len(args.posonlyargs) + len(args.args) - len(args.defaults)
+        required_kw = sum(1 for default in args.kw_defaults if default is None)
+        if required > 0 or required_kw > 0:
+            raise InvalidInput("execute() must be callable without arguments")
+
+
+def _find_execute(tree: ast.Module) -> ast.AST | None:
+    """The last top-level statement that binds the name ``execute``, if any."""
+    found: ast.AST | None = None
+    for node in tree.body:
+        if (
+            (isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "execute")
+            or (
+                isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "execute" for t in node.targets)
+            )
+            or (
+                isinstance(node, ast.ImportFrom)
+                and any((alias.asname or alias.name) == "execute" for alias in node.names)
+            )
+        ):
+            found = node
+    return found
