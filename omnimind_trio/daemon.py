@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import sys
 import traceback
@@ -304,17 +305,18 @@ class Daemon:
                 await self._run_function(entry.function, record, running, limit)
             else:
                 await self._run_code(spec, record, running, limit)
-        except trio.Cancelled:
-            record.outcome = Outcome.CANCELLED
-            record.reason = running.cancel_reason or "the daemon was stopped"
-            raise
         except ExecutorError as exc:
             record.outcome, record.reason = Outcome.FAILED, exc.detail
-        except BaseException as exc:
-            record.outcome = Outcome.FAILED
-            record.reason = f"internal error of the daemon: {exc!r}"
-            raise
         finally:
+            if record.outcome is Outcome.RUNNING:
+                # Cancelled may arrive bare or inside an exception group from a nursery
+                # below, so ask Trio whether we are being cancelled instead of matching it.
+                if trio.current_effective_deadline() == -math.inf:
+                    record.outcome = Outcome.CANCELLED
+                    record.reason = running.cancel_reason or "the daemon was stopped"
+                else:
+                    record.outcome = Outcome.FAILED
+                    record.reason = f"internal error of the daemon: {sys.exc_info()[1]!r}"
             record.finished_at = self.clock.now()
             self._count(entry, record)
             with trio.move_on_after(FINALIZE_SECONDS, shield=True):

@@ -98,6 +98,8 @@ class Scheduler:
         self.clock = clock
         self.gates = gates
         self.tasks: dict[str, TaskEntry] = {}
+        """Registered tasks, in insertion order (``seq``)."""
+        self._last_seq = 0
         self.max_concurrent = max_concurrent
         self.max_concurrent_critical = max_concurrent_critical
         self._runner = runner
@@ -153,7 +155,11 @@ class Scheduler:
         """Register a task (its ``next_due`` says when it first runs)."""
         if entry.task_id in self.tasks:
             raise TaskExists(entry.task_id)
+        out_of_order = bool(self.tasks) and entry.seq < self._last_seq
         self.tasks[entry.task_id] = entry
+        if out_of_order:  # a stored task registered late: keep listing in insertion order
+            self.tasks = dict(sorted(self.tasks.items(), key=lambda item: item[1].seq))
+        self._last_seq = max(self._last_seq, entry.seq)
         self._push(entry)
 
     def remove(self, task_id: str) -> TaskEntry:

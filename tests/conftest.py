@@ -1,0 +1,53 @@
+"""Shared fixtures: settings in a temporary home, and a daemon on a fake metrics source."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio.testing
+
+from omnimind_trio import FakeSource, Settings, open_daemon
+from omnimind_trio.daemon import Daemon
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings isolated in ``tmp_path``, with fast gates and explicit credentials."""
+    values: dict[str, Any] = {
+        "home": tmp_path,
+        "workspace": tmp_path,
+        "dashboard_user": "tester",
+        "dashboard_pass": "secret-pass",
+        "gate_open_seconds": 0,
+        "gate_close_seconds": 0,
+        "sleep_window": "00:00-06:00",
+        "timezone": "UTC",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def daemon_clock() -> trio.testing.MockClock:
+    """A virtual clock for whole-daemon tests. It jumps only after 20 ms of real idleness,
+    not at once like ``autojump_clock``: the daemon waits on real threads (SQLite) and
+    processes, and time must not leap forward while they work."""
+    return trio.testing.MockClock(autojump_threshold=0.02)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def source() -> FakeSource:
+    return FakeSource(cpu_percent=5.0)
+
+
+@pytest.fixture
+async def daemon(settings: Settings, source: FakeSource) -> AsyncIterator[Daemon]:
+    async with open_daemon(settings, metrics_source=source) as running:
+        yield running

@@ -1,0 +1,237 @@
+"""The daemon as embedders use it: open_daemon, in-process tasks, state, persistence."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import trio
+import trio.testing
+
+from omnimind_trio import FakeSource, Outcome, Priority, Settings, TaskExists, open_daemon
+from omnimind_trio.clock import TrioWallClock
+from omnimind_trio.daemon import Daemon
+from omnimind_trio.models import ExecutionRecord, TaskSpec, Trigger
+from omnimind_trio.store import open_store
+
+from .conftest import make_settings
+
+NOON = datetime(2026, 1, 1, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()
+
+
+def code_task(
+    task_id: str, code: str, priority: Priority = Priority.CRITICAL, **kw: Any
+) -> TaskSpec:
+    return TaskSpec(task_id, task_id.title(), "test task", priority, code, **kw)
+
+
+async def wait_for(predicate: Any, seconds: float = 5.0) -> None:
+    with trio.fail_after(seconds):
+        while not predicate():
+            await trio.sleep(0.01)
+
+
+async def history(daemon: Daemon, task_id: str) -> list[ExecutionRecord]:
+    records, _ = await daemon.store.list_executions(task_id=task_id)
+    return records
+
+
+async def test_embedding_an_in_process_task(settings: Settings, source: FakeSource) -> None:
+    calls: list[float] = []
+
+    async def heartbeat() -> dict[str, Any]:
+        calls.append(trio.current_time())
+        return {"beats": len(calls)}
+
+    async with open_daemon(settings, metrics_source=source) as daemon:
+        await daemon.register("heartbeat", heartbeat, name="Heartbeat", priority=Priority.CRITICAL)
+        with pytest.raises(TaskExists):
+            await daemon.register("heartbeat", heartbeat, name="Again")
+        await wait_for(lambda: daemon.scheduler.tasks["heartbeat"].counters.success_count == 1)
+        [record] = await history(daemon, "heartbeat")
+        assert record.outcome is Outcome.SUCCEEDED
+        assert record.result == {"beats": 1}
+        assert record.trigger is Trigger.SCHEDULE
+    assert not daemon.running
+    assert daemon.state.value == "stopped"
+
+
+async def test_in_process_failure_and_timeout_are_recorded(
+    settings: Settings, source: FakeSource, daemon_clock: trio.testing.MockClock
+) -> None:
+    async def broken() -> None:
+        raise ValueError("no luck")
+
+    async def slow() -> None:
+        await trio.sleep(3600)
+
+    async with open_daemon(settings, metrics_source=source) as daemon:
+        await daemon.register("broken", broken, name="Broken", priority=Priority.CRITICAL)
+        await daemon.register(
+            "slow", slow, name="Slow", priority=Priority.CRITICAL, timeout_seconds=10
+        )
+        await trio.sleep(11)
+        [failed] = await history(daemon, "broken")
+        [timed_out] = await history(daemon, "slow")
+    assert failed.outcome is Outcome.FAILED
+    assert failed.reason is not None and "ValueError: no luck" in failed.reason
+    assert timed_out.outcome is Outcome.TIMED_OUT
+    assert timed_out.reason == "timed out after 10 s"
+
+
+async def test_state_follows_the_work(tmp_path: Path, daemon_clock: trio.testing.MockClock) -> None:
+    before_midnight = datetime(2026, 1, 1, 23, 59, 0, tzinfo=ZoneInfo("UTC")).timestamp()
+    release = trio.Event()
+
+    async def blocker() -> None:
+        await release.wait()
+
+    async with open_daemon(
+        make_settings(tmp_path),
+        metrics_source=FakeSource(cpu_percent=90),
+        clock=TrioWallClock(before_midnight),
+        autostart=False,
+    ) as daemon:
+        assert daemon.state.value == "initializing"
+        await daemon.start()
+        assert daemon.state.value == "idle"
+        await daemon.register("blocker", blocker, name="Blocker", priority=Priority.CRITICAL)
+        await trio.sleep(0.1)
+        assert daemon.state.value == "working"
+        assert daemon.status()["state"] == "working"
+        release.set()
+        await trio.sleep(0.1)
+        assert daemon.state.value == "idle"
+        await trio.sleep(61)  # past midnight: the sleep window
+        assert daemon.state.value == "sleeping"
+        assert daemon.status()["metrics"]["is_sleep_time"] is True
+        await daemon.stop()
+        assert daemon.state.value == "stopped"
+        assert daemon.status()["running"] is False
+
+
+async def test_is_idle_reports_the_idle_gate_with_its_dwell(
+    tmp_path: Path, daemon_clock: trio.testing.MockClock
+) -> None:
+    source = FakeSource(cpu_percent=90)
+    settings = make_settings(tmp_path, gate_open_seconds=5, gate_close_seconds=2)
+    async with open_daemon(settings, metrics_source=source, clock=TrioWallClock(NOON)) as daemon:
+        await trio.sleep(10)
+        assert daemon.status()["metrics"]["is_idle"] is False
+        # The change is first seen by the next sample, at most one interval (1 s) later.
+        source.cpu_percent = 5
+        await trio.sleep(4.9)
+        assert daemon.status()["metrics"]["is_idle"] is False
+        await trio.sleep(1.6)
+        assert daemon.status()["metrics"]["is_idle"] is True
+        source.cpu_percent = 90
+        await trio.sleep(1.9)
+        assert daemon.status()["metrics"]["is_idle"] is True
+        await trio.sleep(1.6)
+        assert daemon.status()["metrics"]["is_idle"] is False
+
+
+async def test_tasks_and_counters_survive_a_restart(settings: Settings, source: FakeSource) -> None:
+    async with open_daemon(settings, metrics_source=source) as daemon:
+        await daemon.add_task(code_task("ran", "def execute():\n    return 1", repeat_hours=2))
+        await daemon.add_task(code_task("waits", "def execute():\n    return 2", Priority.LOW))
+        await wait_for(lambda: daemon.scheduler.tasks["ran"].counters.success_count == 1)
+        listed = [daemon.task_json(e) for e in daemon.scheduler.tasks.values()]
+    async with open_daemon(settings, metrics_source=source) as daemon:
+        assert [daemon.task_json(e) for e in daemon.scheduler.tasks.values()] == listed
+        assert daemon.scheduler.tasks["ran"].counters.success_count == 1
+        # Not run again: its next run is two hours after the first.
+        await trio.sleep(0.2)
+        assert daemon.scheduler.tasks["ran"].counters.execution_count == 1
+        assert len(await history(daemon, "ran")) == 1
+
+
+async def test_runs_left_open_by_a_crash_are_closed_as_interrupted(
+    settings: Settings, source: FakeSource
+) -> None:
+    async with open_daemon(settings, metrics_source=source, autostart=False) as daemon:
+        await daemon.add_task(code_task("victim", "def execute():\n    return 1", Priority.LOW))
+    # What a kill -9 leaves behind: a record still marked running.
+    async with open_store(settings.database_path) as store:
+        record = ExecutionRecord("dead", "victim", Trigger.SCHEDULE, Outcome.RUNNING, 1.0, 1.0)
+        await store.start_execution(record, last_execution=1.0, next_due=None)
+    async with open_daemon(settings, metrics_source=source, autostart=False) as daemon:
+        record2 = await daemon.store.get_execution("dead")
+        counters = daemon.scheduler.tasks["victim"].counters
+    assert record2 is not None and record2.outcome is Outcome.INTERRUPTED
+    assert record2.finished_at is not None
+    assert (counters.execution_count, counters.failure_count) == (1, 1)
+
+
+async def test_stop_kills_running_executions_and_records_them_cancelled(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    code = (
+        "def execute():\n    import os, time\n"
+        f"    open({str(tmp_path / 'pid')!r}, 'w').write(str(os.getpid()))\n"
+        "    time.sleep(300)"
+    )
+    await daemon.add_task(code_task("sleeper", code))
+    await wait_for(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text())
+    pid = int((tmp_path / "pid").read_text())
+    started = trio.current_time()
+    assert await daemon.stop()
+    assert trio.current_time() - started < 1.0
+    [record] = await history(daemon, "sleeper")
+    assert record.outcome is Outcome.CANCELLED
+    assert record.reason == "the daemon was stopped"
+    await trio.sleep(0.05)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)
+    counters = daemon.scheduler.tasks["sleeper"].counters
+    assert (counters.execution_count, counters.failure_count) == (1, 1)
+    # And it comes back.
+    assert await daemon.start()
+    await daemon.add_task(code_task("after", "def execute():\n    return 'again'"))
+    await wait_for(lambda: daemon.scheduler.tasks["after"].counters.success_count == 1)
+
+
+async def test_code_task_timeout_and_output_are_recorded(daemon: Daemon) -> None:
+    code = "def execute():\n    print('working', flush=True)\n    while True:\n        pass"
+    await daemon.add_task(code_task("spin", code, timeout_seconds=0.3))
+    await wait_for(lambda: daemon.scheduler.tasks["spin"].counters.execution_count == 1)
+    [record] = await history(daemon, "spin")
+    assert record.outcome is Outcome.TIMED_OUT
+    assert record.reason == "timed out after 0.3 s"
+    assert record.stdout == "working\n"
+    assert record.duration_seconds is not None and 0.3 <= record.duration_seconds < 1.5
+
+
+async def test_the_async_example_of_the_api_document(daemon: Daemon) -> None:
+    code = (
+        "async def execute():\n    import asyncio\n    await asyncio.sleep(1)\n"
+        '    return {"status": "completed", "waited": "1 second"}'
+    )
+    await daemon.add_task(code_task("async_example", code))
+    await wait_for(lambda: daemon.scheduler.tasks["async_example"].counters.execution_count == 1)
+    [record] = await history(daemon, "async_example")
+    assert record.outcome is Outcome.SUCCEEDED
+    assert record.result == {"status": "completed", "waited": "1 second"}
+
+
+async def test_database_optimization_is_a_real_task(tmp_path: Path, source: FakeSource) -> None:
+    settings = make_settings(tmp_path, history_max_per_task=2)
+    async with open_daemon(settings, metrics_source=source) as daemon:
+        tasks = daemon.scheduler.tasks
+        await wait_for(lambda: tasks["database_optimization"].counters.success_count == 1)
+        await daemon.add_task(code_task("t0", "def execute():\n    return 1"))
+        for runs in (1, 2, 3):
+            await wait_for(lambda: tasks["t0"].running is None)
+            await wait_for(lambda runs=runs: tasks["t0"].counters.execution_count == runs)
+            if runs < 3:
+                daemon.scheduler.run_now("t0")
+        assert len(await history(daemon, "t0")) == 3
+        daemon.scheduler.run_now("database_optimization")
+        await wait_for(lambda: tasks["database_optimization"].counters.success_count == 2)
+        newest = (await history(daemon, "database_optimization"))[0]
+        assert newest.result == {"status": "completed", "deleted_executions": 1}
+        assert len(await history(daemon, "t0")) == 2
