@@ -109,6 +109,9 @@ class _Pending:
     failure: str | None = None
     abandoned: bool = False
     checked: dict[str, Any] | None = None
+    pidfd: int | None = None
+    """Lets us see the child end even if the fork server (its parent) dies first."""
+    orphaned: bool = False
 
 
 class Executor:
@@ -123,6 +126,7 @@ class Executor:
         self._send_lock = trio.Lock()
         self._closing = False
         self.worker_pid: int | None = None
+        self._nursery: trio.Nursery | None = None
         self.restarts = 0
 
     def running_pids(self) -> list[int]:
@@ -216,6 +220,10 @@ class Executor:
                     _kill_group(pending.pid)
             elif key is not None:
                 self._pending.pop(key, None)
+            if pending is not None and pending.pidfd is not None:
+                trio.lowlevel.notify_closing(pending.pidfd)
+                os.close(pending.pidfd)
+                pending.pidfd = None
             for stream in readers:
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
@@ -225,7 +233,7 @@ class Executor:
             result.wait_status = pending.exit["status"]
             result.cpu_seconds = pending.exit["cpu_seconds"]
             result.max_rss_mb = pending.exit["max_rss_kb"] / 1024.0
-        result.worker_died = pending.failure is not None
+        result.worker_died = pending.failure is not None or pending.orphaned
         if len(res) > job.max_result_bytes:
             result.report_error = f"the result is larger than {job.max_result_bytes} bytes"
         elif res:
@@ -290,7 +298,7 @@ class Executor:
                 self._ready = trio.Event()
                 sock, self._sock = self._sock, None
                 sock.close()
-                self._fail_all("the task worker process died during the execution")
+                self._worker_gone("the task worker process died during the execution")
                 with trio.CancelScope(shield=True):
                     _kill_group(process.pid)
                     await process.wait()
@@ -327,6 +335,10 @@ class Executor:
             pending.pid = message["pid"]
             if pending.abandoned:
                 _kill_group(message["pid"])
+            else:
+                # If it has already ended, the worker's exit message is on its way.
+                with contextlib.suppress(ProcessLookupError):
+                    pending.pidfd = os.pidfd_open(message["pid"])
             pending.started.set()
         elif op == "exit":
             pending.exit = message
@@ -341,15 +353,27 @@ class Executor:
             pending.started.set()
             pending.exited.set()
 
-    def _fail_all(self, reason: str) -> None:
+    def _worker_gone(self, reason: str) -> None:
+        """The fork server died (or we are closing). Executions it had started go on
+        running, watched through their pidfds, unless we are closing: then all are killed.
+        The rest fail with ``reason``."""
         for pending in self._pending.values():
+            if pending.exited.is_set():
+                continue
+            can_watch = pending.pidfd is not None and self._nursery is not None
+            if can_watch and not pending.abandoned and not self._closing:
+                pending.orphaned = True
+                assert self._nursery is not None and pending.pidfd is not None
+                self._nursery.start_soon(_watch_orphan, pending, pending.pidfd)
+                continue
             if pending.pid is not None:
                 _kill_group(pending.pid)
-            if not pending.exited.is_set():
-                pending.failure = reason
-                pending.started.set()
-                pending.exited.set()
-        self._pending = {k: p for k, p in self._pending.items() if not p.abandoned}
+            pending.failure = reason
+            pending.started.set()
+            pending.exited.set()
+        self._pending = {
+            k: p for k, p in self._pending.items() if p.orphaned or not p.exited.is_set()
+        }
 
 
 @asynccontextmanager
@@ -357,6 +381,7 @@ async def open_executor(python: str) -> AsyncIterator[Executor]:
     """Start the fork server under ``python``; on exit, stop it and kill every child."""
     executor = Executor(python)
     async with trio.open_nursery() as nursery:
+        executor._nursery = nursery
         await nursery.start(executor._serve)
         try:
             yield executor
@@ -384,7 +409,12 @@ def classify(result: RunResult, job: Job) -> tuple[Outcome, str | None, Any]:
             reason += "\n" + str(report["traceback"]).rstrip()
         return Outcome.FAILED, reason, None
     if result.worker_died:
-        return Outcome.FAILED, "the task worker process died during the execution", None
+        return (
+            Outcome.FAILED,
+            "the task worker process died during the execution, and the task process ended"
+            " without a result",
+            None,
+        )
     status = result.wait_status
     if status is not None and os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
@@ -397,6 +427,12 @@ def classify(result: RunResult, job: Job) -> tuple[Outcome, str | None, Any]:
         return Outcome.KILLED, f"killed by signal {signum} ({_signal_name(signum)})", None
     code = os.WEXITSTATUS(status) if status is not None else None
     return Outcome.FAILED, f"the process exited with status {code} before execute() returned", None
+
+
+async def _watch_orphan(pending: _Pending, pidfd: int) -> None:
+    with contextlib.suppress(trio.ClosedResourceError, OSError):
+        await trio.lowlevel.wait_readable(pidfd)
+    pending.exited.set()
 
 
 def _signal_name(signum: int) -> str:
