@@ -47,8 +47,10 @@ class Settings(BaseSettings):
     max_concurrent_critical: Annotated[int, Field(ge=1)] = 8
     """CRITICAL executions running at once, on top of ``max_concurrent``."""
     timeout_seconds: Annotated[float, Field(gt=0)] = 3600.0
-    max_memory_mb: Annotated[int, Field(ge=16)] | None = None
-    max_cpu_seconds: Annotated[int, Field(ge=1)] | None = None
+    max_memory_mb: Annotated[int, Field(ge=0)] = 4096
+    """Address-space cap of a task process (RLIMIT_AS); 0 means none."""
+    max_cpu_seconds: Annotated[int, Field(ge=0)] = 0
+    """CPU-time cap of a task process (RLIMIT_CPU); 0 means none (the timeout still holds)."""
     max_output_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
     """Captured stdout and stderr, each; head and tail are kept."""
     max_result_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
