@@ -18,7 +18,10 @@ from .auth import Credentials
 from .daemon import Daemon
 from .exceptions import Conflict, ExecutorError, InvalidInput, NotFound, OmniMindError
 from .prom import CONTENT_TYPE
-from .validation import parse_task_spec
+from .queries import ExecutionQuery, parse_execution_query, parse_task_query
+from .scheduler import TaskEntry
+from .validation import parse_task_patch, parse_task_spec
+from .views import execution_summary, task_detail, task_summary
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +84,10 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
 
     @app.get("/daemon/tasks")
     async def list_tasks() -> dict[str, Any]:
-        tasks = [daemon.task_json(entry) for entry in daemon.scheduler.tasks.values()]
-        return {"tasks": tasks, "total_tasks": len(tasks)}
+        query = parse_task_query(request.args)
+        tasks = daemon.scheduler.tasks
+        page, total = query.apply(tasks.values(), len(tasks))
+        return {"tasks": [task_summary(entry) for entry in page], "total_tasks": total}
 
     @app.post("/daemon/tasks/add")
     async def add_task() -> dict[str, Any]:
@@ -93,6 +98,70 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
             "task_id": spec.task_id,
             "message": f"Task '{spec.name}' added successfully",
         }
+
+    @app.get("/daemon/tasks/<task_id>")
+    async def show_task(task_id: str) -> dict[str, Any]:
+        return task_detail(daemon, daemon.scheduler.get(task_id))
+
+    @app.patch("/daemon/tasks/<task_id>")
+    async def update_task(task_id: str) -> dict[str, Any]:
+        current = daemon.scheduler.get(task_id).spec
+        spec = parse_task_patch(
+            await _json_body(), current, max_code_bytes=daemon.settings.max_code_bytes
+        )
+        entry = await daemon.update_task(task_id, spec)
+        return {
+            "status": "task_updated",
+            "task_id": task_id,
+            "message": f"Task '{spec.name}' updated successfully",
+            "task": task_detail(daemon, entry),
+        }
+
+    @app.delete("/daemon/tasks/<task_id>")
+    async def delete_task(task_id: str) -> dict[str, Any]:
+        entry = await daemon.delete_task(task_id)
+        return _task_action("task_deleted", entry, "deleted")
+
+    @app.post("/daemon/tasks/<task_id>/run")
+    async def run_task(task_id: str) -> dict[str, Any]:
+        return _task_action("run_requested", daemon.run_task_now(task_id), "will run now")
+
+    @app.post("/daemon/tasks/<task_id>/cancel")
+    async def cancel_task(task_id: str) -> dict[str, Any]:
+        entry = daemon.cancel_task(task_id)
+        return _task_action("cancel_requested", entry, "is being cancelled")
+
+    @app.post("/daemon/tasks/<task_id>/pause")
+    async def pause_task(task_id: str) -> dict[str, Any]:
+        return _task_action("paused", await daemon.pause_task(task_id), "paused")
+
+    @app.post("/daemon/tasks/<task_id>/resume")
+    async def resume_task(task_id: str) -> dict[str, Any]:
+        return _task_action("resumed", await daemon.resume_task(task_id), "resumed")
+
+    @app.get("/daemon/tasks/<task_id>/executions")
+    async def task_executions(task_id: str) -> dict[str, Any]:
+        daemon.scheduler.get(task_id)  # 404 for an unknown task, not an empty list
+        return await _executions(parse_execution_query(request.args, task_id=task_id))
+
+    @app.get("/daemon/executions")
+    async def executions() -> dict[str, Any]:
+        return await _executions(parse_execution_query(request.args))
+
+    @app.get("/daemon/executions/<execution_id>")
+    async def execution(execution_id: str) -> dict[str, Any]:
+        return (await daemon.get_execution(execution_id)).to_json()
+
+    async def _executions(query: ExecutionQuery) -> dict[str, Any]:
+        records, total = await daemon.store.list_executions(
+            task_id=query.task_id,
+            outcome=query.outcome,
+            since=query.since,
+            until=query.until,
+            limit=query.page.limit or 100,
+            offset=query.page.offset,
+        )
+        return {"executions": [execution_summary(r) for r in records], "total": total}
 
     @app.post("/daemon/start")
     async def start() -> dict[str, Any]:
@@ -121,6 +190,14 @@ async def _json_body() -> Any:
         return json.loads(data)
     except (ValueError, RecursionError) as exc:
         raise InvalidInput(f"Request body is not valid JSON: {exc}") from None
+
+
+def _task_action(status: str, entry: TaskEntry, verb: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "task_id": entry.task_id,
+        "message": f"Task '{entry.spec.name}' {verb}",
+    }
 
 
 def _error(status: int, detail: str) -> Response:

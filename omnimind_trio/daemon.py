@@ -19,17 +19,21 @@ import math
 import sqlite3
 import sys
 import traceback
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 
 import trio
 
 from .clock import Clock, SystemClock
 from .config import Settings
-from .exceptions import ExecutorError, InvalidInput, OmniMindError, TaskExists
+from .exceptions import (
+    ExecutionNotFound,
+    ExecutorError,
+    InvalidInput,
+    OmniMindError,
+    TaskExists,
+)
 from .executor import Executor, Job, classify, open_executor
 from .gates import GateSet
 from .load import LoadMonitor, MetricsSource, PsutilSource
@@ -41,7 +45,6 @@ from .models import (
     SystemMetrics,
     TaskCounters,
     TaskSpec,
-    iso_utc,
 )
 from .prom import DaemonMetrics
 from .scheduler import InProcessFunction, Running, Scheduler, TaskEntry
@@ -132,23 +135,6 @@ class Daemon:
             },
             "cloud_enabled": False,
             "workspace": str(self.settings.workspace),
-        }
-
-    def task_json(self, entry: TaskEntry) -> dict[str, Any]:
-        """A task as ``GET /daemon/tasks`` lists it."""
-        spec, counters = entry.spec, entry.counters
-        return {
-            "task_id": spec.task_id,
-            "name": spec.name,
-            "description": spec.description,
-            "priority": spec.priority.name,
-            "execution_count": counters.execution_count,
-            "success_count": counters.success_count,
-            "failure_count": counters.failure_count,
-            "last_execution": iso_utc(counters.last_execution),
-            "repeat_interval": (
-                None if spec.repeat_hours is None else str(timedelta(hours=spec.repeat_hours))
-            ),
         }
 
     # -- lifecycle ---------------------------------------------------------------
@@ -261,6 +247,50 @@ class Daemon:
         log.info("task %s added (%s)", spec.task_id, spec.priority.name)
         return entry
 
+    async def delete_task(self, task_id: str) -> TaskEntry:
+        """Unregister a task (its history stays); a running execution is cancelled."""
+        entry = self.scheduler.get(task_id)
+        await self.store.delete_task(task_id)
+        self.scheduler.remove(task_id)
+        self.prom.forget(task_id)
+        log.info("task %s deleted", task_id)
+        return entry
+
+    async def update_task(self, task_id: str, spec: TaskSpec) -> TaskEntry:
+        """Replace a task's definition (validated by the caller)."""
+        entry = self.scheduler.get(task_id)
+        if spec.code is not None and self.settings.task_python != sys.executable:
+            problem = await self.executor.check_code(spec.code)
+            if problem is not None:
+                raise InvalidInput(f"Syntax error in code at line {problem[1]}: {problem[0]}")
+        self.scheduler.update(task_id, spec)
+        await self.store.update_task(spec, next_due=entry.next_due)
+        return entry
+
+    async def pause_task(self, task_id: str) -> TaskEntry:
+        entry = self.scheduler.pause(task_id)
+        await self.store.set_schedule(task_id, next_due=entry.next_due, paused=True)
+        return entry
+
+    async def resume_task(self, task_id: str) -> TaskEntry:
+        entry = self.scheduler.resume(task_id)
+        await self.store.set_schedule(task_id, next_due=entry.next_due, paused=False)
+        return entry
+
+    def run_task_now(self, task_id: str) -> TaskEntry:
+        """Queue a run that skips the gates. Raises Conflict while the task runs."""
+        return self.scheduler.run_now(task_id)
+
+    def cancel_task(self, task_id: str) -> TaskEntry:
+        """Kill the task's running execution. Raises Conflict when it is not running."""
+        return self.scheduler.cancel(task_id)
+
+    async def get_execution(self, execution_id: str) -> ExecutionRecord:
+        record = await self.store.get_execution(execution_id)
+        if record is None:
+            raise ExecutionNotFound(execution_id)
+        return record
+
     def _entry(self, stored: StoredTask, function: InProcessFunction | None) -> TaskEntry:
         return TaskEntry(
             spec=stored.spec,
@@ -289,7 +319,7 @@ class Daemon:
     async def _run_execution(self, entry: TaskEntry, running: Running) -> None:
         spec = entry.spec
         record = ExecutionRecord(
-            execution_id=uuid.uuid4().hex,
+            execution_id=running.execution_id,
             task_id=spec.task_id,
             trigger=running.trigger,
             outcome=Outcome.RUNNING,

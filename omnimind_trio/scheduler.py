@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class Running:
     trigger: Trigger
     scheduled_at: float
     started_at: float
+    execution_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     cancel: trio.Event = field(default_factory=trio.Event)
     cancel_reason: str | None = None
     pid: int | None = None
@@ -169,6 +171,30 @@ class Scheduler:
         self._unready(entry)
         if entry.running is not None:
             self._cancel(entry.running, "the task was deleted")
+        return entry
+
+    def update(self, task_id: str, spec: TaskSpec) -> TaskEntry:
+        """Replace a task's definition. A running execution keeps the code it started with;
+        a new repeat interval counts from the last start."""
+        entry = self.get(task_id)
+        old = entry.spec
+        waiting = entry.ready_since is not None
+        if waiting and spec.priority is not old.priority:
+            trigger = entry.ready_trigger
+            self._unready(entry)
+            entry.spec = spec
+            self._ready_up(entry, trigger)
+        entry.spec = spec
+        if spec.repeat_hours != old.repeat_hours and not waiting and entry.running is None:
+            last = entry.counters.last_execution
+            if spec.repeat_seconds is None:
+                entry.next_due = None if last is not None else entry.next_due
+            elif last is not None:
+                entry.next_due = last + spec.repeat_seconds
+            elif entry.next_due is None:
+                entry.next_due = self.clock.now()
+            self._push(entry)
+        self._changed()
         return entry
 
     def pause(self, task_id: str) -> TaskEntry:

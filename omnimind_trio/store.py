@@ -134,6 +134,30 @@ class Store:
 
         await self._run(self._tx(insert))
 
+    async def update_task(self, spec: TaskSpec, *, next_due: float | None) -> None:
+        """Store a task's new definition (its counters are left alone)."""
+
+        def update(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE tasks SET name = ?, description = ?, priority = ?, code = ?,"
+                " repeat_hours = ?, timeout_seconds = ?, max_memory_mb = ?,"
+                " max_cpu_seconds = ?, next_due = ? WHERE task_id = ?",
+                (
+                    spec.name,
+                    spec.description,
+                    spec.priority.value,
+                    spec.code,
+                    spec.repeat_hours,
+                    spec.timeout_seconds,
+                    spec.max_memory_mb,
+                    spec.max_cpu_seconds,
+                    next_due,
+                    spec.task_id,
+                ),
+            )
+
+        await self._run(self._tx(update))
+
     async def delete_task(self, task_id: str) -> None:
         await self._run(
             self._tx(lambda db: db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,)))

@@ -7,6 +7,7 @@ child process.
 from __future__ import annotations
 
 import ast
+import dataclasses
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -131,3 +132,38 @@ def _find_execute(tree: ast.Module) -> ast.AST | None:
         ):
             found = node
     return found
+
+
+_IN_PROCESS_PLACEHOLDER = "def execute():\n    pass\n"
+
+
+def parse_task_patch(data: Any, current: TaskSpec, *, max_code_bytes: int) -> TaskSpec:
+    """Validate a ``PATCH`` body against the task it changes; returns the new definition.
+
+    The patch is laid over the current definition and the result validated like an add,
+    so the same rules (and messages) apply. ``null`` clears an optional field.
+    """
+    if not isinstance(data, dict):
+        raise InvalidInput("Request body must be a JSON object")
+    if not data:
+        raise InvalidInput("Nothing to update: give at least one field")
+    if "task_id" in data and data["task_id"] != current.task_id:
+        raise InvalidInput("task_id cannot be changed")
+    if current.code is None and "code" in data:
+        raise InvalidInput("code cannot be set on an in-process task")
+    merged = {
+        "task_id": current.task_id,
+        "name": current.name,
+        "description": current.description,
+        "priority": current.priority.name,
+        "code": current.code if current.code is not None else _IN_PROCESS_PLACEHOLDER,
+        "repeat_hours": current.repeat_hours,
+        "timeout_seconds": current.timeout_seconds,
+        "max_memory_mb": current.max_memory_mb,
+        "max_cpu_seconds": current.max_cpu_seconds,
+        **data,
+    }
+    spec = parse_task_spec(merged, max_code_bytes=max_code_bytes)
+    if current.code is None:
+        spec = dataclasses.replace(spec, code=None)
+    return spec

@@ -17,6 +17,7 @@ from omnimind_trio.clock import TrioWallClock
 from omnimind_trio.daemon import Daemon
 from omnimind_trio.models import ExecutionRecord, TaskSpec, Trigger
 from omnimind_trio.store import open_store
+from omnimind_trio.views import task_summary
 
 from .conftest import make_settings
 
@@ -140,9 +141,9 @@ async def test_tasks_and_counters_survive_a_restart(settings: Settings, source: 
         await daemon.add_task(code_task("ran", "def execute():\n    return 1", repeat_hours=2))
         await daemon.add_task(code_task("waits", "def execute():\n    return 2", Priority.LOW))
         await wait_for(lambda: daemon.scheduler.tasks["ran"].counters.success_count == 1)
-        listed = [daemon.task_json(e) for e in daemon.scheduler.tasks.values()]
+        listed = [task_summary(e) for e in daemon.scheduler.tasks.values()]
     async with open_daemon(settings, metrics_source=source) as daemon:
-        assert [daemon.task_json(e) for e in daemon.scheduler.tasks.values()] == listed
+        assert [task_summary(e) for e in daemon.scheduler.tasks.values()] == listed
         assert daemon.scheduler.tasks["ran"].counters.success_count == 1
         # Not run again: its next run is two hours after the first.
         await trio.sleep(0.2)

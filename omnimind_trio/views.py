@@ -1,0 +1,63 @@
+"""JSON renderings of tasks and executions, as the API answers them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from .models import ExecutionRecord, iso_utc
+from .scheduler import TaskEntry
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+
+def task_summary(entry: TaskEntry) -> dict[str, Any]:
+    """A task as ``GET /daemon/tasks`` lists it: the API document's fields, exactly."""
+    spec, counters = entry.spec, entry.counters
+    return {
+        "task_id": spec.task_id,
+        "name": spec.name,
+        "description": spec.description,
+        "priority": spec.priority.name,
+        "execution_count": counters.execution_count,
+        "success_count": counters.success_count,
+        "failure_count": counters.failure_count,
+        "last_execution": iso_utc(counters.last_execution),
+        "repeat_interval": (
+            None if spec.repeat_hours is None else str(timedelta(hours=spec.repeat_hours))
+        ),
+    }
+
+
+def task_detail(daemon: Daemon, entry: TaskEntry) -> dict[str, Any]:
+    """``GET /daemon/tasks/{task_id}``: the summary plus definition, schedule and state."""
+    spec = entry.spec
+    running = entry.running
+    return {
+        **task_summary(entry),
+        "status": entry.status,
+        "kind": "code" if spec.code is not None else "in_process",
+        "code": spec.code,
+        "repeat_hours": spec.repeat_hours,
+        "timeout_seconds": spec.timeout_seconds or daemon.settings.timeout_seconds,
+        "max_memory_mb": spec.max_memory_mb or daemon.settings.max_memory_mb or None,
+        "max_cpu_seconds": spec.max_cpu_seconds or daemon.settings.max_cpu_seconds or None,
+        "paused": entry.paused,
+        "created_at": iso_utc(entry.created_at),
+        "next_execution": iso_utc(entry.next_due),
+        "waiting_since": iso_utc(entry.ready_since),
+        "waiting_reason": (
+            daemon.scheduler.waiting_reason(entry)
+            if daemon.running
+            else "the daemon is stopped (POST /daemon/start)"
+        ),
+        "running_execution_id": running.execution_id if running is not None else None,
+    }
+
+
+def execution_summary(record: ExecutionRecord) -> dict[str, Any]:
+    """An execution in a list: the full record without its captured output."""
+    data = record.to_json()
+    del data["stdout"], data["stderr"]
+    return data

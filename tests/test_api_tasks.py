@@ -1,0 +1,246 @@
+"""The planned endpoints: one task, its changes and actions, history, lists with queries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+
+from omnimind_trio.daemon import Daemon
+
+from .test_api import TASK, call, client, wait_for
+
+__all__ = ["client"]  # the fixture, re-used
+
+SLEEPER = "def execute():\n    import time\n    time.sleep(300)"
+
+
+async def add(client: Any, **fields: Any) -> None:
+    response = await call(client, "POST", "/daemon/tasks/add", {**TASK, **fields})
+    assert response.status_code == 200, await response.get_json()
+
+
+async def get(client: Any, path: str, status: int = 200) -> Any:
+    response = await call(client, "GET", path)
+    assert response.status_code == status, await response.get_json()
+    return await response.get_json()
+
+
+async def post(client: Any, path: str, status: int = 200) -> Any:
+    response = await call(client, "POST", path)
+    assert response.status_code == status, await response.get_json()
+    return await response.get_json()
+
+
+async def test_show_task_explains_why_it_waits(client: Any) -> None:
+    await add(client, priority="LOW")
+    body = await get(client, "/daemon/tasks/my_custom_task")
+    assert body["status"] == "waiting"
+    assert body["waiting_reason"] == "waiting for the sleep window (00:00-06:00)"
+    assert body["code"] == TASK["code"]
+    assert body["repeat_hours"] == 4 and body["repeat_interval"] == "4:00:00"
+    assert body["kind"] == "code" and body["paused"] is False
+    assert body["running_execution_id"] is None
+    assert body["timeout_seconds"] == 3600
+    missing = await get(client, "/daemon/tasks/nope", 404)
+    assert missing == {"detail": "Task not found: nope"}
+
+
+async def test_run_now_cancel_and_history(client: Any, daemon: Daemon) -> None:
+    await add(client, priority="LOW", code=SLEEPER)
+    assert await post(client, "/daemon/tasks/my_custom_task/run") == {
+        "status": "run_requested",
+        "task_id": "my_custom_task",
+        "message": "Task 'My Custom Task' will run now",
+    }
+    await wait_for(lambda: daemon.scheduler.tasks["my_custom_task"].running is not None)
+    detail = await get(client, "/daemon/tasks/my_custom_task")
+    assert detail["status"] == "running"
+    execution_id = detail["running_execution_id"]
+    running = await get(client, f"/daemon/executions/{execution_id}")
+    assert running["outcome"] == "running" and running["trigger"] == "run_now"
+    conflict = await post(client, "/daemon/tasks/my_custom_task/run", 409)
+    assert conflict == {"detail": "Task is already running: my_custom_task"}
+
+    assert (await post(client, "/daemon/tasks/my_custom_task/cancel"))["status"] == (
+        "cancel_requested"
+    )
+    await wait_for(lambda: daemon.scheduler.tasks["my_custom_task"].running is None)
+    record = await get(client, f"/daemon/executions/{execution_id}")
+    assert record["outcome"] == "cancelled"
+    assert record["reason"] == "cancelled by request"
+    assert record["duration_seconds"] < 2
+    assert "stdout" in record
+    not_running = await post(client, "/daemon/tasks/my_custom_task/cancel", 409)
+    assert not_running == {"detail": "Task is not running: my_custom_task"}
+
+    listed = await get(client, "/daemon/tasks/my_custom_task/executions")
+    assert listed["total"] == 1
+    assert listed["executions"][0]["execution_id"] == execution_id
+    assert "stdout" not in listed["executions"][0]
+    await get(client, "/daemon/executions/nope", 404)
+    await get(client, "/daemon/tasks/nope/executions", 404)
+
+
+async def test_pause_and_resume(client: Any, daemon: Daemon) -> None:
+    await add(client, priority="LOW")
+    assert (await post(client, "/daemon/tasks/my_custom_task/pause"))["status"] == "paused"
+    detail = await get(client, "/daemon/tasks/my_custom_task")
+    assert detail["status"] == "paused" and detail["paused"] is True
+    assert (await get(client, "/daemon/status"))["tasks_pending"] == 0
+    assert (await post(client, "/daemon/tasks/my_custom_task/resume"))["status"] == "resumed"
+    await trio.sleep(0.05)
+    assert (await get(client, "/daemon/tasks/my_custom_task"))["status"] == "waiting"
+    assert (await get(client, "/daemon/status"))["tasks_pending"] == 1
+    stored = {t.spec.task_id: t for t in await daemon.store.load_tasks()}
+    assert stored["my_custom_task"].paused is False
+
+
+async def test_patch_validates_like_add_and_changes_only_what_it_names(
+    client: Any, daemon: Daemon
+) -> None:
+    await add(client, priority="LOW")
+    response = await call(
+        client, "PATCH", "/daemon/tasks/my_custom_task", {"priority": "HIGH", "repeat_hours": 1}
+    )
+    assert response.status_code == 200
+    body = await response.get_json()
+    assert body["status"] == "task_updated"
+    assert body["task"]["priority"] == "HIGH" and body["task"]["repeat_interval"] == "1:00:00"
+    assert body["task"]["name"] == "My Custom Task"
+    stored = {t.spec.task_id: t for t in await daemon.store.load_tasks()}
+    assert stored["my_custom_task"].spec.priority.name == "HIGH"
+
+    for patch, detail in [
+        ({"priority": "URGENT"}, "Invalid priority: URGENT"),
+        ({"code": "x = 1"}, "Code must define an 'execute()' function"),
+        ({"task_id": "other"}, "task_id cannot be changed"),
+        ({}, "Nothing to update: give at least one field"),
+        ({"repeat_hours": 0}, "repeat_hours: Input should be greater than or equal to 1"),
+        ({"bogus": 1}, "Unknown field: bogus"),
+    ]:
+        response = await call(client, "PATCH", "/daemon/tasks/my_custom_task", patch)
+        assert response.status_code == 400
+        assert await response.get_json() == {"detail": detail}
+    assert daemon.scheduler.tasks["my_custom_task"].spec.priority.name == "HIGH"
+    response = await call(client, "PATCH", "/daemon/tasks/nope", {"name": "x"})
+    assert response.status_code == 404
+
+
+async def test_patch_repeat_to_one_shot(client: Any, daemon: Daemon) -> None:
+    await add(client, priority="CRITICAL")
+    await wait_for(lambda: daemon.scheduler.tasks["my_custom_task"].counters.execution_count)
+    response = await call(client, "PATCH", "/daemon/tasks/my_custom_task", {"repeat_hours": None})
+    body = await response.get_json()
+    assert body["task"]["repeat_interval"] is None
+    assert body["task"]["next_execution"] is None
+    assert body["task"]["status"] == "done"
+
+
+async def test_delete(client: Any, daemon: Daemon) -> None:
+    await add(client, priority="CRITICAL", code=SLEEPER)
+    await wait_for(lambda: daemon.scheduler.tasks["my_custom_task"].running is not None)
+    response = await call(client, "DELETE", "/daemon/tasks/my_custom_task")
+    assert await response.get_json() == {
+        "status": "task_deleted",
+        "task_id": "my_custom_task",
+        "message": "Task 'My Custom Task' deleted",
+    }
+    assert "my_custom_task" not in daemon.scheduler.tasks
+    assert "my_custom_task" not in {t.spec.task_id for t in await daemon.store.load_tasks()}
+    history = await get(client, "/daemon/executions?task_id=my_custom_task")
+    await wait_for(lambda: daemon.scheduler.running_count == 0)
+    history = await get(client, "/daemon/executions?task_id=my_custom_task")
+    assert history["executions"][0]["outcome"] == "cancelled"
+    assert history["executions"][0]["reason"] == "the task was deleted"
+    response = await call(client, "DELETE", "/daemon/tasks/my_custom_task")
+    assert response.status_code == 404
+
+
+async def seed(client: Any) -> None:
+    for i, (priority, name) in enumerate(
+        [
+            ("LOW", "Backup photos"),
+            ("HIGH", "Index mail"),
+            ("LOW", "Vacuum db"),
+            ("MEDIUM", "Backup mail"),
+        ]
+    ):
+        await add(client, task_id=f"t{i}", name=name, priority=priority)
+
+
+@pytest.mark.parametrize(
+    ("query", "ids", "total"),
+    [
+        ("?priority=LOW", ["t0", "t2"], 2),
+        ("?priority=LOW,HIGH&sort=-task_id", ["t2", "t1", "t0"], 3),
+        ("?q=backup", ["t0", "t3"], 2),
+        ("?q=BACKUP&priority=MEDIUM", ["t3"], 1),
+        ("?sort=name&limit=2", ["t3", "t0"], 5),
+        ("?sort=priority&limit=2&offset=1", ["database_optimization", "t3"], 5),
+        ("?limit=1&offset=1", ["t0"], 5),
+        ("?status=paused", [], 0),
+    ],
+)
+async def test_list_filters_sorts_and_pages(
+    client: Any, query: str, ids: list[str], total: int
+) -> None:
+    await seed(client)
+    body = await get(client, "/daemon/tasks" + query)
+    assert [t["task_id"] for t in body["tasks"]] == ids
+    assert body["total_tasks"] == total
+
+
+@pytest.mark.parametrize(
+    ("query", "detail"),
+    [
+        ("?priority=URGENT", "Invalid priority: URGENT (one of: CRITICAL, HIGH, MEDIUM, LOW)"),
+        (
+            "?sort=colour",
+            "Invalid sort: colour (one of: task_id, name, priority, status, "
+            "execution_count, success_count, failure_count, last_execution, next_execution, "
+            "created_at)",
+        ),
+        ("?limit=0", "limit must be between 1 and 1000"),
+        ("?limit=ten", "limit must be an integer, not 'ten'"),
+        ("?offset=-1", "offset must be between 0 and 1000000000"),
+        (
+            "?status=sleepy",
+            "Invalid status: sleepy (one of: scheduled, waiting, running, paused, done)",
+        ),
+        (
+            "?colour=red",
+            "Unknown query parameter: colour (allowed: limit, offset, priority, q, sort, status)",
+        ),
+    ],
+)
+async def test_bad_list_parameters_are_400(client: Any, query: str, detail: str) -> None:
+    assert await get(client, "/daemon/tasks" + query, 400) == {"detail": detail}
+
+
+async def test_execution_filters(client: Any, daemon: Daemon) -> None:
+    await add(client, task_id="ok", priority="CRITICAL", code="def execute():\n    return 1")
+    await add(client, task_id="bad", priority="CRITICAL", code="def execute():\n    1/0")
+    await wait_for(
+        lambda: (
+            daemon.scheduler.running_count == 0
+            and daemon.scheduler.tasks["bad"].counters.execution_count == 1
+            and daemon.scheduler.tasks["ok"].counters.execution_count == 1
+        )
+    )
+    failed = await get(client, "/daemon/executions?outcome=failed")
+    assert [e["task_id"] for e in failed["executions"]] == ["bad"]
+    assert "ZeroDivisionError" in failed["executions"][0]["reason"]
+    everything = await get(client, "/daemon/executions?since=2000-01-01T00:00:00Z&limit=10")
+    assert everything["total"] >= 2
+    assert await get(client, "/daemon/executions?until=2000-01-01T00:00:00Z") == {
+        "executions": [],
+        "total": 0,
+    }
+    bad = await get(client, "/daemon/executions?since=yesterday", 400)
+    assert bad == {
+        "detail": "since must be an ISO-8601 time like 2025-11-19T02:30:00Z, not 'yesterday'"
+    }
+    bad = await get(client, "/daemon/executions?outcome=meh", 400)
+    assert bad["detail"].startswith("Invalid outcome: meh (one of: running, succeeded,")
