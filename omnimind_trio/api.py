@@ -10,11 +10,11 @@ import json
 import logging
 from typing import Any
 
-from quart import Response, request
+from quart import Response, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from .auth import Credentials
+from .auth import Credentials, WebSocketTokens
 from .daemon import Daemon
 from .exceptions import Conflict, ExecutorError, InvalidInput, NotFound, OmniMindError
 from .prom import CONTENT_TYPE
@@ -41,13 +41,21 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
     app.config["JSON_SORT_KEYS"] = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
+    tokens = WebSocketTokens()
+
     @app.before_request
     async def authenticate() -> Response | None:
         if credentials.check_header(request.headers.get("Authorization")):
             return None
-        response = _error(401, "Not authenticated: valid HTTP Basic credentials are required")
-        response.headers["WWW-Authenticate"] = REALM
-        return response
+        return _unauthenticated()
+
+    @app.before_websocket
+    async def authenticate_websocket() -> Response | None:
+        if credentials.check_header(websocket.headers.get("Authorization")):
+            return None
+        if tokens.redeem(websocket.args.get("token")):
+            return None
+        return _unauthenticated()
 
     @app.after_request
     async def count(response: Response) -> Response:
@@ -175,6 +183,21 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
             return {"status": "stopped", "message": "Daemon stopped successfully"}
         return {"status": "not_running", "message": "Daemon is not running"}
 
+    @app.post("/daemon/ws/token")
+    async def websocket_token() -> dict[str, Any]:
+        return {"token": tokens.issue(), "expires_in": tokens.lifetime_seconds}
+
+    @app.websocket("/daemon/ws")
+    async def live() -> None:
+        """A status snapshot, then every event until the client leaves or falls behind."""
+        with daemon.events.subscribe() as messages:
+            await websocket.accept()
+            await websocket.send(json.dumps({"type": "status", **daemon.status()}))
+            async for message in messages:
+                await websocket.send(message)
+        # The bus closed our channel: we fell more than a buffer behind.
+        await websocket.close(1013, "too slow: more than the buffer behind; reconnect")
+
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(daemon.prom.render(), content_type=CONTENT_TYPE)
@@ -198,6 +221,12 @@ def _task_action(status: str, entry: TaskEntry, verb: str) -> dict[str, Any]:
         "task_id": entry.task_id,
         "message": f"Task '{entry.spec.name}' {verb}",
     }
+
+
+def _unauthenticated() -> Response:
+    response = _error(401, "Not authenticated: valid HTTP Basic credentials are required")
+    response.headers["WWW-Authenticate"] = REALM
+    return response
 
 
 def _error(status: int, detail: str) -> Response:

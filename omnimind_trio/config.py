@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     history_max_per_task: Annotated[int, Field(ge=1)] = 1000
     history_max_days: Annotated[float, Field(gt=0)] = 30.0
 
+    ws_buffer_messages: Annotated[int, Field(ge=1)] = 256
+    """Messages a WebSocket subscriber may fall behind before it is disconnected."""
+
     stop_grace_seconds: Annotated[float, Field(gt=0)] = 1.5
 
     @field_validator("sleep_window")

@@ -27,6 +27,7 @@ import trio
 
 from .clock import Clock, SystemClock
 from .config import Settings
+from .events import EventBus
 from .exceptions import (
     ExecutionNotFound,
     ExecutorError,
@@ -49,6 +50,7 @@ from .models import (
 from .prom import DaemonMetrics
 from .scheduler import InProcessFunction, Running, Scheduler, TaskEntry
 from .store import Store, StoredTask, open_store
+from .views import execution_summary, task_summary
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +90,11 @@ class Daemon:
             runner=self._run_execution,
             max_concurrent=settings.max_concurrent,
             max_concurrent_critical=settings.max_concurrent_critical,
+            on_change=self._check_state,
         )
+        self.events = EventBus(lambda: self.state.value, settings.ws_buffer_messages)
         self._state = DaemonState.INITIALIZING
+        self._published_state = DaemonState.INITIALIZING
         self._scope: trio.CancelScope | None = None
         self._stopped = trio.Event()
         self._stopped.set()
@@ -144,7 +149,7 @@ class Daemon:
         async with self._lifecycle:
             if self.running:
                 return False
-            self._state = DaemonState.INITIALIZING
+            self._set_state(DaemonState.INITIALIZING)
             await self._nursery.start(self._supervise)
             return True
 
@@ -154,7 +159,7 @@ class Daemon:
         async with self._lifecycle:
             if self._scope is None:
                 return False
-            self._state = DaemonState.SHUTTING_DOWN
+            self._set_state(DaemonState.SHUTTING_DOWN)
             self._scope.cancel()
             await self._stopped.wait()
             return True
@@ -167,23 +172,44 @@ class Daemon:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self.monitor.run)
                     await nursery.start(self.scheduler.run)
-                    self._state = DaemonState.IDLE
+                    self._set_state(DaemonState.IDLE)
                     log.info("daemon started with %d tasks", len(self.scheduler.tasks))
                     task_status.started()
         except Exception:
-            self._state = DaemonState.ERROR
+            self._set_state(DaemonState.ERROR)
             log.exception("the daemon supervisor failed")
             raise
         finally:
             self._scope = None
             if self._state is not DaemonState.ERROR:
-                self._state = DaemonState.STOPPED
+                self._set_state(DaemonState.STOPPED)
             self._stopped.set()
             log.info("daemon stopped")
 
     def _on_sample(self, metrics: SystemMetrics) -> None:
         if self.gates.update(metrics.external_cpu_percent, trio.current_time(), self.clock.now()):
             self.scheduler.wake()
+        self._check_state()
+        if self.events.subscriber_count:
+            self.events.publish(
+                "metrics",
+                {
+                    **self.status()["metrics"],
+                    "external_cpu_percent": metrics.external_cpu_percent,
+                    "open_priorities": sorted(p.name for p in self.gates.open_priorities()),
+                },
+            )
+
+    def _set_state(self, state: DaemonState) -> None:
+        self._state = state
+        self._check_state()
+
+    def _check_state(self) -> None:
+        """Publish ``state_changed`` when the state differs from the last one published."""
+        state = self.state
+        if state is not self._published_state:
+            previous, self._published_state = self._published_state, state
+            self.events.publish("state_changed", {"state": state.value, "previous": previous})
 
     # -- tasks -------------------------------------------------------------------
 
@@ -231,6 +257,7 @@ class Daemon:
             entry = self._entry(stored, function)
             entry.spec = spec
             self.scheduler.add(entry)
+            self.events.publish("task_added", task_summary(entry))
             return entry
         return await self._insert(spec, function)
 
@@ -245,6 +272,7 @@ class Daemon:
         entry = self._entry(stored, function)
         self.scheduler.add(entry)
         log.info("task %s added (%s)", spec.task_id, spec.priority.name)
+        self.events.publish("task_added", task_summary(entry))
         return entry
 
     async def delete_task(self, task_id: str) -> TaskEntry:
@@ -254,6 +282,7 @@ class Daemon:
         self.scheduler.remove(task_id)
         self.prom.forget(task_id)
         log.info("task %s deleted", task_id)
+        self.events.publish("task_removed", {"task_id": task_id})
         return entry
 
     async def update_task(self, task_id: str, spec: TaskSpec) -> TaskEntry:
@@ -265,16 +294,19 @@ class Daemon:
                 raise InvalidInput(f"Syntax error in code at line {problem[1]}: {problem[0]}")
         self.scheduler.update(task_id, spec)
         await self.store.update_task(spec, next_due=entry.next_due)
+        self.events.publish("task_updated", task_summary(entry))
         return entry
 
     async def pause_task(self, task_id: str) -> TaskEntry:
         entry = self.scheduler.pause(task_id)
         await self.store.set_schedule(task_id, next_due=entry.next_due, paused=True)
+        self.events.publish("task_updated", task_summary(entry))
         return entry
 
     async def resume_task(self, task_id: str) -> TaskEntry:
         entry = self.scheduler.resume(task_id)
         await self.store.set_schedule(task_id, next_due=entry.next_due, paused=False)
+        self.events.publish("task_updated", task_summary(entry))
         return entry
 
     def run_task_now(self, task_id: str) -> TaskEntry:
@@ -327,6 +359,7 @@ class Daemon:
             started_at=running.started_at,
         )
         limit = spec.timeout_seconds or self.settings.timeout_seconds
+        self.events.publish("execution_started", execution_summary(record))
         try:
             await self.store.start_execution(
                 record, last_execution=running.started_at, next_due=entry.next_due
@@ -351,6 +384,7 @@ class Daemon:
             self._count(entry, record)
             with trio.move_on_after(FINALIZE_SECONDS, shield=True):
                 await self.store.finish_execution(record, entry.counters)
+            self.events.publish("execution_finished", execution_summary(record))
             log.info(
                 "execution %s of %s: %s%s",
                 record.execution_id,

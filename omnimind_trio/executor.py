@@ -418,10 +418,11 @@ def classify(result: RunResult, job: Job) -> tuple[Outcome, str | None, Any]:
     status = result.wait_status
     if status is not None and os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
-        if (
-            signum in (signal.SIGXCPU, signal.SIGKILL)
-            and job.max_cpu_seconds
-            and (result.cpu_seconds or 0) >= job.max_cpu_seconds
+        # The kernel sends SIGXCPU at the soft CPU limit and SIGKILL at the hard one.
+        cpu = result.cpu_seconds or 0.0
+        if job.max_cpu_seconds and (
+            signum == signal.SIGXCPU
+            or (signum == signal.SIGKILL and cpu >= job.max_cpu_seconds * 0.95)
         ):
             return Outcome.KILLED, f"CPU time limit of {job.max_cpu_seconds} s exceeded", None
         return Outcome.KILLED, f"killed by signal {signum} ({_signal_name(signum)})", None

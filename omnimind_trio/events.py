@@ -1,0 +1,67 @@
+"""The event bus: live updates for WebSocket subscribers.
+
+Publishing never blocks and never fails: each message is serialized once and offered to
+every subscriber's bounded buffer; a subscriber whose buffer is full is too slow and is
+disconnected (its channel closed), so no client can hold up the scheduler.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import trio
+
+from .models import iso_utc
+
+
+class EventBus:
+    """Every message is ``{"type", "state", "time", "data"}``: ``state`` is the daemon's
+    state when the event happened, so a client can read it from any message."""
+
+    def __init__(self, state: Callable[[], str], buffer_messages: int = 256) -> None:
+        self._state = state
+        self._buffer = buffer_messages
+        self._subscribers: set[trio.MemorySendChannel[str]] = set()
+        self.dropped = 0
+        """Subscribers disconnected for being too slow."""
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def publish(self, kind: str, data: dict[str, Any]) -> None:
+        if not self._subscribers:
+            return
+        message = json.dumps(
+            {
+                "type": kind,
+                "state": self._state(),
+                "time": iso_utc(time.time(), millis=True),
+                "data": data,
+            }
+        )
+        for channel in list(self._subscribers):
+            try:
+                channel.send_nowait(message)
+            except trio.WouldBlock:
+                self._subscribers.discard(channel)
+                channel.close()
+                self.dropped += 1
+            except trio.BrokenResourceError:
+                self._subscribers.discard(channel)
+
+    @contextmanager
+    def subscribe(self) -> Iterator[trio.MemoryReceiveChannel[str]]:
+        """A channel of serialized messages; it ends when the subscriber is too slow."""
+        send, receive = trio.open_memory_channel[str](self._buffer)
+        self._subscribers.add(send)
+        try:
+            yield receive
+        finally:
+            self._subscribers.discard(send)
+            send.close()
+            receive.close()
