@@ -15,6 +15,7 @@ from .exceptions import (
     InvalidInput,
     NotFound,
     OmniMindError,
+    StartupError,
     TaskExists,
     TaskNotFound,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "Priority",
     "PsutilSource",
     "Settings",
+    "StartupError",
     "SystemMetrics",
     "TaskExists",
     "TaskNotFound",

@@ -11,10 +11,11 @@ big-endian length and a JSON object, both ways.
 - daemon -> worker ``{"op": "run", "id", "code", "filename", "cwd", "env",
   "max_memory_mb", "max_cpu_seconds"}``, with three fds attached by SCM_RIGHTS: the write
   ends of the stdout, stderr and result pipes.
-- daemon -> worker ``{"op": "check", "id", "code"}``: compile only.
+- daemon -> worker ``{"op": "check", "id", "code"}``: parse only (see
+  :func:`describe_code_problem`).
 - worker -> daemon ``{"op": "started", "id", "pid"}``, then ``{"op": "exit", "id",
   "status", "cpu_seconds", "max_rss_kb"}`` when the child is reaped;
-  ``{"op": "checked", "id", "error", "lineno"}``; ``{"op": "failed", "id", "error"}`` when
+  ``{"op": "checked", "id", "problem"}``; ``{"op": "failed", "id", "error"}`` when
   no child could be forked.
 
 The child is a session leader (its pid is its process group id), so the daemon can kill it
@@ -22,6 +23,7 @@ with every descendant by ``killpg``. When the socket closes, the worker kills ev
 it still has and exits.
 """
 
+import ast
 import asyncio
 import contextlib
 import inspect
@@ -153,17 +155,52 @@ def _child(request: dict[str, Any], fds: list[int]) -> NoReturn:
     _run_task(request, result_fd)
 
 
-def _check(request: dict[str, Any]) -> dict[str, Any]:
+def describe_code_problem(code: str) -> str | None:
+    """Why ``code`` cannot be a task, as the one sentence the API answers; None if it can.
+
+    It must parse (with this interpreter's grammar) and bind ``execute`` at top level to
+    something callable without arguments. The code is parsed, never run.
+    """
     try:
-        compile(request["code"], request.get("filename", "<task>"), "exec", dont_inherit=True)
+        tree = ast.parse(code, filename="<task>", mode="exec")
     except SyntaxError as exc:
-        return {"error": exc.msg, "lineno": exc.lineno}
-    except (ValueError, RecursionError, MemoryError) as exc:
-        return {"error": str(exc), "lineno": None}
-    return {"error": None, "lineno": None}
+        where = f" at line {exc.lineno}" if exc.lineno else ""
+        return f"Syntax error in code{where}: {exc.msg}"
+    except (RecursionError, MemoryError):  # the parser's own stack overflowed
+        return "Code cannot be parsed: it is nested too deeply"
+    except ValueError as exc:
+        return f"Code cannot be parsed: {exc}"
+    execute: ast.stmt | None = None
+    for node in tree.body:
+        if "execute" in _bound_names(node):
+            execute = node
+    if execute is None:
+        return "Code must define an 'execute()' function"
+    if isinstance(execute, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        args = execute.args
+        required = len(args.posonlyargs) + len(args.args) - len(args.defaults)
+        required_kw = sum(1 for default in args.kw_defaults if default is None)
+        if required > 0 or required_kw > 0:
+            return "execute() must be callable without arguments"
+    return None
+
+
+def _bound_names(node: ast.stmt) -> list[str]:
+    """The names a top-level statement binds (the forms a task would use for execute)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    if isinstance(node, ast.Assign):
+        return [t.id for t in node.targets if isinstance(t, ast.Name)]
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return [(alias.asname or alias.name).split(".")[0] for alias in node.names]
+    return []
 
 
 def main() -> None:
+    # Tasks must not import this package's modules by accident: drop our own folder,
+    # which Python put first on sys.path because it runs this file as a script.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     sock = socket.socket(fileno=int(sys.argv[1]))
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -192,7 +229,8 @@ def main() -> None:
             except (EOFError, ConnectionError):
                 break
             if request["op"] == "check":
-                _send(sock, {"op": "checked", "id": request["id"], **_check(request)})
+                problem = describe_code_problem(request["code"])
+                _send(sock, {"op": "checked", "id": request["id"], "problem": problem})
                 continue
             if len(fds) != MAX_FDS:
                 for fd in fds:

@@ -79,7 +79,11 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
             detail = f"Method {request.method} is not allowed on {request.path}"
         else:
             detail = error.description or error.name
-        return _error(status, detail)
+        response = _error(status, detail)
+        allowed = getattr(error, "valid_methods", None)
+        if status == 405 and allowed:
+            response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
 
     @app.errorhandler(Exception)
     async def internal_error(error: Exception) -> Response:

@@ -1,25 +1,95 @@
-"""The ``omnimind`` command line."""
+"""The ``omnimind`` command line: ``serve`` runs the daemon; every other command is a
+client of a running daemon's REST API.
+
+Exit status: 0 success, 1 the API answered with an error (``omnimind: <detail> (HTTP
+<code>)`` on stderr), 2 usage error, 3 the daemon cannot be reached.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
+import json
+import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
 
 import trio
 from pydantic import ValidationError
 
 from . import __version__
+from .client import (
+    DEFAULT_URL,
+    ApiError,
+    Auth,
+    DaemonUnreachable,
+    OmniMindClient,
+    follow_events,
+)
 from .config import Settings
+from .logs import LOG_FORMATS, configure_logging
+
+EXIT_OK: Final = 0
+EXIT_API_ERROR: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_UNREACHABLE: Final = 3
+
+PRIORITIES: Final = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+EXECUTION_EVENTS: Final = ("execution_started", "execution_finished")
+_TIME_KEYS: Final = frozenset({"last_execution", "next_execution", "waiting_since", "time"})
+_REASON_WIDTH: Final = 60
+
+
+class UsageError(Exception):
+    """The command line itself is wrong (exit status 2)."""
+
+
+class CommandFailed(Exception):
+    """The command could not do what was asked, without an HTTP error (exit status 1)."""
+
+
+# -- the parser ------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="omnimind", description="A local background-task daemon with a REST API."
+        prog="omnimind",
+        description=(
+            "A local background-task daemon with a REST API. `omnimind serve` runs it; "
+            "the other commands talk to a running daemon."
+        ),
+        epilog=(
+            "Credentials: --user/--password, else OMNIMIND_DASHBOARD_USER and "
+            "OMNIMIND_DASHBOARD_PASS, else $OMNIMIND_HOME/config/dashboard_auth.json "
+            "(OMNIMIND_HOME defaults to the current directory). Exit status: 0 success, "
+            "1 API error, 2 usage error, 3 daemon not reachable."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("OMNIMIND_URL") or DEFAULT_URL,
+        help=f"the daemon's base URL (default: $OMNIMIND_URL, else {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the server's JSON as is, for scripts"
+    )
+    parser.add_argument("--user", help="dashboard user name")
+    parser.add_argument("--password", help="dashboard password")
+
+    # `--json` is also accepted after the command; SUPPRESS keeps the global one otherwise.
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print the server's JSON"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=help, parents=[output])
+
     serve = commands.add_parser("serve", help="run the daemon and its HTTP API")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8000)")
@@ -29,22 +99,120 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the API with the daemon stopped (start it with POST /daemon/start)",
     )
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="text lines for people (default) or one JSON object per line",
+    )
+
+    command("status", "show the daemon's state and load")
+
+    tasks = command("tasks", "list tasks with their counters")
+    tasks.add_argument("--priority", type=str.upper, help="only these, e.g. HIGH,CRITICAL")
+    tasks.add_argument("--status", help="only these: scheduled, waiting, running, paused, done")
+    tasks.add_argument("--q", metavar="TEXT", help="text in the id, name or description")
+    tasks.add_argument("--sort", metavar="FIELD", help="sort field; prefix - for descending")
+    tasks.add_argument("--limit", type=int, help="at most this many tasks")
+    tasks.add_argument("--offset", type=int, help="skip this many tasks")
+
+    add = command("add", "add a task from a Python file (or - for stdin) defining execute()")
+    add.add_argument("code_file", metavar="CODE_FILE", help="Python source file, or - for stdin")
+    add.add_argument("--id", dest="task_id", required=True, help="the task's unique id")
+    add.add_argument("--name", help="human-readable name (default: the id)")
+    add.add_argument("--description", default="", help='what it does (default: "")')
+    add.add_argument(
+        "--priority",
+        type=str.upper,
+        choices=PRIORITIES,
+        default="MEDIUM",
+        help="CRITICAL, HIGH, MEDIUM (default) or LOW",
+    )
+    add.add_argument("--repeat-hours", type=int, help="run every N hours (default: once)")
+    add.add_argument("--timeout-seconds", type=float, help="kill a run after this long")
+    add.add_argument("--max-memory-mb", type=int, help="address-space cap of a run")
+    add.add_argument("--max-cpu-seconds", type=int, help="CPU-time cap of a run")
+
+    for name, text in (
+        ("show", "show a task's definition, counters and schedule"),
+        ("run", "run a task now, whatever the load or hour"),
+        ("cancel", "kill a task's running execution"),
+        ("pause", "stop scheduling a task"),
+        ("resume", "schedule a paused task again"),
+        ("rm", "delete a task (its history stays)"),
+    ):
+        command(name, text).add_argument("task_id", metavar="TASK_ID")
+
+    history = command("history", "list executions, newest first")
+    history.add_argument("task_id", metavar="TASK_ID", nargs="?", help="only this task's")
+    history.add_argument("--outcome", help="succeeded, failed, timed_out, cancelled, ...")
+    history.add_argument("--since", metavar="TIME", help="ISO-8601 (UTC unless zoned) or epoch")
+    history.add_argument("--until", metavar="TIME", help="ISO-8601 (UTC unless zoned) or epoch")
+    history.add_argument("--limit", type=int, help="at most this many (default 100)")
+    history.add_argument("--offset", type=int, help="skip this many")
+
+    logs = command(
+        "logs",
+        "show the latest run of a task (or a given execution) with its output; "
+        "-f follows executions live",
+    )
+    logs.add_argument(
+        "ident", metavar="TASK_ID|EXECUTION_ID", nargs="?", help="default: the latest execution"
+    )
+    logs.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="print a line per execution start and end as they happen (Ctrl-C to stop)",
+    )
+
+    command("start", "start the daemon's scheduler (the API keeps serving either way)")
+    command("stop", "stop the daemon's scheduler, killing running executions")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors: keep main() returning
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command == "serve":
         return _serve(args)
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    try:
+        return _client_command(args)
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        _complain(str(exc))
+        return EXIT_USAGE
+    except CommandFailed as exc:
+        _complain(str(exc))
+        return EXIT_API_ERROR
+    except ApiError as exc:
+        _complain(f"{exc.detail} (HTTP {exc.status_code})")
+        if exc.status_code == 401:
+            _complain(
+                "give the daemon's credentials with --user/--password, OMNIMIND_DASHBOARD_USER"
+                " and OMNIMIND_DASHBOARD_PASS, or OMNIMIND_HOME (its config/dashboard_auth.json)"
+            )
+        return EXIT_API_ERROR
+    except DaemonUnreachable as exc:
+        _complain(
+            f"cannot reach the daemon at {exc.url} ({exc.reason}). "
+            "Is it running? Start it with `omnimind serve`."
+        )
+        return EXIT_UNREACHABLE
+
+
+def _complain(message: str) -> None:
+    print(f"omnimind: {message}", file=sys.stderr)
+
+
+# -- serve -----------------------------------------------------------------------------------
 
 
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level, args.log_format)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
         settings = Settings(**overrides)
@@ -62,3 +230,377 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"omnimind: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+# -- client commands -------------------------------------------------------------------------
+
+
+def _client_command(args: argparse.Namespace) -> int:
+    url = _check_url(args.url)
+    auth = resolve_auth(args.user, args.password, os.environ)
+    code = _read_code(args.code_file) if args.command == "add" else None
+    if args.command == "logs" and args.follow:
+        return _follow(url, auth, args.ident, as_json=args.json)
+    with OmniMindClient(url, auth=auth) as client:
+        data = _call(client, args, code)
+        if args.json:
+            print(json.dumps(data, indent=2, ensure_ascii=False))
+        else:
+            _RENDER.get(args.command, _render_message)(data)
+    return EXIT_OK
+
+
+def _call(client: OmniMindClient, args: argparse.Namespace, code: str | None) -> dict[str, Any]:
+    command = args.command
+    if command == "status":
+        return client.status()
+    if command == "tasks":
+        return client.list_tasks(
+            priority=args.priority,
+            status=args.status,
+            q=args.q,
+            sort=args.sort,
+            limit=args.limit,
+            offset=args.offset,
+        )
+    if command == "add":
+        assert code is not None
+        return client.add_task(
+            args.task_id,
+            code=code,
+            priority=args.priority,
+            name=args.name,
+            description=args.description,
+            repeat_hours=args.repeat_hours,
+            timeout_seconds=args.timeout_seconds,
+            max_memory_mb=args.max_memory_mb,
+            max_cpu_seconds=args.max_cpu_seconds,
+        )
+    if command == "history":
+        filters = {
+            "outcome": args.outcome,
+            "since": args.since,
+            "until": args.until,
+            "limit": args.limit,
+            "offset": args.offset,
+        }
+        if args.task_id is not None:
+            return client.task_executions(args.task_id, **filters)
+        return client.list_executions(**filters)
+    if command == "logs":
+        return latest_execution(client, args.ident)
+    if command == "start":
+        return client.start()
+    if command == "stop":
+        return client.stop()
+    action: Callable[[str], dict[str, Any]] = {
+        "show": client.get_task,
+        "run": client.run_task,
+        "cancel": client.cancel_task,
+        "pause": client.pause_task,
+        "resume": client.resume_task,
+        "rm": client.delete_task,
+    }[command]
+    return action(args.task_id)
+
+
+def latest_execution(client: OmniMindClient, ident: str | None) -> dict[str, Any]:
+    """The full record (with stdout and stderr) of the latest execution of task ``ident``,
+    or of the execution ``ident``, or of the latest execution of any task."""
+    page = client.list_executions(task_id=ident, limit=1)
+    if page["executions"]:
+        return client.get_execution(page["executions"][0]["execution_id"])
+    if ident is None:
+        raise CommandFailed("no task has run yet")
+    try:
+        return client.get_execution(ident)
+    except ApiError as exc:
+        if exc.status_code != 404:
+            raise
+    try:
+        client.get_task(ident)
+    except ApiError as exc:
+        if exc.status_code == 404:
+            raise ApiError(404, f"No task or execution with id {ident!r}") from None
+        raise
+    raise CommandFailed(f"task {ident!r} has not run yet")
+
+
+def resolve_auth(user: str | None, password: str | None, environ: Mapping[str, str]) -> Auth | None:
+    """``--user``/``--password``, else the daemon's environment variables, else its
+    credentials file under ``OMNIMIND_HOME`` (default: the current directory); else None."""
+    if user is not None or password is not None:
+        if user is None or password is None:
+            raise UsageError("--user and --password go together")
+        return user, password
+    env_user = environ.get("OMNIMIND_DASHBOARD_USER")
+    env_pass = environ.get("OMNIMIND_DASHBOARD_PASS")
+    if env_user and env_pass:
+        return env_user, env_pass
+    home = Path(environ.get("OMNIMIND_HOME") or Path.cwd())
+    path = home / "config" / "dashboard_auth.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the credentials file {path}: {exc}") from None
+    if not (
+        isinstance(data, dict)
+        and isinstance(data.get("user"), str)
+        and isinstance(data.get("pass"), str)
+    ):
+        raise UsageError(f'the credentials file {path} must hold {{"user": ..., "pass": ...}}')
+    return data["user"], data["pass"]
+
+
+def _check_url(url: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise UsageError(f"--url must be an http:// or https:// URL, not {url!r}")
+    return url.rstrip("/")
+
+
+def _read_code(source: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {source}: {exc}") from None
+
+
+# -- logs -f ---------------------------------------------------------------------------------
+
+
+def format_event(message: Mapping[str, Any], ident: str | None = None) -> str | None:
+    """One line for an ``execution_started`` / ``execution_finished`` message, None for
+    any other message or for an execution of another task than ``ident`` (a task id or an
+    execution id). Columns: time, task, execution, outcome, duration, first reason line."""
+    if not _is_wanted_event(message, ident):
+        return None
+    data = message["data"]
+    reason = _first_line(data.get("reason"))
+    return (
+        f"{_when(message.get('time'))}  {data.get('task_id', '-')}  "
+        f"{data.get('execution_id', '-')}  {data.get('outcome') or '-':<11}  "
+        f"{_duration(data.get('duration_seconds')):>8}  {reason}"
+    ).rstrip()
+
+
+def _is_wanted_event(message: Mapping[str, Any], ident: str | None) -> bool:
+    data = message.get("data")
+    if message.get("type") not in EXECUTION_EVENTS or not isinstance(data, dict):
+        return False
+    return ident is None or ident in (data.get("task_id"), data.get("execution_id"))
+
+
+def _follow(url: str, auth: Auth | None, ident: str | None, *, as_json: bool) -> int:
+    def handle(message: dict[str, Any]) -> None:
+        if as_json:
+            if _is_wanted_event(message, ident):
+                print(json.dumps(message, ensure_ascii=False), flush=True)
+            return
+        line = format_event(message, ident)
+        if line is not None:
+            print(line, flush=True)
+
+    try:
+        trio.run(follow_events, url, auth, handle)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except BaseExceptionGroup as group:
+        # Ctrl-C may surface inside a group from the WebSocket's nursery.
+        _, rest = group.split(KeyboardInterrupt)
+        if rest is not None:
+            raise
+        return EXIT_OK
+    return EXIT_OK
+
+
+# -- rendering for people --------------------------------------------------------------------
+
+
+def _render_message(data: Mapping[str, Any]) -> None:
+    print(data.get("message") or data.get("status") or json.dumps(data))
+
+
+def _render_status(data: Mapping[str, Any]) -> None:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    print(_block(flat.items()))
+
+
+def _render_task(data: Mapping[str, Any]) -> None:
+    print(_block((k, v) for k, v in data.items() if k != "code"))
+    code = data.get("code")
+    if code:
+        print("code:")
+        for line in code.rstrip("\n").splitlines():
+            print(f"    {line}".rstrip())
+
+
+def _render_tasks(data: Mapping[str, Any]) -> None:
+    tasks = data.get("tasks", [])
+    if not tasks:
+        print("no tasks")
+        return
+    rows = [
+        [
+            task["task_id"],
+            task["priority"],
+            str(task["execution_count"]),
+            str(task["success_count"]),
+            str(task["failure_count"]),
+            _when(task["last_execution"]),
+            _every(task["repeat_interval"]),
+        ]
+        for task in tasks
+    ]
+    headers = ["ID", "PRIORITY", "RUNS", "OK", "FAIL", "LAST RUN", "EVERY"]
+    print(_table(headers, rows, right={2, 3, 4}))
+    total = data.get("total_tasks", len(tasks))
+    if total != len(tasks):
+        print(f"({len(tasks)} of {total} tasks)")
+
+
+def _render_history(data: Mapping[str, Any]) -> None:
+    executions = data.get("executions", [])
+    if not executions:
+        print("no executions")
+        return
+    rows = [
+        [
+            record["execution_id"],
+            record["task_id"],
+            record["outcome"],
+            _when(record["started_at"] or record["scheduled_at"]),
+            _duration(record["duration_seconds"]),
+            _first_line(record["reason"]),
+        ]
+        for record in executions
+    ]
+    headers = ["ID", "TASK", "OUTCOME", "STARTED", "DURATION", "REASON"]
+    print(_table(headers, rows, right={4}))
+    total = data.get("total", len(executions))
+    if total != len(executions):
+        print(f"({len(executions)} of {total} executions)")
+
+
+def _render_execution(data: Mapping[str, Any]) -> None:
+    skip = {"stdout", "stderr", "reason"}
+    fields = [(k, v) for k, v in data.items() if k not in skip]
+    fields.append(("reason", data.get("reason")))
+    print(_block(fields))
+    for stream in ("stdout", "stderr"):
+        text = data.get(stream) or ""
+        if text:
+            print(f"--- {stream} ---")
+            print(text.rstrip("\n"))
+        else:
+            print(f"--- {stream} (empty) ---")
+
+
+_RENDER: dict[str, Callable[[Mapping[str, Any]], None]] = {
+    "status": _render_status,
+    "tasks": _render_tasks,
+    "show": _render_task,
+    "history": _render_history,
+    "logs": _render_execution,
+}
+
+
+def _block(items: Iterable[tuple[str, Any]]) -> str:
+    """``key: value`` lines, values aligned; later lines of a value under its first."""
+    pairs = [(key.replace("_", " ") + ":", _value(key, value)) for key, value in items]
+    width = max((len(label) for label, _ in pairs), default=0)
+    lines = []
+    for label, text in pairs:
+        first, *rest = text.splitlines() or [""]
+        lines.append(f"{label:<{width}} {first}".rstrip())
+        lines.extend(f"{'':<{width}} {line}".rstrip() for line in rest)
+    return "\n".join(lines)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> str:
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+    lines = []
+    for row in [headers, *rows]:
+        cells = [
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _value(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str) and (key in _TIME_KEYS or key.endswith("_at")):
+        return _when(value)
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _when(iso: str | None) -> str:
+    """An API time (ISO-8601 UTC) in local time, to the second."""
+    if not iso:
+        return "-"
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+_INTERVAL = re.compile(r"^(?:(\d+) days?, )?(\d+):(\d\d):(\d\d)$")
+
+
+def _every(interval: str | None) -> str:
+    """``repeat_interval`` (``"1 day, 0:00:00"``, ``"4:00:00"``) as ``1d``, ``4h``."""
+    if interval is None:
+        return "once"
+    match = _INTERVAL.match(interval)
+    if match is None:
+        return interval
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    if minutes or seconds:
+        return interval
+    total = days * 24 + hours
+    if total % 24 == 0:
+        return f"{total // 24}d"
+    return f"{total}h"
+
+
+def _first_line(text: str | None) -> str:
+    if not text:
+        return ""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= _REASON_WIDTH else line[: _REASON_WIDTH - 1] + "…"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value.is_integer() else f"{value:.3f}".rstrip("0")

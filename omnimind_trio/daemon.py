@@ -25,6 +25,7 @@ from typing import Any
 
 import trio
 
+from ._worker import describe_code_problem
 from .clock import Clock, SystemClock
 from .config import Settings
 from .events import EventBus
@@ -33,6 +34,7 @@ from .exceptions import (
     ExecutorError,
     InvalidInput,
     OmniMindError,
+    StartupError,
     TaskExists,
 )
 from .executor import Executor, Job, classify, open_executor
@@ -217,13 +219,20 @@ class Daemon:
         """Register a code task; it is first due now. Raises TaskExists, InvalidInput."""
         if spec.code is None:
             raise InvalidInput("a task added this way needs code")
+        await self._check_code(spec.code)
         if spec.task_id in self.scheduler.tasks:
             raise TaskExists(spec.task_id)
-        if self.settings.task_python != sys.executable:
-            problem = await self.executor.check_code(spec.code)
-            if problem is not None:
-                raise InvalidInput(f"Syntax error in code at line {problem[1]}: {problem[0]}")
         return await self._insert(spec, None)
+
+    async def _check_code(self, code: str) -> None:
+        """Raise InvalidInput unless ``code`` parses and defines ``execute()``, as the task
+        interpreter sees it (which may be a newer Python than the daemon's)."""
+        if self.settings.task_python == sys.executable:
+            problem = describe_code_problem(code)
+        else:
+            problem = await self.executor.check_code(code)
+        if problem is not None:
+            raise InvalidInput(problem)
 
     async def register(
         self,
@@ -288,10 +297,8 @@ class Daemon:
     async def update_task(self, task_id: str, spec: TaskSpec) -> TaskEntry:
         """Replace a task's definition (validated by the caller)."""
         entry = self.scheduler.get(task_id)
-        if spec.code is not None and self.settings.task_python != sys.executable:
-            problem = await self.executor.check_code(spec.code)
-            if problem is not None:
-                raise InvalidInput(f"Syntax error in code at line {problem[1]}: {problem[0]}")
+        if spec.code is not None and spec.code != entry.spec.code:
+            await self._check_code(spec.code)
         self.scheduler.update(task_id, spec)
         await self.store.update_task(spec, next_due=entry.next_due)
         self.events.publish("task_updated", task_summary(entry))
@@ -473,6 +480,8 @@ async def open_daemon(
     started raise here, before anything runs.
     """
     settings = settings or Settings()
+    if not settings.workspace.is_dir():
+        raise StartupError(f"the workspace {settings.workspace} is not a directory")
     async with (
         open_store(settings.database_path) as store,
         open_executor(settings.task_python) as executor,
@@ -493,6 +502,8 @@ async def open_daemon(
             await register_builtins(daemon)
             if autostart:
                 await daemon.start()
+            else:
+                daemon._set_state(DaemonState.STOPPED)
             try:
                 yield daemon
             finally:

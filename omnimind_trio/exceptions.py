@@ -7,7 +7,8 @@
     │   └── ExecutionNotFound
     ├── Conflict            the request clashes with current state (HTTP 409)
     │   └── TaskExists
-    └── ExecutorError       the task worker could not run an execution (a daemon fault)
+    ├── ExecutorError       the task worker could not run an execution (a daemon fault)
+    └── StartupError        the daemon cannot start: bad workspace, database in use, ...
 
 Every exception carries ``detail``: the one sentence a user sees in the API's ``detail``.
 """
@@ -55,3 +56,7 @@ class TaskExists(Conflict):
 
 class ExecutorError(OmniMindError):
     """The task worker failed (not the task): it died, or could not be started."""
+
+
+class StartupError(OmniMindError):
+    """The daemon cannot start as configured (nothing was run)."""

@@ -133,8 +133,8 @@ class Executor:
         """Process ids of executions in flight (for the load monitor)."""
         return [p.pid for p in self._pending.values() if p.pid is not None and not p.abandoned]
 
-    async def check_code(self, code: str) -> tuple[str, int | None] | None:
-        """Compile ``code`` with the task interpreter: None, or (message, line number)."""
+    async def check_code(self, code: str) -> str | None:
+        """Check ``code`` with the task interpreter: None, or why it cannot be a task."""
         pending, key = await self._submit({"op": "check", "code": code}, [])
         try:
             await pending.started.wait()
@@ -143,9 +143,8 @@ class Executor:
         if pending.failure is not None:
             raise ExecutorError(pending.failure)
         assert pending.checked is not None
-        if pending.checked["error"] is None:
-            return None
-        return pending.checked["error"], pending.checked["lineno"]
+        problem = pending.checked["problem"]
+        return None if problem is None else str(problem)
 
     async def run(
         self,
@@ -278,8 +277,9 @@ class Executor:
             parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 process = await trio.lowlevel.open_process(
-                    [self.python, "-I", "-S", str(WORKER), str(child.fileno())],
+                    [self.python, str(WORKER), str(child.fileno())],
                     pass_fds=(child.fileno(),),
+                    env=_task_environment(),
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,
                 )
@@ -428,6 +428,14 @@ def classify(result: RunResult, job: Job) -> tuple[Outcome, str | None, Any]:
         return Outcome.KILLED, f"killed by signal {signum} ({_signal_name(signum)})", None
     code = os.WEXITSTATUS(status) if status is not None else None
     return Outcome.FAILED, f"the process exited with status {code} before execute() returned", None
+
+
+SECRET_VARIABLES = ("OMNIMIND_DASHBOARD_USER", "OMNIMIND_DASHBOARD_PASS")
+
+
+def _task_environment() -> dict[str, str]:
+    """The daemon's environment without the dashboard credentials: tasks never see them."""
+    return {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
 
 
 async def _watch_orphan(pending: _Pending, pidfd: int) -> None:

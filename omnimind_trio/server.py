@@ -62,7 +62,7 @@ async def serve(
     shutdown = trio.Event()
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with (
-            open_daemon(settings, autostart=autostart) as daemon,
+            open_daemon(settings, autostart=False) as daemon,
             trio.open_nursery() as nursery,
         ):
 
@@ -90,7 +90,10 @@ async def serve(
                 nursery.cancel_scope.cancel()  # served its last request: we are done
 
             nursery.start_soon(watch_signals)
+            # Bind first: a daemon that cannot serve its API must not start running tasks.
             urls = await nursery.start(http)
             log.info("serving on %s", ", ".join(urls))
+            if autostart:
+                await daemon.start()
             task_status.started(urls)
     log.info("stopped")

@@ -7,7 +7,10 @@ interleave. Committed data survives a ``kill -9`` of the daemon.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,6 +20,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from .exceptions import StartupError
 from .models import ExecutionRecord, Outcome, Priority, TaskCounters, TaskSpec, Trigger
 
 T = TypeVar("T")
@@ -308,6 +312,10 @@ async def open_store(path: Path) -> AsyncIterator[Store]:
 
     def connect() -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Task code and output are private: create the file 0600 before SQLite does
+        # (SQLite gives its -wal and -shm files the database file's mode).
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         db = sqlite3.connect(path, check_same_thread=False)
         db.row_factory = sqlite3.Row
         db.commit()
@@ -317,12 +325,28 @@ async def open_store(path: Path) -> AsyncIterator[Store]:
         db.executescript(SCHEMA)
         return db
 
-    db = await trio.to_thread.run_sync(connect)
+    lock = _lock(path)
     try:
-        yield Store(db)
+        db = await trio.to_thread.run_sync(connect)
+        try:
+            yield Store(db)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(db.close)
     finally:
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(db.close)
+        os.close(lock)
+
+
+def _lock(path: Path) -> int:
+    """One daemon per database: hold an exclusive lock on ``<db>.lock`` while open."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StartupError(f"another omnimind daemon is using {path}") from None
+    return fd
 
 
 def _upsert_execution(db: sqlite3.Connection, record: ExecutionRecord) -> None:

@@ -147,6 +147,15 @@ BAD_BODIES: list[tuple[Any, str]] = [
         "Syntax error in code at line 3: expected ':'",
     ),
     ({**TASK, "code": "def execute(a):\n    pass"}, "execute() must be callable without arguments"),
+    (
+        {**TASK, "code": "def execute():\n    return '\x00'\x00"},
+        "Syntax error in code: source code string cannot contain null bytes",
+    ),
+    (
+        {**TASK, "code": "x = " + "-" * 100_000 + "1\ndef execute(): pass"},
+        "Code cannot be parsed: it is nested too deeply",
+    ),
+    ({**TASK, "timeout_seconds": "5"}, "timeout_seconds: Input should be a valid number"),
     ({**TASK, "repeat_hours": -1}, "repeat_hours: Input should be greater than or equal to 1"),
     ({**TASK, "repeat_hours": 1.5}, "repeat_hours: Input should be a valid integer"),
     ({**TASK, "repeat_hours": "4"}, "repeat_hours: Input should be a valid integer"),

@@ -12,7 +12,16 @@ import pytest
 import trio
 import trio.testing
 
-from omnimind_trio import FakeSource, Outcome, Priority, Settings, TaskExists, open_daemon
+from omnimind_trio import (
+    FakeSource,
+    InvalidInput,
+    Outcome,
+    Priority,
+    Settings,
+    StartupError,
+    TaskExists,
+    open_daemon,
+)
 from omnimind_trio.clock import TrioWallClock
 from omnimind_trio.daemon import Daemon
 from omnimind_trio.models import ExecutionRecord, TaskSpec, Trigger
@@ -97,7 +106,7 @@ async def test_state_follows_the_work(tmp_path: Path, daemon_clock: trio.testing
         clock=TrioWallClock(before_midnight),
         autostart=False,
     ) as daemon:
-        assert daemon.state.value == "initializing"
+        assert daemon.state.value == "stopped"
         await daemon.start()
         assert daemon.state.value == "idle"
         await daemon.register("blocker", blocker, name="Blocker", priority=Priority.CRITICAL)
@@ -227,8 +236,9 @@ async def test_database_optimization_is_a_real_task(tmp_path: Path, source: Fake
         await daemon.add_task(code_task("t0", "def execute():\n    return 1"))
         for runs in (1, 2, 3):
             await wait_for(
-                lambda runs=runs: tasks["t0"].running is None
-                and tasks["t0"].counters.execution_count == runs
+                lambda runs=runs: (
+                    tasks["t0"].running is None and tasks["t0"].counters.execution_count == runs
+                )
             )
             if runs < 3:
                 daemon.scheduler.run_now("t0")
@@ -238,3 +248,53 @@ async def test_database_optimization_is_a_real_task(tmp_path: Path, source: Fake
         newest = (await history(daemon, "database_optimization"))[0]
         assert newest.result == {"status": "completed", "deleted_executions": 1}
         assert len(await history(daemon, "t0")) == 2
+
+
+async def test_one_daemon_per_database(settings: Settings, source: FakeSource) -> None:
+    async with open_daemon(settings, metrics_source=source, autostart=False):
+        with pytest.raises(StartupError, match="another omnimind daemon is using"):
+            async with open_daemon(settings, metrics_source=source, autostart=False):
+                pass  # pragma: no cover
+
+
+async def test_a_missing_workspace_is_a_clear_startup_error(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, workspace=tmp_path / "nope")
+    with pytest.raises(StartupError, match="is not a directory"):
+        async with open_daemon(settings, metrics_source=FakeSource()):
+            pass  # pragma: no cover
+
+
+async def test_database_and_its_journal_are_private(daemon: Daemon, tmp_path: Path) -> None:
+    await daemon.add_task(code_task("x", "def execute():\n    return 1"))
+    for path in tmp_path.glob("omnimind.db*"):
+        assert path.stat().st_mode & 0o077 == 0, path
+
+
+async def test_tasks_never_see_the_dashboard_credentials(
+    tmp_path: Path, source: FakeSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMNIMIND_DASHBOARD_PASS", "hunter2")
+    async with open_daemon(make_settings(tmp_path), metrics_source=source) as daemon:
+        code = "def execute():\n    import os\n    return os.environ.get('OMNIMIND_DASHBOARD_PASS')"
+        await daemon.add_task(code_task("snoop", code))
+        await wait_for(lambda: daemon.scheduler.tasks["snoop"].counters.execution_count == 1)
+        [record] = await history(daemon, "snoop")
+    assert record.outcome is Outcome.SUCCEEDED and record.result is None
+
+
+PY312 = Path(os.path.expanduser("~/.pyenv/versions/3.12.1/bin/python3.12"))
+
+
+@pytest.mark.skipif(not PY312.exists(), reason="needs a Python 3.12 interpreter")
+async def test_a_312_task_interpreter_accepts_312_syntax(
+    tmp_path: Path, source: FakeSource
+) -> None:
+    settings = make_settings(tmp_path, task_python=str(PY312))
+    async with open_daemon(settings, metrics_source=source) as daemon:
+        code = "type Num = int\ndef execute():\n    import sys\n    return sys.version_info[1]"
+        await daemon.add_task(code_task("modern", code))
+        with pytest.raises(InvalidInput, match="Syntax error in code at line 1"):
+            await daemon.add_task(code_task("broken", "def execute(:\n    pass"))
+        await wait_for(lambda: daemon.scheduler.tasks["modern"].counters.execution_count == 1)
+        [record] = await history(daemon, "modern")
+    assert (record.outcome, record.result) == (Outcome.SUCCEEDED, 12)

@@ -287,6 +287,16 @@ async def test_many_runs_at_once(executor: Executor, tmp_path: Path) -> None:
 PY312 = Path(os.path.expanduser("~/.pyenv/versions/3.12.1/bin/python3.12"))
 
 
+async def test_tasks_can_import_installed_packages_but_not_our_modules(
+    executor: Executor, tmp_path: Path
+) -> None:
+    code = (
+        "def execute():\n    import psutil\n    try:\n        import scheduler\n"
+        "    except ImportError:\n        return psutil.__name__\n    return 'leaked'"
+    )
+    assert (await run(executor, code, tmp_path))[2] == "psutil"
+
+
 @pytest.mark.skipif(not PY312.exists(), reason="needs a Python 3.12 interpreter")
 async def test_a_312_task_interpreter_checks_and_runs_312_code(tmp_path: Path) -> None:
     code = (
@@ -295,7 +305,8 @@ async def test_a_312_task_interpreter_checks_and_runs_312_code(tmp_path: Path) -
     )
     async with open_executor(str(PY312)) as executor:
         assert await executor.check_code(code) is None
-        assert await executor.check_code("def execute(:") == ("invalid syntax", 1)
+        problem = await executor.check_code("def execute(:")
+        assert problem == "Syntax error in code at line 1: invalid syntax"
         outcome, _, value, _ = await run(executor, code, tmp_path)
     assert (outcome, value) == (Outcome.SUCCEEDED, [3, 12])
 
