@@ -15,13 +15,13 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from .auth import Credentials, WebSocketTokens
+from .batch import run_batch
 from .daemon import Daemon
 from .exceptions import Conflict, ExecutorError, InvalidInput, NotFound, OmniMindError
 from .prom import CONTENT_TYPE
 from .queries import ExecutionQuery, parse_execution_query, parse_task_query
-from .scheduler import TaskEntry
 from .validation import parse_task_patch, parse_task_spec
-from .views import execution_summary, task_detail, task_summary
+from .views import execution_summary, task_action, task_detail, task_summary
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,13 @@ STATUS_FOR: dict[type[OmniMindError], int] = {
     Conflict: 409,
     ExecutorError: 503,
 }
+
+
+def status_for(error: OmniMindError) -> int:
+    """The HTTP status of a domain error: the one place that decides it."""
+    return next((code for kind, code in STATUS_FOR.items() if isinstance(error, kind)), 500)
+
+
 REALM = 'Basic realm="omnimind", charset="UTF-8"'
 
 
@@ -65,8 +72,7 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
 
     @app.errorhandler(OmniMindError)
     async def domain_error(error: OmniMindError) -> Response:
-        status = next(code for kind, code in STATUS_FOR.items() if isinstance(error, kind))
-        return _error(status, error.detail)
+        return _error(status_for(error), error.detail)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
@@ -111,6 +117,10 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
             "message": f"Task '{spec.name}' added successfully",
         }
 
+    @app.post("/daemon/tasks/batch")
+    async def batch() -> dict[str, Any]:
+        return await run_batch(daemon, await _json_body(), status_for)
+
     @app.get("/daemon/tasks/<task_id>")
     async def show_task(task_id: str) -> dict[str, Any]:
         return task_detail(daemon, daemon.scheduler.get(task_id))
@@ -132,24 +142,24 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
     @app.delete("/daemon/tasks/<task_id>")
     async def delete_task(task_id: str) -> dict[str, Any]:
         entry = await daemon.delete_task(task_id)
-        return _task_action("task_deleted", entry, "deleted")
+        return task_action("task_deleted", entry, "deleted")
 
     @app.post("/daemon/tasks/<task_id>/run")
     async def run_task(task_id: str) -> dict[str, Any]:
-        return _task_action("run_requested", daemon.run_task_now(task_id), "will run now")
+        return task_action("run_requested", daemon.run_task_now(task_id), "will run now")
 
     @app.post("/daemon/tasks/<task_id>/cancel")
     async def cancel_task(task_id: str) -> dict[str, Any]:
         entry = daemon.cancel_task(task_id)
-        return _task_action("cancel_requested", entry, "is being cancelled")
+        return task_action("cancel_requested", entry, "is being cancelled")
 
     @app.post("/daemon/tasks/<task_id>/pause")
     async def pause_task(task_id: str) -> dict[str, Any]:
-        return _task_action("paused", await daemon.pause_task(task_id), "paused")
+        return task_action("paused", await daemon.pause_task(task_id), "paused")
 
     @app.post("/daemon/tasks/<task_id>/resume")
     async def resume_task(task_id: str) -> dict[str, Any]:
-        return _task_action("resumed", await daemon.resume_task(task_id), "resumed")
+        return task_action("resumed", await daemon.resume_task(task_id), "resumed")
 
     @app.get("/daemon/tasks/<task_id>/executions")
     async def task_executions(task_id: str) -> dict[str, Any]:
@@ -217,14 +227,6 @@ async def _json_body() -> Any:
         return json.loads(data)
     except (ValueError, RecursionError) as exc:
         raise InvalidInput(f"Request body is not valid JSON: {exc}") from None
-
-
-def _task_action(status: str, entry: TaskEntry, verb: str) -> dict[str, Any]:
-    return {
-        "status": status,
-        "task_id": entry.task_id,
-        "message": f"Task '{entry.spec.name}' {verb}",
-    }
 
 
 def _unauthenticated() -> Response:

@@ -14,6 +14,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -25,6 +26,7 @@ from .client import (
     DEFAULT_URL,
     ApiError,
     Auth,
+    ConnectionLost,
     DaemonUnreachable,
     OmniMindClient,
     follow_events,
@@ -196,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 " and OMNIMIND_DASHBOARD_PASS, or OMNIMIND_HOME (its config/dashboard_auth.json)"
             )
         return EXIT_API_ERROR
+    except ConnectionLost as exc:
+        _complain(f"lost the connection to the daemon at {exc.url} ({exc.reason})")
+        return EXIT_UNREACHABLE
     except DaemonUnreachable as exc:
         _complain(
             f"cannot reach the daemon at {exc.url} ({exc.reason}). "
@@ -404,8 +409,11 @@ def _follow(url: str, auth: Auth | None, ident: str | None, *, as_json: bool) ->
         if line is not None:
             print(line, flush=True)
 
+    def reconnected(reason: str) -> None:
+        _complain(f"reconnecting ({reason}): some events may be missing")
+
     try:
-        trio.run(follow_events, url, auth, handle)
+        trio.run(partial(follow_events, on_reconnect=reconnected), url, auth, handle)
     except KeyboardInterrupt:
         return EXIT_OK
     except BaseExceptionGroup as group:

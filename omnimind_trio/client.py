@@ -11,7 +11,8 @@ Error handling: every method returns the server's JSON and raises
     ClientError
     ├── ApiError            the daemon answered with an error status (``status_code``,
     │                       ``detail``: the server's own sentence)
-    └── DaemonUnreachable   no answer: connection refused, timed out or dropped
+    └── DaemonUnreachable   no answer: connection refused or timed out
+        └── ConnectionLost  a followed WebSocket broke or was closed abnormally
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ DEFAULT_URL: Final = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 WS_CONNECT_SECONDS: Final = 10.0
 WS_DISCONNECT_SECONDS: Final = 2.0
+WS_RECONNECT_SECONDS: Final = 0.5
 # Close codes of a connection that ended on purpose (RFC 6455: normal, going away).
 _CLEAN_CLOSE_CODES: Final = frozenset({1000, 1001})
+_TRY_AGAIN_LATER: Final = 1013
 
 
 class ClientError(Exception):
@@ -55,6 +58,14 @@ class DaemonUnreachable(ClientError):
         super().__init__(f"cannot reach the daemon at {url}: {reason}")
         self.url = url
         self.reason = reason
+
+
+class ConnectionLost(DaemonUnreachable):
+    """The WebSocket to the daemon at ``url`` broke; ``reason`` says how."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason)
+        self.args = (f"lost the connection to the daemon at {url}: {reason}",)
 
 
 Auth = tuple[str, str]
@@ -118,6 +129,11 @@ class OmniMindClient:
     def metrics(self) -> str:
         """``GET /metrics``: the Prometheus text exposition."""
         return self._request("GET", "/metrics").text
+
+    def ws_token(self) -> dict[str, Any]:
+        """``POST /daemon/ws/token``: a single-use token for ``/daemon/ws?token=...``
+        (for clients that cannot set headers on the upgrade, like browsers)."""
+        return self._json("POST", "/daemon/ws/token")
 
     # -- tasks -------------------------------------------------------------------
 
@@ -298,12 +314,19 @@ def ws_url(base_url: str) -> str:
 
 
 async def follow_events(
-    base_url: str, auth: Auth | None, handle: Callable[[dict[str, Any]], None]
+    base_url: str,
+    auth: Auth | None,
+    handle: Callable[[dict[str, Any]], None],
+    *,
+    on_reconnect: Callable[[str], None] | None = None,
 ) -> None:
     """Connect to ``/daemon/ws`` and call ``handle`` with every message, in order.
 
     The first message is ``{"type": "status", ...}``; then events ``{"type", "state",
-    "time", "data"}``. Returns when the daemon closes the connection normally.
+    "time", "data"}``. Returns when the daemon closes the connection normally. When the
+    daemon drops us for falling behind (close code 1013, "try again later") it
+    reconnects, after calling ``on_reconnect`` with the reason: events in between are lost,
+    and the new connection starts with a fresh status message.
 
     Error handling: :class:`ApiError` when the daemon refuses the upgrade (401, 404...),
     :class:`DaemonUnreachable` when it cannot be reached or the connection breaks.
@@ -311,23 +334,43 @@ async def follow_events(
     Cancellation: cancel the surrounding scope to stop following; the connection is
     closed with a short, bounded handshake.
     """
-    url = ws_url(base_url)
     headers = []
     if auth is not None:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
         headers.append((b"authorization", f"Basic {token}".encode("ascii")))
+    while True:
+        close = await _follow_once(base_url, headers, handle)
+        if close is None or close.code in _CLEAN_CLOSE_CODES:
+            return
+        if close.code != _TRY_AGAIN_LATER:
+            why = close.reason or close.name
+            raise ConnectionLost(base_url, f"closed with code {close.code}: {why}")
+        if on_reconnect is not None:
+            on_reconnect(close.reason or "the daemon asked to reconnect")
+        await trio.sleep(WS_RECONNECT_SECONDS)
+
+
+async def _follow_once(
+    base_url: str, headers: list[tuple[bytes, bytes]], handle: Callable[[dict[str, Any]], None]
+) -> trio_websocket.CloseReason | None:
+    """One connection's messages to ``handle``; returns how the daemon closed it."""
     try:
         async with trio_websocket.open_websocket_url(
-            url,
+            ws_url(base_url),
             extra_headers=headers,
             connect_timeout=WS_CONNECT_SECONDS,
             disconnect_timeout=WS_DISCONNECT_SECONDS,
         ) as connection:
             while True:
                 message = await connection.get_message()
-                data = json.loads(message)
+                try:
+                    data = json.loads(message)
+                except ValueError:
+                    continue  # not ours to interpret; the protocol sends JSON objects only
                 if isinstance(data, dict):
                     handle(data)
+    except trio_websocket.ConnectionClosed as exc:
+        return exc.reason
     except trio_websocket.ConnectionRejected as exc:
         reason = httpx.codes.get_reason_phrase(exc.status_code) or "rejected"
         raise ApiError(exc.status_code, _detail(exc.body or b"", reason)) from None
@@ -337,17 +380,8 @@ async def follow_events(
         cause = exc.__cause__
         reason = _describe_os_error(cause) if isinstance(cause, OSError) else repr(exc)
         raise DaemonUnreachable(base_url, reason) from exc
-    except trio_websocket.ConnectionClosed as exc:
-        close = exc.reason
-        if close is not None and close.code in _CLEAN_CLOSE_CODES:
-            return
-        what = "the connection was lost"
-        if close is not None:
-            why = close.reason or close.name
-            what = f"the daemon closed the connection (code {close.code}: {why})"
-        raise DaemonUnreachable(base_url, what) from None
     except (OSError, trio.BrokenResourceError) as exc:
-        raise DaemonUnreachable(base_url, f"the connection was lost: {exc}") from exc
+        raise ConnectionLost(base_url, str(exc) or type(exc).__name__) from exc
 
 
 # -- helpers -------------------------------------------------------------------------------

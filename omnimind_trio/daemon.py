@@ -219,12 +219,12 @@ class Daemon:
         """Register a code task; it is first due now. Raises TaskExists, InvalidInput."""
         if spec.code is None:
             raise InvalidInput("a task added this way needs code")
-        await self._check_code(spec.code)
+        await self.check_code(spec.code)
         if spec.task_id in self.scheduler.tasks:
             raise TaskExists(spec.task_id)
         return await self._insert(spec, None)
 
-    async def _check_code(self, code: str) -> None:
+    async def check_code(self, code: str) -> None:
         """Raise InvalidInput unless ``code`` parses and defines ``execute()``, as the task
         interpreter sees it (which may be a newer Python than the daemon's)."""
         if self.settings.task_python == sys.executable:
@@ -298,7 +298,7 @@ class Daemon:
         """Replace a task's definition (validated by the caller)."""
         entry = self.scheduler.get(task_id)
         if spec.code is not None and spec.code != entry.spec.code:
-            await self._check_code(spec.code)
+            await self.check_code(spec.code)
         self.scheduler.update(task_id, spec)
         await self.store.update_task(spec, next_due=entry.next_due)
         self.events.publish("task_updated", task_summary(entry))

@@ -61,3 +61,12 @@ def execution_summary(record: ExecutionRecord) -> dict[str, Any]:
     data = record.to_json()
     del data["stdout"], data["stderr"]
     return data
+
+
+def task_action(status: str, entry: TaskEntry, verb: str) -> dict[str, Any]:
+    """The answer to an action on one task: ``{"status", "task_id", "message"}``."""
+    return {
+        "status": status,
+        "task_id": entry.task_id,
+        "message": f"Task '{entry.spec.name}' {verb}",
+    }

@@ -1,0 +1,131 @@
+"""POST /daemon/tasks/batch: one result per operation; atomic adds are all-or-nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from omnimind_trio.daemon import Daemon
+
+from .test_api import TASK, call, client
+
+__all__ = ["client"]
+
+
+def add_op(task_id: str, **fields: Any) -> dict[str, Any]:
+    return {"op": "add", "task": {**TASK, "task_id": task_id, "priority": "LOW", **fields}}
+
+
+async def batch(client: Any, body: Any, status: int = 200) -> Any:
+    response = await call(client, "POST", "/daemon/tasks/batch", body)
+    assert response.status_code == status
+    return await response.get_json()
+
+
+async def test_mixed_batch_reports_each_operation(client: Any, daemon: Daemon) -> None:
+    body = await batch(
+        client,
+        {
+            "operations": [
+                add_op("a"),
+                add_op("b"),
+                add_op("a"),
+                {"op": "pause", "task_id": "b"},
+                {"op": "delete", "task_id": "nope"},
+                {"op": "explode", "task_id": "a"},
+                add_op("c", priority="SOON"),
+                {"op": "run", "task_id": "a"},
+            ]
+        },
+    )
+    assert body["applied"] == 4
+    statuses = [(r["index"], r["status"]) for r in body["results"]]
+    assert statuses == [
+        (0, 200),
+        (1, 200),
+        (2, 409),
+        (3, 200),
+        (4, 404),
+        (5, 400),
+        (6, 400),
+        (7, 200),
+    ]
+    assert body["results"][0] == {
+        "index": 0,
+        "status": 200,
+        "result": {
+            "status": "task_added",
+            "task_id": "a",
+            "message": "Task 'My Custom Task' added successfully",
+        },
+    }
+    assert body["results"][2]["detail"] == "Task already exists: a"
+    assert body["results"][5]["detail"] == (
+        "Invalid op: explode (one of: add, delete, pause, resume, run, cancel)"
+    )
+    assert body["results"][6]["detail"] == "Invalid priority: SOON"
+    assert daemon.scheduler.tasks["b"].paused
+    assert "c" not in daemon.scheduler.tasks
+
+
+async def test_atomic_batch_applies_nothing_when_one_operation_fails(
+    client: Any, daemon: Daemon
+) -> None:
+    before = set(daemon.scheduler.tasks)
+    body = await batch(
+        client,
+        {
+            "atomic": True,
+            "operations": [
+                add_op("x"),
+                add_op("y", code="def run(): pass"),
+                {"op": "pause", "task_id": "x"},
+            ],
+        },
+    )
+    assert body["applied"] == 0
+    assert [r["status"] for r in body["results"]] == [424, 400, 424]
+    assert body["results"][1]["detail"] == "Code must define an 'execute()' function"
+    assert set(daemon.scheduler.tasks) == before
+    assert len(await daemon.store.load_tasks()) == len(before)
+
+
+async def test_atomic_batch_sees_its_own_earlier_operations(client: Any, daemon: Daemon) -> None:
+    body = await batch(
+        client,
+        {
+            "atomic": True,
+            "operations": [
+                add_op("x"),
+                {"op": "pause", "task_id": "x"},
+                add_op("x2"),
+                {"op": "delete", "task_id": "x2"},
+            ],
+        },
+    )
+    assert body["applied"] == 4
+    assert daemon.scheduler.tasks["x"].paused
+    assert "x2" not in daemon.scheduler.tasks
+    duplicate = await batch(client, {"atomic": True, "operations": [add_op("z"), add_op("z")]})
+    assert [r["status"] for r in duplicate["results"]] == [424, 409]
+    assert "z" not in daemon.scheduler.tasks
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ([], "Request body must be a JSON object"),
+        ({}, "operations must be a non-empty list"),
+        ({"operations": []}, "operations must be a non-empty list"),
+        ({"operations": [add_op("a")], "atomic": "yes"}, "atomic must be true or false"),
+        ({"operations": [add_op("a")], "extra": 1}, "Unknown field: extra"),
+        (
+            {"operations": [add_op(f"t{i}") for i in range(1001)]},
+            "operations must hold at most 1000 items",
+        ),
+    ],
+)
+async def test_a_bad_envelope_is_400(client: Any, daemon: Daemon, body: Any, detail: str) -> None:
+    assert await batch(client, body, 400) == {"detail": detail}
+    assert set(daemon.scheduler.tasks) == {"database_optimization"}
