@@ -1,9 +1,10 @@
 """``POST /daemon/tasks/batch``: many task operations in one request.
 
 Every operation gets its own result: ``index``, an HTTP status code as ``status``, and
-either ``result`` (what the single endpoint would answer) or ``detail`` (its error). With ``"atomic": true`` the whole batch is
-checked first (validation, ids, running state) and nothing is applied unless every
-operation passes; the ones that would have passed then answer 424.
+either ``result`` (what the single endpoint would answer) or ``detail`` (its error).
+With ``"atomic": true`` the whole batch is checked first (validation, ids, running state)
+and nothing is applied unless every operation passes; the ones that would have passed
+then answer 424.
 """
 
 from __future__ import annotations
