@@ -18,6 +18,7 @@ from .auth import Credentials, WebSocketTokens
 from .batch import run_batch
 from .daemon import Daemon
 from .exceptions import Conflict, ExecutorError, InvalidInput, NotFound, OmniMindError
+from .openapi import openapi_document
 from .prom import CONTENT_TYPE
 from .queries import ExecutionQuery, parse_execution_query, parse_task_query
 from .validation import parse_task_patch, parse_task_spec
@@ -211,6 +212,10 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
                 await websocket.send(message)
         # The bus closed our channel: we fell more than a buffer behind.
         await websocket.close(1013, "too slow: more than the buffer behind; reconnect")
+
+    @app.get("/openapi.json")
+    async def openapi() -> dict[str, Any]:
+        return openapi_document()
 
     @app.get("/metrics")
     async def metrics() -> Response:
