@@ -10,7 +10,7 @@ import json
 import logging
 from typing import Any
 
-from quart import Response, request, websocket
+from quart import Response, g, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -66,9 +66,14 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
         return _unauthenticated()
 
     @app.after_request
-    async def count(response: Response) -> Response:
+    async def finish(response: Response) -> Response:
         rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
         daemon.prom.http_requests.labels(request.method, rule, str(response.status_code)).inc()
+        if _has_body() and not g.get("body_read", False):
+            # We answered without reading the body (401, 404, 405, 413...). Nobody will
+            # read it now, and hypercorn would wait for it to be consumed before the next
+            # request on this keep-alive connection: that client would hang. Close instead.
+            response.headers["Connection"] = "close"
         return response
 
     @app.errorhandler(OmniMindError)
@@ -224,8 +229,13 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
     return app
 
 
+def _has_body() -> bool:
+    return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "")
+
+
 async def _json_body() -> Any:
     data = await request.get_data(cache=False)
+    g.body_read = True
     if not data:
         raise InvalidInput("Request body is empty: a JSON object is required")
     try:
