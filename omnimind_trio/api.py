@@ -13,6 +13,7 @@ from typing import Any
 from quart import Response, g, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
 
 from .auth import Credentials, WebSocketTokens
 from .batch import run_batch
@@ -45,6 +46,7 @@ REALM = 'Basic realm="omnimind", charset="UTF-8"'
 def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
     """The ASGI app serving ``daemon``."""
     app = QuartTrio("omnimind_trio")
+    app.url_map.converters["task_id"] = TaskIdConverter
     app.config["MAX_CONTENT_LENGTH"] = daemon.settings.max_body_bytes
     app.config["JSON_SORT_KEYS"] = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -127,11 +129,11 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
     async def batch() -> dict[str, Any]:
         return await run_batch(daemon, await _json_body(), status_for)
 
-    @app.get("/daemon/tasks/<task_id>")
+    @app.get("/daemon/tasks/<task_id:task_id>")
     async def show_task(task_id: str) -> dict[str, Any]:
         return task_detail(daemon, daemon.scheduler.get(task_id))
 
-    @app.patch("/daemon/tasks/<task_id>")
+    @app.patch("/daemon/tasks/<task_id:task_id>")
     async def update_task(task_id: str) -> dict[str, Any]:
         current = daemon.scheduler.get(task_id).spec
         spec = parse_task_patch(
@@ -145,29 +147,29 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
             "task": task_detail(daemon, entry),
         }
 
-    @app.delete("/daemon/tasks/<task_id>")
+    @app.delete("/daemon/tasks/<task_id:task_id>")
     async def delete_task(task_id: str) -> dict[str, Any]:
         entry = await daemon.delete_task(task_id)
         return task_action("task_deleted", entry, "deleted")
 
-    @app.post("/daemon/tasks/<task_id>/run")
+    @app.post("/daemon/tasks/<task_id:task_id>/run")
     async def run_task(task_id: str) -> dict[str, Any]:
         return task_action("run_requested", daemon.run_task_now(task_id), "will run now")
 
-    @app.post("/daemon/tasks/<task_id>/cancel")
+    @app.post("/daemon/tasks/<task_id:task_id>/cancel")
     async def cancel_task(task_id: str) -> dict[str, Any]:
         entry = daemon.cancel_task(task_id)
         return task_action("cancel_requested", entry, "is being cancelled")
 
-    @app.post("/daemon/tasks/<task_id>/pause")
+    @app.post("/daemon/tasks/<task_id:task_id>/pause")
     async def pause_task(task_id: str) -> dict[str, Any]:
         return task_action("paused", await daemon.pause_task(task_id), "paused")
 
-    @app.post("/daemon/tasks/<task_id>/resume")
+    @app.post("/daemon/tasks/<task_id:task_id>/resume")
     async def resume_task(task_id: str) -> dict[str, Any]:
         return task_action("resumed", await daemon.resume_task(task_id), "resumed")
 
-    @app.get("/daemon/tasks/<task_id>/executions")
+    @app.get("/daemon/tasks/<task_id:task_id>/executions")
     async def task_executions(task_id: str) -> dict[str, Any]:
         daemon.scheduler.get(task_id)  # 404 for an unknown task, not an empty list
         return await _executions(parse_execution_query(request.args, task_id=task_id))
@@ -227,6 +229,13 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
         return Response(daemon.prom.render(), content_type=CONTENT_TYPE)
 
     return app
+
+
+class TaskIdConverter(BaseConverter):
+    """A task id in a path; never ``add`` or ``batch``, so ``/daemon/tasks/add`` answers
+    only to its own route (and a 405 lists the right methods)."""
+
+    regex = r"(?!(?:add|batch)/?$)[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}"
 
 
 def _has_body() -> bool:

@@ -26,12 +26,17 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "nullable": True}
 
 
-def _object(properties: dict[str, Any], *, required: list[str] | None = None) -> dict[str, Any]:
-    return {
+def _object(
+    properties: dict[str, Any], *, required: list[str] | None = None, closed: bool = False
+) -> dict[str, Any]:
+    schema: dict[str, Any] = {
         "type": "object",
         "properties": properties,
         "required": list(properties) if required is None else required,
     }
+    if closed:  # the server rejects unknown fields
+        schema["additionalProperties"] = False
+    return schema
 
 
 STRING = {"type": "string"}
@@ -39,6 +44,16 @@ INTEGER = {"type": "integer"}
 NUMBER = {"type": "number"}
 BOOLEAN = {"type": "boolean"}
 TIME = {"type": "string", "format": "date-time"}
+MOMENT = {
+    "type": "string",
+    "pattern": r"^(\d{1,12}(\.\d+)?|\d{4}-(0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])"
+    r"(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?)$",
+}
+
+
+def _csv_of(options: list[str]) -> dict[str, Any]:
+    one = "|".join(options)
+    return {"type": "string", "pattern": f"^({one})(,({one}))*$"}
 
 
 def _schemas() -> dict[str, Any]:
@@ -156,10 +171,12 @@ def _schemas() -> dict[str, Any]:
                             "task_id": STRING,
                         },
                         required=["op"],
+                        closed=True,
                     ),
                 },
             },
             required=["operations"],
+            closed=True,
         ),
         "BatchResponse": _object(
             {
@@ -214,8 +231,8 @@ PAGE = [
 ]
 EXECUTION_FILTERS = [
     _query("outcome", {"type": "string", "enum": [o.value for o in Outcome]}, "Outcome."),
-    _query("since", STRING, "Scheduled at or after (ISO-8601 or epoch seconds)."),
-    _query("until", STRING, "Scheduled before (ISO-8601 or epoch seconds)."),
+    _query("since", MOMENT, "Scheduled at or after (ISO-8601, UTC if no zone, or epoch seconds)."),
+    _query("until", MOMENT, "Scheduled before (ISO-8601, UTC if no zone, or epoch seconds)."),
     *PAGE,
 ]
 
@@ -243,8 +260,16 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "List tasks (filter, sort, page)",
                 "parameters": [
-                    _query("priority", STRING, "Comma-separated priorities."),
-                    _query("status", STRING, "Comma-separated: " + ", ".join(TASK_STATUSES)),
+                    _query(
+                        "priority",
+                        _csv_of(list(Priority.__members__)),
+                        "Comma-separated priorities.",
+                    ),
+                    _query(
+                        "status",
+                        _csv_of(list(TASK_STATUSES)),
+                        "Comma-separated: " + ", ".join(TASK_STATUSES),
+                    ),
                     _query("q", STRING, "Text in id, name or description (any case)."),
                     _query(
                         "sort",

@@ -16,6 +16,8 @@ from .exceptions import InvalidInput
 from .models import Priority, TaskSpec
 
 TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
+RESERVED_TASK_IDS = frozenset({"add", "batch"})
+"""Path words under /daemon/tasks/: a task of that name could not be addressed."""
 
 
 class TaskCreate(BaseModel):
@@ -40,6 +42,8 @@ class TaskCreate(BaseModel):
             raise PydanticCustomError("task_id", "task_id must not be empty")
         if isinstance(value, str) and len(value) > 128:
             raise PydanticCustomError("task_id", "task_id must be at most 128 characters")
+        if value in RESERVED_TASK_IDS:
+            raise PydanticCustomError("task_id", "task_id '{value}' is reserved", {"value": value})
         return value
 
     @field_validator("priority", mode="before")

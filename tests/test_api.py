@@ -291,3 +291,12 @@ async def test_metrics_is_prometheus_text(client: Any, daemon: Daemon) -> None:
         ]
         == 1
     )
+
+
+async def test_reserved_path_words_are_not_task_ids(client: Any) -> None:
+    response = await call(client, "POST", "/daemon/tasks/add", {**TASK, "task_id": "batch"})
+    assert response.status_code == 400
+    assert await response.get_json() == {"detail": "task_id 'batch' is reserved"}
+    response = await call(client, "GET", "/daemon/tasks/add")
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "OPTIONS, POST"
