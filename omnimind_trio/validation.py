@@ -42,7 +42,7 @@ class TaskCreate(BaseModel):
             raise PydanticCustomError("task_id", "task_id must not be empty")
         if isinstance(value, str) and len(value) > 128:
             raise PydanticCustomError("task_id", "task_id must be at most 128 characters")
-        if value in RESERVED_TASK_IDS:
+        if isinstance(value, str) and value in RESERVED_TASK_IDS:
             raise PydanticCustomError("task_id", "task_id '{value}' is reserved", {"value": value})
         return value
 

@@ -168,6 +168,7 @@ BAD_BODIES: list[tuple[Any, str]] = [
     ),
     ({k: v for k, v in TASK.items() if k != "code"}, "Missing required field: code"),
     ({**TASK, "name": 42}, "name: Input should be a valid string"),
+    ({**TASK, "task_id": {"a": 1}}, "task_id: Input should be a valid string"),
     ({**TASK, "surprise": 1}, "Unknown field: surprise"),
     ([TASK], "Request body must be a JSON object"),
     (
