@@ -217,8 +217,10 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
             await websocket.send(json.dumps({"type": "status", **daemon.status()}))
             async for message in messages:
                 await websocket.send(message)
-        # The bus closed our channel: we fell more than a buffer behind.
-        await websocket.close(1013, "too slow: more than the buffer behind; reconnect")
+        if daemon.events.closed:
+            await websocket.close(1001, "the daemon is shutting down")
+        else:  # the bus dropped us: we fell more than a buffer behind
+            await websocket.close(1013, "too slow: more than the buffer behind; reconnect")
 
     @app.get("/openapi.json")
     async def openapi() -> dict[str, Any]:

@@ -32,6 +32,7 @@ from .client import (
     follow_events,
 )
 from .config import Settings
+from .exceptions import OmniMindError
 from .logs import LOG_FORMATS, configure_logging
 
 EXIT_OK: Final = 0
@@ -114,7 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--priority", type=str.upper, help="only these, e.g. HIGH,CRITICAL")
     tasks.add_argument("--status", help="only these: scheduled, waiting, running, paused, done")
     tasks.add_argument("--q", metavar="TEXT", help="text in the id, name or description")
-    tasks.add_argument("--sort", metavar="FIELD", help="sort field; prefix - for descending")
+    tasks.add_argument(
+        "--sort",
+        metavar="FIELD",
+        help="sort field; descending with a - prefix: --sort=-last_execution",
+    )
     tasks.add_argument("--limit", type=int, help="at most this many tasks")
     tasks.add_argument("--offset", type=int, help="skip this many tasks")
 
@@ -216,6 +221,13 @@ def _complain(message: str) -> None:
 # -- serve -----------------------------------------------------------------------------------
 
 
+def _leaves(error: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
 def _serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -226,15 +238,17 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     from .server import serve
 
+    problems: list[str] = []
     try:
         trio.run(lambda: serve(settings, autostart=not args.no_autostart))
-    except OSError as exc:
-        print(f"omnimind: {exc}", file=sys.stderr)
-        return 1
-    except RuntimeError as exc:
-        print(f"omnimind: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    # Startup failures arrive bare or inside the nurseries' exception groups.
+    except* OSError as group:  # e.g. the port is taken
+        problems += [str(exc) for exc in _leaves(group)]
+    except* (OmniMindError, RuntimeError) as group:  # e.g. another daemon owns the database
+        problems += [getattr(exc, "detail", None) or str(exc) for exc in _leaves(group)]
+    for problem in problems:
+        print(f"omnimind: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 # -- client commands -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final
@@ -31,7 +32,6 @@ import trio_websocket
 DEFAULT_URL: Final = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 WS_CONNECT_SECONDS: Final = 10.0
-WS_DISCONNECT_SECONDS: Final = 2.0
 WS_RECONNECT_SECONDS: Final = 0.5
 # Close codes of a connection that ended on purpose (RFC 6455: normal, going away).
 _CLEAN_CLOSE_CODES: Final = frozenset({1000, 1001})
@@ -129,6 +129,10 @@ class OmniMindClient:
     def metrics(self) -> str:
         """``GET /metrics``: the Prometheus text exposition."""
         return self._request("GET", "/metrics").text
+
+    def openapi(self) -> dict[str, Any]:
+        """``GET /openapi.json``: the API's OpenAPI document."""
+        return self._json("GET", "/openapi.json")
 
     def ws_token(self) -> dict[str, Any]:
         """``POST /daemon/ws/token``: a single-use token for ``/daemon/ws?token=...``
@@ -354,34 +358,60 @@ async def _follow_once(
     base_url: str, headers: list[tuple[bytes, bytes]], handle: Callable[[dict[str, Any]], None]
 ) -> trio_websocket.CloseReason | None:
     """One connection's messages to ``handle``; returns how the daemon closed it."""
+    url = httpx.URL(ws_url(base_url))
+    secure = url.scheme == "wss"
+    port = url.port or (443 if secure else 80)
     try:
-        async with trio_websocket.open_websocket_url(
-            ws_url(base_url),
-            extra_headers=headers,
-            connect_timeout=WS_CONNECT_SECONDS,
-            disconnect_timeout=WS_DISCONNECT_SECONDS,
-        ) as connection:
-            while True:
-                message = await connection.get_message()
-                try:
-                    data = json.loads(message)
-                except ValueError:
-                    continue  # not ours to interpret; the protocol sends JSON objects only
-                if isinstance(data, dict):
-                    handle(data)
+        with trio.fail_after(WS_CONNECT_SECONDS):
+            stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]
+            if secure:
+                stream = await trio.open_ssl_over_tcp_stream(
+                    url.host, port, ssl_context=ssl.create_default_context(), https_compatible=True
+                )
+            else:
+                stream = await trio.open_tcp_stream(url.host, port)
+    except trio.TooSlowError:
+        raise DaemonUnreachable(base_url, "timed out connecting") from None
+    except OSError as exc:
+        raise DaemonUnreachable(base_url, _describe_os_error(exc)) from None
+    host = url.host if port in (80, 443) else f"{url.host}:{port}"
+    # We own the socket, not trio-websocket: it leaves it open after a close initiated by
+    # the server or a rejected handshake (a ResourceWarning at garbage collection).
+    async with stream:
+        try:
+            async with trio.open_nursery() as nursery:
+                with trio.fail_after(WS_CONNECT_SECONDS):
+                    connection = await trio_websocket.wrap_client_stream(
+                        nursery, stream, host, url.raw_path.decode("ascii"), extra_headers=headers
+                    )
+                close = await _receive(connection, handle)
+                nursery.cancel_scope.cancel()  # the reader task: nothing more to read
+        except* trio_websocket.ConnectionRejected as group:
+            rejected = group.exceptions[0]
+            assert isinstance(rejected, trio_websocket.ConnectionRejected)
+            reason = httpx.codes.get_reason_phrase(rejected.status_code) or "rejected"
+            raise ApiError(rejected.status_code, _detail(rejected.body or b"", reason)) from None
+        except* trio.TooSlowError:
+            raise DaemonUnreachable(base_url, "timed out opening the WebSocket") from None
+        except* (OSError, trio.BrokenResourceError) as group:
+            raise ConnectionLost(base_url, str(group.exceptions[0])) from None
+    return close
+
+
+async def _receive(
+    connection: trio_websocket.WebSocketConnection, handle: Callable[[dict[str, Any]], None]
+) -> trio_websocket.CloseReason | None:
+    try:
+        while True:
+            message = await connection.get_message()
+            try:
+                data = json.loads(message)
+            except ValueError:
+                continue  # not ours to interpret: the protocol sends JSON objects only
+            if isinstance(data, dict):
+                handle(data)
     except trio_websocket.ConnectionClosed as exc:
         return exc.reason
-    except trio_websocket.ConnectionRejected as exc:
-        reason = httpx.codes.get_reason_phrase(exc.status_code) or "rejected"
-        raise ApiError(exc.status_code, _detail(exc.body or b"", reason)) from None
-    except trio_websocket.ConnectionTimeout:
-        raise DaemonUnreachable(base_url, "timed out opening the WebSocket") from None
-    except trio_websocket.HandshakeError as exc:
-        cause = exc.__cause__
-        reason = _describe_os_error(cause) if isinstance(cause, OSError) else repr(exc)
-        raise DaemonUnreachable(base_url, reason) from exc
-    except (OSError, trio.BrokenResourceError) as exc:
-        raise ConnectionLost(base_url, str(exc) or type(exc).__name__) from exc
 
 
 # -- helpers -------------------------------------------------------------------------------

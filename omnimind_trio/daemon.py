@@ -280,7 +280,12 @@ class Daemon:
             raise TaskExists(spec.task_id) from None
         entry = self._entry(stored, function)
         self.scheduler.add(entry)
-        log.info("task %s added (%s)", spec.task_id, spec.priority.name)
+        log.info(
+            "task %s added (%s)",
+            spec.task_id,
+            spec.priority.name,
+            extra={"task_id": spec.task_id, "priority": spec.priority.name},
+        )
         self.events.publish("task_added", task_summary(entry))
         return entry
 
@@ -290,7 +295,7 @@ class Daemon:
         await self.store.delete_task(task_id)
         self.scheduler.remove(task_id)
         self.prom.forget(task_id)
-        log.info("task %s deleted", task_id)
+        log.info("task %s deleted", task_id, extra={"task_id": task_id})
         self.events.publish("task_removed", {"task_id": task_id})
         return entry
 
@@ -398,6 +403,12 @@ class Daemon:
                 spec.task_id,
                 record.outcome.value,
                 f" ({record.reason.splitlines()[0]})" if record.reason else "",
+                extra={
+                    "task_id": spec.task_id,
+                    "execution_id": record.execution_id,
+                    "outcome": record.outcome.value,
+                    "duration_seconds": record.duration_seconds,
+                },
             )
 
     async def _run_code(

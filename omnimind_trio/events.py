@@ -28,13 +28,21 @@ class EventBus:
         self._subscribers: set[trio.MemorySendChannel[str]] = set()
         self.dropped = 0
         """Subscribers disconnected for being too slow."""
+        self.closed = False
+
+    def close(self) -> None:
+        """End every subscription (the daemon process is shutting down)."""
+        self.closed = True
+        for channel in self._subscribers:
+            channel.close()
+        self._subscribers.clear()
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
     def publish(self, kind: str, data: dict[str, Any]) -> None:
-        if not self._subscribers:
+        if not self._subscribers or self.closed:
             return
         message = json.dumps(
             {
@@ -58,7 +66,10 @@ class EventBus:
     def subscribe(self) -> Iterator[trio.MemoryReceiveChannel[str]]:
         """A channel of serialized messages; it ends when the subscriber is too slow."""
         send, receive = trio.open_memory_channel[str](self._buffer)
-        self._subscribers.add(send)
+        if self.closed:
+            send.close()
+        else:
+            self._subscribers.add(send)
         try:
             yield receive
         finally:

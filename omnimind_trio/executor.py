@@ -304,7 +304,11 @@ class Executor:
                     await process.wait()
             if self._closing:
                 return
-            log.error("task worker exited with status %s; restarting", process.returncode)
+            log.error(
+                "task worker exited with status %s; restarting",
+                process.returncode,
+                extra={"exit_status": process.returncode},
+            )
             self.restarts += 1
             delay = (
                 0.1 if trio.current_time() - started_at > 10 else min(delay * 2, MAX_RESTART_DELAY)

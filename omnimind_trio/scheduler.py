@@ -322,7 +322,11 @@ class Scheduler:
         try:
             await self._runner(entry, running)
         except Exception:
-            log.exception("execution of %s failed inside the daemon", entry.task_id)
+            log.exception(
+                "execution of %s failed inside the daemon",
+                entry.task_id,
+                extra={"task_id": entry.task_id, "execution_id": running.execution_id},
+            )
         finally:
             entry.running = None
             if entry.spec.priority is Priority.CRITICAL:

@@ -17,6 +17,13 @@ import signal
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
+from hypercorn.typing import (
+    ASGIFramework,
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    ASGISendEvent,
+    Scope,
+)
 
 from .api import create_app
 from .auth import Credentials, load_credentials
@@ -32,12 +39,39 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = settings.stop_grace_seconds * 2 / 3
-    # Idle keep-alive connections must not hold a graceful shutdown open: with quart-trio
-    # the keep-alive timer is not re-armed after a request (see docs/architecture.md), so
-    # a read timeout is what closes an idle connection.
+    # A backstop for idle keep-alive connections (the real fix is ShieldedSend below).
     config.read_timeout = 30
     config.websocket_ping_interval = 20
     return config
+
+
+class ShieldedSend:
+    """Run hypercorn's ``send`` shielded from quart-trio's cancellation.
+
+    Why: quart-trio cancels its request task as soon as the response is sent, while
+    hypercorn is still inside ``send`` doing its after-response work (re-arming the
+    keep-alive idle timer, recycling the connection). Cancelled there, the connection is
+    never marked idle: a graceful shutdown then waits the whole ``graceful_timeout`` for
+    it, and an unread request body can leave the next request on it hanging. hypercorn
+    already shields the socket write itself; this shields the rest. HTTP only: a
+    WebSocket's sends must stay cancellable.
+    """
+
+    def __init__(self, app: ASGIFramework) -> None:
+        self.app = app
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def shielded(message: ASGISendEvent) -> None:
+            with trio.CancelScope(shield=True):
+                await send(message)
+
+        await self.app(scope, receive, shielded)
 
 
 def announce(credentials: Credentials) -> None:
@@ -73,6 +107,7 @@ async def serve(
                         nursery.cancel_scope.cancel()
                         return
                     log.info("%s received: stopping", signal.Signals(signum).name)
+                    daemon.events.close()  # WebSocket clients get a clean 1001 "going away"
                     shutdown.set()
                     # Backstop: whatever still runs after the grace period is cancelled.
                     nursery.cancel_scope.deadline = (
@@ -82,7 +117,7 @@ async def serve(
 
             async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
                 await hypercorn_serve(
-                    create_app(daemon, credentials),
+                    ShieldedSend(create_app(daemon, credentials)),
                     hypercorn_config(settings),
                     shutdown_trigger=shutdown.wait,
                     task_status=task_status,
