@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .gates import SleepWindow
+from .gates import SleepWindow, parse_weekdays
 
 
 class Settings(BaseSettings):
@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     gate_close_seconds: Annotated[float, Field(ge=0)] = 3.0
     sleep_window: str = "00:00-06:00"
     """``HH:MM-HH:MM`` local time; may wrap midnight."""
+    sleep_weekdays: str | None = None
+    """Days on which the sleep window starts: ``mon-fri``, ``sat,sun``...; default every day."""
     timezone: str | None = None
     """IANA name for the sleep window; default the machine's local zone."""
 
@@ -82,6 +84,13 @@ class Settings(BaseSettings):
         SleepWindow.parse(value)
         return value
 
+    @field_validator("sleep_weekdays")
+    @classmethod
+    def _check_weekdays(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_weekdays(value)
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _check_timezone(cls, value: str | None) -> str | None:
@@ -94,7 +103,7 @@ class Settings(BaseSettings):
 
     @property
     def window(self) -> SleepWindow:
-        return SleepWindow.parse(self.sleep_window, self.timezone)
+        return SleepWindow.parse(self.sleep_window, self.timezone, self.sleep_weekdays)
 
     @property
     def database_path(self) -> Path:

@@ -7,9 +7,10 @@ for ``close_seconds``, so a load hovering at a threshold does not make it flap.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from .models import Priority
@@ -17,16 +18,41 @@ from .models import Priority
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ALL_DAYS = frozenset(range(7))
+
+
+def parse_weekdays(text: str) -> frozenset[int]:
+    """``"mon-fri"``, ``"sat,sun"``, ``"mon-wed,fri"`` -> weekday numbers (Monday is 0)."""
+    days: set[int] = set()
+    for part in (p.strip().lower() for p in text.split(",")):
+        first, _, last = part.partition("-")
+        if first not in DAYS or (last and last not in DAYS):
+            raise ValueError(f"sleep weekdays must look like mon-fri or sat,sun, not {text!r}")
+        start, end = DAYS.index(first), DAYS.index(last or first)
+        span = (end - start) % 7
+        days.update((start + i) % 7 for i in range(span + 1))
+    return frozenset(days)
+
+
 @dataclass(frozen=True)
 class SleepWindow:
-    """A daily local-time window ``start``-``end``; ``end <= start`` wraps midnight."""
+    """A daily local-time window ``start``-``end``; ``end <= start`` wraps midnight.
+
+    ``weekdays`` are the days on which the window *starts* (a Friday 22:00-06:00 window
+    ends on Saturday morning). Times are wall-clock times in ``tz``: across a DST change
+    the window keeps its local times (it is an hour shorter or longer that night).
+    """
 
     start: time
     end: time
     tz: tzinfo | None = None
+    weekdays: frozenset[int] = ALL_DAYS
 
     @classmethod
-    def parse(cls, text: str, tz_name: str | None = None) -> SleepWindow:
+    def parse(
+        cls, text: str, tz_name: str | None = None, weekdays: str | None = None
+    ) -> SleepWindow:
         """Parse ``"HH:MM-HH:MM"``. Raises ValueError with a readable message."""
         match = _WINDOW.match(text)
         if match is None:
@@ -35,19 +61,47 @@ class SleepWindow:
         if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2 != 0):
             raise ValueError(f"sleep window has an impossible time: {text!r}")
         end = time(0, 0) if h2 == 24 else time(h2, m2)
-        return cls(time(h1, m1), end, ZoneInfo(tz_name) if tz_name else None)
+        days = parse_weekdays(weekdays) if weekdays else ALL_DAYS
+        return cls(time(h1, m1), end, ZoneInfo(tz_name) if tz_name else None, days)
+
+    def _local(self, epoch: float) -> datetime:
+        return datetime.fromtimestamp(epoch, tz=UTC).astimezone(self.tz)
 
     def contains(self, epoch: float) -> bool:
         """Whether the wall-clock instant ``epoch`` falls inside the window."""
-        moment = datetime.fromtimestamp(epoch, tz=UTC).astimezone(self.tz)
+        moment = self._local(epoch)
         now = moment.time().replace(tzinfo=None)
+        day = moment.weekday()
         if self.start < self.end:
-            return self.start <= now < self.end
-        # Wraps midnight (or covers the whole day when start == end).
-        return now >= self.start or now < self.end
+            inside = self.start <= now < self.end
+        elif now >= self.start:  # wraps midnight (or the whole day when start == end)
+            inside = True
+        else:
+            inside = now < self.end
+            day = (day - 1) % 7  # the morning part belongs to the night that began before
+        return inside and day in self.weekdays
+
+    def next_start(self, epoch: float) -> float:
+        """The first instant at or after ``epoch`` inside the window (``epoch`` itself if
+        it is inside). Looks a little over a week ahead."""
+        if self.contains(epoch):
+            return epoch
+        day = self._local(epoch).date()
+        for offset in range(-1, 9):
+            candidate = datetime.combine(day + timedelta(days=offset), self.start, tzinfo=self.tz)
+            when = candidate.timestamp()
+            # A start time that does not exist that day (DST gap) falls forward an hour.
+            if when >= epoch and self.contains(when):
+                return when
+            if when >= epoch and self.contains(when + 3600):
+                return when + 3600
+        return math.inf
 
     def __str__(self) -> str:
-        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+        text = f"{self.start:%H:%M}-{self.end:%H:%M}"
+        if self.weekdays != ALL_DAYS:
+            text += " on " + ",".join(DAYS[d] for d in sorted(self.weekdays))
+        return text
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from typing import Any
@@ -51,6 +51,38 @@ class Trigger(StrEnum):
     SCHEDULE = "schedule"
     RUN_NOW = "run_now"
     RETRY = "retry"
+    CATCH_UP = "catch_up"
+
+
+class OnBusy(StrEnum):
+    """What a running execution does when the gate that admitted it closes."""
+
+    FREEZE = "freeze"
+    """SIGSTOP its process group until the gate reopens (the default)."""
+    CONTINUE = "continue"
+    CANCEL = "cancel"
+
+
+class Overlap(StrEnum):
+    """What happens when a run is due while the task is still running."""
+
+    SKIP = "skip"
+    """Do not start it; record it as skipped (the default)."""
+    QUEUE = "queue"
+    """Start it as soon as the current run ends (at most one waits)."""
+    REPLACE = "replace"
+    """Cancel the current run and start the new one."""
+    ALLOW = "allow"
+    """Run both at once."""
+
+
+class OnMissed(StrEnum):
+    """What happens to runs that fell due while the daemon was down or the machine slept."""
+
+    ONCE = "once"
+    """Run once to catch up (catch-ups are released one at a time); the default."""
+    SKIP = "skip"
+    """Record them as skipped and wait for the next slot on the schedule."""
 
 
 @dataclass(frozen=True)
@@ -67,10 +99,19 @@ class TaskSpec:
     timeout_seconds: float | None = None
     max_memory_mb: int | None = None
     max_cpu_seconds: int | None = None
+    on_busy: OnBusy = OnBusy.FREEZE
+    overlap: Overlap = Overlap.SKIP
+    on_missed: OnMissed = OnMissed.ONCE
+    max_retries: int = 0
+    max_delay_hours: float | None = None
 
     @property
     def repeat_seconds(self) -> float | None:
         return None if self.repeat_hours is None else self.repeat_hours * 3600.0
+
+    @property
+    def max_delay_seconds(self) -> float | None:
+        return None if self.max_delay_hours is None else self.max_delay_hours * 3600.0
 
 
 @dataclass
@@ -99,6 +140,18 @@ class ExecutionRecord:
     stderr: str = ""
     cpu_seconds: float | None = None
     max_rss_mb: float | None = None
+    attempt: int = 0
+    """0 for a first run; n for the n-th retry."""
+    pauses: list[tuple[float, float | None]] = field(default_factory=list)
+    """Times (epoch) the execution was frozen and thawed while the machine was busy."""
+
+    @property
+    def frozen_seconds(self) -> float:
+        end = self.finished_at
+        return sum(
+            (thawed if thawed is not None else (end or frozen)) - frozen
+            for frozen, thawed in self.pauses
+        )
 
     @property
     def duration_seconds(self) -> float | None:
@@ -122,6 +175,12 @@ class ExecutionRecord:
             "duration_seconds": _round(self.duration_seconds),
             "cpu_seconds": _round(self.cpu_seconds),
             "max_rss_mb": _round(self.max_rss_mb),
+            "attempt": self.attempt,
+            "pauses": [
+                {"frozen_at": iso_utc(a, millis=True), "thawed_at": iso_utc(b, millis=True)}
+                for a, b in self.pauses
+            ],
+            "frozen_seconds": _round(self.frozen_seconds),
         }
 
 

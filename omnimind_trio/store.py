@@ -21,7 +21,17 @@ from typing import Any, TypeVar
 import trio
 
 from .exceptions import StartupError
-from .models import ExecutionRecord, Outcome, Priority, TaskCounters, TaskSpec, Trigger
+from .models import (
+    ExecutionRecord,
+    OnBusy,
+    OnMissed,
+    Outcome,
+    Overlap,
+    Priority,
+    TaskCounters,
+    TaskSpec,
+    Trigger,
+)
 
 T = TypeVar("T")
 
@@ -37,6 +47,11 @@ CREATE TABLE IF NOT EXISTS tasks (
     timeout_seconds REAL,
     max_memory_mb INTEGER,
     max_cpu_seconds INTEGER,
+    on_busy TEXT NOT NULL DEFAULT 'freeze',
+    overlap TEXT NOT NULL DEFAULT 'skip',
+    on_missed TEXT NOT NULL DEFAULT 'once',
+    max_retries INTEGER NOT NULL DEFAULT 0,
+    max_delay_hours REAL,
     paused INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     next_due REAL,
@@ -58,12 +73,25 @@ CREATE TABLE IF NOT EXISTS executions (
     started_at REAL,
     finished_at REAL,
     cpu_seconds REAL,
-    max_rss_mb REAL
+    max_rss_mb REAL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    pauses TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS executions_by_task ON executions (task_id, scheduled_at);
 CREATE INDEX IF NOT EXISTS executions_by_time ON executions (scheduled_at);
 CREATE INDEX IF NOT EXISTS executions_by_outcome ON executions (outcome);
 """
+
+# Columns added after the first schema: (table, column, declaration) for older databases.
+MIGRATIONS = [
+    ("tasks", "on_busy", "TEXT NOT NULL DEFAULT 'freeze'"),
+    ("tasks", "overlap", "TEXT NOT NULL DEFAULT 'skip'"),
+    ("tasks", "on_missed", "TEXT NOT NULL DEFAULT 'once'"),
+    ("tasks", "max_retries", "INTEGER NOT NULL DEFAULT 0"),
+    ("tasks", "max_delay_hours", "REAL"),
+    ("executions", "attempt", "INTEGER NOT NULL DEFAULT 0"),
+    ("executions", "pauses", "TEXT NOT NULL DEFAULT '[]'"),
+]
 
 INTERRUPTED_REASON = "the daemon ended unexpectedly while this execution ran"
 
@@ -112,9 +140,10 @@ class Store:
         def insert(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT INTO tasks (task_id, seq, name, description, priority, code,"
-                " repeat_hours, timeout_seconds, max_memory_mb, max_cpu_seconds, paused,"
-                " created_at, next_due, execution_count, success_count, failure_count,"
-                " last_execution) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " repeat_hours, timeout_seconds, max_memory_mb, max_cpu_seconds, on_busy,"
+                " overlap, on_missed, max_retries, max_delay_hours, paused, created_at,"
+                " next_due, execution_count, success_count, failure_count, last_execution)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     spec.task_id,
                     task.seq,
@@ -126,6 +155,11 @@ class Store:
                     spec.timeout_seconds,
                     spec.max_memory_mb,
                     spec.max_cpu_seconds,
+                    spec.on_busy.value,
+                    spec.overlap.value,
+                    spec.on_missed.value,
+                    spec.max_retries,
+                    spec.max_delay_hours,
                     int(task.paused),
                     task.created_at,
                     task.next_due,
@@ -145,7 +179,8 @@ class Store:
             db.execute(
                 "UPDATE tasks SET name = ?, description = ?, priority = ?, code = ?,"
                 " repeat_hours = ?, timeout_seconds = ?, max_memory_mb = ?,"
-                " max_cpu_seconds = ?, next_due = ? WHERE task_id = ?",
+                " max_cpu_seconds = ?, on_busy = ?, overlap = ?, on_missed = ?,"
+                " max_retries = ?, max_delay_hours = ?, next_due = ? WHERE task_id = ?",
                 (
                     spec.name,
                     spec.description,
@@ -155,6 +190,11 @@ class Store:
                     spec.timeout_seconds,
                     spec.max_memory_mb,
                     spec.max_cpu_seconds,
+                    spec.on_busy.value,
+                    spec.overlap.value,
+                    spec.on_missed.value,
+                    spec.max_retries,
+                    spec.max_delay_hours,
                     next_due,
                     spec.task_id,
                 ),
@@ -323,6 +363,11 @@ async def open_store(path: Path) -> AsyncIterator[Store]:
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA busy_timeout = 5000")
         db.executescript(SCHEMA)
+        for table, column, declaration in MIGRATIONS:
+            columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        db.commit()
         return db
 
     lock = _lock(path)
@@ -353,7 +398,7 @@ def _upsert_execution(db: sqlite3.Connection, record: ExecutionRecord) -> None:
     db.execute(
         "INSERT OR REPLACE INTO executions (execution_id, task_id, trigger, outcome, reason,"
         " result, stdout, stderr, scheduled_at, started_at, finished_at, cpu_seconds,"
-        " max_rss_mb) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " max_rss_mb, attempt, pauses) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
             record.execution_id,
             record.task_id,
@@ -368,6 +413,8 @@ def _upsert_execution(db: sqlite3.Connection, record: ExecutionRecord) -> None:
             record.finished_at,
             record.cpu_seconds,
             record.max_rss_mb,
+            record.attempt,
+            json.dumps(record.pauses),
         ),
     )
 
@@ -383,6 +430,11 @@ def _task_from_row(row: sqlite3.Row) -> StoredTask:
         timeout_seconds=row["timeout_seconds"],
         max_memory_mb=row["max_memory_mb"],
         max_cpu_seconds=row["max_cpu_seconds"],
+        on_busy=OnBusy(row["on_busy"]),
+        overlap=Overlap(row["overlap"]),
+        on_missed=OnMissed(row["on_missed"]),
+        max_retries=row["max_retries"],
+        max_delay_hours=row["max_delay_hours"],
     )
     counters = TaskCounters(
         execution_count=row["execution_count"],
@@ -415,4 +467,6 @@ def _execution_from_row(row: sqlite3.Row) -> ExecutionRecord:
         finished_at=row["finished_at"],
         cpu_seconds=row["cpu_seconds"],
         max_rss_mb=row["max_rss_mb"],
+        attempt=row["attempt"],
+        pauses=[tuple(pause) for pause in json.loads(row["pauses"])],
     )

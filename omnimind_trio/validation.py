@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from .exceptions import InvalidInput
-from .models import Priority, TaskSpec
+from .models import OnBusy, OnMissed, Overlap, Priority, TaskSpec
 
 TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 RESERVED_TASK_IDS = frozenset({"add", "batch"})
@@ -34,6 +34,12 @@ class TaskCreate(BaseModel):
     timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] | None = None
     max_memory_mb: Annotated[int, Field(ge=16, le=1024 * 1024)] | None = None
     max_cpu_seconds: Annotated[int, Field(ge=1, le=10**7)] | None = None
+    # Enums from JSON strings: lax here, so "queue" is accepted (and 1 still is not).
+    on_busy: Annotated[OnBusy, Field(strict=False)] = OnBusy.FREEZE
+    overlap: Annotated[Overlap, Field(strict=False)] = Overlap.SKIP
+    on_missed: Annotated[OnMissed, Field(strict=False)] = OnMissed.ONCE
+    max_retries: Annotated[int, Field(ge=0, le=100)] = 0
+    max_delay_hours: Annotated[float, Field(gt=0, le=24 * 366)] | None = None
 
     @field_validator("task_id", mode="before")
     @classmethod
@@ -64,6 +70,11 @@ class TaskCreate(BaseModel):
             timeout_seconds=self.timeout_seconds,
             max_memory_mb=self.max_memory_mb,
             max_cpu_seconds=self.max_cpu_seconds,
+            on_busy=self.on_busy,
+            overlap=self.overlap,
+            on_missed=self.on_missed,
+            max_retries=self.max_retries,
+            max_delay_hours=self.max_delay_hours,
         )
 
 
@@ -129,6 +140,11 @@ def parse_task_patch(data: Any, current: TaskSpec, *, max_code_bytes: int) -> Ta
         "timeout_seconds": current.timeout_seconds,
         "max_memory_mb": current.max_memory_mb,
         "max_cpu_seconds": current.max_cpu_seconds,
+        "on_busy": current.on_busy.value,
+        "overlap": current.overlap.value,
+        "on_missed": current.on_missed.value,
+        "max_retries": current.max_retries,
+        "max_delay_hours": current.max_delay_hours,
         **data,
     }
     spec = parse_task_spec(merged, max_code_bytes=max_code_bytes)

@@ -110,3 +110,57 @@ def test_update_reports_only_real_changes() -> None:
     assert gates.update(10, 0, day)
     assert not gates.update(12, 1, day)
     assert gates.update(60, 2, day)
+
+
+def test_weekdays_belong_to_the_night_they_start() -> None:
+    # 2026-01-02 is a Friday.
+    window = SleepWindow.parse("22:00-06:00", "UTC", "mon-fri")
+    assert window.contains(epoch("2026-01-02T23:00:00"))  # Friday night
+    assert window.contains(epoch("2026-01-03T05:00:00"))  # ... until Saturday 06:00
+    assert not window.contains(epoch("2026-01-03T23:00:00"))  # Saturday night: off
+    assert not window.contains(epoch("2026-01-05T03:00:00"))  # Monday 03:00 is Sunday's night
+    assert window.contains(epoch("2026-01-05T23:00:00"))  # Monday night
+
+
+@pytest.mark.parametrize(
+    ("text", "days"),
+    [("mon-fri", {0, 1, 2, 3, 4}), ("sat,sun", {5, 6}), ("fri-mon", {4, 5, 6, 0}), ("wed", {2})],
+)
+def test_parse_weekdays(text: str, days: set[int]) -> None:
+    assert SleepWindow.parse("00:00-06:00", None, text).weekdays == days
+
+
+def test_bad_weekdays_are_refused() -> None:
+    with pytest.raises(ValueError, match="sleep weekdays must look like"):
+        SleepWindow.parse("00:00-06:00", None, "weekends")
+
+
+BERLIN = "Europe/Berlin"
+
+
+def test_dst_nights_keep_local_times() -> None:
+    # 2026-03-29: 02:00 -> 03:00 in Berlin; the window 01:00-04:00 lasts two hours that night.
+    window = SleepWindow.parse("01:00-04:00", BERLIN)
+    assert window.contains(epoch("2026-03-29T01:30:00", BERLIN))
+    assert window.contains(epoch("2026-03-29T03:30:00", BERLIN))
+    assert not window.contains(epoch("2026-03-29T04:00:00", BERLIN))
+    start, end = epoch("2026-03-29T01:00:00", BERLIN), epoch("2026-03-29T04:00:00", BERLIN)
+    assert end - start == 2 * 3600
+    # 2026-10-25: 03:00 -> 02:00; the same window lasts four hours.
+    start, end = epoch("2026-10-25T01:00:00", BERLIN), epoch("2026-10-25T04:00:00", BERLIN)
+    assert end - start == 4 * 3600
+    inside = [window.contains(start + minutes * 60) for minutes in range(0, 4 * 60, 10)]
+    assert all(inside)
+
+
+def test_next_start() -> None:
+    window = SleepWindow.parse("00:00-06:00", "UTC", "sat,sun")
+    friday_noon = epoch("2026-01-02T12:00:00")
+    assert window.next_start(friday_noon) == epoch("2026-01-03T00:00:00")
+    inside = epoch("2026-01-03T02:00:00")
+    assert window.next_start(inside) == inside
+    # A start that does not exist (DST gap in Berlin at 02:00-03:00) falls forward.
+    gap = SleepWindow.parse("02:30-05:00", BERLIN)
+    assert gap.next_start(epoch("2026-03-28T12:00:00", BERLIN)) == epoch(
+        "2026-03-29T03:30:00", BERLIN
+    )
