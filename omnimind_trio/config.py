@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     timezone: str | None = None
     """IANA name for the sleep window; default the machine's local zone."""
 
+    # Policies
+    missed_grace_seconds: Annotated[float, Field(ge=0)] = 300.0
+    """A repeating run this late is 'missed' (daemon down, machine asleep): on_missed applies."""
+    retry_base_seconds: Annotated[float, Field(gt=0)] = 30.0
+    """First retry delay; doubled at each retry, with jitter, up to retry_max_seconds."""
+    retry_max_seconds: Annotated[float, Field(gt=0)] = 3600.0
+
     # History
     history_max_per_task: Annotated[int, Field(ge=1)] = 1000
     history_max_days: Annotated[float, Field(gt=0)] = 30.0

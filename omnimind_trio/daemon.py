@@ -19,6 +19,7 @@ import math
 import sqlite3
 import sys
 import traceback
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -48,6 +49,8 @@ from .models import (
     SystemMetrics,
     TaskCounters,
     TaskSpec,
+    Trigger,
+    iso_utc,
 )
 from .prom import DaemonMetrics
 from .scheduler import InProcessFunction, Running, Scheduler, TaskEntry
@@ -56,6 +59,8 @@ from .views import execution_summary, task_summary
 
 log = logging.getLogger(__name__)
 
+SUSPEND_GAP_SECONDS = 30.0
+"""A wall-clock jump beyond the monotonic clock this large means suspend or a clock change."""
 FINALIZE_SECONDS = 2.0
 """Bound on the shielded clean-up of one execution (writing its record)."""
 
@@ -93,7 +98,13 @@ class Daemon:
             max_concurrent=settings.max_concurrent,
             max_concurrent_critical=settings.max_concurrent_critical,
             on_change=self._check_state,
+            recorder=self._record_skip,
+            notify=self._on_run_event,
+            missed_grace_seconds=settings.missed_grace_seconds,
+            retry_base_seconds=settings.retry_base_seconds,
+            retry_max_seconds=settings.retry_max_seconds,
         )
+        self._last_sample_clocks: tuple[float, float] | None = None
         self.events = EventBus(lambda: self.state.value, settings.ws_buffer_messages)
         self._state = DaemonState.INITIALIZING
         self._published_state = DaemonState.INITIALIZING
@@ -189,8 +200,17 @@ class Daemon:
             log.info("daemon stopped")
 
     def _on_sample(self, metrics: SystemMetrics) -> None:
-        if self.gates.update(metrics.external_cpu_percent, trio.current_time(), self.clock.now()):
+        mono, wall = trio.current_time(), self.clock.now()
+        if self.gates.update(metrics.external_cpu_percent, mono, wall):
             self.scheduler.wake()
+        if self._last_sample_clocks is not None:
+            # The monotonic clock stands still while the machine sleeps; the wall clock
+            # does not. A gap means suspend (or a clock change): runs may have been missed.
+            gap = (wall - self._last_sample_clocks[1]) - (mono - self._last_sample_clocks[0])
+            if abs(gap) > SUSPEND_GAP_SECONDS:
+                log.warning("the wall clock jumped %.0f s (machine asleep?)", gap)
+                self.scheduler.wake()
+        self._last_sample_clocks = (mono, wall)
         self._check_state()
         if self.events.subscriber_count:
             self.events.publish(
@@ -360,7 +380,7 @@ class Daemon:
 
     # -- executions --------------------------------------------------------------
 
-    async def _run_execution(self, entry: TaskEntry, running: Running) -> None:
+    async def _run_execution(self, entry: TaskEntry, running: Running) -> Outcome:
         spec = entry.spec
         record = ExecutionRecord(
             execution_id=running.execution_id,
@@ -369,6 +389,8 @@ class Daemon:
             outcome=Outcome.RUNNING,
             scheduled_at=running.scheduled_at,
             started_at=running.started_at,
+            attempt=running.attempt,
+            pauses=running.pauses,
         )
         limit = spec.timeout_seconds or self.settings.timeout_seconds
         self.events.publish("execution_started", execution_summary(record))
@@ -410,6 +432,52 @@ class Daemon:
                     "duration_seconds": record.duration_seconds,
                 },
             )
+        return record.outcome
+
+    async def _record_skip(
+        self, entry: TaskEntry, due: float, trigger: Trigger, reason: str
+    ) -> None:
+        """A run that did not happen (overlap or missed): in the history, with why."""
+        now = self.clock.now()
+        record = ExecutionRecord(
+            execution_id=uuid.uuid4().hex,
+            task_id=entry.task_id,
+            trigger=trigger,
+            outcome=Outcome.SKIPPED,
+            scheduled_at=due,
+            finished_at=now,
+            reason=reason,
+        )
+        self.prom.observe(record)
+        with trio.move_on_after(FINALIZE_SECONDS, shield=True):
+            await self.store.finish_execution(record, entry.counters)
+        self.events.publish("execution_finished", execution_summary(record))
+        log.info(
+            "run of %s skipped: %s",
+            entry.task_id,
+            reason,
+            extra={"task_id": entry.task_id, "execution_id": record.execution_id},
+        )
+
+    def _on_run_event(self, kind: str, entry: TaskEntry, run: Running) -> None:
+        """An execution was frozen or thawed because its gate closed or reopened."""
+        data = {
+            "execution_id": run.execution_id,
+            "task_id": entry.task_id,
+            "pauses": [
+                {"frozen_at": iso_utc(a, millis=True), "thawed_at": iso_utc(b, millis=True)}
+                for a, b in run.pauses
+            ],
+        }
+        self.events.publish(kind, data)
+        verb = "frozen: the machine is busy" if kind == "execution_frozen" else "thawed"
+        log.info(
+            "execution %s of %s %s",
+            run.execution_id,
+            entry.task_id,
+            verb,
+            extra={"task_id": entry.task_id, "execution_id": run.execution_id},
+        )
 
     async def _run_code(
         self, spec: TaskSpec, record: ExecutionRecord, running: Running, limit: float
@@ -427,10 +495,12 @@ class Daemon:
             timeout_seconds=limit,
         )
 
-        def started(pid: int) -> None:
-            running.pid = pid
-
-        result = await self.executor.run(job, cancel=running.cancel, on_started=started)
+        result = await self.executor.run(
+            job,
+            cancel=running.cancel,
+            on_started=running.attach,
+            deadline=running.timeout_scope(limit),
+        )
         record.outcome, record.reason, record.result = classify(result, job)
         if record.outcome is Outcome.CANCELLED and running.cancel_reason:
             record.reason = running.cancel_reason
@@ -451,7 +521,7 @@ class Daemon:
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(watch_cancel)
-            with trio.move_on_after(limit) as deadline:
+            with running.timeout_scope(limit) as deadline:
                 try:
                     record.result = await function()
                     record.outcome = Outcome.SUCCEEDED

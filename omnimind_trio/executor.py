@@ -152,10 +152,12 @@ class Executor:
         *,
         cancel: trio.Event | None = None,
         on_started: Callable[[int], None] | None = None,
+        deadline: trio.CancelScope | None = None,
     ) -> RunResult:
         """Run ``job`` in a fresh child process and wait for it to end.
 
         The child is killed, with its whole process group, when ``job.timeout_seconds`` pass
+        (or when the ``deadline`` scope given instead expires: the caller may move it)
         (``ended_by="timeout"``), when ``cancel`` is set (``"cancel"``), or when this call
         is cancelled (then ``trio.Cancelled`` propagates). After the child exits, what is
         left of its process group is killed too.
@@ -198,7 +200,9 @@ class Executor:
                 nursery.start_soon(
                     _pump, readers[2], _capped_into(res_buffer, job.max_result_bytes)
                 )
-                with trio.move_on_after(job.timeout_seconds) as deadline:
+                if deadline is None:
+                    deadline = trio.CancelScope(deadline=trio.current_time() + job.timeout_seconds)
+                with deadline:
                     if cancel is None:
                         await pending.exited.wait()
                     else:

@@ -11,6 +11,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from .models import Priority
@@ -151,6 +152,9 @@ class GateSet:
     idle: Gate
     low_activity: Gate
     in_sleep_window: bool = False
+    cpu_percent: float | None = None
+    """The last external CPU reading (the daemon and its tasks left out)."""
+    sampled_at: float = 0.0
 
     @classmethod
     def create(
@@ -172,6 +176,7 @@ class GateSet:
 
     def update(self, external_cpu_percent: float, now_monotonic: float, now_epoch: float) -> bool:
         """Feed one sample; returns True when any priority's admission changed."""
+        self.cpu_percent, self.sampled_at = external_cpu_percent, now_monotonic
         before = self.open_priorities()
         self.idle.update(external_cpu_percent < self.idle_cpu_percent, now_monotonic)
         self.low_activity.update(
@@ -204,3 +209,43 @@ class GateSet:
                 f"(CPU < {self.low_activity_cpu_percent:g} %) or the sleep window"
             )
         return f"waiting for the sleep window ({self.window})"
+
+    def explain(self, priority: Priority, now_epoch: float) -> dict[str, Any]:
+        """Why ``priority`` may not start, with the measurement behind it: the gate, the
+        CPU reading against its threshold, and how long the gate still needs to open."""
+        cpu = None if self.cpu_percent is None else round(self.cpu_percent, 1)
+        if priority is Priority.LOW:
+            opens = self.window.next_start(now_epoch)
+            return {
+                "gate": "sleep_window",
+                "detail": f"waiting for the sleep window ({self.window})",
+                "opens_at": None if math.isinf(opens) else opens,
+            }
+        gate, threshold = (
+            (self.idle, self.idle_cpu_percent)
+            if priority is Priority.HIGH
+            else (self.low_activity, self.low_activity_cpu_percent)
+        )
+        name = "idle" if priority is Priority.HIGH else "low_activity"
+        remaining = gate.remaining(self.sampled_at)
+        if remaining is not None:
+            state = f"it has been below for long enough in {remaining:.0f} s more"
+        elif cpu is not None:
+            state = "CPU is above the threshold"
+        else:
+            state = "no reading yet"
+        cpu_text = "no reading" if cpu is None else f"{cpu:g} %"
+        words = "the machine to be idle" if name == "idle" else "low activity"
+        detail = (
+            f"waiting for {words}: CPU outside the daemon {cpu_text}, needs < {threshold:g} %"
+            f" ({state})"
+        )
+        if priority is Priority.MEDIUM:
+            detail += f", or the sleep window ({self.window})"
+        return {
+            "gate": name,
+            "detail": detail,
+            "cpu_percent": cpu,
+            "threshold_percent": threshold,
+            "dwell_remaining_seconds": None if remaining is None else round(remaining, 1),
+        }

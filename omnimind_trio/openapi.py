@@ -11,7 +11,7 @@ from functools import cache
 from typing import Any
 
 from . import __version__
-from .models import DaemonState, Outcome, Priority, Trigger
+from .models import DaemonState, OnBusy, OnMissed, Outcome, Overlap, Priority, Trigger
 from .queries import MAX_LIMIT, TASK_SORT_KEYS, TASK_STATUSES
 from .validation import TaskCreate
 
@@ -81,10 +81,25 @@ def _schemas() -> dict[str, Any]:
         "duration_seconds": _nullable(NUMBER),
         "cpu_seconds": _nullable(NUMBER),
         "max_rss_mb": _nullable(NUMBER),
+        "attempt": INTEGER,
+        "pauses": {
+            "type": "array",
+            "items": _object({"frozen_at": TIME, "thawed_at": _nullable(TIME)}),
+        },
+        "frozen_seconds": NUMBER,
     }
-    add = TaskCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+    add = TaskCreate.model_json_schema(ref_template="#/$defs/{model}")
     add["properties"]["priority"] = {"type": "string", "enum": list(Priority.__members__)}
-    add.pop("$defs", None)
+    definitions = add.pop("$defs", {})
+    for name, prop in add["properties"].items():  # inline the enums pydantic refers to
+        if "$ref" in prop:
+            target = definitions[prop.pop("$ref").rsplit("/", 1)[1]]
+            add["properties"][name] = {
+                **prop,
+                "type": "string",
+                "enum": target["enum"],
+                "description": target.get("description", ""),
+            }
     for name, prop in add["properties"].items():
         if "anyOf" in prop:  # pydantic's "X or null" in OpenAPI 3.0 terms
             options = [o for o in prop.pop("anyOf") if o.get("type") != "null"]
@@ -132,6 +147,21 @@ def _schemas() -> dict[str, Any]:
                 "waiting_since": _nullable(TIME),
                 "waiting_reason": _nullable(STRING),
                 "running_execution_id": _nullable(STRING),
+                "on_busy": {"type": "string", "enum": [p.value for p in OnBusy]},
+                "overlap": {"type": "string", "enum": [p.value for p in Overlap]},
+                "on_missed": {"type": "string", "enum": [p.value for p in OnMissed]},
+                "max_retries": INTEGER,
+                "max_delay_hours": _nullable(NUMBER),
+                "retry_attempt": INTEGER,
+                "waiting": {
+                    "type": "object",
+                    "nullable": True,
+                    "description": "Why the task does not run now and when it should: "
+                    "reason (paused, done, scheduled, backoff, gate, slot, catch_up, "
+                    "starting, stopped), detail, and the measurements behind it.",
+                    "properties": {"reason": STRING, "detail": STRING},
+                    "required": ["reason", "detail"],
+                },
             }
         ),
         "TaskCreate": add,

@@ -47,12 +47,35 @@ def task_detail(daemon: Daemon, entry: TaskEntry) -> dict[str, Any]:
         "created_at": iso_utc(entry.created_at),
         "next_execution": iso_utc(entry.next_due),
         "waiting_since": iso_utc(entry.ready_since),
+        "on_busy": spec.on_busy.value,
+        "overlap": spec.overlap.value,
+        "on_missed": spec.on_missed.value,
+        "max_retries": spec.max_retries,
+        "max_delay_hours": spec.max_delay_hours,
+        "retry_attempt": entry.retry_attempt,
         "waiting_reason": (
             daemon.scheduler.waiting_reason(entry)
             if daemon.running
             else "the daemon is stopped (POST /daemon/start)"
         ),
+        "waiting": waiting(daemon, entry),
         "running_execution_id": running.execution_id if running is not None else None,
+    }
+
+
+TIME_FIELDS = ("until", "expected_start", "run_by", "opens_at")
+
+
+def waiting(daemon: Daemon, entry: TaskEntry) -> dict[str, Any] | None:
+    """Why the task is not running and when it should, with times as ISO-8601."""
+    if not daemon.running:
+        return {"reason": "stopped", "detail": "the daemon is stopped (POST /daemon/start)"}
+    explained = daemon.scheduler.explain(entry)
+    if explained is None:
+        return None
+    return {
+        key: iso_utc(value) if key in TIME_FIELDS and value is not None else value
+        for key, value in explained.items()
     }
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,7 +19,16 @@ import trio.testing
 from omnimind_trio.clock import TrioWallClock
 from omnimind_trio.exceptions import Conflict, TaskExists, TaskNotFound
 from omnimind_trio.gates import GateSet, SleepWindow
-from omnimind_trio.models import Priority, TaskCounters, TaskSpec, Trigger
+from omnimind_trio.models import (
+    OnBusy,
+    OnMissed,
+    Outcome,
+    Overlap,
+    Priority,
+    TaskCounters,
+    TaskSpec,
+    Trigger,
+)
 from omnimind_trio.scheduler import Running, Scheduler, TaskEntry
 
 NOON = datetime(2026, 1, 1, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()
@@ -23,18 +36,50 @@ NOON = datetime(2026, 1, 1, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()
 
 @dataclass
 class FakeRunner:
-    """Records every start; each run lasts ``durations[task_id]`` virtual seconds."""
+    """Records every start; each run lasts ``durations[task_id]`` virtual seconds (frozen
+    time excluded from its timeout) and ends with the next of ``outcomes[task_id]``."""
 
     clock: Callable[[], float]
     durations: dict[str, float] = field(default_factory=dict)
+    outcomes: dict[str, list[Outcome]] = field(default_factory=dict)
+    timeouts: dict[str, float] = field(default_factory=dict)
     starts: list[tuple[str, Trigger, float]] = field(default_factory=list)
+    runs: list[tuple[str, Running]] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, float, str]] = field(default_factory=list)
 
-    async def __call__(self, entry: TaskEntry, running: Running) -> None:
+    async def __call__(self, entry: TaskEntry, running: Running) -> Outcome:
         self.starts.append((entry.task_id, running.trigger, self.clock()))
-        with trio.move_on_after(self.durations.get(entry.task_id, 0.0)):
-            await running.cancel.wait()
+        self.runs.append((entry.task_id, running))
+        cancelled = False
+        with running.timeout_scope(self.timeouts.get(entry.task_id, math.inf)) as limit:
+            async with trio.open_nursery() as nursery:
+
+                async def watch() -> None:
+                    nonlocal cancelled
+                    await running.cancel.wait()
+                    cancelled = True
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(watch)
+                # Work advances only while not frozen, like a SIGSTOPped process.
+                remaining = self.durations.get(entry.task_id, 0.0)
+                while remaining > 0:
+                    step = min(remaining, 5.0)
+                    await trio.sleep(step)
+                    if not running.frozen:
+                        remaining -= step
+                nursery.cancel_scope.cancel()
+        if cancelled:
             self.cancelled.append(entry.task_id)
+            return Outcome.CANCELLED
+        if limit.cancelled_caught:
+            return Outcome.TIMED_OUT
+        planned = self.outcomes.get(entry.task_id)
+        return planned.pop(0) if planned else Outcome.SUCCEEDED
+
+    async def record(self, entry: TaskEntry, due: float, trigger: Trigger, reason: str) -> None:
+        self.skipped.append((entry.task_id, due - NOON, reason))
 
     def started(self, task_id: str) -> list[float]:
         return [when for name, _, when in self.starts if name == task_id]
@@ -54,8 +99,11 @@ class Harness:
         *,
         repeat_hours: int | None = None,
         due_in: float = 0.0,
+        **policies: Any,
     ) -> TaskEntry:
-        spec = TaskSpec(task_id, task_id, "", priority, "def execute(): pass", repeat_hours)
+        spec = TaskSpec(
+            task_id, task_id, "", priority, "def execute(): pass", repeat_hours, **policies
+        )
         entry = TaskEntry(
             spec,
             TaskCounters(),
@@ -90,6 +138,8 @@ async def harness(
         runner=runner,
         max_concurrent=max_concurrent,
         max_concurrent_critical=max_critical,
+        recorder=runner.record,
+        rng=random.Random(7),
     )
     h = Harness(scheduler, runner, gates, wall)
     h.load(90.0)  # busy machine, daytime: only CRITICAL may run
@@ -118,7 +168,10 @@ async def test_high_waits_for_idle_and_medium_for_low_activity(
         assert h.runner.starts == []
         assert h.scheduler.pending_count == 2
         reason = h.scheduler.waiting_reason(h.scheduler.tasks["high"]) or ""
-        assert "idle (CPU < 20 %)" in reason
+        assert reason == (
+            "waiting for the machine to be idle: CPU outside the daemon 90 %, needs < 20 %"
+            " (CPU is above the threshold)"
+        )
 
         h.load(35.0)  # low activity
         await trio.sleep(1)
@@ -193,12 +246,12 @@ async def test_repeat_counts_from_the_last_start(autojump_clock: trio.testing.Mo
         assert h.runner.started("hourly") == [0.0, 3600.0, 7200.0, 10800.0]
 
 
-async def test_a_run_longer_than_its_interval_does_not_overlap_itself(
+async def test_overlap_queue_runs_again_right_after(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with harness() as h:
         h.runner.durations["slow"] = 5400  # 1.5 h for an hourly task
-        h.add("slow", repeat_hours=1)
+        h.add("slow", repeat_hours=1, overlap=Overlap.QUEUE)
         await trio.sleep(3 * 3600 + 1)
         assert h.runner.started("slow") == [0.0, 5400.0, 10800.0]
 
@@ -301,3 +354,242 @@ async def test_dispatch_cost_does_not_grow_with_idle_tasks(
         await trio.sleep(1)
         assert h.runner.started("now") == [0.0]
         assert h.scheduler.dispatches == 1
+
+
+# -- overlap ---------------------------------------------------------------------------
+
+
+async def test_overlap_skip_records_the_skipped_run_and_keeps_the_grid(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        h.runner.durations["slow"] = 5400
+        h.add("slow", repeat_hours=1)  # overlap=skip is the default
+        await trio.sleep(4 * 3600 + 1)
+        assert h.runner.started("slow") == [0.0, 7200.0, 14400.0]
+        assert [(due, reason) for _, due, reason in h.runner.skipped] == [
+            (3600.0, "the previous run was still running"),
+            (10800.0, "the previous run was still running"),
+        ]
+
+
+async def test_overlap_replace_cancels_the_running_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        h.runner.durations["r"] = 5400
+        h.add("r", repeat_hours=1, overlap=Overlap.REPLACE)
+        await trio.sleep(2 * 3600 + 1)
+        assert h.runner.started("r") == [0.0, 3600.0, 7200.0]
+        assert h.runner.cancelled == ["r", "r"]
+        first = h.runner.runs[0][1]
+        assert first.cancel_reason == "replaced by a newer run (overlap=replace)"
+
+
+async def test_overlap_allow_runs_side_by_side(autojump_clock: trio.testing.MockClock) -> None:
+    async with harness() as h:
+        h.runner.durations["a"] = 5400
+        h.add("a", repeat_hours=1, overlap=Overlap.ALLOW)
+        await trio.sleep(3700)
+        assert h.runner.started("a") == [0.0, 3600.0]
+        assert len(h.scheduler.tasks["a"].runs) == 2
+        h.scheduler.run_now("a")  # no 409 under allow
+        await trio.sleep(1)
+        assert len(h.scheduler.tasks["a"].runs) == 3
+
+
+# -- missed runs -----------------------------------------------------------------------
+
+
+async def test_missed_runs_catch_up_once(autojump_clock: trio.testing.MockClock) -> None:
+    async with harness() as h:
+        h.add("backup", repeat_hours=1, due_in=-3 * 3600 - 60)  # three slots missed
+        await trio.sleep(2 * 3600 - 10)
+        assert h.runner.starts[0] == ("backup", Trigger.CATCH_UP, 0.0)
+        assert h.runner.started("backup") == [0.0, 3600.0]  # once, then every hour
+
+
+async def test_missed_runs_skipped_wait_for_the_next_slot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        h.add("report", repeat_hours=1, due_in=-3 * 3600 - 60, on_missed=OnMissed.SKIP)
+        await trio.sleep(3600)
+        assert h.runner.started("report") == [3540.0]  # the next slot on its hourly grid
+        [(_, due, reason)] = h.runner.skipped
+        assert due == -3 * 3600 - 60
+        assert reason.startswith("missed: it fell due 10860 s ago")
+
+
+async def test_a_little_lateness_is_not_a_missed_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        h.add("restart", repeat_hours=1, due_in=-120, on_missed=OnMissed.SKIP)
+        await trio.sleep(1)
+        assert h.runner.starts == [("restart", Trigger.SCHEDULE, 0.0)]
+
+
+async def test_catch_ups_are_released_one_at_a_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        for name in ("a", "b", "c"):
+            h.runner.durations[name] = 10
+            h.add(name, repeat_hours=24, due_in=-86400 * 2)
+        await trio.sleep(1)
+        assert "catch-ups of missed runs go one at a time" in (
+            h.scheduler.waiting_reason(h.scheduler.tasks["b"]) or ""
+        )
+        await trio.sleep(60)
+        assert [(n, when) for n, _, when in h.runner.starts] == [
+            ("a", 0.0),
+            ("b", 10.0),
+            ("c", 20.0),
+        ]
+
+
+async def test_a_suspend_gap_is_a_missed_run(autojump_clock: trio.testing.MockClock) -> None:
+    async with harness() as h:
+        h.runner.durations["hourly"] = 1
+        h.add("hourly", repeat_hours=1, on_missed=OnMissed.SKIP)
+        await trio.sleep(10)
+        # The machine sleeps for five hours: the wall clock leaps, Trio's clock does not.
+        h.wall._offset += 5 * 3600  # type: ignore[attr-defined]
+        h.scheduler.wake()
+        await trio.sleep(1)
+        [(_, due, reason)] = h.runner.skipped
+        assert due == 3600.0 and reason.startswith("missed")
+        next_due = h.scheduler.tasks["hourly"].next_due
+        assert next_due is not None and next_due - NOON == 6 * 3600
+
+
+# -- retries ---------------------------------------------------------------------------
+
+
+async def test_retries_back_off_exponentially_with_jitter(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        h.runner.outcomes["flaky"] = [Outcome.FAILED] * 10
+        h.add("flaky", max_retries=3)
+        await trio.sleep(3600)
+        starts = h.runner.started("flaky")
+        triggers = [t for n, t, _ in h.runner.starts]
+        assert triggers == [Trigger.SCHEDULE] + [Trigger.RETRY] * 3
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        for attempt, gap in enumerate(gaps, start=1):
+            ceiling = 30 * 2 ** (attempt - 1)
+            assert ceiling / 2 <= gap <= ceiling, (attempt, gap)
+        assert [run.attempt for _, run in h.runner.runs] == [0, 1, 2, 3]
+        assert h.scheduler.tasks["flaky"].retry_at is None  # gave up
+
+
+async def test_a_retry_that_succeeds_ends_the_retries(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        h.runner.outcomes["once_bad"] = [Outcome.TIMED_OUT, Outcome.SUCCEEDED]
+        entry = h.add("once_bad", max_retries=5, repeat_hours=24)
+        await trio.sleep(1)
+        explained = h.scheduler.explain(entry) or {}
+        assert explained["reason"] == "backoff"
+        await trio.sleep(3600)
+        assert len(h.runner.started("once_bad")) == 2
+        assert entry.retry_attempt == 0 and entry.retry_at is None
+        assert entry.next_due is not None and entry.next_due - NOON == 86400  # grid kept
+
+
+# -- max delay -------------------------------------------------------------------------
+
+
+async def test_max_delay_runs_a_starved_task_anyway(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:  # noon, busy: LOW waits for the night
+        h.runner.durations["nightly"] = 600
+        entry = h.add("nightly", Priority.LOW, max_delay_hours=2)
+        await trio.sleep(1)
+        explained = h.scheduler.explain(entry) or {}
+        assert explained["gate"] == "sleep_window"
+        assert explained["run_by"] - NOON == 7200
+        await trio.sleep(7200)
+        assert h.runner.started("nightly") == [7200.0]
+        [(_, run)] = h.runner.runs
+        assert not run.gated  # forced through a closed gate: never frozen for it
+
+
+# -- yielding to the user ---------------------------------------------------------------
+
+
+async def test_a_busy_machine_freezes_gated_runs_and_frozen_time_is_not_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        h.load(5.0)
+        h.runner.durations["heavy"] = 100
+        h.runner.timeouts["heavy"] = 150
+        h.add("heavy", Priority.HIGH)
+        await trio.sleep(50)
+        h.load(90.0)  # the user is back
+        await trio.sleep(0.001)
+        [(_, run)] = h.runner.runs
+        assert run.frozen
+        await trio.sleep(300)  # frozen for 300 s: more than the timeout
+        h.load(5.0)
+        await trio.sleep(0.001)
+        assert not run.frozen
+        await trio.sleep(60)
+        [(frozen_at, thawed_at)] = run.pauses
+        assert (frozen_at - NOON, thawed_at - NOON) == pytest.approx((50.0, 350.001))
+        assert h.runner.cancelled == []
+        assert h.scheduler.running_count == 0  # finished, not timed out
+
+
+async def test_on_busy_cancel_and_continue(autojump_clock: trio.testing.MockClock) -> None:
+    async with harness() as h:
+        h.load(5.0)
+        for name, policy in (("polite", OnBusy.CANCEL), ("stubborn", OnBusy.CONTINUE)):
+            h.runner.durations[name] = 100
+            h.add(name, Priority.HIGH, on_busy=policy)
+        await trio.sleep(10)
+        h.load(90.0)
+        await trio.sleep(1)
+        assert h.runner.cancelled == ["polite"]
+        runs = dict(h.runner.runs)
+        assert runs["polite"].cancel_reason is not None
+        assert runs["polite"].cancel_reason.startswith("the machine became busy")
+        assert not runs["stubborn"].frozen and runs["stubborn"].pauses == []
+
+
+async def test_critical_and_run_now_executions_are_never_frozen(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        h.runner.durations.update({"urgent": 100, "manual": 100})
+        h.add("urgent")
+        h.add("manual", Priority.LOW, due_in=86400)
+        h.scheduler.run_now("manual")
+        await trio.sleep(10)
+        h.load(99.0)
+        await trio.sleep(10)
+        assert all(not run.frozen for _, run in h.runner.runs)
+        assert len(h.runner.runs) == 2
+
+
+async def test_explain_reports_the_measurement_and_the_remaining_dwell(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        h.gates.idle.open_seconds = 5
+        entry = h.add("h", Priority.HIGH)
+        await trio.sleep(1)
+        explained = h.scheduler.explain(entry) or {}
+        assert explained["reason"] == "gate" and explained["gate"] == "idle"
+        assert (explained["cpu_percent"], explained["threshold_percent"]) == (90.0, 20)
+        h.load(10.0)
+        await trio.sleep(2)
+        h.load(10.0)
+        explained = h.scheduler.explain(entry) or {}
+        assert explained["dwell_remaining_seconds"] == 3.0
+        assert "in 3 s more" in explained["detail"]
