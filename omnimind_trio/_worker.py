@@ -8,7 +8,7 @@ so a child starts in a few milliseconds and shares no state with earlier runs.
 Protocol, over the Unix stream socket whose fd is ``argv[1]``: frames of a 4-byte
 big-endian length and a JSON object, both ways.
 
-- daemon -> worker ``{"op": "run", "id", "code", "filename", "cwd", "env",
+- daemon -> worker ``{"op": "run", "id", "code", "filename", "cwd", "env", "nice",
   "max_memory_mb", "max_cpu_seconds"}``, with three fds attached by SCM_RIGHTS: the write
   ends of the stdout, stderr and result pipes.
 - daemon -> worker ``{"op": "check", "id", "code"}``: parse only (see
@@ -135,6 +135,8 @@ def _child(request: dict[str, Any], fds: list[int]) -> NoReturn:
         os.set_inheritable(result_fd, False)
         os.closerange(3, result_fd)
         os.closerange(result_fd + 1, 1 << 16)
+        if request.get("nice"):
+            os.nice(int(request["nice"]))
         if request.get("max_memory_mb"):
             limit = int(request["max_memory_mb"]) * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

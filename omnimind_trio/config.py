@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     """Address-space cap of a task process (RLIMIT_AS); 0 means none."""
     max_cpu_seconds: Annotated[int, Field(ge=0)] = 0
     """CPU-time cap of a task process (RLIMIT_CPU); 0 means none (the timeout still holds)."""
+    task_nice: Annotated[int, Field(ge=0, le=19)] = 10
+    """Niceness added to HIGH, MEDIUM and LOW task processes (CRITICAL runs at 0), so the
+    user's own programs win the CPU when both want it."""
     max_output_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
     """Captured stdout and stderr, each; head and tail are kept."""
     max_result_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024

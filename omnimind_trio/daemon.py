@@ -493,6 +493,7 @@ class Daemon:
             max_output_bytes=self.settings.max_output_bytes,
             max_result_bytes=self.settings.max_result_bytes,
             timeout_seconds=limit,
+            nice=0 if spec.priority is Priority.CRITICAL else self.settings.task_nice,
         )
 
         result = await self.executor.run(

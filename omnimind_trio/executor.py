@@ -47,6 +47,8 @@ class Job:
     env: dict[str, str] = field(default_factory=dict)
     max_memory_mb: int | None = None
     max_cpu_seconds: int | None = None
+    nice: int = 0
+    """Added to the task process's niceness: the user's own programs come first."""
     max_output_bytes: int = 64 * 1024
     max_result_bytes: int = 1024 * 1024
     timeout_seconds: float = 3600.0
@@ -177,6 +179,7 @@ class Executor:
             "env": job.env,
             "max_memory_mb": job.max_memory_mb,
             "max_cpu_seconds": job.max_cpu_seconds,
+            "nice": job.nice,
         }
         key: str | None = None
         pending: _Pending | None = None

@@ -319,3 +319,9 @@ def assert_gone(pid: int) -> None:
     # It may be a zombie still waiting to be reaped by init: that is gone enough.
     with open(f"/proc/{pid}/stat") as stat:
         assert stat.read().split(") ")[1].startswith("Z"), f"process {pid} still runs"
+
+
+async def test_tasks_run_with_the_requested_niceness(executor: Executor, tmp_path: Path) -> None:
+    code = "def execute():\n    import os\n    return os.nice(0)"
+    base = (await run(executor, code, tmp_path))[2]
+    assert (await run(executor, code, tmp_path, nice=10))[2] == min(19, base + 10)
