@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tasks = command("tasks", "list tasks with their counters")
     tasks.add_argument("--priority", type=str.upper, help="only these, e.g. HIGH,CRITICAL")
-    tasks.add_argument("--status", help="only these: scheduled, waiting, running, paused, done")
+    tasks.add_argument("--status", help="only these: scheduled, waiting, running, frozen, paused, done")
     tasks.add_argument("--q", metavar="TEXT", help="text in the id, name or description")
     tasks.add_argument(
         "--sort",

@@ -44,14 +44,14 @@ class PsutilSource:
         now = time.monotonic()
         own_seconds = 0.0
         seen: dict[int, float] = {}
-        for pid in {os.getpid(), *self._own_pids()}:
+        for process in self._own_processes():
             try:
-                times = psutil.Process(pid).cpu_times()
+                times = process.cpu_times()
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
             total = times.user + times.system
-            seen[pid] = total
-            own_seconds += total - self._last_cpu.get(pid, 0.0)
+            seen[process.pid] = total
+            own_seconds += total - self._last_cpu.get(process.pid, 0.0)
         own = 0.0
         if self._last_wall is not None and now > self._last_wall:
             own = 100.0 * own_seconds / ((now - self._last_wall) * self._cpus)
@@ -60,6 +60,19 @@ class PsutilSource:
         return SystemMetrics(
             cpu_percent=cpu, memory_percent=memory, external_cpu_percent=round(external, 1)
         )
+
+
+    def _own_processes(self) -> list[psutil.Process]:
+        """The daemon, and each task process with its descendants (a task's own
+        subprocesses are its load too)."""
+        processes = [psutil.Process()]
+        for pid in self._own_pids():
+            try:
+                task = psutil.Process(pid)
+                processes += [task, *task.children(recursive=True)]
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        return processes
 
 
 class FakeSource:

@@ -19,7 +19,7 @@ from .models import Outcome, Priority
 from .scheduler import TaskEntry
 
 MAX_LIMIT = 1000
-TASK_STATUSES = ("scheduled", "waiting", "running", "paused", "done")
+TASK_STATUSES = ("scheduled", "waiting", "running", "frozen", "paused", "done")
 
 
 def _task_sort_keys() -> dict[str, Callable[[TaskEntry], Any]]:

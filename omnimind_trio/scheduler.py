@@ -143,7 +143,7 @@ class TaskEntry:
     @property
     def status(self) -> str:
         if self.runs:
-            return "running"
+            return "frozen" if all(run.frozen for run in self.runs) else "running"
         if self.paused:
             return "paused"
         if self.ready_since is not None:
@@ -259,6 +259,14 @@ class Scheduler:
         catch_up, starting; ``detail`` says it in words."""
         now = self.clock.now()
         if entry.runs:
+            if all(run.frozen for run in entry.runs):
+                closed = self.gates.explain(entry.spec.priority, now)
+                return {
+                    "reason": "frozen",
+                    **closed,
+                    "detail": "frozen until the machine is free again: " + closed["detail"],
+                    "expected_start": None,
+                }
             return None
         if entry.paused:
             return {"reason": "paused", "detail": "paused (POST .../resume to resume)"}

@@ -207,7 +207,7 @@ async def test_list_filters_sorts_and_pages(
         ("?offset=-1", "offset must be between 0 and 1000000000"),
         (
             "?status=sleepy",
-            "Invalid status: sleepy (one of: scheduled, waiting, running, paused, done)",
+            "Invalid status: sleepy (one of: scheduled, waiting, running, frozen, paused, done)",
         ),
         (
             "?colour=red",

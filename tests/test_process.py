@@ -219,13 +219,19 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Served]]:
     """Start ``omnimind serve`` in a subprocess and wait until it serves."""
     started: list[Served] = []
 
-    def start(home: Path | None = None, *, credentials: bool = True) -> Served:
+    def start(
+        home: Path | None = None,
+        *,
+        credentials: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> Served:
         home = home or tmp_path / "home"
         home.mkdir(parents=True, exist_ok=True)
         workspace = home / "workspace"
         workspace.mkdir(exist_ok=True)
+        extra = env or {}
         env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIMIND_")}
-        env.update(OMNIMIND_HOME=str(home), OMNIMIND_WORKSPACE=str(workspace))
+        env.update(OMNIMIND_HOME=str(home), OMNIMIND_WORKSPACE=str(workspace), **extra)
         if credentials:
             env.update(OMNIMIND_DASHBOARD_USER=USER, OMNIMIND_DASHBOARD_PASS=PASS)
         port = free_port()
@@ -293,8 +299,13 @@ def wait_counts(client: httpx.Client, task_id: str, timeout: float, **counts: in
 
 
 def read_marker(path: Path, timeout: float = 5.0) -> dict[str, int]:
-    wait_for(path.exists, timeout, f"the task to write {path.name}")
-    return dict(json.loads(path.read_text()))
+    def written() -> dict[str, int] | None:
+        try:
+            return dict(json.loads(path.read_text()))
+        except (FileNotFoundError, ValueError):
+            return None  # not there yet, or half written
+
+    return dict(wait_for(written, timeout, f"the task to write {path.name}"))
 
 
 # -- 1. credentials ----------------------------------------------------------------------------
