@@ -113,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     tasks = command("tasks", "list tasks with their counters")
     tasks.add_argument("--priority", type=str.upper, help="only these, e.g. HIGH,CRITICAL")
-    tasks.add_argument("--status", help="only these: scheduled, waiting, running, frozen, paused, done")
+    tasks.add_argument(
+        "--status", help="only these: scheduled, waiting, running, frozen, paused, done"
+    )
     tasks.add_argument("--q", metavar="TEXT", help="text in the id, name or description")
     tasks.add_argument(
         "--sort",
@@ -135,10 +137,27 @@ def build_parser() -> argparse.ArgumentParser:
         default="MEDIUM",
         help="CRITICAL, HIGH, MEDIUM (default) or LOW",
     )
-    add.add_argument("--repeat-hours", type=int, help="run every N hours (default: once)")
-    add.add_argument("--timeout-seconds", type=float, help="kill a run after this long")
-    add.add_argument("--max-memory-mb", type=int, help="address-space cap of a run")
-    add.add_argument("--max-cpu-seconds", type=int, help="CPU-time cap of a run")
+    _task_options(add)
+
+    edit = command("edit", "change a task: only the options given change")
+    edit.add_argument("task_id", metavar="TASK_ID")
+    edit.add_argument("--code-file", help="new code: a Python file, or - for stdin")
+    edit.add_argument("--name", help="new name")
+    edit.add_argument("--description", help="new description")
+    edit.add_argument("--priority", type=str.upper, choices=PRIORITIES, help="new priority")
+    edit.add_argument("--once", action="store_true", help="make it a one-shot task")
+    _task_options(edit)
+
+    batch = command(
+        "batch",
+        "run a batch of operations from a JSON file (or - for stdin): a list of "
+        '{"op": "add", "task": {...}} or {"op": "delete|pause|resume|run|cancel", '
+        '"task_id": ...}',
+    )
+    batch.add_argument("batch_file", metavar="FILE")
+    batch.add_argument(
+        "--atomic", action="store_true", help="apply nothing unless every operation can be"
+    )
 
     for name, text in (
         ("show", "show a task's definition, counters and schedule"),
@@ -176,6 +195,47 @@ def build_parser() -> argparse.ArgumentParser:
     command("start", "start the daemon's scheduler (the API keeps serving either way)")
     command("stop", "stop the daemon's scheduler, killing running executions")
     return parser
+
+
+POLICY_CHOICES = {
+    "on_busy": ("freeze", "continue", "cancel"),
+    "overlap": ("skip", "queue", "replace", "allow"),
+    "on_missed": ("once", "skip"),
+}
+TASK_OPTIONS = (
+    "repeat_hours",
+    "timeout_seconds",
+    "max_memory_mb",
+    "max_cpu_seconds",
+    "max_retries",
+    "max_delay_hours",
+    *POLICY_CHOICES,
+)
+
+
+def _task_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``add`` and ``edit`` share (left out: the daemon's default applies)."""
+    parser.add_argument("--repeat-hours", type=int, help="run every N hours (default: once)")
+    parser.add_argument("--timeout-seconds", type=float, help="kill a run after this long")
+    parser.add_argument("--max-memory-mb", type=int, help="address-space cap of a run")
+    parser.add_argument("--max-cpu-seconds", type=int, help="CPU-time cap of a run")
+    parser.add_argument("--max-retries", type=int, help="retry a failed run up to N times")
+    parser.add_argument(
+        "--max-delay-hours", type=float, help="run anyway after waiting this long for its gate"
+    )
+    parser.add_argument(
+        "--on-busy", choices=POLICY_CHOICES["on_busy"], help="when the user comes back"
+    )
+    parser.add_argument(
+        "--overlap", choices=POLICY_CHOICES["overlap"], help="when due while still running"
+    )
+    parser.add_argument(
+        "--on-missed", choices=POLICY_CHOICES["on_missed"], help="runs missed while down"
+    )
+
+
+def _given_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {key: getattr(args, key) for key in TASK_OPTIONS if getattr(args, key) is not None}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -257,7 +317,9 @@ def _serve(args: argparse.Namespace) -> int:
 def _client_command(args: argparse.Namespace) -> int:
     url = _check_url(args.url)
     auth = resolve_auth(args.user, args.password, os.environ)
-    code = _read_code(args.code_file) if args.command == "add" else None
+    code = None
+    if args.command == "add" or (args.command == "edit" and args.code_file is not None):
+        code = _read_code(args.code_file)
     if args.command == "logs" and args.follow:
         return _follow(url, auth, args.ident, as_json=args.json)
     with OmniMindClient(url, auth=auth) as client:
@@ -266,6 +328,8 @@ def _client_command(args: argparse.Namespace) -> int:
             print(json.dumps(data, indent=2, ensure_ascii=False))
         else:
             _RENDER.get(args.command, _render_message)(data)
+    if args.command == "batch" and data["applied"] < len(data["results"]):
+        return EXIT_API_ERROR  # scripts must notice a batch that did not fully apply
     return EXIT_OK
 
 
@@ -290,11 +354,25 @@ def _call(client: OmniMindClient, args: argparse.Namespace, code: str | None) ->
             priority=args.priority,
             name=args.name,
             description=args.description,
-            repeat_hours=args.repeat_hours,
-            timeout_seconds=args.timeout_seconds,
-            max_memory_mb=args.max_memory_mb,
-            max_cpu_seconds=args.max_cpu_seconds,
+            **_given_options(args),
         )
+    if command == "edit":
+        changes = _given_options(args)
+        for key in ("name", "description", "priority"):
+            if getattr(args, key) is not None:
+                changes[key] = getattr(args, key)
+        if code is not None:
+            changes["code"] = code
+        if args.once:
+            changes["repeat_hours"] = None
+        if not changes:
+            raise UsageError("edit needs at least one option to change")
+        return client.update_task(args.task_id, changes)
+    if command == "batch":
+        operations = json.loads(_read_code(args.batch_file))
+        if isinstance(operations, dict):
+            operations = operations.get("operations", [])
+        return client.batch(operations, atomic=args.atomic)
     if command == "history":
         filters = {
             "outcome": args.outcome,
@@ -526,7 +604,15 @@ def _render_execution(data: Mapping[str, Any]) -> None:
             print(f"--- {stream} (empty) ---")
 
 
+def _render_batch(data: Mapping[str, Any]) -> None:
+    for item in data["results"]:
+        text = item.get("detail") or item.get("result", {}).get("message", "")
+        print(f"{item['index']:>4}  {item['status']}  {text}")
+    print(f"{data['applied']} of {len(data['results'])} operations applied")
+
+
 _RENDER: dict[str, Callable[[Mapping[str, Any]], None]] = {
+    "batch": _render_batch,
     "status": _render_status,
     "tasks": _render_tasks,
     "show": _render_task,

@@ -842,3 +842,33 @@ def test_serve_log_format_json_writes_only_json_lines(
     for entry in entries:
         assert {"timestamp", "level", "logger", "event"} <= set(entry)
     assert any(e["event"].startswith("serving on http://127.0.0.1:") for e in entries)
+
+
+@pytest.mark.slow
+def test_edit_changes_only_what_is_given_and_batch_reports_each_operation(
+    capsys: pytest.CaptureFixture[str], served: Served, api: OmniMindClient, tmp_path: Path
+) -> None:
+    code = write(tmp_path / "policy.py", "def execute():\n    return 1\n")
+    ok(capsys, *at(served, "add", code, "--id", "policy", "--priority", "LOW",
+                   "--repeat-hours", "6", "--overlap", "queue", "--max-retries", "2"))  # fmt: skip
+    ok(capsys, *at(served, "edit", "policy", "--on-busy", "cancel", "--max-delay-hours", "2"))
+    task = api.get_task("policy")
+    assert (task["priority"], task["repeat_hours"], task["overlap"]) == ("LOW", 6, "queue")
+    assert (task["on_busy"], task["max_delay_hours"], task["max_retries"]) == ("cancel", 2.0, 2)
+    ok(capsys, *at(served, "edit", "policy", "--once"))
+    assert api.get_task("policy")["repeat_hours"] is None
+    ran = cli(capsys, *at(served, "edit", "policy"))
+    assert ran.code == 2 and "at least one option" in ran.err
+    ran = cli(capsys, *at(served, "edit", "policy", "--max-retries", "-1"))
+    assert ran.code == 1 and "max_retries: Input should be greater than or equal to 0" in ran.err
+
+    operations = write(
+        tmp_path / "ops.json",
+        '[{"op": "pause", "task_id": "policy"}, {"op": "delete", "task_id": "nope"}]',
+    )
+    ran = cli(capsys, *at(served, "batch", operations))
+    assert ran.code == 1  # not everything applied
+    assert "Task not found: nope" in ran.out and "1 of 2 operations applied" in ran.out
+    assert api.get_task("policy")["paused"] is True
+    ran = cli(capsys, *at(served, "--json", "batch", "--atomic", operations))
+    assert ran.code == 1 and ran.json()["applied"] == 0
