@@ -51,7 +51,7 @@ def load_credentials(settings: Settings) -> Credentials:
     if settings.dashboard_user and settings.dashboard_pass:
         return Credentials(settings.dashboard_user, settings.dashboard_pass, "environment")
     path = settings.auth_file
-    existing = _read(path)
+    existing = read_credentials_file(path)
     if existing is not None:
         return existing
     user = "omnimind"
@@ -59,13 +59,15 @@ def load_credentials(settings: Settings) -> Credentials:
     if _create(path, json.dumps({"user": user, "pass": password}, indent=2) + "\n"):
         return Credentials(user, password, "generated", path)
     # Another process created it between our read and our create: theirs wins.
-    raced = _read(path)
+    raced = read_credentials_file(path)
     if raced is None:
         raise RuntimeError(f"credentials file {path} exists but cannot be read")
     return raced
 
 
-def _read(path: Path) -> Credentials | None:
+def read_credentials_file(path: Path) -> Credentials | None:
+    """The credentials in ``path`` (``{"user": ..., "pass": ...}``); None if there is no
+    such file. Raises RuntimeError when it cannot be read or holds something else."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -22,6 +22,7 @@ import trio
 from pydantic import ValidationError
 
 from . import __version__
+from .auth import read_credentials_file
 from .client import (
     DEFAULT_URL,
     ApiError,
@@ -435,20 +436,11 @@ def resolve_auth(user: str | None, password: str | None, environ: Mapping[str, s
     if env_user and env_pass:
         return env_user, env_pass
     home = Path(environ.get("OMNIMIND_HOME") or Path.cwd())
-    path = home / "config" / "dashboard_auth.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read the credentials file {path}: {exc}") from None
-    if not (
-        isinstance(data, dict)
-        and isinstance(data.get("user"), str)
-        and isinstance(data.get("pass"), str)
-    ):
-        raise UsageError(f'the credentials file {path} must hold {{"user": ..., "pass": ...}}')
-    return data["user"], data["pass"]
+        stored = read_credentials_file(home / "config" / "dashboard_auth.json")
+    except RuntimeError as exc:
+        raise UsageError(str(exc)) from None
+    return None if stored is None else (stored.user, stored.password)
 
 
 def _check_url(url: str) -> str:

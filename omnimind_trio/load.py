@@ -8,7 +8,6 @@ A :class:`MetricsSource` takes one sample; :class:`LoadMonitor` calls it on a fi
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
@@ -60,7 +59,6 @@ class PsutilSource:
         return SystemMetrics(
             cpu_percent=cpu, memory_percent=memory, external_cpu_percent=round(external, 1)
         )
-
 
     def _own_processes(self) -> list[psutil.Process]:
         """The daemon, and each task process with its descendants (a task's own

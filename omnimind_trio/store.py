@@ -138,28 +138,25 @@ class Store:
         spec, counters = task.spec, task.counters
 
         def insert(db: sqlite3.Connection) -> None:
+            columns = (
+                "task_id",
+                "seq",
+                *SPEC_COLUMNS,
+                "paused",
+                "created_at",
+                "next_due",
+                "execution_count",
+                "success_count",
+                "failure_count",
+                "last_execution",
+            )
             db.execute(
-                "INSERT INTO tasks (task_id, seq, name, description, priority, code,"
-                " repeat_hours, timeout_seconds, max_memory_mb, max_cpu_seconds, on_busy,"
-                " overlap, on_missed, max_retries, max_delay_hours, paused, created_at,"
-                " next_due, execution_count, success_count, failure_count, last_execution)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO tasks ({', '.join(columns)})"
+                f" VALUES ({', '.join('?' * len(columns))})",
                 (
                     spec.task_id,
                     task.seq,
-                    spec.name,
-                    spec.description,
-                    spec.priority.value,
-                    spec.code,
-                    spec.repeat_hours,
-                    spec.timeout_seconds,
-                    spec.max_memory_mb,
-                    spec.max_cpu_seconds,
-                    spec.on_busy.value,
-                    spec.overlap.value,
-                    spec.on_missed.value,
-                    spec.max_retries,
-                    spec.max_delay_hours,
+                    *_spec_values(spec),
                     int(task.paused),
                     task.created_at,
                     task.next_due,
@@ -176,28 +173,10 @@ class Store:
         """Store a task's new definition (its counters are left alone)."""
 
         def update(db: sqlite3.Connection) -> None:
+            assignments = ", ".join(f"{column} = ?" for column in SPEC_COLUMNS)
             db.execute(
-                "UPDATE tasks SET name = ?, description = ?, priority = ?, code = ?,"
-                " repeat_hours = ?, timeout_seconds = ?, max_memory_mb = ?,"
-                " max_cpu_seconds = ?, on_busy = ?, overlap = ?, on_missed = ?,"
-                " max_retries = ?, max_delay_hours = ?, next_due = ? WHERE task_id = ?",
-                (
-                    spec.name,
-                    spec.description,
-                    spec.priority.value,
-                    spec.code,
-                    spec.repeat_hours,
-                    spec.timeout_seconds,
-                    spec.max_memory_mb,
-                    spec.max_cpu_seconds,
-                    spec.on_busy.value,
-                    spec.overlap.value,
-                    spec.on_missed.value,
-                    spec.max_retries,
-                    spec.max_delay_hours,
-                    next_due,
-                    spec.task_id,
-                ),
+                f"UPDATE tasks SET {assignments}, next_due = ? WHERE task_id = ?",
+                (*_spec_values(spec), next_due, spec.task_id),
             )
 
         await self._run(self._tx(update))
@@ -392,6 +371,42 @@ def _lock(path: Path) -> int:
         os.close(fd)
         raise StartupError(f"another omnimind daemon is using {path}") from None
     return fd
+
+
+SPEC_COLUMNS = (
+    "name",
+    "description",
+    "priority",
+    "code",
+    "repeat_hours",
+    "timeout_seconds",
+    "max_memory_mb",
+    "max_cpu_seconds",
+    "on_busy",
+    "overlap",
+    "on_missed",
+    "max_retries",
+    "max_delay_hours",
+)
+"""The task columns that hold its definition (all but the id), in _spec_values order."""
+
+
+def _spec_values(spec: TaskSpec) -> tuple[Any, ...]:
+    return (
+        spec.name,
+        spec.description,
+        spec.priority.value,
+        spec.code,
+        spec.repeat_hours,
+        spec.timeout_seconds,
+        spec.max_memory_mb,
+        spec.max_cpu_seconds,
+        spec.on_busy.value,
+        spec.overlap.value,
+        spec.on_missed.value,
+        spec.max_retries,
+        spec.max_delay_hours,
+    )
 
 
 def _upsert_execution(db: sqlite3.Connection, record: ExecutionRecord) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -51,3 +52,14 @@ def source() -> FakeSource:
 async def daemon(settings: Settings, source: FakeSource) -> AsyncIterator[Daemon]:
     async with open_daemon(settings, metrics_source=source) as running:
         yield running
+
+
+def assert_gone(pid: int) -> None:
+    """The process ``pid`` no longer runs (a zombie waiting for init to reap it is gone
+    enough: it holds no resources and runs no code)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return
+    with open(f"/proc/{pid}/stat") as stat:
+        assert stat.read().rsplit(") ", 1)[1].startswith("Z"), f"process {pid} still runs"

@@ -13,6 +13,8 @@ import trio
 from omnimind_trio.executor import Executor, Job, classify, open_executor
 from omnimind_trio.models import Outcome
 
+from .conftest import assert_gone
+
 pytestmark = pytest.mark.slow
 
 
@@ -309,16 +311,6 @@ async def test_a_312_task_interpreter_checks_and_runs_312_code(tmp_path: Path) -
         assert problem == "Syntax error in code at line 1: invalid syntax"
         outcome, _, value, _ = await run(executor, code, tmp_path)
     assert (outcome, value) == (Outcome.SUCCEEDED, [3, 12])
-
-
-def assert_gone(pid: int) -> None:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return
-    # It may be a zombie still waiting to be reaped by init: that is gone enough.
-    with open(f"/proc/{pid}/stat") as stat:
-        assert stat.read().split(") ")[1].startswith("Z"), f"process {pid} still runs"
 
 
 async def test_tasks_run_with_the_requested_niceness(executor: Executor, tmp_path: Path) -> None:

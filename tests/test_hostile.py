@@ -6,7 +6,6 @@ beside them succeeds and the API keeps answering quickly.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from omnimind_trio.api import create_app
 from omnimind_trio.auth import Credentials
 from omnimind_trio.models import TaskSpec
 
-from .conftest import make_settings
+from .conftest import assert_gone, make_settings
 from .test_api import AUTH
 
 pytestmark = pytest.mark.slow
@@ -148,12 +147,3 @@ async def test_hostile_code_cannot_hurt_the_daemon(tmp_path: Path) -> None:
     p99 = latencies[int(len(latencies) * 0.99) - 1]
     print(f"status latency under hostile load: n={len(latencies)} p99={p99 * 1000:.1f} ms")
     assert p99 < 0.25  # generous for a loaded CI machine; bench/ measures the real figure
-
-
-def assert_gone(pid: int) -> None:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return
-    with open(f"/proc/{pid}/stat") as stat:
-        assert stat.read().split(") ")[1].startswith("Z"), f"process {pid} still runs"
