@@ -53,7 +53,8 @@ from .models import (
     iso_utc,
 )
 from .prom import DaemonMetrics
-from .scheduler import InProcessFunction, Running, Scheduler, TaskEntry
+from .runs import Running
+from .scheduler import InProcessFunction, Scheduler, TaskEntry
 from .store import Store, StoredTask, open_store
 from .views import execution_summary, task_summary
 

@@ -17,15 +17,11 @@ given, so tests drive it on a fake clock with a fake runner.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import logging
 import math
-import os
 import random
-import signal
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,6 +33,7 @@ from .clock import Clock, deadline_for
 from .exceptions import Conflict, TaskExists, TaskNotFound
 from .gates import GateSet
 from .models import OnBusy, OnMissed, Outcome, Overlap, Priority, TaskCounters, TaskSpec, Trigger
+from .runs import Running
 
 log = logging.getLogger(__name__)
 
@@ -45,67 +42,6 @@ MAX_SLEEP_SECONDS = 60.0
 RETRY_OUTCOMES = frozenset({Outcome.FAILED, Outcome.TIMED_OUT, Outcome.KILLED})
 
 InProcessFunction = Callable[[], Awaitable[Any]]
-
-
-@dataclass(eq=False)
-class Running:
-    """An execution in flight."""
-
-    trigger: Trigger
-    scheduled_at: float
-    started_at: float
-    execution_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    cancel: trio.Event = field(default_factory=trio.Event)
-    cancel_reason: str | None = None
-    pid: int | None = None
-    attempt: int = 0
-    gated: bool = False
-    """Admitted through a gate that can close: ``on_busy`` applies to it."""
-    pauses: list[tuple[float, float | None]] = field(default_factory=list)
-    _deadline: trio.CancelScope | None = None
-    _remaining: float | None = None
-
-    @property
-    def frozen(self) -> bool:
-        return bool(self.pauses) and self.pauses[-1][1] is None
-
-    def timeout_scope(self, seconds: float) -> trio.CancelScope:
-        """The scope that enforces the timeout; frozen time does not count against it."""
-        if self.frozen:
-            self._deadline, self._remaining = trio.CancelScope(deadline=math.inf), seconds
-        else:
-            self._deadline = trio.CancelScope(deadline=trio.current_time() + seconds)
-        return self._deadline
-
-    def attach(self, pid: int) -> None:
-        """The process has started: a freeze requested before it existed applies now."""
-        self.pid = pid
-        if self.frozen:
-            self._signal(signal.SIGSTOP)
-
-    def freeze(self, now: float) -> bool:
-        if self.frozen:
-            return False
-        self.pauses.append((now, None))
-        if self._deadline is not None:
-            self._remaining = max(0.0, self._deadline.deadline - trio.current_time())
-            self._deadline.deadline = math.inf
-        self._signal(signal.SIGSTOP)
-        return True
-
-    def thaw(self, now: float) -> bool:
-        if not self.frozen:
-            return False
-        self.pauses[-1] = (self.pauses[-1][0], now)
-        if self._deadline is not None and self._remaining is not None:
-            self._deadline.deadline = trio.current_time() + self._remaining
-        self._signal(signal.SIGCONT)
-        return True
-
-    def _signal(self, signum: int) -> None:
-        if self.pid is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signum)
 
 
 @dataclass(eq=False)

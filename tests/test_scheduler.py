@@ -29,7 +29,8 @@ from omnimind_trio.models import (
     TaskSpec,
     Trigger,
 )
-from omnimind_trio.scheduler import Running, Scheduler, TaskEntry
+from omnimind_trio.runs import Running
+from omnimind_trio.scheduler import Scheduler, TaskEntry
 
 NOON = datetime(2026, 1, 1, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()
 
