@@ -56,7 +56,7 @@ from .prom import DaemonMetrics
 from .runs import Running
 from .scheduler import InProcessFunction, Scheduler, TaskEntry
 from .store import Store, StoredTask, open_store
-from .views import execution_summary, task_summary
+from .views import execution_summary, task_summary, waiting
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,8 @@ class Daemon:
 
     def _on_sample(self, metrics: SystemMetrics) -> None:
         mono, wall = trio.current_time(), self.clock.now()
-        if self.gates.update(metrics.external_cpu_percent, mono, wall):
+        changed = self.gates.update(metrics.external_cpu_percent, mono, wall)
+        if changed:
             self.scheduler.wake()
         if self._last_sample_clocks is not None:
             # The monotonic clock stands still while the machine sleeps; the wall clock
@@ -213,6 +214,17 @@ class Daemon:
                 self.scheduler.wake()
         self._last_sample_clocks = (mono, wall)
         self._check_state()
+        if self.events.subscriber_count and changed:
+            self.events.publish(
+                "gates_changed",
+                {
+                    "open_priorities": sorted(p.name for p in self.gates.open_priorities()),
+                    "external_cpu_percent": metrics.external_cpu_percent,
+                    "is_idle": self.gates.idle.is_open,
+                    "is_low_activity": self.gates.low_activity.is_open,
+                    "is_sleep_time": self.gates.in_sleep_window,
+                },
+            )
         if self.events.subscriber_count:
             self.events.publish(
                 "metrics",
@@ -460,8 +472,15 @@ class Daemon:
             extra={"task_id": entry.task_id, "execution_id": record.execution_id},
         )
 
-    def _on_run_event(self, kind: str, entry: TaskEntry, run: Running) -> None:
-        """An execution was frozen or thawed because its gate closed or reopened."""
+    def _on_run_event(self, kind: str, entry: TaskEntry, run: Running | None) -> None:
+        """A task became due and waits (``task_waiting``: why, and until when), or an
+        execution was frozen or thawed because its gate closed or reopened."""
+        if run is None:
+            if self.events.subscriber_count:
+                self.events.publish(
+                    kind, {"task_id": entry.task_id, **(waiting(self, entry) or {})}
+                )
+            return
         data = {
             "execution_id": run.execution_id,
             "task_id": entry.task_id,

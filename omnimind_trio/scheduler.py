@@ -92,8 +92,8 @@ class TaskEntry:
 Runner = Callable[[TaskEntry, Running], Awaitable[Outcome | None]]
 Recorder = Callable[[TaskEntry, float, Trigger, str], Awaitable[None]]
 """Records a run that was skipped: (task, when it was due, trigger, reason)."""
-Notify = Callable[[str, TaskEntry, Running], None]
-"""Told of ``execution_frozen`` and ``execution_thawed``."""
+Notify = Callable[[str, TaskEntry, Running | None], None]
+"""Told of ``task_waiting`` (run None), ``execution_frozen`` and ``execution_thawed``."""
 
 
 def _bypasses_gates(entry: TaskEntry) -> bool:
@@ -636,6 +636,7 @@ class Scheduler:
         if forced_at is not None and trigger is not Trigger.RUN_NOW:
             self._heap_push(forced_at, entry, "force")
         self._pending += 1
+        self._notify("task_waiting", entry, None)
 
     def _unready(self, entry: TaskEntry) -> None:
         if entry.ready_since is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,17 @@ import trio.testing
 
 from omnimind_trio import FakeSource, Settings, open_daemon
 from omnimind_trio.daemon import Daemon
+
+
+def far_window() -> str:
+    """A one-hour sleep window twelve hours from now (UTC): tests run at any hour, and a
+    LOW task must wait in them, never run by chance at night."""
+    start = datetime.now(UTC) + timedelta(hours=12)
+    end = start + timedelta(hours=1)
+    return f"{start:%H:00}-{end:%H:00}"
+
+
+SLEEP_WINDOW = far_window()
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -23,7 +35,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "dashboard_pass": "secret-pass",
         "gate_open_seconds": 0,
         "gate_close_seconds": 0,
-        "sleep_window": "00:00-06:00",
+        "sleep_window": SLEEP_WINDOW,
         "timezone": "UTC",
     }
     values.update(overrides)

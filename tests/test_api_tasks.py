@@ -9,6 +9,7 @@ import trio
 
 from omnimind_trio.daemon import Daemon
 
+from .conftest import SLEEP_WINDOW
 from .test_api import TASK, call, client, wait_for
 
 __all__ = ["client"]  # the fixture, re-used
@@ -37,7 +38,7 @@ async def test_show_task_explains_why_it_waits(client: Any) -> None:
     await add(client, priority="LOW")
     body = await get(client, "/daemon/tasks/my_custom_task")
     assert body["status"] == "waiting"
-    assert body["waiting_reason"] == "waiting for the sleep window (00:00-06:00)"
+    assert body["waiting_reason"] == f"waiting for the sleep window ({SLEEP_WINDOW})"
     assert body["code"] == TASK["code"]
     assert body["repeat_hours"] == 4 and body["repeat_interval"] == "4:00:00"
     assert body["kind"] == "code" and body["paused"] is False

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from omnimind_trio.cli import format_event, main, resolve_auth
 from omnimind_trio.client import ApiError, ConnectionLost, OmniMindClient, follow_events
 from omnimind_trio.logs import JsonFormatter, TextFormatter
 
+from .conftest import SLEEP_WINDOW
 from .test_process import Served, free_port, wait_for
 
 SERVE = [sys.executable, "-m", "omnimind_trio", "serve"]
@@ -65,12 +66,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def far_window() -> str:
-    start = datetime.now() + timedelta(hours=12)
-    end = start + timedelta(minutes=1)
-    return f"{start:%H:%M}-{end:%H:%M}"
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """One ``omnimind serve --log-format json`` for the module, killed with its tasks."""
@@ -85,7 +80,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         OMNIMIND_DASHBOARD_USER=USER,
         OMNIMIND_DASHBOARD_PASS=PASS,
         # LOW tasks never run here: the sleep window is a minute, twelve hours away.
-        OMNIMIND_SLEEP_WINDOW=far_window(),
+        OMNIMIND_SLEEP_WINDOW=SLEEP_WINDOW,
     )
     port = free_port()
     stdout_path, stderr_path = root / "serve.stdout", root / "serve.stderr"

@@ -101,7 +101,7 @@ async def test_state_follows_the_work(tmp_path: Path, daemon_clock: trio.testing
         await release.wait()
 
     async with open_daemon(
-        make_settings(tmp_path),
+        make_settings(tmp_path, sleep_window="00:00-06:00"),
         metrics_source=FakeSource(cpu_percent=90),
         clock=TrioWallClock(before_midnight),
         autostart=False,

@@ -11,6 +11,7 @@ from quart.testing.connections import WebsocketResponseError
 from omnimind_trio.daemon import Daemon
 from omnimind_trio.events import EventBus
 
+from .conftest import SLEEP_WINDOW
 from .test_api import AUTH, TASK, call, client
 
 __all__ = ["client"]
@@ -99,3 +100,20 @@ async def test_a_slow_subscriber_is_dropped_and_never_blocks_publishing() -> Non
         assert bus.dropped == 2
         received = [json.loads(m)["data"]["i"] async for m in slow]
         assert received == [0, 1, 2]  # then the channel ended: disconnected
+
+
+async def test_waiting_tasks_and_gate_changes_are_explained_live(
+    client: Any, daemon: Daemon, source: Any
+) -> None:
+    async with client.websocket("/daemon/ws", headers=AUTH) as ws:
+        await ws.receive()
+        await call(client, "POST", "/daemon/tasks/add", {**TASK, "priority": "LOW"})
+        waiting = await next_of(ws, "task_waiting")
+        assert waiting["data"]["task_id"] == "my_custom_task"
+        assert waiting["data"]["reason"] == "gate"
+        assert waiting["data"]["gate"] == "sleep_window"
+        assert waiting["data"]["expected_start"].endswith(f"T{SLEEP_WINDOW[:5]}:00Z")
+        source.cpu_percent = 95.0
+        changed = await next_of(ws, "gates_changed")
+        assert changed["data"]["is_idle"] is False
+        assert changed["data"]["open_priorities"] == ["CRITICAL"]
