@@ -15,11 +15,8 @@
 from __future__ import annotations
 
 import logging
-import math
 import sqlite3
 import sys
-import traceback
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -32,38 +29,36 @@ from .config import Settings
 from .events import EventBus
 from .exceptions import (
     ExecutionNotFound,
-    ExecutorError,
     InvalidInput,
     OmniMindError,
     StartupError,
     TaskExists,
 )
-from .executor import Executor, Job, classify, open_executor
+from .executions import ExecutionRunner
+from .executor import Executor, open_executor
 from .gates import GateSet
 from .load import LoadMonitor, MetricsSource, PsutilSource
 from .models import (
     DaemonState,
     ExecutionRecord,
-    Outcome,
     Priority,
     SystemMetrics,
     TaskCounters,
     TaskSpec,
-    Trigger,
     iso_utc,
 )
 from .prom import DaemonMetrics
 from .runs import Running
 from .scheduler import InProcessFunction, Scheduler, TaskEntry
 from .store import Store, StoredTask, open_store
-from .views import execution_summary, task_summary, waiting
+from .views import task_summary, waiting
 
 log = logging.getLogger(__name__)
 
 SUSPEND_GAP_SECONDS = 30.0
 """A wall-clock jump beyond the monotonic clock this large means suspend or a clock change."""
-FINALIZE_SECONDS = 2.0
-"""Bound on the shielded clean-up of one execution (writing its record)."""
+EXIT_STOP_SECONDS = 4.0
+"""Bound on the shielded stop when the ``open_daemon`` block exits."""
 
 
 class Daemon:
@@ -95,11 +90,11 @@ class Daemon:
         self.scheduler = Scheduler(
             clock=clock,
             gates=self.gates,
-            runner=self._run_execution,
+            runner=lambda entry, run: self.executions.run(entry, run),
             max_concurrent=settings.max_concurrent,
             max_concurrent_critical=settings.max_concurrent_critical,
             on_change=self._check_state,
-            recorder=self._record_skip,
+            recorder=lambda *args: self.executions.record_skip(*args),
             notify=self._on_run_event,
             missed_grace_seconds=settings.missed_grace_seconds,
             retry_base_seconds=settings.retry_base_seconds,
@@ -107,6 +102,7 @@ class Daemon:
         )
         self._last_sample_clocks: tuple[float, float] | None = None
         self.events = EventBus(lambda: self.state.value, settings.ws_buffer_messages)
+
         self._state = DaemonState.INITIALIZING
         self._published_state = DaemonState.INITIALIZING
         self._scope: trio.CancelScope | None = None
@@ -116,6 +112,14 @@ class Daemon:
         self._lifecycle = trio.Lock()
         self._stored_functions: dict[str, StoredTask] = {}
         self.prom = DaemonMetrics(self)
+        self.executions = ExecutionRunner(
+            settings,
+            store=store,
+            executor=executor,
+            clock=clock,
+            events=self.events,
+            prom=self.prom,
+        )
 
     # -- state -------------------------------------------------------------------
 
@@ -393,85 +397,6 @@ class Daemon:
 
     # -- executions --------------------------------------------------------------
 
-    async def _run_execution(self, entry: TaskEntry, running: Running) -> Outcome:
-        spec = entry.spec
-        record = ExecutionRecord(
-            execution_id=running.execution_id,
-            task_id=spec.task_id,
-            trigger=running.trigger,
-            outcome=Outcome.RUNNING,
-            scheduled_at=running.scheduled_at,
-            started_at=running.started_at,
-            attempt=running.attempt,
-            pauses=running.pauses,
-        )
-        limit = spec.timeout_seconds or self.settings.timeout_seconds
-        self.events.publish("execution_started", execution_summary(record))
-        try:
-            await self.store.start_execution(
-                record, last_execution=running.started_at, next_due=entry.next_due
-            )
-            if entry.function is not None:
-                await self._run_function(entry.function, record, running, limit)
-            else:
-                await self._run_code(spec, record, running, limit)
-        except ExecutorError as exc:
-            record.outcome, record.reason = Outcome.FAILED, exc.detail
-        finally:
-            if record.outcome is Outcome.RUNNING:
-                # Cancelled may arrive bare or inside an exception group from a nursery
-                # below, so ask Trio whether we are being cancelled instead of matching it.
-                if trio.current_effective_deadline() == -math.inf:
-                    record.outcome = Outcome.CANCELLED
-                    record.reason = running.cancel_reason or "the daemon was stopped"
-                else:
-                    record.outcome = Outcome.FAILED
-                    record.reason = f"internal error of the daemon: {sys.exc_info()[1]!r}"
-            record.finished_at = self.clock.now()
-            self._count(entry, record)
-            with trio.move_on_after(FINALIZE_SECONDS, shield=True):
-                await self.store.finish_execution(record, entry.counters)
-            self.events.publish("execution_finished", execution_summary(record))
-            log.info(
-                "execution %s of %s: %s%s",
-                record.execution_id,
-                spec.task_id,
-                record.outcome.value,
-                f" ({record.reason.splitlines()[0]})" if record.reason else "",
-                extra={
-                    "task_id": spec.task_id,
-                    "execution_id": record.execution_id,
-                    "outcome": record.outcome.value,
-                    "duration_seconds": record.duration_seconds,
-                },
-            )
-        return record.outcome
-
-    async def _record_skip(
-        self, entry: TaskEntry, due: float, trigger: Trigger, reason: str
-    ) -> None:
-        """A run that did not happen (overlap or missed): in the history, with why."""
-        now = self.clock.now()
-        record = ExecutionRecord(
-            execution_id=uuid.uuid4().hex,
-            task_id=entry.task_id,
-            trigger=trigger,
-            outcome=Outcome.SKIPPED,
-            scheduled_at=due,
-            finished_at=now,
-            reason=reason,
-        )
-        self.prom.observe(record)
-        with trio.move_on_after(FINALIZE_SECONDS, shield=True):
-            await self.store.finish_execution(record, entry.counters)
-        self.events.publish("execution_finished", execution_summary(record))
-        log.info(
-            "run of %s skipped: %s",
-            entry.task_id,
-            reason,
-            extra={"task_id": entry.task_id, "execution_id": record.execution_id},
-        )
-
     def _on_run_event(self, kind: str, entry: TaskEntry, run: Running | None) -> None:
         """A task became due and waits (``task_waiting``: why, and until when), or an
         execution was frozen or thawed because its gate closed or reopened."""
@@ -498,73 +423,6 @@ class Daemon:
             verb,
             extra={"task_id": entry.task_id, "execution_id": run.execution_id},
         )
-
-    async def _run_code(
-        self, spec: TaskSpec, record: ExecutionRecord, running: Running, limit: float
-    ) -> None:
-        assert spec.code is not None
-        job = Job(
-            code=spec.code,
-            filename=f"<task {spec.task_id}>",
-            cwd=str(self.settings.workspace),
-            env={"OMNIMIND_WORKSPACE": str(self.settings.workspace)},
-            max_memory_mb=spec.max_memory_mb or self.settings.max_memory_mb or None,
-            max_cpu_seconds=spec.max_cpu_seconds or self.settings.max_cpu_seconds or None,
-            max_output_bytes=self.settings.max_output_bytes,
-            max_result_bytes=self.settings.max_result_bytes,
-            timeout_seconds=limit,
-            nice=0 if spec.priority is Priority.CRITICAL else self.settings.task_nice,
-        )
-
-        result = await self.executor.run(
-            job,
-            cancel=running.cancel,
-            on_started=running.attach,
-            deadline=running.timeout_scope(limit),
-        )
-        record.outcome, record.reason, record.result = classify(result, job)
-        if record.outcome is Outcome.CANCELLED and running.cancel_reason:
-            record.reason = running.cancel_reason
-        record.stdout, record.stderr = result.stdout, result.stderr
-        record.cpu_seconds, record.max_rss_mb = result.cpu_seconds, result.max_rss_mb
-
-    async def _run_function(
-        self,
-        function: InProcessFunction,
-        record: ExecutionRecord,
-        running: Running,
-        limit: float,
-    ) -> None:
-        async with trio.open_nursery() as nursery:
-
-            async def watch_cancel() -> None:
-                await running.cancel.wait()
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch_cancel)
-            with running.timeout_scope(limit) as deadline:
-                try:
-                    record.result = await function()
-                    record.outcome = Outcome.SUCCEEDED
-                except Exception as exc:
-                    record.outcome = Outcome.FAILED
-                    record.reason = "".join(traceback.format_exception(exc)).rstrip()
-            nursery.cancel_scope.cancel()
-        if deadline.cancelled_caught:
-            record.outcome, record.reason = Outcome.TIMED_OUT, f"timed out after {limit:g} s"
-        elif record.outcome is Outcome.RUNNING:
-            record.outcome = Outcome.CANCELLED
-            record.reason = running.cancel_reason or "cancelled by request"
-
-    def _count(self, entry: TaskEntry, record: ExecutionRecord) -> None:
-        counters = entry.counters
-        if record.outcome.counts_as_run:
-            counters.execution_count += 1
-            if record.outcome.is_success:
-                counters.success_count += 1
-            else:
-                counters.failure_count += 1
-        self.prom.observe(record)
 
 
 @asynccontextmanager
@@ -609,7 +467,7 @@ async def open_daemon(
             try:
                 yield daemon
             finally:
-                with trio.move_on_after(FINALIZE_SECONDS * 2, shield=True):
+                with trio.move_on_after(EXIT_STOP_SECONDS, shield=True):
                     await daemon.stop()
                 nursery.cancel_scope.cancel()
 

@@ -1,0 +1,201 @@
+"""Executions: turning a started run into a recorded one.
+
+The :class:`ExecutionRunner` is what the scheduler calls to run a task: it writes the
+running record, runs the code in the fork server (or awaits an in-process function), maps
+how it ended to an outcome, updates the counters, writes the final record and publishes
+``execution_started`` / ``execution_finished``. It also records runs that were skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import traceback
+import uuid
+
+import trio
+
+from .clock import Clock
+from .config import Settings
+from .events import EventBus
+from .exceptions import ExecutorError
+from .executor import Executor, Job, classify
+from .models import ExecutionRecord, Outcome, Priority, TaskSpec, Trigger
+from .prom import DaemonMetrics
+from .runs import Running
+from .scheduler import InProcessFunction, TaskEntry
+from .store import Store
+from .views import execution_summary
+
+log = logging.getLogger(__name__)
+
+FINALIZE_SECONDS = 2.0
+"""Bound on the shielded clean-up of one execution (writing its record)."""
+
+
+class ExecutionRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        executor: Executor,
+        clock: Clock,
+        events: EventBus,
+        prom: DaemonMetrics,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.executor = executor
+        self.clock = clock
+        self.events = events
+        self.prom = prom
+
+    async def run(self, entry: TaskEntry, running: Running) -> Outcome:
+        """One execution, from its running record to its final one. Cancellation (daemon
+        stop) propagates after the record says ``cancelled``."""
+        spec = entry.spec
+        record = ExecutionRecord(
+            execution_id=running.execution_id,
+            task_id=spec.task_id,
+            trigger=running.trigger,
+            outcome=Outcome.RUNNING,
+            scheduled_at=running.scheduled_at,
+            started_at=running.started_at,
+            attempt=running.attempt,
+            pauses=running.pauses,
+        )
+        limit = spec.timeout_seconds or self.settings.timeout_seconds
+        self.events.publish("execution_started", execution_summary(record))
+        try:
+            await self.store.start_execution(
+                record, last_execution=running.started_at, next_due=entry.next_due
+            )
+            if entry.function is not None:
+                await self._run_function(entry.function, record, running, limit)
+            else:
+                await self._run_code(spec, record, running, limit)
+        except ExecutorError as exc:
+            record.outcome, record.reason = Outcome.FAILED, exc.detail
+        finally:
+            if record.outcome is Outcome.RUNNING:
+                # Cancelled may arrive bare or inside an exception group from a nursery
+                # below, so ask Trio whether we are being cancelled instead of matching it.
+                if trio.current_effective_deadline() == -math.inf:
+                    record.outcome = Outcome.CANCELLED
+                    record.reason = running.cancel_reason or "the daemon was stopped"
+                else:
+                    record.outcome = Outcome.FAILED
+                    record.reason = f"internal error of the daemon: {sys.exc_info()[1]!r}"
+            record.finished_at = self.clock.now()
+            self._count(entry, record)
+            with trio.move_on_after(FINALIZE_SECONDS, shield=True):
+                await self.store.finish_execution(record, entry.counters)
+            self.events.publish("execution_finished", execution_summary(record))
+            log.info(
+                "execution %s of %s: %s%s",
+                record.execution_id,
+                spec.task_id,
+                record.outcome.value,
+                f" ({record.reason.splitlines()[0]})" if record.reason else "",
+                extra={
+                    "task_id": spec.task_id,
+                    "execution_id": record.execution_id,
+                    "outcome": record.outcome.value,
+                    "duration_seconds": record.duration_seconds,
+                },
+            )
+        return record.outcome
+
+    async def record_skip(
+        self, entry: TaskEntry, due: float, trigger: Trigger, reason: str
+    ) -> None:
+        """A run that did not happen (overlap or missed): in the history, with why."""
+        now = self.clock.now()
+        record = ExecutionRecord(
+            execution_id=uuid.uuid4().hex,
+            task_id=entry.task_id,
+            trigger=trigger,
+            outcome=Outcome.SKIPPED,
+            scheduled_at=due,
+            finished_at=now,
+            reason=reason,
+        )
+        self.prom.observe(record)
+        with trio.move_on_after(FINALIZE_SECONDS, shield=True):
+            await self.store.finish_execution(record, entry.counters)
+        self.events.publish("execution_finished", execution_summary(record))
+        log.info(
+            "run of %s skipped: %s",
+            entry.task_id,
+            reason,
+            extra={"task_id": entry.task_id, "execution_id": record.execution_id},
+        )
+
+    async def _run_code(
+        self, spec: TaskSpec, record: ExecutionRecord, running: Running, limit: float
+    ) -> None:
+        assert spec.code is not None
+        job = Job(
+            code=spec.code,
+            filename=f"<task {spec.task_id}>",
+            cwd=str(self.settings.workspace),
+            env={"OMNIMIND_WORKSPACE": str(self.settings.workspace)},
+            max_memory_mb=spec.max_memory_mb or self.settings.max_memory_mb or None,
+            max_cpu_seconds=spec.max_cpu_seconds or self.settings.max_cpu_seconds or None,
+            max_output_bytes=self.settings.max_output_bytes,
+            max_result_bytes=self.settings.max_result_bytes,
+            timeout_seconds=limit,
+            nice=0 if spec.priority is Priority.CRITICAL else self.settings.task_nice,
+        )
+
+        result = await self.executor.run(
+            job,
+            cancel=running.cancel,
+            on_started=running.attach,
+            deadline=running.timeout_scope(limit),
+        )
+        record.outcome, record.reason, record.result = classify(result, job)
+        if record.outcome is Outcome.CANCELLED and running.cancel_reason:
+            record.reason = running.cancel_reason
+        record.stdout, record.stderr = result.stdout, result.stderr
+        record.cpu_seconds, record.max_rss_mb = result.cpu_seconds, result.max_rss_mb
+
+    async def _run_function(
+        self,
+        function: InProcessFunction,
+        record: ExecutionRecord,
+        running: Running,
+        limit: float,
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def watch_cancel() -> None:
+                await running.cancel.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch_cancel)
+            with running.timeout_scope(limit) as deadline:
+                try:
+                    record.result = await function()
+                    record.outcome = Outcome.SUCCEEDED
+                except Exception as exc:
+                    record.outcome = Outcome.FAILED
+                    record.reason = "".join(traceback.format_exception(exc)).rstrip()
+            nursery.cancel_scope.cancel()
+        if deadline.cancelled_caught:
+            record.outcome, record.reason = Outcome.TIMED_OUT, f"timed out after {limit:g} s"
+        elif record.outcome is Outcome.RUNNING:
+            record.outcome = Outcome.CANCELLED
+            record.reason = running.cancel_reason or "cancelled by request"
+
+    def _count(self, entry: TaskEntry, record: ExecutionRecord) -> None:
+        counters = entry.counters
+        if record.outcome.counts_as_run:
+            counters.execution_count += 1
+            if record.outcome.is_success:
+                counters.success_count += 1
+            else:
+                counters.failure_count += 1
+        self.prom.observe(record)
