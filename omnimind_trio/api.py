@@ -224,7 +224,7 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
 
     @app.get("/openapi.json")
     async def openapi() -> dict[str, Any]:
-        return openapi_document()
+        return openapi_document(request.host_url.rstrip("/"))
 
     @app.get("/metrics")
     async def metrics() -> Response:

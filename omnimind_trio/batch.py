@@ -14,7 +14,7 @@ from typing import Any
 
 from .daemon import Daemon
 from .exceptions import Conflict, InvalidInput, OmniMindError, TaskExists, TaskNotFound
-from .models import TaskSpec
+from .models import Overlap, TaskSpec
 from .validation import parse_task_spec
 from .views import task_action
 
@@ -86,7 +86,10 @@ def _parse(daemon: Daemon, operation: Any) -> tuple[str, str, TaskSpec | None]:
     if op == "add":
         if set(operation) - {"op", "task"}:
             raise InvalidInput("An add operation holds only 'op' and 'task'")
-        spec = parse_task_spec(operation.get("task"), max_code_bytes=daemon.settings.max_code_bytes)
+        task = operation.get("task")
+        if not isinstance(task, dict):
+            raise InvalidInput("An add operation needs 'task': the task as a JSON object")
+        spec = parse_task_spec(task, max_code_bytes=daemon.settings.max_code_bytes)
         return "add", spec.task_id, spec
     if op in TASK_OPS:
         if set(operation) - {"op", "task_id"}:
@@ -125,7 +128,11 @@ async def _precheck(
         elif op == "delete":
             existing.discard(task_id)
             running.discard(task_id)
-        elif op == "run" and task_id in running:
+        elif (
+            op == "run"
+            and task_id in running
+            and daemon.scheduler.tasks[task_id].spec.overlap is not Overlap.ALLOW
+        ):
             problem = Conflict(f"Task is already running: {task_id}")
         elif op == "cancel" and task_id not in running:
             problem = Conflict(f"Task is not running: {task_id}")

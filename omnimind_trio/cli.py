@@ -249,6 +249,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     try:
         return _client_command(args)
+    except BrokenPipeError:
+        # The reader left (`omnimind history | head`): not an error. Point stdout at
+        # /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except UsageError as exc:
         parser.print_usage(sys.stderr)
         _complain(str(exc))
@@ -304,7 +309,8 @@ def _serve(args: argparse.Namespace) -> int:
         trio.run(lambda: serve(settings, autostart=not args.no_autostart))
     # Startup failures arrive bare or inside the nurseries' exception groups.
     except* OSError as group:  # e.g. the port is taken
-        problems += [str(exc) for exc in _leaves(group)]
+        where = f"{settings.host}:{settings.port}"
+        problems += [f"cannot serve on {where}: {exc}" for exc in _leaves(group)]
     except* (OmniMindError, RuntimeError) as group:  # e.g. another daemon owns the database
         problems += [getattr(exc, "detail", None) or str(exc) for exc in _leaves(group)]
     for problem in problems:

@@ -28,6 +28,7 @@ from .clock import Clock, SystemClock
 from .config import Settings
 from .events import EventBus
 from .exceptions import (
+    Conflict,
     ExecutionNotFound,
     InvalidInput,
     OmniMindError,
@@ -300,8 +301,9 @@ class Daemon:
             raise TaskExists(task_id)
         stored = self._stored_functions.pop(task_id, None)
         if stored is not None:
+            # The stored definition wins: a user's PATCH (priority, repeat...) outlives a
+            # restart; the arguments here only define the task the first time.
             entry = self._entry(stored, function)
-            entry.spec = spec
             self.scheduler.add(entry)
             self.events.publish("task_added", task_summary(entry))
             return entry
@@ -327,8 +329,15 @@ class Daemon:
         return entry
 
     async def delete_task(self, task_id: str) -> TaskEntry:
-        """Unregister a task (its history stays); a running execution is cancelled."""
+        """Unregister a task (its history stays); a running execution is cancelled.
+        Raises Conflict for an in-process task: its program registers it again at every
+        start, so deleting it would not last (pause it instead)."""
         entry = self.scheduler.get(task_id)
+        if entry.function is not None:
+            raise Conflict(
+                f"Task {task_id} is registered by the program running the daemon and comes "
+                "back at every start: pause it instead"
+            )
         await self.store.delete_task(task_id)
         self.scheduler.remove(task_id)
         self.prom.forget(task_id)

@@ -357,9 +357,12 @@ def _paths() -> dict[str, Any]:
                 },
             },
             "delete": {
-                "summary": "Delete a task (its history stays)",
+                "summary": "Delete a task (its history stays); 409 for an in-process task",
                 "parameters": [TASK_ID],
-                "responses": {"200": _json_response("Deleted", "TaskAction"), **_errors(404)},
+                "responses": {
+                    "200": _json_response("Deleted", "TaskAction"),
+                    **_errors(404, 409),
+                },
             },
         },
         "/daemon/tasks/{task_id}/run": _action("Run now, whatever the gate", 409),
@@ -438,7 +441,8 @@ def _paths() -> dict[str, Any]:
 
 
 @cache
-def openapi_document() -> dict[str, Any]:
+def openapi_document(server_url: str = "http://127.0.0.1:8000") -> dict[str, Any]:
+    """The document, naming ``server_url`` as the server (cached per URL)."""
     return {
         "openapi": "3.0.3",
         "info": {
@@ -447,7 +451,7 @@ def openapi_document() -> dict[str, Any]:
             "description": "Local background-task daemon. WebSocket live updates at "
             "/daemon/ws (see docs/api.md).",
         },
-        "servers": [{"url": "http://127.0.0.1:8000"}],
+        "servers": [{"url": server_url}],
         "security": [{"basic": []}],
         "components": {
             "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},

@@ -41,8 +41,13 @@ def task_detail(daemon: Daemon, entry: TaskEntry) -> dict[str, Any]:
         "code": spec.code,
         "repeat_hours": spec.repeat_hours,
         "timeout_seconds": spec.timeout_seconds or daemon.settings.timeout_seconds,
-        "max_memory_mb": spec.max_memory_mb or daemon.settings.max_memory_mb or None,
-        "max_cpu_seconds": spec.max_cpu_seconds or daemon.settings.max_cpu_seconds or None,
+        # Process limits: they apply to code tasks only (an in-process task has no process).
+        "max_memory_mb": (spec.max_memory_mb or daemon.settings.max_memory_mb or None)
+        if spec.code is not None
+        else None,
+        "max_cpu_seconds": (spec.max_cpu_seconds or daemon.settings.max_cpu_seconds or None)
+        if spec.code is not None
+        else None,
         "paused": entry.paused,
         "created_at": iso_utc(entry.created_at),
         "next_execution": iso_utc(entry.next_due),

@@ -245,3 +245,13 @@ async def test_execution_filters(client: Any, daemon: Daemon) -> None:
     }
     bad = await get(client, "/daemon/executions?outcome=meh", 400)
     assert bad["detail"].startswith("Invalid outcome: meh (one of: running, succeeded,")
+
+
+async def test_in_process_tasks_are_paused_not_deleted_and_keep_their_changes(
+    client: Any, daemon: Daemon
+) -> None:
+    response = await call(client, "DELETE", "/daemon/tasks/database_optimization")
+    assert response.status_code == 409
+    assert "pause it instead" in (await response.get_json())["detail"]
+    detail = await get(client, "/daemon/tasks/database_optimization")
+    assert detail["kind"] == "in_process" and detail["max_memory_mb"] is None

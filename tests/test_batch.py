@@ -129,3 +129,10 @@ async def test_atomic_batch_sees_its_own_earlier_operations(client: Any, daemon:
 async def test_a_bad_envelope_is_400(client: Any, daemon: Daemon, body: Any, detail: str) -> None:
     assert await batch(client, body, 400) == {"detail": detail}
     assert set(daemon.scheduler.tasks) == {"database_optimization"}
+
+
+async def test_an_add_without_a_task_object_says_so(client: Any) -> None:
+    body = await batch(client, {"operations": [{"op": "add"}, {"op": "add", "task": [1]}]})
+    assert {r["detail"] for r in body["results"]} == {
+        "An add operation needs 'task': the task as a JSON object"
+    }

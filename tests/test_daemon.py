@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import datetime
 from pathlib import Path
@@ -298,3 +299,15 @@ async def test_a_312_task_interpreter_accepts_312_syntax(
         await wait_for(lambda: daemon.scheduler.tasks["modern"].counters.execution_count == 1)
         [record] = await history(daemon, "modern")
     assert (record.outcome, record.result) == (Outcome.SUCCEEDED, 12)
+
+
+async def test_a_patched_in_process_task_keeps_its_changes_across_restarts(
+    settings: Settings, source: FakeSource
+) -> None:
+    async with open_daemon(settings, metrics_source=source, autostart=False) as daemon:
+        entry = daemon.scheduler.tasks["database_optimization"]
+        changed = dataclasses.replace(entry.spec, priority=Priority.LOW, repeat_hours=24)
+        await daemon.update_task("database_optimization", changed)
+    async with open_daemon(settings, metrics_source=source, autostart=False) as daemon:
+        spec = daemon.scheduler.tasks["database_optimization"].spec
+        assert (spec.priority, spec.repeat_hours) == (Priority.LOW, 24)
