@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+BENCH_STAMP := $(VENV)/.bench-installed-stamp
 
-.PHONY: run test lint fmt bench clean
+.PHONY: run test lint fmt bench bench-tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +28,24 @@ fmt: $(STAMP)
 	$(BIN)/ruff format omnimind_trio tests bench
 	$(BIN)/ruff check --fix omnimind_trio tests bench
 
-bench: $(STAMP)
-	$(BIN)/python -m bench
+# `make bench` (quick, under 3 minutes) or `make bench ARGS=--full`. The peers and the
+# load generator come from the `bench` extra; wrk and redis-server are Debian packages,
+# installed here when missing and we are root (figures needing them are N/A otherwise).
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench-tools:
+	@if ! command -v wrk >/dev/null || ! command -v redis-server >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk redis-server; \
+		else \
+			echo "bench: wrk and/or redis-server missing (apt-get install wrk redis-server)"; \
+		fi; \
+	fi
+
+bench: $(BENCH_STAMP) bench-tools
+	$(BIN)/python -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
