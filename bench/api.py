@@ -1,0 +1,238 @@
+"""D. API (issue 6.3): ``GET /daemon/status`` at 32 concurrent keep-alive connections,
+against a bare hello-world QuartTrio app on the same hypercorn trio worker with the same
+hypercorn configuration (``bench/_hello.py``), in the same run.
+
+Three processes: ``omnimind serve`` (default settings, empty home), the hello app, and the
+load generator: ``wrk`` (Debian package) with the Basic auth header, or this package's
+small trio generator (``bench/_loadgen.py``) where ``wrk`` is missing. On a machine with two
+or more cores both servers are pinned to one core and the generator to another, so the
+generator does not steal the server's CPU; it is the same generator, same settings, for
+both. Each run is a fixed number of seconds against one server, then the other; the
+ratio is ours / hello per run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+
+from omnimind_trio import server as product_server
+
+from .common import (
+    AUTH_HEADER,
+    Figure,
+    Mode,
+    Server,
+    base_env,
+    free_port,
+    log,
+    omnimind_command,
+    pinnable,
+    ratio,
+    running_server,
+    skipped,
+    temp_home,
+    with_repo_on_path,
+)
+
+PATH = "/daemon/status"
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _latency_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if match is None:
+        raise ValueError(f"cannot read wrk latency {text!r}")
+    return float(match.group(1)) * UNITS[match.group(2)]
+
+
+def load(url: str, connections: int, seconds: float, cpu: int | None) -> dict[str, float]:
+    """Requests/s, p50 and p99 (ms) and errors of one bounded load run."""
+    preexec = None
+    if cpu is not None:
+
+        def preexec() -> None:
+            os.sched_setaffinity(0, {cpu})
+
+    wrk = shutil.which("wrk")
+    if wrk is not None:
+        command = [
+            wrk,
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "5s",
+            "--latency",
+            "-H",
+            f"Authorization: {AUTH_HEADER}",
+            url + PATH,
+        ]
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+            preexec_fn=preexec,
+            check=True,
+        )
+        out = done.stdout
+        rps = float(re.search(r"Requests/sec:\s*([\d.]+)", out).group(1))  # type: ignore[union-attr]
+        p50 = _latency_ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+        p99 = _latency_ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+        non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out)
+        socket_errors = re.search(r"Socket errors:.*", out)
+        errors = float(non2xx.group(1)) if non2xx else 0.0
+        if socket_errors:
+            errors += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(0)))
+        return {"rps": rps, "p50": p50, "p99": p99, "errors": errors}
+    command = [
+        sys.executable,
+        "-m",
+        "bench._loadgen",
+        url,
+        PATH,
+        str(connections),
+        str(seconds),
+        AUTH_HEADER,
+    ]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        preexec_fn=preexec,
+        check=True,
+        env=with_repo_on_path(dict(os.environ)),
+    )
+    result = json.loads(done.stdout)
+    return {
+        "rps": result["requests_per_second"],
+        "p50": result["p50_ms"],
+        "p99": result["p99_ms"],
+        "errors": float(result["errors"]),
+    }
+
+
+def run(mode: Mode) -> list[Figure]:
+    cores = pinnable()
+    server_cpu, load_cpu = cores if cores else (None, None)
+    generator = "wrk -t1" if shutil.which("wrk") else "bench._loadgen (wrk not installed)"
+    ours: list[dict[str, float]] = []
+    hello: list[dict[str, float]] = []
+    shielded: list[dict[str, float]] = []
+    have_shield = hasattr(product_server, "ShieldedSend")
+    hello_command = [sys.executable, "-m", "bench._hello"]
+    with temp_home() as home, contextlib.ExitStack() as stack:
+
+        def start(
+            command: Callable[[int], list[str]], env_of: Callable[[int], dict[str, str]]
+        ) -> Server:
+            port = free_port()
+            return stack.enter_context(
+                running_server(command(port), env_of(port), port, cpu=server_cpu)
+            )
+
+        server_ours = start(
+            lambda port: omnimind_command("--log-level", "WARNING"),
+            lambda port: base_env(home, port),
+        )
+        servers = [server_ours]
+        server_hello = start(
+            lambda port: [*hello_command, str(port)],
+            lambda port: with_repo_on_path(base_env(home, port)),
+        )
+        servers.append(server_hello)
+        server_shielded = None
+        if have_shield:
+            server_shielded = start(
+                lambda port: [*hello_command, str(port), "shielded"],
+                lambda port: with_repo_on_path(base_env(home, port)),
+            )
+            servers.append(server_shielded)
+        conns = mode.api_connections
+        for server in servers:  # warm-up, not counted
+            load(server.url, conns, 1.0, load_cpu)
+        for rep in range(mode.repeats):
+            ours.append(load(server_ours.url, conns, mode.api_seconds, load_cpu))
+            hello.append(load(server_hello.url, conns, mode.api_seconds, load_cpu))
+            line = (
+                f"D run {rep + 1}: ours {ours[-1]['rps']:.0f} req/s p99"
+                f" {ours[-1]['p99']:.1f} ms; hello {hello[-1]['rps']:.0f} req/s p99"
+                f" {hello[-1]['p99']:.1f} ms"
+            )
+            if server_shielded is not None:
+                shielded.append(load(server_shielded.url, conns, mode.api_seconds, load_cpu))
+                line += (
+                    f"; hello+ShieldedSend {shielded[-1]['rps']:.0f} req/s p99"
+                    f" {shielded[-1]['p99']:.1f} ms"
+                )
+            log(line)
+    errors = sum(r["errors"] for r in ours + hello + shielded)
+    pin = (
+        f"servers pinned to CPU {server_cpu}, generator to CPU {load_cpu}"
+        if cores
+        else "no pinning (one core)"
+    )
+    note = f"{generator}, {mode.api_connections} connections, {mode.api_seconds:g} s per run; {pin}"
+    if errors:
+        note += f"; {errors:.0f} non-2xx or socket errors"
+    figures = [
+        Figure("D1", "GET /daemon/status req/s (omnimind serve)", "/s", [r["rps"] for r in ours]),
+        Figure("D2", "hello-world QuartTrio req/s (same worker)", "/s", [r["rps"] for r in hello]),
+        Figure(
+            "D3",
+            "req/s ratio ours / hello-world",
+            "x",
+            [ratio(o["rps"], h["rps"]) for o, h in zip(ours, hello, strict=True)],
+            (">=", 0.85),
+            note=note,
+        ),
+        Figure(
+            "D4",
+            "GET /daemon/status p99 at 32 connections",
+            "ms",
+            [r["p99"] for r in ours],
+            ("<", 50.0),
+        ),
+        Figure("D5", "hello-world p99 at 32 connections", "ms", [r["p99"] for r in hello]),
+        Figure("D6", "GET /daemon/status p50", "ms", [r["p50"] for r in ours]),
+    ]
+    if not have_shield:
+        reason = "omnimind_trio.server has no ShieldedSend any more"
+        return [
+            *figures,
+            skipped("D7", "hello-world + the product's ShieldedSend req/s", "/s", reason),
+            skipped("D8", "req/s ratio hello+ShieldedSend / hello-world", "x", reason),
+            skipped("D9", "req/s ratio ours / hello+ShieldedSend", "x", reason),
+        ]
+    return [
+        *figures,
+        Figure(
+            "D7",
+            "hello-world + the product's ShieldedSend req/s",
+            "/s",
+            [r["rps"] for r in shielded],
+            note="the keep-alive fix omnimind serve wraps its app in, on the bare app",
+        ),
+        Figure(
+            "D8",
+            "req/s ratio hello+ShieldedSend / hello-world",
+            "x",
+            [ratio(s["rps"], h["rps"]) for s, h in zip(shielded, hello, strict=True)],
+            note="the cost of the keep-alive fix alone",
+        ),
+        Figure(
+            "D9",
+            "req/s ratio ours / hello+ShieldedSend",
+            "x",
+            [ratio(o["rps"], s["rps"]) for o, s in zip(ours, shielded, strict=True)],
+            note="the cost of our handler, auth and after-request hooks alone",
+        ),
+    ]
