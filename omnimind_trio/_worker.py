@@ -13,7 +13,8 @@ big-endian length and a JSON object, both ways.
   ends of the stdout, stderr and result pipes.
 - daemon -> worker ``{"op": "check", "id", "code"}``: parse only (see
   :func:`describe_code_problem`).
-- worker -> daemon ``{"op": "started", "id", "pid"}``, then ``{"op": "exit", "id",
+- worker -> daemon ``{"op": "ready", "id": "", "python"}`` once, when it can fork;
+  ``{"op": "started", "id", "pid"}``, then ``{"op": "exit", "id",
   "status", "cpu_seconds", "max_rss_kb"}`` when the child is reaped;
   ``{"op": "checked", "id", "problem"}``; ``{"op": "failed", "id", "error"}`` when
   no child could be forked.
@@ -212,6 +213,7 @@ def main() -> None:
     # The daemon decides when this process ends (by closing the socket), not a terminal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     children: dict[int, str] = {}  # pid -> execution id
+    _send(sock, {"op": "ready", "id": "", "python": sys.version.split()[0]})
     try:
         while True:
             readable, _, _ = select.select([sock.fileno(), wake_r], [], [])

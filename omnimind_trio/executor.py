@@ -129,6 +129,8 @@ class Executor:
         self._closing = False
         self.worker_pid: int | None = None
         self._nursery: trio.Nursery | None = None
+        self._on_ready: Callable[[], None] | None = None
+        self.worker_python: str | None = None
         self.restarts = 0
 
     def running_pids(self) -> list[int]:
@@ -294,11 +296,10 @@ class Executor:
                 child.close()
             self.worker_pid = process.pid
             self._sock = trio.socket.from_stdlib_socket(parent)
-            self._ready.set()
+            # Executions are sent only once the worker says it is ready (imports done):
+            # the first run after a (re)start then costs a fork, not an interpreter start.
+            self._on_ready = task_status.started if first else None
             started_at = trio.current_time()
-            if first:
-                task_status.started()
-                first = False
             try:
                 await self._read_replies(self._sock)
             finally:
@@ -311,6 +312,12 @@ class Executor:
                     await process.wait()
             if self._closing:
                 return
+            if first and self._on_ready is not None:  # it never became ready
+                raise ExecutorError(
+                    f"the task interpreter {self.python} could not start the task worker"
+                    f" (exit status {process.returncode})"
+                )
+            first = False
             log.error(
                 "task worker exited with status %s; restarting",
                 process.returncode,
@@ -338,6 +345,13 @@ class Executor:
                 self._dispatch(message)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
+        if message["op"] == "ready":
+            self.worker_python = message.get("python")
+            self._ready.set()
+            if self._on_ready is not None:
+                self._on_ready()
+                self._on_ready = None
+            return
         pending = self._pending.get(message["id"])
         if pending is None:
             return
@@ -391,14 +405,21 @@ class Executor:
 async def open_executor(python: str) -> AsyncIterator[Executor]:
     """Start the fork server under ``python``; on exit, stop it and kill every child."""
     executor = Executor(python)
-    async with trio.open_nursery() as nursery:
-        executor._nursery = nursery
-        await nursery.start(executor._serve)
-        try:
-            yield executor
-        finally:
-            executor._closing = True
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            executor._nursery = nursery
+            await nursery.start(executor._serve)
+            try:
+                yield executor
+            finally:
+                executor._closing = True
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # A worker that never started is one plain error for the caller, not a group.
+        failed, rest = group.split(ExecutorError)
+        if rest is None and failed is not None:
+            raise _first_leaf(failed) from None
+        raise
 
 
 def classify(result: RunResult, job: Job) -> tuple[Outcome, str | None, Any]:
@@ -447,6 +468,11 @@ SECRET_VARIABLES = ("OMNIMIND_DASHBOARD_USER", "OMNIMIND_DASHBOARD_PASS")
 def _task_environment() -> dict[str, str]:
     """The daemon's environment without the dashboard credentials: tasks never see them."""
     return {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+
+
+def _first_leaf(group: BaseExceptionGroup[ExecutorError]) -> ExecutorError:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 async def _watch_orphan(pending: _Pending, pidfd: int) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from omnimind_trio.exceptions import ExecutorError
 from omnimind_trio.executor import Executor, Job, classify, open_executor
 from omnimind_trio.models import Outcome
 
@@ -317,3 +318,20 @@ async def test_tasks_run_with_the_requested_niceness(executor: Executor, tmp_pat
     code = "def execute():\n    import os\n    return os.nice(0)"
     base = (await run(executor, code, tmp_path))[2]
     assert (await run(executor, code, tmp_path, nice=10))[2] == min(19, base + 10)
+
+
+async def test_an_interpreter_that_cannot_run_the_worker_is_a_clear_error() -> None:
+    with pytest.raises(ExecutorError, match="could not start the task worker"):
+        async with open_executor("/bin/false"):
+            pass  # pragma: no cover
+
+
+async def test_the_first_run_after_start_costs_a_fork_not_an_interpreter_start(
+    tmp_path: Path,
+) -> None:
+    async with open_executor(sys.executable) as executor:
+        assert executor.worker_python is not None  # it said it was ready
+        started = trio.current_time()
+        await run(executor, "def execute():\n    return 1", tmp_path)
+        # A cold interpreter start takes 25-85 ms here; a fork a few.
+        assert trio.current_time() - started < 0.5
