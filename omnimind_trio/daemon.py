@@ -397,12 +397,14 @@ class Daemon:
         closed = await self.store.close_interrupted(self.clock.now())
         if closed:
             log.warning("%d execution(s) were interrupted by an unclean stop", closed)
+        code_tasks = []
         for stored in await self.store.load_tasks():
             self._seq = max(self._seq, stored.seq)
             if stored.spec.code is None:
                 self._stored_functions[stored.spec.task_id] = stored
             else:
-                self.scheduler.add(self._entry(stored, None))
+                code_tasks.append(self._entry(stored, None))
+        self.scheduler.load(code_tasks)
 
     # -- executions --------------------------------------------------------------
 
