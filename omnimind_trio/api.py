@@ -70,7 +70,7 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
     @app.after_request
     async def finish(response: Response) -> Response:
         rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        daemon.prom.http_requests.labels(request.method, rule, str(response.status_code)).inc()
+        daemon.prom.count_request(request.method, rule, response.status_code)
         if _has_body() and not g.get("body_read", False):
             # We answered without reading the body (401, 404, 405, 413...). Nobody will
             # read it now, and hypercorn would wait for it to be consumed before the next

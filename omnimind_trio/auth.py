@@ -15,6 +15,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from .config import Settings
@@ -28,10 +29,19 @@ class Credentials:
     """``"environment"``, ``"file"`` or ``"generated"``."""
     path: Path | None = None
 
+    @cached_property
+    def _expected_header(self) -> bytes:
+        token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        return f"Basic {token}".encode()
+
     def check_header(self, header: str | None) -> bool:
         """Whether an ``Authorization`` header carries these credentials (constant time)."""
         if not header:
             return False
+        # Every request carries the same header: compare it whole first (cheap); other
+        # spellings of the same credentials (scheme case, spaces) take the long way.
+        if hmac.compare_digest(header.encode(), self._expected_header):
+            return True
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic":
             return False

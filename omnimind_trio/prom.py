@@ -8,7 +8,7 @@ a custom collector, so nothing is updated on the hot path that nobody asked for.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -63,7 +63,16 @@ class DaemonMetrics:
             registry=self.registry,
         )
         self.last_success: dict[str, float] = {}
+        self._http_children: dict[tuple[str, str, str], Any] = {}
         self.registry.register(_LiveCollector(daemon, self))
+
+    def count_request(self, method: str, route: str, status: int) -> None:
+        """Count one HTTP request (children cached: ``labels()`` is slow on a hot path)."""
+        key = (method, route, str(status))
+        child = self._http_children.get(key)
+        if child is None:
+            child = self._http_children[key] = self.http_requests.labels(*key)
+        child.inc()
 
     def observe(self, record: ExecutionRecord) -> None:
         self.executions.labels(record.task_id, record.outcome.value).inc()
