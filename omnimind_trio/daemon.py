@@ -42,6 +42,7 @@ from .load import LoadMonitor, MetricsSource, PsutilSource
 from .models import (
     DaemonState,
     ExecutionRecord,
+    Outcome,
     Priority,
     SystemMetrics,
     TaskCounters,
@@ -379,6 +380,9 @@ class Daemon:
         record = await self.store.get_execution(execution_id)
         if record is None:
             raise ExecutionNotFound(execution_id)
+        live = self.scheduler.find_run(execution_id)
+        if live is not None and record.outcome is Outcome.RUNNING:
+            record.pauses = list(live.pauses)  # the stored row is rewritten only at the end
         return record
 
     def _entry(self, stored: StoredTask, function: InProcessFunction | None) -> TaskEntry:

@@ -183,6 +183,11 @@ class Scheduler:
         """Every execution in flight, with its task."""
         return list(self._active.values())
 
+    def find_run(self, execution_id: str) -> Running | None:
+        """The execution in flight with that id, if it is one."""
+        found = self._active.get(execution_id)
+        return None if found is None else found[1]
+
     def get(self, task_id: str) -> TaskEntry:
         try:
             return self.tasks[task_id]
