@@ -30,6 +30,7 @@ SECTIONS = {
     "E": ("accuracy", "Scheduling accuracy (issue 6.4)"),
     "F": ("peers", "Peers: APScheduler 3, RQ (issue 6.5)"),
     "G": ("stop", "Stop (issue 6.6)"),
+    "H": ("websocket", "Live updates over the WebSocket (issue 4)"),
 }
 RESULTS = Path(__file__).with_name("results.json")
 BUSY_PERCENT = 15
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="".join(SECTIONS),
-        help="sections to run, e.g. --only AD (default: all of A-G)",
+        help="sections to run, e.g. --only AD (default: all of A-H)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON path")
     args = parser.parse_args(argv)
