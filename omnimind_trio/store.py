@@ -135,7 +135,7 @@ class Store:
             cursor = db.cursor()
             cursor.row_factory = None
             rows = cursor.execute(
-                f"SELECT {', '.join(LOAD_COLUMNS)} FROM tasks ORDER BY seq"
+                f"SELECT {', '.join(TASK_COLUMNS)} FROM tasks ORDER BY seq"
             ).fetchall()
             return [_task_from_tuple(row) for row in rows]
 
@@ -145,25 +145,13 @@ class Store:
         spec, counters = task.spec, task.counters
 
         def insert(db: sqlite3.Connection) -> None:
-            columns = (
-                "task_id",
-                "seq",
-                *SPEC_COLUMNS,
-                "paused",
-                "created_at",
-                "next_due",
-                "execution_count",
-                "success_count",
-                "failure_count",
-                "last_execution",
-            )
             db.execute(
-                f"INSERT INTO tasks ({', '.join(columns)})"
-                f" VALUES ({', '.join('?' * len(columns))})",
+                f"INSERT INTO tasks ({', '.join(TASK_COLUMNS)})"
+                f" VALUES ({', '.join('?' * len(TASK_COLUMNS))})",
                 (
                     spec.task_id,
-                    task.seq,
                     *_spec_values(spec),
+                    task.seq,
                     int(task.paused),
                     task.created_at,
                     task.next_due,
@@ -441,7 +429,7 @@ def _upsert_execution(db: sqlite3.Connection, record: ExecutionRecord) -> None:
     )
 
 
-LOAD_COLUMNS = (
+TASK_COLUMNS = (
     "task_id",
     *SPEC_COLUMNS,
     "seq",
@@ -453,6 +441,7 @@ LOAD_COLUMNS = (
     "failure_count",
     "last_execution",
 )
+"""Every column of a task row, in the order insert_task writes and load_tasks reads."""
 _PRIORITY = {p.value: p for p in Priority}
 _ON_BUSY = {p.value: p for p in OnBusy}
 _OVERLAP = {p.value: p for p in Overlap}
