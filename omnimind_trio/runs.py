@@ -32,6 +32,8 @@ class Running:
     attempt: int = 0
     gated: bool = False
     """Admitted through a gate that can close: ``on_busy`` applies to it."""
+    critical_slot: bool = False
+    """Holds a CRITICAL slot (decided at start: a PATCH of the priority must not move it)."""
     pauses: list[tuple[float, float | None]] = field(default_factory=list)
     _deadline: trio.CancelScope | None = None
     _remaining: float | None = None

@@ -522,23 +522,27 @@ class Scheduler:
         """Start queued tasks in order while slots are free. Entries are dropped lazily
         from a queue they no longer belong to (started, removed, paused, moved)."""
         started = 0
-        while queue and (limit is None or started < limit):
-            entry = queue[0]
+        index = 0
+        while index < len(queue) and (limit is None or started < limit):
+            entry = queue[index]
             if (
                 entry.ready_since is None
                 or self.tasks.get(entry.task_id) is not entry
                 or not belongs(entry)
             ):
-                queue.popleft()
+                del queue[index]
                 continue
             if not admit(entry):
-                return
+                # Only the catch-up queue mixes priorities and has an admit rule: one
+                # closed gate must not hold back the catch-ups of the others.
+                index += 1
+                continue
             if entry.spec.priority is Priority.CRITICAL:
                 if self._running_critical >= self.max_concurrent_critical:
                     return
             elif self._running_gated >= self.max_concurrent:
                 return
-            queue.popleft()
+            del queue[index]
             self._start(entry, now)
             started += 1
 
@@ -568,10 +572,11 @@ class Scheduler:
             attempt=entry.retry_attempt if trigger is Trigger.RETRY else 0,
             gated=gated,
         )
+        run.critical_slot = entry.spec.priority is Priority.CRITICAL
         entry.runs.append(run)
         self._active[run.execution_id] = (entry, run)
         entry.counters.last_execution = now
-        if entry.spec.priority is Priority.CRITICAL:
+        if run.critical_slot:
             self._running_critical += 1
         else:
             self._running_gated += 1
@@ -594,7 +599,7 @@ class Scheduler:
         finally:
             entry.runs.remove(run)
             self._active.pop(run.execution_id, None)
-            if entry.spec.priority is Priority.CRITICAL:
+            if run.critical_slot:  # the slot it took, whatever its priority is now
                 self._running_critical -= 1
             else:
                 self._running_gated -= 1

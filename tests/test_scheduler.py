@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -594,3 +595,29 @@ async def test_explain_reports_the_measurement_and_the_remaining_dwell(
         explained = h.scheduler.explain(entry) or {}
         assert explained["dwell_remaining_seconds"] == 3.0
         assert "in 3 s more" in explained["detail"]
+
+
+async def test_a_priority_change_while_running_gives_back_the_right_slot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness(max_critical=1) as h:
+        h.runner.durations.update({"a": 10, "b": 10})
+        entry = h.add("a")
+        await trio.sleep(1)
+        h.scheduler.update("a", dataclasses.replace(entry.spec, priority=Priority.LOW))
+        await trio.sleep(10)
+        h.add("b")
+        await trio.sleep(1)
+        assert h.runner.started("b") == [11.0]
+        assert h.scheduler.running_count == 1
+
+
+async def test_a_catch_up_behind_a_closed_gate_does_not_hold_back_the_others(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        h.load(5.0)  # idle at noon: HIGH may run, LOW may not
+        h.add("nightly", Priority.LOW, repeat_hours=24, due_in=-2 * 86400)
+        h.add("hourly", Priority.HIGH, repeat_hours=1, due_in=-3 * 3600)
+        await trio.sleep(1)
+        assert h.runner.starts == [("hourly", Trigger.CATCH_UP, 0.0)]
