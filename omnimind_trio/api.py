@@ -12,7 +12,7 @@ from typing import Any
 
 from quart import Response, g, request, websocket
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, UnsupportedMediaType
 from werkzeug.routing import BaseConverter
 
 from .auth import Credentials, WebSocketTokens
@@ -53,14 +53,36 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
 
     tokens = WebSocketTokens()
 
+    extra_origins = {o.strip().rstrip("/") for o in daemon.settings.allowed_origins.split(",")}
+
+    def foreign_origin(headers: Any, host: str) -> Response | None:
+        """Refuse a browser request from another site (CSRF: a page must not be able to
+        drive the daemon with credentials the browser cached). Only browsers send Origin."""
+        origin = headers.get("Origin")
+        if origin is None or origin in extra_origins:
+            return None
+        if origin in (f"http://{host}", f"https://{host}"):
+            return None
+        return _error(
+            403,
+            f"Cross-origin request refused: {origin} is not allowed (OMNIMIND_ALLOWED_ORIGINS)",
+        )
+
     @app.before_request
     async def authenticate() -> Response | None:
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            refused = foreign_origin(request.headers, request.host)
+            if refused is not None:
+                return refused
         if credentials.check_header(request.headers.get("Authorization")):
             return None
         return _unauthenticated()
 
     @app.before_websocket
     async def authenticate_websocket() -> Response | None:
+        refused = foreign_origin(websocket.headers, websocket.host)
+        if refused is not None:
+            return refused
         if credentials.check_header(websocket.headers.get("Authorization")):
             return None
         if tokens.redeem(websocket.args.get("token")):
@@ -89,6 +111,8 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
             detail = f"Request body is larger than {daemon.settings.max_body_bytes} bytes"
         elif status == 404:
             detail = f"Not found: {request.path}"
+        elif status == 415:
+            detail = "Content-Type must be application/json"
         elif status == 405:
             detail = f"Method {request.method} is not allowed on {request.path}"
         else:
@@ -245,6 +269,10 @@ def _has_body() -> bool:
 
 
 async def _json_body() -> Any:
+    # A JSON Content-Type is also what keeps a plain HTML form of another site out: a
+    # browser sends it only after a CORS preflight, which this API never grants.
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType()
     data = await request.get_data(cache=False)
     g.body_read = True
     if not data:

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    allowed_origins: str = ""
+    """Comma-separated origins (``http://host:port``) whose pages may call the API from a
+    browser. Same-origin calls and clients that send no ``Origin`` are always allowed."""
 
     dashboard_user: str | None = None
     dashboard_pass: str | None = None

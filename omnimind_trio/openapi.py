@@ -244,6 +244,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         404: "Unknown id",
         409: "Conflicts with the current state",
         413: "Body over the size limit",
+        415: "The body is not application/json",
     }
     return {str(code): _json_response(words[code], "Error") for code in (401, *codes)}
 
@@ -324,7 +325,7 @@ def _paths() -> dict[str, Any]:
                 "requestBody": body,
                 "responses": {
                     "200": _json_response("Added", "TaskAction"),
-                    **_errors(400, 409, 413),
+                    **_errors(400, 409, 413, 415),
                 },
             }
         },
@@ -337,7 +338,7 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json_response("One result per operation", "BatchResponse"),
-                    **_errors(400, 413),
+                    **_errors(400, 413, 415),
                 },
             }
         },
@@ -353,7 +354,7 @@ def _paths() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {JSON: {"schema": _ref("TaskPatch")}}},
                 "responses": {
                     "200": _json_response("Updated", "TaskUpdated"),
-                    **_errors(400, 404, 413),
+                    **_errors(400, 404, 413, 415),
                 },
             },
             "delete": {
@@ -449,7 +450,9 @@ def openapi_document(server_url: str = "http://127.0.0.1:8000") -> dict[str, Any
             "title": "OmniMind Daemon API",
             "version": __version__,
             "description": "Local background-task daemon. WebSocket live updates at "
-            "/daemon/ws (see docs/api.md).",
+            "/daemon/ws (see docs/api.md). Any request that changes state, and the "
+            "WebSocket, is refused with 403 when a browser sends it from another origin "
+            "(see OMNIMIND_ALLOWED_ORIGINS).",
         },
         "servers": [{"url": server_url}],
         "security": [{"basic": []}],

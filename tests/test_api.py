@@ -44,9 +44,11 @@ def client(daemon: Daemon) -> Any:
 
 
 async def call(client: Any, method: str, path: str, body: Any = None, **kw: Any) -> Any:
-    headers = kw.pop("headers", AUTH)
+    headers = dict(kw.pop("headers", AUTH))
     if body is not None and not isinstance(body, bytes | str):
         body = json.dumps(body)
+    if body is not None:
+        headers.setdefault("Content-Type", "application/json")
     return await client.open(path, method=method, headers=headers, data=body, **kw)
 
 
@@ -301,3 +303,30 @@ async def test_reserved_path_words_are_not_task_ids(client: Any) -> None:
     response = await call(client, "GET", "/daemon/tasks/add")
     assert response.status_code == 405
     assert response.headers["Allow"] == "OPTIONS, POST"
+
+
+async def test_a_body_that_is_not_json_is_415(client: Any, daemon: Daemon) -> None:
+    response = await call(
+        client, "POST", "/daemon/tasks/add", json.dumps(TASK),
+        headers={**AUTH, "Content-Type": "text/plain"},
+    )  # fmt: skip
+    assert response.status_code == 415
+    assert await response.get_json() == {"detail": "Content-Type must be application/json"}
+    assert "my_custom_task" not in daemon.scheduler.tasks
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/daemon/stop"), ("POST", "/daemon/tasks/add")]
+)
+async def test_a_page_of_another_site_cannot_drive_the_daemon(
+    client: Any, daemon: Daemon, method: str, path: str
+) -> None:
+    """CSRF: the browser may hold the user's Basic credentials for the daemon."""
+    headers = {**AUTH, "Origin": "http://evil.example"}
+    response = await call(client, method, path, TASK, headers=headers)
+    assert response.status_code == 403
+    detail = (await response.get_json())["detail"]
+    assert detail.startswith("Cross-origin request refused: http://evil.example")
+    assert daemon.running and "my_custom_task" not in daemon.scheduler.tasks
+    same_site = {**AUTH, "Origin": "http://localhost"}  # the test client's own host
+    assert (await call(client, "GET", "/daemon/status", headers=same_site)).status_code == 200

@@ -117,3 +117,8 @@ async def test_waiting_tasks_and_gate_changes_are_explained_live(
         changed = await next_of(ws, "gates_changed")
         assert changed["data"]["is_idle"] is False
         assert changed["data"]["open_priorities"] == ["CRITICAL"]
+
+
+async def test_a_websocket_from_another_site_is_refused(client: Any) -> None:
+    headers = {**AUTH, "Origin": "http://evil.example"}
+    assert await rejected(client, headers=headers) == 403
