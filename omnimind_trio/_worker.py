@@ -121,10 +121,12 @@ def _run_task(request: dict[str, Any], result_fd: int) -> NoReturn:
     os._exit(0)
 
 
-def _child(request: dict[str, Any], fds: list[int]) -> NoReturn:
+def _child(request: dict[str, Any], fds: list[int], session_w: int) -> NoReturn:
     stdout_fd, stderr_fd, result_fd = fds
     try:
         os.setsid()
+        os.write(session_w, b"s")
+        os.close(session_w)
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
@@ -241,10 +243,11 @@ def main() -> None:
                     os.close(fd)
                 _send(sock, {"op": "failed", "id": request["id"], "error": "missing pipes"})
                 continue
+            session_r, session_w = os.pipe()
             try:
                 pid = os.fork()
             except OSError as exc:
-                for fd in fds:
+                for fd in (*fds, session_r, session_w):
                     os.close(fd)
                 _send(sock, {"op": "failed", "id": request["id"], "error": f"fork: {exc}"})
                 continue
@@ -252,9 +255,15 @@ def main() -> None:
                 sock.close()
                 os.close(wake_r)
                 os.close(wake_w)
-                _child(request, fds)
-            for fd in fds:
+                os.close(session_r)
+                _child(request, fds, session_w)
+            for fd in (*fds, session_w):
                 os.close(fd)
+            # Report the child only once it leads its own session: from then on a killpg
+            # or SIGSTOP of its group reaches it (before, the group did not exist yet).
+            # EOF instead of a byte means it died first; the exit message will say how.
+            os.read(session_r, 1)
+            os.close(session_r)
             children[pid] = request["id"]
             _send(sock, {"op": "started", "id": request["id"], "pid": pid})
     finally:

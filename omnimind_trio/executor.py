@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 WORKER = Path(__file__).with_name("_worker.py")
 HEADER = struct.Struct(">I")
+SEND_SECONDS = 5.0
+"""How long a request frame may take to reach the worker before it is deemed stuck."""
 DRAIN_SECONDS = 0.5
 """After the process ends, how long to wait for its pipes to reach EOF."""
 MAX_RESTART_DELAY = 5.0
@@ -183,45 +185,48 @@ class Executor:
             "max_cpu_seconds": job.max_cpu_seconds,
             "nice": job.nice,
         }
+        if deadline is None:
+            deadline = trio.CancelScope(deadline=trio.current_time() + job.timeout_seconds)
         key: str | None = None
         pending: _Pending | None = None
+        failure: str | None = None
+        res_buffer = bytearray()
         try:
-            try:
-                pending, key = await self._submit(request, writers)
-            finally:
-                for fd in writers:
-                    os.close(fd)
-            await pending.started.wait()
-            if pending.failure is not None:
-                raise ExecutorError(pending.failure)
-            assert pending.pid is not None
-            result.pid = pending.pid
-            if on_started is not None:
-                on_started(pending.pid)
-            res_buffer = bytearray()
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_pump, readers[0], out.feed)
-                nursery.start_soon(_pump, readers[1], err.feed)
-                nursery.start_soon(
-                    _pump, readers[2], _capped_into(res_buffer, job.max_result_bytes)
-                )
-                if deadline is None:
-                    deadline = trio.CancelScope(deadline=trio.current_time() + job.timeout_seconds)
+            async with trio.open_nursery() as pumps:
+                pumps.start_soon(_pump, readers[0], out.feed)
+                pumps.start_soon(_pump, readers[1], err.feed)
+                pumps.start_soon(_pump, readers[2], _capped_into(res_buffer, job.max_result_bytes))
+                # The timeout and the cancel event hold from the very start: waiting for
+                # the worker and for the child to start counts too.
                 with deadline:
-                    if cancel is None:
-                        await pending.exited.wait()
-                    else:
-                        await _first(pending.exited.wait, cancel.wait)
-                if not pending.exited.is_set():
+                    async with trio.open_nursery() as guard:
+                        if cancel is not None:
+                            guard.start_soon(_cancel_on, cancel, guard.cancel_scope)
+                        try:
+                            pending, key = await self._submit(request, writers)
+                        finally:
+                            writers = _close_all(writers)
+                        await pending.started.wait()
+                        if pending.failure is not None:
+                            failure = pending.failure
+                        else:
+                            assert pending.pid is not None
+                            result.pid = pending.pid
+                            if on_started is not None:
+                                on_started(pending.pid)
+                            await pending.exited.wait()
+                        guard.cancel_scope.cancel()  # done: stop the cancel watcher
+                if pending is None or not pending.exited.is_set():
                     result.ended_by = "timeout" if deadline.cancelled_caught else "cancel"
-                # Kill what is left of the process group (all of it, on timeout or cancel).
-                _kill_group(pending.pid)
-                with trio.move_on_after(DRAIN_SECONDS):
-                    await pending.exited.wait()
+                if pending is not None and pending.pid is not None:
+                    # Kill what is left of the group (all of it, on timeout or cancel).
+                    _kill_group(pending.pid)
+                    with trio.move_on_after(DRAIN_SECONDS):
+                        await pending.exited.wait()
                 # A descendant that escaped the group may hold the pipes open: bounded wait.
-                nursery.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
-            res = bytes(res_buffer)
+                pumps.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
         finally:
+            _close_all(writers)
             if pending is not None and not pending.exited.is_set():
                 pending.abandoned = True
                 if pending.pid is not None:
@@ -235,6 +240,12 @@ class Executor:
             for stream in readers:
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
+        if failure is not None:
+            raise ExecutorError(failure)
+        res = bytes(res_buffer)
+        if pending is None:  # timed out or cancelled before the worker took it
+            result.stdout, result.stderr = out.text(), err.text()
+            return result
         assert pending is not None
         result.stdout, result.stderr = out.text(), err.text()
         if pending.exit is not None:
@@ -264,10 +275,16 @@ class Executor:
                 if sock is None:
                     raise ExecutorError("the task worker is not running")
                 ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array("i", fds))] if fds else []
-                sent = await sock.sendmsg([frame], ancillary)
-                view = memoryview(frame)[sent:]
-                while view:
-                    view = view[await sock.send(view) :]
+                # Half a frame would corrupt the protocol for every later request: once
+                # started, a frame is sent whole (shielded), or the worker is replaced.
+                with trio.move_on_after(SEND_SECONDS, shield=True) as sending:
+                    sent = await sock.sendmsg([frame], ancillary)
+                    view = memoryview(frame)[sent:]
+                    while view:
+                        view = view[await sock.send(view) :]
+                if sending.cancelled_caught:
+                    self._restart_worker()
+                    raise ExecutorError("the task worker is not responding")
         except OSError as exc:
             self._pending.pop(key, None)
             raise ExecutorError(f"the task worker is not reachable: {exc}") from exc
@@ -378,6 +395,12 @@ class Executor:
             pending.started.set()
             pending.exited.set()
 
+    def _restart_worker(self) -> None:
+        """Kill the fork server; ``_serve`` starts a new one (runs in flight go on)."""
+        if self.worker_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.worker_pid, signal.SIGKILL)
+
     def _worker_gone(self, reason: str) -> None:
         """The fork server died (or we are closing). Executions it had started go on
         running, watched through their pidfds, unless we are closing: then all are killed.
@@ -475,6 +498,18 @@ def _first_leaf(group: BaseExceptionGroup[ExecutorError]) -> ExecutorError:
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
+def _close_all(fds: list[int]) -> list[int]:
+    """Close ``fds`` (once: returns the empty list to keep)."""
+    for fd in fds:
+        os.close(fd)
+    return []
+
+
+async def _cancel_on(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
 async def _watch_orphan(pending: _Pending, pidfd: int) -> None:
     with contextlib.suppress(trio.ClosedResourceError, OSError):
         await trio.lowlevel.wait_readable(pidfd)
@@ -507,15 +542,3 @@ def _capped_into(buffer: bytearray, limit: int) -> Callable[[bytes], None]:
             buffer.extend(data[: limit + 1 - len(buffer)])
 
     return feed
-
-
-async def _first(*waits: Callable[[], Any]) -> None:
-    """Return as soon as any of ``waits`` returns."""
-    async with trio.open_nursery() as nursery:
-
-        async def run(wait: Callable[[], Any]) -> None:
-            await wait()
-            nursery.cancel_scope.cancel()
-
-        for wait in waits:
-            nursery.start_soon(run, wait)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -335,3 +336,25 @@ async def test_the_first_run_after_start_costs_a_fork_not_an_interpreter_start(
         await run(executor, "def execute():\n    return 1", tmp_path)
         # A cold interpreter start takes 25-85 ms here; a fork a few.
         assert trio.current_time() - started < 0.5
+
+
+async def test_timeout_and_cancel_hold_even_before_the_child_starts(
+    executor: Executor, tmp_path: Path
+) -> None:
+    assert executor.worker_pid is not None
+    os.kill(executor.worker_pid, signal.SIGSTOP)  # a stuck worker: no child will start
+    try:
+        job = Job(code="def execute():\n    return 1", filename="t", cwd=str(tmp_path),
+                  timeout_seconds=0.3)  # fmt: skip
+        with trio.fail_after(3):
+            result = await executor.run(job)
+        assert classify(result, job)[0] is Outcome.TIMED_OUT
+        cancel = trio.Event()
+        cancel.set()
+        with trio.fail_after(3):
+            result = await executor.run(job, cancel=cancel)
+        assert classify(result, job)[0] is Outcome.CANCELLED
+    finally:
+        os.kill(executor.worker_pid, signal.SIGCONT)
+    with trio.fail_after(5):
+        assert (await run(executor, "def execute():\n    return 2", tmp_path))[2] == 2
