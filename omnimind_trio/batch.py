@@ -107,6 +107,7 @@ async def _precheck(
     """What would fail, operation by operation, if the batch ran in order now."""
     existing = set(daemon.scheduler.tasks)
     running = {t for t, e in daemon.scheduler.tasks.items() if e.running is not None}
+    in_process = {t for t, e in daemon.scheduler.tasks.items() if e.function is not None}
     problems: list[OmniMindError | None] = []
     for item in parsed:
         if isinstance(item, OmniMindError):
@@ -125,6 +126,11 @@ async def _precheck(
             existing.add(task_id)
         elif task_id not in existing:
             problem = TaskNotFound(task_id)
+        elif op == "delete" and task_id in in_process:
+            problem = Conflict(
+                f"Task {task_id} is registered by the program running the daemon and comes "
+                "back at every start: pause it instead"
+            )
         elif op == "delete":
             existing.discard(task_id)
             running.discard(task_id)

@@ -267,7 +267,8 @@ class Daemon:
         """Raise InvalidInput unless ``code`` parses and defines ``execute()``, as the task
         interpreter sees it (which may be a newer Python than the daemon's)."""
         if self.settings.task_python == sys.executable:
-            problem = describe_code_problem(code)
+            # Parsing up to max_code_bytes of code is CPU work: keep it off the event loop.
+            problem = await trio.to_thread.run_sync(describe_code_problem, code)
         else:
             problem = await self.executor.check_code(code)
         if problem is not None:

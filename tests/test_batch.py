@@ -136,3 +136,15 @@ async def test_an_add_without_a_task_object_says_so(client: Any) -> None:
     assert {r["detail"] for r in body["results"]} == {
         "An add operation needs 'task': the task as a JSON object"
     }
+
+
+async def test_atomic_batch_knows_in_process_tasks_cannot_be_deleted(
+    client: Any, daemon: Daemon
+) -> None:
+    body = await batch(
+        client,
+        {"atomic": True, "operations": [add_op("x1"),
+                                        {"op": "delete", "task_id": "database_optimization"}]},
+    )  # fmt: skip
+    assert [r["status"] for r in body["results"]] == [424, 409]
+    assert "x1" not in daemon.scheduler.tasks
