@@ -97,6 +97,7 @@ class Daemon:
             max_concurrent_critical=settings.max_concurrent_critical,
             on_change=self._check_state,
             recorder=lambda *args: self.executions.record_skip(*args),
+            persist=self._save_schedule,
             notify=self._on_run_event,
             missed_grace_seconds=settings.missed_grace_seconds,
             retry_base_seconds=settings.retry_base_seconds,
@@ -357,15 +358,24 @@ class Daemon:
         self.events.publish("task_updated", task_summary(entry))
         return entry
 
+    async def _save_schedule(self, entry: TaskEntry) -> None:
+        await self.store.set_schedule(
+            entry.task_id,
+            next_due=entry.next_due,
+            paused=entry.paused,
+            retry_at=entry.retry_at,
+            retry_attempt=entry.retry_attempt,
+        )
+
     async def pause_task(self, task_id: str) -> TaskEntry:
         entry = self.scheduler.pause(task_id)
-        await self.store.set_schedule(task_id, next_due=entry.next_due, paused=True)
+        await self._save_schedule(entry)
         self.events.publish("task_updated", task_summary(entry))
         return entry
 
     async def resume_task(self, task_id: str) -> TaskEntry:
         entry = self.scheduler.resume(task_id)
-        await self.store.set_schedule(task_id, next_due=entry.next_due, paused=False)
+        await self._save_schedule(entry)
         self.events.publish("task_updated", task_summary(entry))
         return entry
 
@@ -395,6 +405,8 @@ class Daemon:
             next_due=stored.next_due,
             paused=stored.paused,
             function=function,
+            retry_at=stored.retry_at,
+            retry_attempt=stored.retry_attempt,
         )
 
     async def _load(self) -> None:

@@ -131,6 +131,7 @@ class Scheduler:
         max_concurrent_critical: int,
         on_change: Callable[[], None] = lambda: None,
         recorder: Recorder = _no_record,
+        persist: Callable[[TaskEntry], Awaitable[None]] | None = None,
         notify: Notify = lambda kind, entry, run: None,
         missed_grace_seconds: float = 300.0,
         retry_base_seconds: float = 30.0,
@@ -149,6 +150,7 @@ class Scheduler:
         self._rng = rng or random.Random()
         self._runner = runner
         self._recorder = recorder
+        self._persist = persist
         self._notify = notify
         self._on_change = on_change
         self._last_seq = 0
@@ -307,8 +309,12 @@ class Scheduler:
                 raise TaskExists(entry.task_id)
             self.tasks[entry.task_id] = entry
             self._last_seq = max(self._last_seq, entry.seq)
-            if entry.next_due is not None and not entry.paused:
+            if entry.paused:
+                continue
+            if entry.next_due is not None:
                 self._heap.append((entry.next_due, next(self._heap_seq), entry.task_id, "due"))
+            if entry.retry_at is not None:
+                self._heap.append((entry.retry_at, next(self._heap_seq), entry.task_id, "retry"))
         heapq.heapify(self._heap)
         self._changed()
 
@@ -476,6 +482,7 @@ class Scheduler:
         else:
             entry.next_due = due + (math.floor((now - due) / repeat) + 1) * repeat
         self._push(entry)
+        self._save(entry)
 
     def _skip(self, entry: TaskEntry, due: float, trigger: Trigger, reason: str) -> None:
         if self._nursery is not None:
@@ -619,12 +626,18 @@ class Scheduler:
                 entry.retry_attempt, entry.retry_at = 0, None
         elif outcome is not None:
             entry.retry_attempt, entry.retry_at = 0, None
+        self._save(entry)
         if entry.queued and not entry.runs:
             entry.queued = False
             if not entry.paused and entry.ready_since is None:
                 self._ready_up(entry, Trigger.SCHEDULE)
                 return
         self._push(entry)
+
+    def _save(self, entry: TaskEntry) -> None:
+        """Have the schedule (next due, pending retry) stored, so a restart keeps it."""
+        if self._persist is not None and self._nursery is not None:
+            self._nursery.start_soon(self._persist, entry)
 
     def backoff(self, attempt: int) -> float:
         """Seconds before retry ``attempt`` (1, 2, ...): exponential, capped, with jitter

@@ -58,7 +58,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     execution_count INTEGER NOT NULL DEFAULT 0,
     success_count INTEGER NOT NULL DEFAULT 0,
     failure_count INTEGER NOT NULL DEFAULT 0,
-    last_execution REAL
+    last_execution REAL,
+    retry_at REAL,
+    retry_attempt INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS executions (
     execution_id TEXT PRIMARY KEY,
@@ -90,9 +92,14 @@ MIGRATIONS = [
     ("tasks", "on_missed", "TEXT NOT NULL DEFAULT 'once'"),
     ("tasks", "max_retries", "INTEGER NOT NULL DEFAULT 0"),
     ("tasks", "max_delay_hours", "REAL"),
+    ("tasks", "retry_at", "REAL"),
+    ("tasks", "retry_attempt", "INTEGER NOT NULL DEFAULT 0"),
     ("executions", "attempt", "INTEGER NOT NULL DEFAULT 0"),
     ("executions", "pauses", "TEXT NOT NULL DEFAULT '[]'"),
 ]
+
+RETENTION_CHUNK = 500
+"""Rows deleted per transaction by the history retention (SQLite allows 999 parameters)."""
 
 INTERRUPTED_REASON = "the daemon ended unexpectedly while this execution ran"
 
@@ -105,6 +112,8 @@ class StoredTask:
     paused: bool
     created_at: float
     next_due: float | None
+    retry_at: float | None = None
+    retry_attempt: int = 0
 
 
 class Store:
@@ -159,6 +168,8 @@ class Store:
                     counters.success_count,
                     counters.failure_count,
                     counters.last_execution,
+                    task.retry_at,
+                    task.retry_attempt,
                 ),
             )
 
@@ -181,12 +192,23 @@ class Store:
             self._tx(lambda db: db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,)))
         )
 
-    async def set_schedule(self, task_id: str, *, next_due: float | None, paused: bool) -> None:
+    async def set_schedule(
+        self,
+        task_id: str,
+        *,
+        next_due: float | None,
+        paused: bool,
+        retry_at: float | None = None,
+        retry_attempt: int = 0,
+    ) -> None:
+        """Store when the task is next due (and its pending retry), and whether it is
+        paused, so a restart continues the schedule where it was."""
         await self._run(
             self._tx(
                 lambda db: db.execute(
-                    "UPDATE tasks SET next_due = ?, paused = ? WHERE task_id = ?",
-                    (next_due, int(paused), task_id),
+                    "UPDATE tasks SET next_due = ?, paused = ?, retry_at = ?, retry_attempt = ?"
+                    " WHERE task_id = ?",
+                    (next_due, int(paused), retry_at, retry_attempt, task_id),
                 )
             )
         )
@@ -292,23 +314,35 @@ class Store:
         return await self._run(self._tx(query))
 
     async def apply_retention(self, *, max_per_task: int, older_than: float) -> int:
-        """Delete finished records beyond the per-task count or older than ``older_than``."""
+        """Delete finished records beyond the per-task count or older than ``older_than``.
 
-        def prune(db: sqlite3.Connection) -> int:
-            deleted = db.execute(
-                "DELETE FROM executions WHERE outcome != ? AND scheduled_at < ?",
-                (Outcome.RUNNING.value, older_than),
-            ).rowcount
-            deleted += db.execute(
-                "DELETE FROM executions WHERE rowid IN (SELECT rowid FROM ("
+        The work is done in chunks of ``RETENTION_CHUNK`` rows, each its own short
+        transaction, so the single writer is never held for long: an execution ending
+        meanwhile gets its final record written within its bound."""
+
+        def doomed(db: sqlite3.Connection) -> list[int]:
+            rows = db.execute(
+                "SELECT rowid FROM executions WHERE outcome != ? AND scheduled_at < ?"
+                " UNION SELECT rowid FROM ("
                 " SELECT rowid, ROW_NUMBER() OVER (PARTITION BY task_id"
                 "  ORDER BY scheduled_at DESC, rowid DESC) AS n"
-                " FROM executions WHERE outcome != ?) WHERE n > ?)",
-                (Outcome.RUNNING.value, max_per_task),
-            ).rowcount
-            return deleted
+                " FROM executions WHERE outcome != ?) WHERE n > ?",
+                (Outcome.RUNNING.value, older_than, Outcome.RUNNING.value, max_per_task),
+            ).fetchall()
+            return [row[0] for row in rows]
 
-        return await self._run(self._tx(prune))
+        rowids = await self._run(self._tx(doomed))
+        for start in range(0, len(rowids), RETENTION_CHUNK):
+            chunk = rowids[start : start + RETENTION_CHUNK]
+
+            def delete(db: sqlite3.Connection, chunk: list[int] = chunk) -> None:
+                db.execute(
+                    f"DELETE FROM executions WHERE rowid IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+
+            await self._run(self._tx(delete))
+        return len(rowids)
 
     async def optimize(self) -> None:
         """Let SQLite refresh its statistics and fold the WAL back into the database."""
@@ -440,6 +474,8 @@ TASK_COLUMNS = (
     "success_count",
     "failure_count",
     "last_execution",
+    "retry_at",
+    "retry_attempt",
 )
 """Every column of a task row, in the order insert_task writes and load_tasks reads."""
 _PRIORITY = {p.value: p for p in Priority}
@@ -472,6 +508,8 @@ def _task_from_tuple(row: tuple[Any, ...]) -> StoredTask:
         success_count,
         failure_count,
         last_execution,
+        retry_at,
+        retry_attempt,
     ) = row
     spec = TaskSpec(
         task_id,
@@ -490,7 +528,9 @@ def _task_from_tuple(row: tuple[Any, ...]) -> StoredTask:
         max_delay_hours,
     )
     counters = TaskCounters(execution_count, success_count, failure_count, last_execution)
-    return StoredTask(spec, counters, seq, bool(paused), created_at, next_due)
+    return StoredTask(
+        spec, counters, seq, bool(paused), created_at, next_due, retry_at, retry_attempt
+    )
 
 
 def _execution_from_row(row: sqlite3.Row) -> ExecutionRecord:

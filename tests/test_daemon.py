@@ -311,3 +311,18 @@ async def test_a_patched_in_process_task_keeps_its_changes_across_restarts(
     async with open_daemon(settings, metrics_source=source, autostart=False) as daemon:
         spec = daemon.scheduler.tasks["database_optimization"].spec
         assert (spec.priority, spec.repeat_hours) == (Priority.LOW, 24)
+
+
+async def test_a_pending_retry_survives_a_restart(tmp_path: Path, source: FakeSource) -> None:
+    settings = make_settings(tmp_path, retry_base_seconds=600)
+    async with open_daemon(settings, metrics_source=source) as daemon:
+        await daemon.add_task(code_task("flaky", "def execute():\n    1 / 0", max_retries=2))
+        await wait_for(lambda: daemon.scheduler.tasks["flaky"].retry_at is not None)
+        retry_at = daemon.scheduler.tasks["flaky"].retry_at
+        await trio.sleep(0.1)  # the schedule is written in the background
+    async with open_daemon(settings, metrics_source=source, autostart=False) as daemon:
+        entry = daemon.scheduler.tasks["flaky"]
+        assert (entry.retry_at, entry.retry_attempt) == (retry_at, 1)
+        assert entry.status == "scheduled"
+        explained = daemon.scheduler.explain(entry) or {}
+        assert explained["reason"] == "backoff"
