@@ -172,7 +172,13 @@ class Executor:
         """
         result = RunResult()
         out, err, res = CappedBuffer(job.max_output_bytes), CappedBuffer(job.max_output_bytes), None
-        pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(3)]
+        pipes: list[tuple[int, int]] = []
+        try:
+            for _ in range(3):
+                pipes.append(os.pipe2(os.O_CLOEXEC))
+        except OSError as exc:  # out of file descriptors: give back the ones we took
+            _close_all([fd for pair in pipes for fd in pair])
+            raise ExecutorError(f"cannot create the pipes of an execution: {exc}") from exc
         readers = [trio.lowlevel.FdStream(r) for r, _ in pipes]
         writers = [w for _, w in pipes]
         request = {

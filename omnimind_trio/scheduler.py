@@ -507,9 +507,11 @@ class Scheduler:
                 self._cancel(run, f"the machine became busy: {gate} (on_busy=cancel)")
 
     def _dispatch(self, now: float) -> None:
-        self._drain(self._ready_now, now, _bypasses_gates)
+        self._drain(self._ready_now, now, _bypasses_gates, mixed=True)
         if self._catch_up and not self._catch_up_running:
-            self._drain(self._catch_up, now, _catches_up, admit=self._gate_open, limit=1)
+            self._drain(
+                self._catch_up, now, _catches_up, admit=self._gate_open, limit=1, mixed=True
+            )
         for priority in Priority:
             if self.gates.is_open(priority):
                 self._drain(self._ready[priority], now, _queued_at(priority))
@@ -525,6 +527,7 @@ class Scheduler:
         *,
         admit: Callable[[TaskEntry], bool] = lambda entry: True,
         limit: int | None = None,
+        mixed: bool = False,
     ) -> None:
         """Start queued tasks in order while slots are free. Entries are dropped lazily
         from a queue they no longer belong to (started, removed, paused, moved)."""
@@ -544,11 +547,17 @@ class Scheduler:
                 # closed gate must not hold back the catch-ups of the others.
                 index += 1
                 continue
-            if entry.spec.priority is Priority.CRITICAL:
-                if self._running_critical >= self.max_concurrent_critical:
+            critical = entry.spec.priority is Priority.CRITICAL
+            if critical and self._running_critical >= self.max_concurrent_critical:
+                if not mixed:
                     return
-            elif self._running_gated >= self.max_concurrent:
-                return
+                index += 1  # the run-now and catch-up queues mix both kinds of slot:
+                continue  # a full kind must not hold back the other
+            if not critical and self._running_gated >= self.max_concurrent:
+                if not mixed:
+                    return
+                index += 1
+                continue
             del queue[index]
             self._start(entry, now)
             started += 1

@@ -621,3 +621,20 @@ async def test_a_catch_up_behind_a_closed_gate_does_not_hold_back_the_others(
         h.add("hourly", Priority.HIGH, repeat_hours=1, due_in=-3 * 3600)
         await trio.sleep(1)
         assert h.runner.starts == [("hourly", Trigger.CATCH_UP, 0.0)]
+
+
+async def test_run_now_of_one_kind_is_not_held_back_by_the_other_kind(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness(max_concurrent=1, max_critical=1) as h:
+        h.runner.durations.update({"c1": 50, "c2": 50, "low": 50})
+        h.add("c1")
+        h.add("c2", due_in=86400)
+        h.add("low", Priority.LOW, due_in=86400)
+        await trio.sleep(1)
+        h.scheduler.run_now("c2")  # waits: the one CRITICAL slot is taken
+        h.scheduler.run_now("low")  # a gated slot is free: must not wait behind c2
+        await trio.sleep(1)
+        assert h.runner.started("low") == [1.0]
+        await trio.sleep(49)
+        assert h.runner.started("c2") == [50.0]
