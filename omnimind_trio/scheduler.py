@@ -335,10 +335,12 @@ class Scheduler:
         old = entry.spec
         waiting = entry.ready_since is not None
         if waiting and spec.priority is not old.priority:
-            trigger = entry.ready_trigger
+            # Move it to its new priority's queue, keeping how long it has waited (that is
+            # what max_delay_hours counts).
+            trigger, since = entry.ready_trigger, entry.ready_since
             self._unready(entry)
             entry.spec = spec
-            self._ready_up(entry, trigger)
+            self._ready_up(entry, trigger, since=since)
         entry.spec = spec
         if spec.repeat_hours != old.repeat_hours and not waiting and not entry.runs:
             last = entry.counters.last_execution
@@ -667,8 +669,8 @@ class Scheduler:
     def _heap_push(self, when: float, entry: TaskEntry, kind: str) -> None:
         heapq.heappush(self._heap, (when, next(self._heap_seq), entry.task_id, kind))
 
-    def _ready_up(self, entry: TaskEntry, trigger: Trigger) -> None:
-        entry.ready_since = self.clock.now()
+    def _ready_up(self, entry: TaskEntry, trigger: Trigger, since: float | None = None) -> None:
+        entry.ready_since = self.clock.now() if since is None else since
         entry.ready_trigger = trigger
         entry.forced = False
         if trigger is Trigger.RUN_NOW:

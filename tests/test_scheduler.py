@@ -638,3 +638,14 @@ async def test_run_now_of_one_kind_is_not_held_back_by_the_other_kind(
         assert h.runner.started("low") == [1.0]
         await trio.sleep(49)
         assert h.runner.started("c2") == [50.0]
+
+
+async def test_a_priority_change_keeps_the_time_already_waited(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:  # busy noon: HIGH and LOW both wait
+        entry = h.add("w", Priority.LOW, max_delay_hours=1)
+        await trio.sleep(1800)
+        h.scheduler.update("w", dataclasses.replace(entry.spec, priority=Priority.HIGH))
+        await trio.sleep(1801)
+        assert h.runner.started("w") == [3600.0]  # forced an hour after it first waited
