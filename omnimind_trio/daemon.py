@@ -24,6 +24,7 @@ from typing import Any
 import trio
 
 from ._worker import describe_code_problem
+from .builtin import register_builtins
 from .clock import Clock, SystemClock
 from .config import Settings
 from .events import EventBus
@@ -485,8 +486,6 @@ async def open_daemon(
                 nursery=nursery,
             )
             await daemon._load()
-            from .builtin import register_builtins
-
             await register_builtins(daemon)
             if autostart:
                 await daemon.start()

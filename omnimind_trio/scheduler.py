@@ -233,8 +233,7 @@ class Scheduler:
                 "expected_start": self._expected_start(entry, entry.next_due),
             }
         priority = entry.spec.priority
-        bypass = entry.ready_trigger is Trigger.RUN_NOW or entry.forced
-        if not bypass and not self.gates.is_open(priority):
+        if not _bypasses_gates(entry) and not self.gates.is_open(priority):
             why = self.gates.explain(priority, now)
             run_by = self._forced_at(entry)
             return {

@@ -34,6 +34,9 @@ def task_detail(daemon: Daemon, entry: TaskEntry) -> dict[str, Any]:
     """``GET /daemon/tasks/{task_id}``: the summary plus definition, schedule and state."""
     spec = entry.spec
     running = entry.running
+    why = waiting(daemon, entry)
+    # waiting_reason, the older one-string form, speaks only of a task that is due.
+    due = not daemon.running or entry.ready_since is not None
     return {
         **task_summary(entry),
         "status": entry.status,
@@ -58,12 +61,8 @@ def task_detail(daemon: Daemon, entry: TaskEntry) -> dict[str, Any]:
         "max_retries": spec.max_retries,
         "max_delay_hours": spec.max_delay_hours,
         "retry_attempt": entry.retry_attempt,
-        "waiting_reason": (
-            daemon.scheduler.waiting_reason(entry)
-            if daemon.running
-            else "the daemon is stopped (POST /daemon/start)"
-        ),
-        "waiting": waiting(daemon, entry),
+        "waiting_reason": why["detail"] if why is not None and due else None,
+        "waiting": why,
         "running_execution_id": running.execution_id if running is not None else None,
     }
 

@@ -319,7 +319,14 @@ async def test_a_pending_retry_survives_a_restart(tmp_path: Path, source: FakeSo
         await daemon.add_task(code_task("flaky", "def execute():\n    1 / 0", max_retries=2))
         await wait_for(lambda: daemon.scheduler.tasks["flaky"].retry_at is not None)
         retry_at = daemon.scheduler.tasks["flaky"].retry_at
-        await trio.sleep(0.1)  # the schedule is written in the background
+
+        async def stored_retry() -> float | None:
+            by_id = {t.spec.task_id: t for t in await daemon.store.load_tasks()}
+            return by_id["flaky"].retry_at
+
+        with trio.fail_after(5):  # the schedule is written in the background
+            while await stored_retry() != retry_at:
+                await trio.sleep(0.01)
     async with open_daemon(settings, metrics_source=source, autostart=False) as daemon:
         entry = daemon.scheduler.tasks["flaky"]
         assert (entry.retry_at, entry.retry_attempt) == (retry_at, 1)
