@@ -1,15 +1,17 @@
 """A bare hello-world QuartTrio app on hypercorn's trio worker, configured exactly as
 ``omnimind serve`` configures it: the baseline of figure D.
 
-``python -m bench._hello PORT`` serves the bare app. ``python -m bench._hello PORT shielded``
-serves it wrapped in the product's ``ShieldedSend`` (its fix for hypercorn's keep-alive
-bookkeeping being cancelled by quart-trio), as ``omnimind serve`` wraps its own app: the
-difference between the two baselines is the cost of that fix.
+``python -m bench._hello PORT`` serves the bare app with hypercorn's own connection class.
+``python -m bench._hello PORT fixed`` serves it as ``omnimind serve`` serves its own app:
+through ``server.serve_http``, with the product's connection class
+(``omnimind_trio.connection``: the keep-alive timer as a moving deadline, the close
+shielded). The difference between the two baselines is what that class changes.
 """
 
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Any
 
 import trio
@@ -29,10 +31,13 @@ async def status() -> dict[str, Any]:
 
 def main() -> None:
     settings = Settings(host="127.0.0.1", port=int(sys.argv[1]))
-    served: Any = app
-    if sys.argv[2:] == ["shielded"]:
-        served = product_server.ShieldedSend(app)  # type: ignore[attr-defined]
-    trio.run(serve, served, product_server.hypercorn_config(settings))
+    config = product_server.hypercorn_config(settings)
+    if sys.argv[2:] == ["fixed"]:
+        trio.run(
+            partial(product_server.serve_http, app, config, shutdown_trigger=trio.sleep_forever)
+        )
+    else:
+        trio.run(serve, app, config)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,6 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from omnimind_trio import server as product_server
-
 from .common import (
     AUTH_HEADER,
     Figure,
@@ -36,7 +34,6 @@ from .common import (
     pinnable,
     ratio,
     running_server,
-    skipped,
     temp_home,
     with_repo_on_path,
 )
@@ -126,8 +123,7 @@ def run(mode: Mode) -> list[Figure]:
     generator = "wrk -t1" if shutil.which("wrk") else "bench._loadgen (wrk not installed)"
     ours: list[dict[str, float]] = []
     hello: list[dict[str, float]] = []
-    shielded: list[dict[str, float]] = []
-    have_shield = hasattr(product_server, "ShieldedSend")
+    fixed: list[dict[str, float]] = []
     hello_command = [sys.executable, "-m", "bench._hello"]
     with temp_home() as home, contextlib.ExitStack() as stack:
 
@@ -149,13 +145,11 @@ def run(mode: Mode) -> list[Figure]:
             lambda port: with_repo_on_path(base_env(home, port)),
         )
         servers.append(server_hello)
-        server_shielded = None
-        if have_shield:
-            server_shielded = start(
-                lambda port: [*hello_command, str(port), "shielded"],
-                lambda port: with_repo_on_path(base_env(home, port)),
-            )
-            servers.append(server_shielded)
+        server_fixed = start(
+            lambda port: [*hello_command, str(port), "fixed"],
+            lambda port: with_repo_on_path(base_env(home, port)),
+        )
+        servers.append(server_fixed)
         conns = mode.api_connections
         for server in servers:  # warm-up, not counted
             load(server.url, conns, 1.0, load_cpu)
@@ -167,14 +161,13 @@ def run(mode: Mode) -> list[Figure]:
                 f" {ours[-1]['p99']:.1f} ms; hello {hello[-1]['rps']:.0f} req/s p99"
                 f" {hello[-1]['p99']:.1f} ms"
             )
-            if server_shielded is not None:
-                shielded.append(load(server_shielded.url, conns, mode.api_seconds, load_cpu))
-                line += (
-                    f"; hello+ShieldedSend {shielded[-1]['rps']:.0f} req/s p99"
-                    f" {shielded[-1]['p99']:.1f} ms"
-                )
+            fixed.append(load(server_fixed.url, conns, mode.api_seconds, load_cpu))
+            line += (
+                f"; hello, product's connection {fixed[-1]['rps']:.0f} req/s p99"
+                f" {fixed[-1]['p99']:.1f} ms"
+            )
             log(line)
-    errors = sum(r["errors"] for r in ours + hello + shielded)
+    errors = sum(r["errors"] for r in ours + hello + fixed)
     pin = (
         f"servers pinned to CPU {server_cpu}, generator to CPU {load_cpu}"
         if cores
@@ -204,35 +197,27 @@ def run(mode: Mode) -> list[Figure]:
         Figure("D5", "hello-world p99 at 32 connections", "ms", [r["p99"] for r in hello]),
         Figure("D6", "GET /daemon/status p50", "ms", [r["p50"] for r in ours]),
     ]
-    if not have_shield:
-        reason = "omnimind_trio.server has no ShieldedSend any more"
-        return [
-            *figures,
-            skipped("D7", "hello-world + the product's ShieldedSend req/s", "/s", reason),
-            skipped("D8", "req/s ratio hello+ShieldedSend / hello-world", "x", reason),
-            skipped("D9", "req/s ratio ours / hello+ShieldedSend", "x", reason),
-        ]
     return [
         *figures,
         Figure(
             "D7",
-            "hello-world + the product's ShieldedSend req/s",
+            "hello-world, the product's connection class, req/s",
             "/s",
-            [r["rps"] for r in shielded],
-            note="the keep-alive fix omnimind serve wraps its app in, on the bare app",
+            [r["rps"] for r in fixed],
+            note="the bare app served through server.serve_http, as omnimind serve serves",
         ),
         Figure(
             "D8",
-            "req/s ratio hello+ShieldedSend / hello-world",
+            "req/s ratio hello (product's connection) / hello-world",
             "x",
-            [ratio(s["rps"], h["rps"]) for s, h in zip(shielded, hello, strict=True)],
-            note="the cost of the keep-alive fix alone",
+            [ratio(f["rps"], h["rps"]) for f, h in zip(fixed, hello, strict=True)],
+            note="what the product's connection class (keep-alive fixes) changes alone",
         ),
         Figure(
             "D9",
-            "req/s ratio ours / hello+ShieldedSend",
+            "req/s ratio ours / hello (product's connection)",
             "x",
-            [ratio(o["rps"], s["rps"]) for o, s in zip(ours, shielded, strict=True)],
+            [ratio(o["rps"], f["rps"]) for o, f in zip(ours, fixed, strict=True)],
             note="the cost of our handler, auth and after-request hooks alone",
         ),
     ]

@@ -2,29 +2,41 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import time
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import trio
-from hypercorn.trio import serve as hypercorn_serve
+from trio_websocket import open_websocket_url
 
 from omnimind_trio import FakeSource, open_daemon
 from omnimind_trio.api import create_app
 from omnimind_trio.auth import Credentials
-from omnimind_trio.server import hypercorn_config
+from omnimind_trio.server import hypercorn_config, serve_http
 
 from .conftest import make_settings
 
 pytestmark = pytest.mark.slow
+
+KEEP_ALIVE = 0.5
+AUTH = "Basic " + base64.b64encode(b"tester:secret-pass").decode()
+STATUS_REQUEST = (
+    f"GET /daemon/status HTTP/1.1\r\nHost: localhost\r\nAuthorization: {AUTH}\r\n\r\n"
+).encode()
 
 
 @pytest.fixture
 async def base_url(tmp_path: Path) -> AsyncIterator[str]:
     settings = make_settings(tmp_path, port=0)
     credentials = Credentials("tester", "secret-pass", "environment")
+    config = hypercorn_config(settings)
+    config.keep_alive_timeout = KEEP_ALIVE
     shutdown = trio.Event()
     async with (
         open_daemon(settings, metrics_source=FakeSource(5)) as daemon,
@@ -32,14 +44,105 @@ async def base_url(tmp_path: Path) -> AsyncIterator[str]:
     ):
         urls = await nursery.start(
             partial(
-                hypercorn_serve,
+                serve_http,
                 create_app(daemon, credentials),
-                hypercorn_config(settings),
+                config,
                 shutdown_trigger=shutdown.wait,
             )
         )
         yield urls[0]
         shutdown.set()
+
+
+async def open_connection(base_url: str) -> trio.SocketStream:
+    url = urlsplit(base_url)
+    assert url.hostname is not None and url.port is not None
+    return await trio.open_tcp_stream(url.hostname, url.port)
+
+
+async def receive_response(stream: trio.SocketStream) -> bytes:
+    """One whole response (this API always sends a Content-Length)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = await stream.receive_some()
+        assert chunk, "the server closed the connection before answering"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(
+        next(
+            line.split(b":")[1]
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+    )
+    while len(body) < length:
+        body += await stream.receive_some()
+    return head
+
+
+async def seconds_until_closed(stream: trio.SocketStream) -> float:
+    t0 = time.perf_counter()
+    with trio.fail_after(10 * KEEP_ALIVE + 5):
+        assert await stream.receive_some() == b""
+    return time.perf_counter() - t0
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout(
+    base_url: str,
+) -> None:
+    """Each answer re-arms the timer: a client that keeps asking keeps its connection, and
+    one that goes quiet has it closed after keep_alive_timeout, not later and not earlier."""
+    stream = await open_connection(base_url)
+    async with stream:
+        for _ in range(4):  # 4 x 0.3 s: longer than the timeout, in use all along
+            await stream.send_all(STATUS_REQUEST)
+            assert (await receive_response(stream)).startswith(b"HTTP/1.1 200")
+            await trio.sleep(0.6 * KEEP_ALIVE)
+        await stream.send_all(STATUS_REQUEST)
+        assert (await receive_response(stream)).startswith(b"HTTP/1.1 200")
+        idle = await seconds_until_closed(stream)
+    assert 0.8 * KEEP_ALIVE <= idle < KEEP_ALIVE + 2.0
+
+
+async def test_a_connection_that_never_sends_a_request_is_closed_too(base_url: str) -> None:
+    stream = await open_connection(base_url)
+    async with stream:
+        idle = await seconds_until_closed(stream)
+    assert 0.8 * KEEP_ALIVE <= idle < KEEP_ALIVE + 2.0
+
+
+async def test_an_answer_that_leaves_the_body_unread_closes_the_connection(
+    base_url: str,
+) -> None:
+    """The 401 below is sent before the body is read, with ``Connection: close``: the
+    server must then really close its end, even for a client that would wait for more."""
+    body = b"x" * 100_000
+    request = (
+        b"POST /daemon/tasks/add HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Type: application/json\r\n" + f"Content-Length: {len(body)}\r\n\r\n".encode()
+    )
+    stream = await open_connection(base_url)
+    async with stream:
+        await stream.send_all(request)  # the headers only: the body never comes
+        head = await receive_response(stream)
+        assert head.startswith(b"HTTP/1.1 401")
+        assert b"connection: close" in head.lower()
+        assert await seconds_until_closed(stream) < KEEP_ALIVE
+
+
+async def test_a_websocket_outlives_the_keep_alive_timeout(base_url: str) -> None:
+    """A WebSocket is a connection that is never idle: the keep-alive timer must not end it."""
+    ws_url = base_url.replace("http://", "ws://") + "/daemon/ws"
+    async with (
+        open_websocket_url(ws_url, extra_headers=[("Authorization", AUTH)]) as ws,
+        httpx.AsyncClient(base_url=base_url, auth=("tester", "secret-pass")) as client,
+    ):
+        assert json.loads(await ws.get_message())["type"] == "status"
+        await trio.sleep(4 * KEEP_ALIVE)
+        assert (await client.post("/daemon/stop")).status_code == 200
+        with trio.fail_after(5):
+            while json.loads(await ws.get_message())["type"] != "state_changed":
+                pass
 
 
 def keep_alive_requests(base_url: str) -> list[int]:

@@ -1,0 +1,119 @@
+"""hypercorn's Trio connection, with two fixes ``omnimind serve`` needs.
+
+hypercorn's trio worker (0.17, 0.18) handles one TCP connection in a ``TCPServer``. Two of
+its habits hurt a keep-alive API served by quart-trio:
+
+1. **A task per request for the keep-alive timer.** When a request arrives hypercorn
+   cancels the connection's idle-timer task, and after the response it starts a new one
+   (``TrioSingleTask``: a lock, a cancel and a ``nursery.start`` each time). That was about
+   a tenth of the server's CPU per ``GET /daemon/status`` at 32 connections (bench D).
+2. **Its after-response work is cancelled.** quart-trio cancels its request task as soon
+   as hypercorn has taken the last body chunk, while hypercorn is still inside that ``send``
+   re-arming the timer or closing the connection. Cancelled at the lock, the connection
+   is never marked idle again: a graceful shutdown waits its whole ``graceful_timeout``
+   for it, and the keep-alive timeout never closes it. Cancelled in the close, a connection
+   that answered without reading the request body is left open with the client waiting.
+
+Here the timer is one task per connection (:class:`IdleTimer`), asleep in a cancel scope
+whose deadline moves: now + ``keep_alive_timeout`` while the connection is idle, never
+while a request is in flight. Re-arming and stopping it only set a deadline: no task, no
+lock, no checkpoint, so there is nothing quart-trio can cancel. The close is shielded.
+
+hypercorn's worker offers no hook for its connection class; :func:`install` replaces the
+name ``hypercorn.trio.run.TCPServer``, which ``worker_serve`` reads when it starts serving.
+This is process-wide, and harmless to any other hypercorn server in the process: the
+class behaves as hypercorn's with the two fixes above.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+
+import hypercorn.trio.run
+import trio
+from hypercorn.config import Config
+from hypercorn.events import Closed, Event
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import AppWrapper, LifespanState, TaskGroup
+from hypercorn.typing import Event as WorkerEvent
+
+
+class IdleTimer:
+    """Closes a keep-alive connection that stayed idle for ``timeout`` seconds, or at once
+    when the worker terminates (graceful shutdown) while it is idle.
+
+    It has hypercorn's ``SingleTask`` interface, which ``TCPServer`` calls: ``restart``
+    when the connection becomes idle, ``stop`` when a request arrives.
+    """
+
+    def __init__(
+        self,
+        timeout: float,
+        terminated: WorkerEvent,
+        close: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._timeout = timeout
+        self._terminated = terminated
+        self._close = close
+        self._scope = trio.CancelScope()  # its deadline is the time to close the connection
+        self._idle = False
+        self._running = False
+
+    async def restart(self, task_group: TaskGroup, action: object = None) -> None:
+        """The connection is idle from now on. (``action`` is hypercorn's own timer
+        coroutine, ``TCPServer._idle_timeout``; this class does its work instead.)"""
+        self._idle = True
+        now = trio.current_time()
+        self._scope.deadline = now if self._terminated.is_set() else now + self._timeout
+        if not self._running:
+            self._running = True
+            task_group.spawn(self._run)
+
+    async def stop(self) -> None:
+        """A request is in flight: the connection is not idle until ``restart``."""
+        self._idle = False
+        self._scope.deadline = math.inf
+
+    async def _run(self) -> None:
+        with self._scope:
+            await self._terminated.wait()
+            if not self._idle:
+                # Shutting down with a request in flight: close once it is answered.
+                await trio.sleep_forever()
+        # Idle for too long, or idle while the worker terminates. (When the connection
+        # ends first, its task group cancels this task and nothing below runs.)
+        with trio.CancelScope(shield=True):
+            await self._close()
+
+
+class Connection(TCPServer):
+    """hypercorn's ``TCPServer`` with :class:`IdleTimer` and a shielded close."""
+
+    def __init__(
+        self,
+        app: AppWrapper,
+        config: Config,
+        context: WorkerContext,
+        state: LifespanState,
+        stream: trio.SSLStream[trio.SocketStream],
+    ) -> None:
+        super().__init__(app, config, context, state, stream)
+        self.idle_task = IdleTimer(  # type: ignore[assignment]
+            config.keep_alive_timeout, context.terminated, self._initiate_server_close
+        )
+
+    async def protocol_send(self, event: Event) -> None:
+        if isinstance(event, Closed):
+            # Sent from inside quart-trio's request task, which may be cancelled by now:
+            # a close cancelled half-way leaves the client waiting on an open connection.
+            with trio.CancelScope(shield=True):
+                await super().protocol_send(event)
+        else:
+            await super().protocol_send(event)
+
+
+def install() -> None:
+    """Make hypercorn's trio worker serve every connection with :class:`Connection`."""
+    hypercorn.trio.run.TCPServer = Connection  # type: ignore[attr-defined]
