@@ -1,4 +1,4 @@
-"""hypercorn's Trio connection, with two fixes ``omnimind serve`` needs.
+"""hypercorn's Trio connection, with the fixes ``omnimind serve`` needs.
 
 hypercorn's trio worker (0.17, 0.18) handles one TCP connection in a ``TCPServer``. Two of
 its habits hurt a keep-alive API served by quart-trio:
@@ -13,16 +13,20 @@ its habits hurt a keep-alive API served by quart-trio:
    is never marked idle again: a graceful shutdown waits its whole ``graceful_timeout``
    for it, and the keep-alive timeout never closes it. Cancelled in the close, a connection
    that answered without reading the request body is left open with the client waiting.
+3. **Its connection task outlives the connection.** When the socket is closed, hypercorn
+   still waits for the connection's helper tasks: a WebSocket's pinger sleeps on for up
+   to ``websocket_ping_interval``, and a graceful shutdown waits for it.
 
 Here the timer is one task per connection (:class:`IdleTimer`), asleep in a cancel scope
 whose deadline moves: now + ``keep_alive_timeout`` while the connection is idle, never
 while a request is in flight. Re-arming and stopping it only set a deadline: no task, no
-lock, no checkpoint, so there is nothing quart-trio can cancel. The close is shielded.
+lock, no checkpoint, so there is nothing quart-trio can cancel. The close is shielded, and
+once the socket is closed the connection's helper tasks are cancelled.
 
 hypercorn's worker offers no hook for its connection class; :func:`install` replaces the
 name ``hypercorn.trio.run.TCPServer``, which ``worker_serve`` reads when it starts serving.
 This is process-wide, and harmless to any other hypercorn server in the process: the
-class behaves as hypercorn's with the two fixes above.
+class behaves as hypercorn's with the fixes above.
 """
 
 from __future__ import annotations
@@ -89,7 +93,7 @@ class IdleTimer:
 
 
 class Connection(TCPServer):
-    """hypercorn's ``TCPServer`` with :class:`IdleTimer` and a shielded close."""
+    """hypercorn's ``TCPServer`` with :class:`IdleTimer`, a shielded close, and an end."""
 
     def __init__(
         self,
@@ -103,6 +107,18 @@ class Connection(TCPServer):
         self.idle_task = IdleTimer(  # type: ignore[assignment]
             config.keep_alive_timeout, context.terminated, self._initiate_server_close
         )
+
+    async def _read_data(self) -> None:
+        try:
+            await super()._read_data()
+        finally:
+            # The connection is over (closed by either side, or read_timeout): its task
+            # group has nothing left to do. Left alone, hypercorn's ``run`` would wait for
+            # it: for the IdleTimer task until shutdown if it was stopped (a leak per
+            # WebSocket), and for a WebSocket's pinger up to ``websocket_ping_interval``,
+            # which held a graceful shutdown for its whole ``graceful_timeout``.
+            assert self._task_group._nursery is not None
+            self._task_group._nursery.cancel_scope.cancel()
 
     async def protocol_send(self, event: Event) -> None:
         if isinstance(event, Closed):

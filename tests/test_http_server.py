@@ -145,6 +145,34 @@ async def test_a_websocket_outlives_the_keep_alive_timeout(base_url: str) -> Non
                 pass
 
 
+def connection_tasks() -> list[str]:
+    """The names of the tasks serving connections (their helpers, not their own task)."""
+    names = []
+    todo = [trio.lowlevel.current_root_task()]
+    while todo:
+        task = todo.pop()
+        if "IdleTimer" in task.name or "_send_pings" in task.name:
+            names.append(task.name)
+        todo.extend(child for nursery in task.child_nurseries for child in nursery.child_tasks)
+    return names
+
+
+async def test_a_closed_connection_leaves_no_task_behind(base_url: str) -> None:
+    """After the client goes, nothing of its connection keeps running: not the keep-alive
+    timer of a WebSocket (a leak per WebSocket ever opened), not its pinger."""
+    ws_url = base_url.replace("http://", "ws://") + "/daemon/ws"
+    async with open_websocket_url(ws_url, extra_headers=[("Authorization", AUTH)]) as ws:
+        await ws.get_message()
+        stream = await open_connection(base_url)
+        await stream.send_all(STATUS_REQUEST)
+        await receive_response(stream)
+        assert len(connection_tasks()) == 3  # two timers and the WebSocket's pinger
+    await stream.aclose()
+    with trio.fail_after(KEEP_ALIVE / 2):  # well before any timer would end them
+        while connection_tasks():
+            await trio.sleep(0.01)
+
+
 def keep_alive_requests(base_url: str) -> list[int]:
     """Requests on ONE keep-alive connection, some answered without reading their body."""
     big = b"x" * 200_000

@@ -7,6 +7,7 @@ processes included), even when the test fails.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import math
@@ -26,6 +27,8 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+import trio
+from trio_websocket import ConnectionClosed, wrap_client_stream
 
 pytestmark = pytest.mark.slow
 
@@ -577,6 +580,38 @@ def test_sigterm_is_not_held_up_by_an_idle_keep_alive_connection(
     print(
         f"\nSIGTERM, idle keep-alive connection open: exited {code} in {exit_seconds * 1000:.1f} ms"
     )
+    assert code == 0
+    assert exit_seconds < 0.9
+
+
+def test_sigterm_is_not_held_up_by_a_websocket_client(spawn: Callable[..., Served]) -> None:
+    """A live view left open (``omnimind logs -f``, a dashboard) is told 1001 at once, and
+    its connection must not hold the stop either."""
+    served = spawn()
+    auth = "Basic " + base64.b64encode(f"{USER}:{PASS}".encode()).decode()
+
+    async def watch() -> tuple[int | None, float]:
+        # Our own TCP stream: trio_websocket's client leaves its socket open when the
+        # server closes first.
+        async with (
+            await trio.open_tcp_stream("127.0.0.1", served.port) as stream,
+            trio.open_nursery() as nursery,
+        ):
+            ws = await wrap_client_stream(
+                nursery, stream, "127.0.0.1", "/daemon/ws", extra_headers=[("Authorization", auth)]
+            )
+            await ws.get_message()
+            t0 = time.perf_counter()
+            served.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await ws.get_message()
+            code = await trio.to_thread.run_sync(lambda: served.proc.wait(timeout=10))
+        assert closed.value.reason.code == 1001
+        return code, time.perf_counter() - t0
+
+    code, exit_seconds = trio.run(watch)
+    print(f"\nSIGTERM, WebSocket client connected: exited {code} in {exit_seconds * 1000:.1f} ms")
     assert code == 0
     assert exit_seconds < 0.9
 
