@@ -1,6 +1,6 @@
 """hypercorn's Trio connection, with the fixes ``omnimind serve`` needs.
 
-hypercorn's trio worker (0.17, 0.18) handles one TCP connection in a ``TCPServer``. Two of
+hypercorn's trio worker (0.17, 0.18) handles one TCP connection in a ``TCPServer``. Three of
 its habits hurt a keep-alive API served by quart-trio:
 
 1. **A task per request for the keep-alive timer.** When a request arrives hypercorn
@@ -13,6 +13,7 @@ its habits hurt a keep-alive API served by quart-trio:
    is never marked idle again: a graceful shutdown waits its whole ``graceful_timeout``
    for it, and the keep-alive timeout never closes it. Cancelled in the close, a connection
    that answered without reading the request body is left open with the client waiting.
+   Over HTTP/2, a stream's last frames can be lost at the send lock.
 3. **Its connection task outlives the connection.** When the socket is closed, hypercorn
    still waits for the connection's helper tasks: a WebSocket's pinger sleeps on for up
    to ``websocket_ping_interval``, and a graceful shutdown waits for it.
@@ -20,8 +21,9 @@ its habits hurt a keep-alive API served by quart-trio:
 Here the timer is one task per connection (:class:`IdleTimer`), asleep in a cancel scope
 whose deadline moves: now + ``keep_alive_timeout`` while the connection is idle, never
 while a request is in flight. Re-arming and stopping it only set a deadline: no task, no
-lock, no checkpoint, so there is nothing quart-trio can cancel. The close is shielded, and
-once the socket is closed the connection's helper tasks are cancelled.
+lock, no checkpoint, so there is nothing quart-trio can cancel. Writes (with their wait for
+the send lock) and the socket's close are shielded, and once the socket is closed the
+connection's helper tasks are cancelled.
 
 hypercorn's worker offers no hook for its connection class; :func:`install` replaces the
 name ``hypercorn.trio.run.TCPServer``, which ``worker_serve`` reads when it starts serving.
@@ -37,7 +39,7 @@ from collections.abc import Awaitable, Callable
 import hypercorn.trio.run
 import trio
 from hypercorn.config import Config
-from hypercorn.events import Closed, Event
+from hypercorn.events import Closed, Event, RawData
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, LifespanState, TaskGroup
@@ -61,7 +63,8 @@ class IdleTimer:
         self._timeout = timeout
         self._terminated = terminated
         self._close = close
-        self._scope = trio.CancelScope()  # its deadline is the time to close the connection
+        self._deadline = math.inf  # when to close the connection; never while it is busy
+        self._scope = trio.CancelScope()  # the timer task sleeps in it, until _deadline
         self._idle = False
         self._running = False
 
@@ -70,7 +73,7 @@ class IdleTimer:
         coroutine, ``TCPServer._idle_timeout``; this class does its work instead.)"""
         self._idle = True
         now = trio.current_time()
-        self._scope.deadline = now if self._terminated.is_set() else now + self._timeout
+        self._set_deadline(now if self._terminated.is_set() else now + self._timeout)
         if not self._running:
             self._running = True
             task_group.spawn(self._run)
@@ -78,14 +81,28 @@ class IdleTimer:
     async def stop(self) -> None:
         """A request is in flight: the connection is not idle until ``restart``."""
         self._idle = False
-        self._scope.deadline = math.inf
+        self._set_deadline(math.inf)
+
+    def _set_deadline(self, deadline: float) -> None:
+        self._deadline = deadline
+        self._scope.deadline = deadline
+
+    def _due(self) -> bool:
+        return self._idle and (self._terminated.is_set() or trio.current_time() >= self._deadline)
 
     async def _run(self) -> None:
-        with self._scope:
-            await self._terminated.wait()
-            if not self._idle:
-                # Shutting down with a request in flight: close once it is answered.
-                await trio.sleep_forever()
+        while True:
+            with self._scope:
+                await self._terminated.wait()
+                if not self._idle:
+                    # Shutting down with a request in flight: close once it is answered.
+                    await trio.sleep_forever()
+            if self._due():
+                break
+            # The deadline passed in the very tick a request arrived (trio may run the
+            # reader first): that request is being served. A cancelled scope stays
+            # cancelled, so wait in a new one.
+            self._scope = trio.CancelScope(deadline=self._deadline)
         # Idle for too long, or idle while the worker terminates. (When the connection
         # ends first, its task group cancels this task and nothing below runs.)
         with trio.CancelScope(shield=True):
@@ -121,11 +138,21 @@ class Connection(TCPServer):
             self._task_group._nursery.cancel_scope.cancel()
 
     async def protocol_send(self, event: Event) -> None:
-        if isinstance(event, Closed):
-            # Sent from inside quart-trio's request task, which may be cancelled by now:
-            # a close cancelled half-way leaves the client waiting on an open connection.
+        # These sends may come from inside quart-trio's request task after it has been
+        # cancelled (see the module's docstring).
+        if isinstance(event, RawData):
+            # hypercorn shields the write itself but not the wait for its send lock
+            # before it: HTTP/2's last frames of a stream (and its GOAWAY at shutdown)
+            # would be lost there.
             with trio.CancelScope(shield=True):
                 await super().protocol_send(event)
+        elif isinstance(event, Closed):
+            # hypercorn's own handling of Closed, with the socket's close shielded: a
+            # close cancelled half-way leaves the client waiting on an open connection.
+            # Telling the protocol (which hands a disconnect to the app) stays cancellable.
+            with trio.CancelScope(shield=True):
+                await self._close()
+            await self.protocol.handle(Closed())
         else:
             await super().protocol_send(event)
 

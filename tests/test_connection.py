@@ -88,6 +88,30 @@ async def test_many_requests_on_one_connection_keep_it_open(
         assert t.closed_at == last + TIMEOUT
 
 
+async def test_a_request_arriving_as_the_deadline_passes_keeps_its_connection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The deadline and the next request land in the same tick: trio runs the woken tasks
+    in a random order, so the reader may stop the timer after its scope was cancelled.
+    That request is being served: the connection must not be closed under it."""
+    raced = 0
+    for _ in range(20):  # each round has about even odds of either order
+        async with timed() as t:
+            await t.idle()
+            await trio.sleep_until(trio.current_time() + TIMEOUT)  # wakes with the deadline
+            if t.closed_at is not None:
+                continue  # the timer ran first and closed an idle connection: fine
+            raced += 1
+            await t.busy()
+            await trio.sleep(3 * TIMEOUT)
+            assert t.closed_at is None, "closed with a request in flight"
+            answered = trio.current_time()
+            await t.idle()
+            await trio.sleep(TIMEOUT + 1)
+            assert t.closed_at == answered + TIMEOUT
+    assert raced > 0, "the request never came first: the race was not tried"
+
+
 async def test_shutdown_closes_an_idle_connection_at_once(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -113,6 +137,17 @@ async def test_shutdown_closes_a_busy_connection_once_its_request_is_answered(
         await t.idle()
         await trio.sleep(0.001)
         assert t.closed_at == answered
+
+
+async def test_a_connection_idle_after_shutdown_began_is_closed_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with timed() as t:
+        await t.terminated.set()  # before the timer's task even exists
+        start = trio.current_time()
+        await t.idle()
+        await trio.sleep(0.001)
+        assert t.closed_at == start
 
 
 async def test_a_connection_that_ends_first_is_not_closed_again(

@@ -6,10 +6,14 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import h2.config
+import h2.connection
+import h2.events
 import httpx
 import pytest
 import trio
@@ -24,19 +28,23 @@ from .conftest import make_settings
 
 pytestmark = pytest.mark.slow
 
-KEEP_ALIVE = 0.5
+KEEP_ALIVE = 1.0
+GRACEFUL = 8.0
 AUTH = "Basic " + base64.b64encode(b"tester:secret-pass").decode()
 STATUS_REQUEST = (
     f"GET /daemon/status HTTP/1.1\r\nHost: localhost\r\nAuthorization: {AUTH}\r\n\r\n"
 ).encode()
 
 
-@pytest.fixture
-async def base_url(tmp_path: Path) -> AsyncIterator[str]:
+@asynccontextmanager
+async def serving(tmp_path: Path) -> AsyncIterator[tuple[str, trio.Event]]:
+    """The API on a free port, with a short keep-alive timeout and a long graceful timeout
+    (so that a shutdown held up by a connection shows); set the event to shut down."""
     settings = make_settings(tmp_path, port=0)
     credentials = Credentials("tester", "secret-pass", "environment")
     config = hypercorn_config(settings)
     config.keep_alive_timeout = KEEP_ALIVE
+    config.graceful_timeout = GRACEFUL
     shutdown = trio.Event()
     async with (
         open_daemon(settings, metrics_source=FakeSource(5)) as daemon,
@@ -50,8 +58,14 @@ async def base_url(tmp_path: Path) -> AsyncIterator[str]:
                 shutdown_trigger=shutdown.wait,
             )
         )
-        yield urls[0]
+        yield urls[0], shutdown
         shutdown.set()
+
+
+@pytest.fixture
+async def base_url(tmp_path: Path) -> AsyncIterator[str]:
+    async with serving(tmp_path) as (url, _):
+        yield url
 
 
 async def open_connection(base_url: str) -> trio.SocketStream:
@@ -94,21 +108,21 @@ async def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_time
     one that goes quiet has it closed after keep_alive_timeout, not later and not earlier."""
     stream = await open_connection(base_url)
     async with stream:
-        for _ in range(4):  # 4 x 0.3 s: longer than the timeout, in use all along
+        for _ in range(4):  # 4 x 0.5 s: longer than the timeout, in use all along
             await stream.send_all(STATUS_REQUEST)
             assert (await receive_response(stream)).startswith(b"HTTP/1.1 200")
-            await trio.sleep(0.6 * KEEP_ALIVE)
+            await trio.sleep(0.5 * KEEP_ALIVE)
         await stream.send_all(STATUS_REQUEST)
         assert (await receive_response(stream)).startswith(b"HTTP/1.1 200")
         idle = await seconds_until_closed(stream)
-    assert 0.8 * KEEP_ALIVE <= idle < KEEP_ALIVE + 2.0
+    assert 0.5 * KEEP_ALIVE <= idle < KEEP_ALIVE + 3.0
 
 
 async def test_a_connection_that_never_sends_a_request_is_closed_too(base_url: str) -> None:
     stream = await open_connection(base_url)
     async with stream:
         idle = await seconds_until_closed(stream)
-    assert 0.8 * KEEP_ALIVE <= idle < KEEP_ALIVE + 2.0
+    assert 0.5 * KEEP_ALIVE <= idle < KEEP_ALIVE + 3.0
 
 
 async def test_an_answer_that_leaves_the_body_unread_closes_the_connection(
@@ -138,11 +152,79 @@ async def test_a_websocket_outlives_the_keep_alive_timeout(base_url: str) -> Non
         httpx.AsyncClient(base_url=base_url, auth=("tester", "secret-pass")) as client,
     ):
         assert json.loads(await ws.get_message())["type"] == "status"
-        await trio.sleep(4 * KEEP_ALIVE)
+        await trio.sleep(2.5 * KEEP_ALIVE)
         assert (await client.post("/daemon/stop")).status_code == 200
         with trio.fail_after(5):
             while json.loads(await ws.get_message())["type"] != "state_changed":
                 pass
+
+
+class H2Client:
+    """HTTP/2 with prior knowledge on a plain socket, as ``curl --http2-prior-knowledge``."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.h2.initiate_connection()
+
+    async def get_status(self) -> int:
+        stream_id = self.h2.get_next_available_stream_id()
+        headers = [
+            (":method", "GET"),
+            (":path", "/daemon/status"),
+            (":scheme", "http"),
+            (":authority", "localhost"),
+            ("authorization", AUTH),
+        ]
+        self.h2.send_headers(stream_id, headers, end_stream=True)
+        status = 0
+        while True:
+            await self.stream.send_all(self.h2.data_to_send())
+            data = await self.stream.receive_some()
+            assert data, "the server closed the connection before answering"
+            for event in self.h2.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = int(dict(event.headers)[b":status"])
+                elif isinstance(event, h2.events.DataReceived):
+                    self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded) and event.stream_id == stream_id:
+                    await self.stream.send_all(self.h2.data_to_send())
+                    return status
+
+    async def seconds_until_closed(self) -> float:
+        t0 = time.perf_counter()
+        with trio.fail_after(GRACEFUL + 5):
+            while data := await self.stream.receive_some():
+                self.h2.receive_data(data)
+        return time.perf_counter() - t0
+
+
+async def test_http2_requests_share_a_connection_that_times_out_when_idle(
+    base_url: str,
+) -> None:
+    async with await open_connection(base_url) as stream:
+        client = H2Client(stream)
+        assert [await client.get_status() for _ in range(3)] == [200, 200, 200]
+        idle = await client.seconds_until_closed()
+    assert 0.5 * KEEP_ALIVE <= idle < KEEP_ALIVE + 3.0
+
+
+async def test_a_shutdown_closes_idle_http1_and_http2_connections_at_once(
+    tmp_path: Path,
+) -> None:
+    """Not after hypercorn's graceful_timeout: an idle connection has nothing to finish."""
+    async with serving(tmp_path) as (url, shutdown):
+        http1 = await open_connection(url)
+        await http1.send_all(STATUS_REQUEST)
+        assert (await receive_response(http1)).startswith(b"HTTP/1.1 200")
+        client = H2Client(await open_connection(url))
+        assert await client.get_status() == 200
+        shutdown.set()
+        async with http1, client.stream:
+            http1_closed = await seconds_until_closed(http1)
+            http2_closed = await client.seconds_until_closed()
+    assert http1_closed < GRACEFUL / 4
+    assert http2_closed < GRACEFUL / 4
 
 
 def connection_tasks() -> list[str]:
@@ -158,17 +240,14 @@ def connection_tasks() -> list[str]:
 
 
 async def test_a_closed_connection_leaves_no_task_behind(base_url: str) -> None:
-    """After the client goes, nothing of its connection keeps running: not the keep-alive
-    timer of a WebSocket (a leak per WebSocket ever opened), not its pinger."""
+    """After a WebSocket client goes, nothing of its connection keeps running: not its
+    keep-alive timer (stopped for good: a task leaked per WebSocket ever opened), not its
+    pinger (asleep for websocket_ping_interval, 20 s)."""
     ws_url = base_url.replace("http://", "ws://") + "/daemon/ws"
     async with open_websocket_url(ws_url, extra_headers=[("Authorization", AUTH)]) as ws:
         await ws.get_message()
-        stream = await open_connection(base_url)
-        await stream.send_all(STATUS_REQUEST)
-        await receive_response(stream)
-        assert len(connection_tasks()) == 3  # two timers and the WebSocket's pinger
-    await stream.aclose()
-    with trio.fail_after(KEEP_ALIVE / 2):  # well before any timer would end them
+        assert len(connection_tasks()) == 2  # its timer and its pinger
+    with trio.fail_after(5):
         while connection_tasks():
             await trio.sleep(0.01)
 

@@ -564,13 +564,16 @@ def test_signal_with_long_task_exits_zero_fast_and_leaves_no_process(
     assert group_members(pids["pgid"]) == []
 
 
+LONG_GRACE = {"OMNIMIND_STOP_GRACE_SECONDS": "9"}
+
+
 def test_sigterm_is_not_held_up_by_an_idle_keep_alive_connection(
     spawn: Callable[..., Served],
 ) -> None:
     """A dashboard left open (an idle keep-alive connection) must not delay the stop: it
     is idle, so the graceful shutdown can close it at once instead of waiting for hypercorn's
-    graceful_timeout (1.0 s with the default stop_grace_seconds of 1.5 s)."""
-    served = spawn()
+    graceful_timeout (two thirds of stop_grace_seconds: 6 s here)."""
+    served = spawn(env=LONG_GRACE)
     client = served.client()
     assert client.get("/daemon/status").status_code == 200  # the connection stays open, idle
     t0 = time.perf_counter()
@@ -581,13 +584,14 @@ def test_sigterm_is_not_held_up_by_an_idle_keep_alive_connection(
         f"\nSIGTERM, idle keep-alive connection open: exited {code} in {exit_seconds * 1000:.1f} ms"
     )
     assert code == 0
-    assert exit_seconds < 0.9
+    assert exit_seconds < 3.0
 
 
 def test_sigterm_is_not_held_up_by_a_websocket_client(spawn: Callable[..., Served]) -> None:
     """A live view left open (``omnimind logs -f``, a dashboard) is told 1001 at once, and
-    its connection must not hold the stop either."""
-    served = spawn()
+    its connection must not hold the stop either (for hypercorn's graceful_timeout: 6 s
+    here)."""
+    served = spawn(env=LONG_GRACE)
     auth = "Basic " + base64.b64encode(f"{USER}:{PASS}".encode()).decode()
 
     async def watch() -> tuple[int | None, float]:
@@ -613,7 +617,7 @@ def test_sigterm_is_not_held_up_by_a_websocket_client(spawn: Callable[..., Serve
     code, exit_seconds = trio.run(watch)
     print(f"\nSIGTERM, WebSocket client connected: exited {code} in {exit_seconds * 1000:.1f} ms")
     assert code == 0
-    assert exit_seconds < 0.9
+    assert exit_seconds < 3.0
 
 
 # -- 7. persistence across kill -9 -------------------------------------------------------------
