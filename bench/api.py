@@ -153,7 +153,7 @@ def run(mode: Mode) -> list[Figure]:
         conns = mode.api_connections
         for server in servers:  # warm-up, not counted
             load(server.url, conns, 1.0, load_cpu)
-        for rep in range(mode.repeats):
+        for rep in range(mode.api_repeats):
             ours.append(load(server_ours.url, conns, mode.api_seconds, load_cpu))
             hello.append(load(server_hello.url, conns, mode.api_seconds, load_cpu))
             line = (

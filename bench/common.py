@@ -141,6 +141,9 @@ class Mode:
     sched_due: int
     api_seconds: float
     api_connections: int
+    api_repeats: int
+    """D alternates short runs between servers: more pairs, so a noisy stretch of the host
+    that hits one server's run moves the median ratio less."""
     accuracy_tasks: int
     accuracy_spread: float
     accuracy_slow_spread: float | None
@@ -167,6 +170,7 @@ class Mode:
             sched_due=1000,
             api_seconds=2.0,
             api_connections=32,
+            api_repeats=5,
             accuracy_tasks=1000,
             accuracy_spread=5.0,
             accuracy_slow_spread=None,
@@ -193,6 +197,7 @@ class Mode:
             sched_due=1000,
             api_seconds=10.0,
             api_connections=32,
+            api_repeats=5,
             accuracy_tasks=1000,
             accuracy_spread=5.0,
             accuracy_slow_spread=10.0,
