@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +23,8 @@ from trio_websocket import open_websocket_url
 from omnimind_trio import FakeSource, open_daemon
 from omnimind_trio.api import create_app
 from omnimind_trio.auth import Credentials
-from omnimind_trio.server import hypercorn_config, serve_http
+from omnimind_trio.exceptions import StartupError
+from omnimind_trio.server import hypercorn_config, serve, serve_http
 
 from .conftest import make_settings
 
@@ -275,3 +277,40 @@ def keep_alive_requests(base_url: str) -> list[int]:
 async def test_an_unread_body_never_hangs_the_next_request(base_url: str) -> None:
     statuses = await trio.to_thread.run_sync(keep_alive_requests, base_url)
     assert statuses == [404, 200, 200, 200, 405, 200, 401, 401]
+
+
+async def test_serve_freezes_what_start_up_made_and_collects_after(tmp_path: Path) -> None:
+    """``omnimind serve`` starts without garbage collections and freezes what it made
+    (bench C and D); afterwards the collector runs as usual."""
+    collections: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    settings = make_settings(tmp_path, port=0)
+    gc.unfreeze()
+    gc.collect()  # from here, far fewer allocations than a collection waits for
+    gc.callbacks.append(count)
+    try:
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(partial(serve, settings))
+            gc.callbacks.remove(count)
+            assert collections == []
+            assert gc.isenabled()
+            assert gc.get_freeze_count() > 0
+            async with httpx.AsyncClient(auth=("tester", "secret-pass")) as client:
+                assert (await client.get(urls[0] + "/daemon/status")).status_code == 200
+            nursery.cancel_scope.cancel()
+    finally:
+        if count in gc.callbacks:
+            gc.callbacks.remove(count)
+        gc.unfreeze()
+
+
+async def test_a_failed_start_up_leaves_the_collector_on(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, port=0, workspace=tmp_path / "missing")
+    with pytest.raises(StartupError, match="workspace"):
+        await serve(settings)
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
