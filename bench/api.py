@@ -25,6 +25,7 @@ from collections.abc import Callable
 from .common import (
     AUTH_HEADER,
     Figure,
+    HostProbe,
     Mode,
     Server,
     base_env,
@@ -153,20 +154,29 @@ def run(mode: Mode) -> list[Figure]:
         conns = mode.api_connections
         for server in servers:  # warm-up, not counted
             load(server.url, conns, 1.0, load_cpu)
+        host = HostProbe(server_cpu)
+        waited = 0.0
+        slow_starts = 0
+
+        def measure(server: Server) -> dict[str, float]:
+            # Each run starts on a quiet host (a probe right after a run would still
+            # see the server winding down, so none is taken then).
+            nonlocal waited, slow_starts
+            factor, seconds = host.wait_for_quiet()
+            waited += seconds
+            slow_starts += factor > HostProbe.SLOW
+            return load(server.url, conns, mode.api_seconds, load_cpu)
+
         for rep in range(mode.api_repeats):
-            ours.append(load(server_ours.url, conns, mode.api_seconds, load_cpu))
-            hello.append(load(server_hello.url, conns, mode.api_seconds, load_cpu))
-            line = (
+            ours.append(measure(server_ours))
+            hello.append(measure(server_hello))
+            fixed.append(measure(server_fixed))
+            log(
                 f"D run {rep + 1}: ours {ours[-1]['rps']:.0f} req/s p99"
                 f" {ours[-1]['p99']:.1f} ms; hello {hello[-1]['rps']:.0f} req/s p99"
-                f" {hello[-1]['p99']:.1f} ms"
+                f" {hello[-1]['p99']:.1f} ms; hello, product's connection"
+                f" {fixed[-1]['rps']:.0f} req/s p99 {fixed[-1]['p99']:.1f} ms"
             )
-            fixed.append(load(server_fixed.url, conns, mode.api_seconds, load_cpu))
-            line += (
-                f"; hello, product's connection {fixed[-1]['rps']:.0f} req/s p99"
-                f" {fixed[-1]['p99']:.1f} ms"
-            )
-            log(line)
     errors = sum(r["errors"] for r in ours + hello + fixed)
     pin = (
         f"servers pinned to CPU {server_cpu}, generator to CPU {load_cpu}"
@@ -174,6 +184,9 @@ def run(mode: Mode) -> list[Figure]:
         else "no pinning (one core)"
     )
     note = f"{generator}, {mode.api_connections} connections, {mode.api_seconds:g} s per run; {pin}"
+    note += f"; waited {waited:.0f} s in all for a quiet host before runs"
+    if slow_starts:
+        note += f" ({slow_starts} runs started on a slow host anyway)"
     if errors:
         note += f"; {errors:.0f} non-2xx or socket errors"
     figures = [

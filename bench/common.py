@@ -374,6 +374,56 @@ def pinnable() -> tuple[int, int] | None:
     return (cpus[0], cpus[1]) if len(cpus) >= 2 else None
 
 
+class HostProbe:
+    """How fast the host lets this machine run right now, on one core.
+
+    On a virtual machine, neighbours on the host slow it down without showing in any of
+    its own counters (steal time stays near zero here), and the same server's throughput
+    has varied 1.5x within minutes. The probe times a fixed pure-Python loop pinned to
+    ``cpu`` (best of 5, about 5 ms each when quiet) while that core is otherwise idle.
+    ``factor`` is its time over the best time seen: 1.0 is the host at its fastest.
+    """
+
+    SLOW = 1.15
+    """A probe this much slower than the best means the host is busy elsewhere."""
+
+    def __init__(self, cpu: int | None) -> None:
+        self.cpu = cpu
+        self.best = min(self._time() for _ in range(5))
+
+    def _time(self) -> float:
+        saved = os.sched_getaffinity(0)
+        if self.cpu is not None:
+            os.sched_setaffinity(0, {self.cpu})
+        try:
+            best = math.inf
+            for _ in range(5):
+                t0 = time.perf_counter()
+                x = 0
+                for i in range(100_000):
+                    x += i * i
+                best = min(best, time.perf_counter() - t0)
+            return best
+        finally:
+            os.sched_setaffinity(0, saved)
+
+    def factor(self) -> float:
+        t = self._time()
+        self.best = min(self.best, t)
+        return t / self.best
+
+    def wait_for_quiet(self, limit: float = 20.0) -> tuple[float, float]:
+        """Probe until the host runs at its best speed again, for at most ``limit`` seconds.
+        Returns the last factor and the seconds waited."""
+        start = time.monotonic()
+        while True:
+            factor = self.factor()
+            waited = time.monotonic() - start
+            if factor <= self.SLOW or waited >= limit:
+                return factor, waited
+            time.sleep(1.0)
+
+
 @contextlib.contextmanager
 def temp_home(prefix: str = "omnimind-bench-") -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix=prefix))
