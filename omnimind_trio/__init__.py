@@ -16,6 +16,7 @@ from .exceptions import (
     NotFound,
     OmniMindError,
     StartupError,
+    StoreError,
     TaskExists,
     TaskNotFound,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "PsutilSource",
     "Settings",
     "StartupError",
+    "StoreError",
     "SystemMetrics",
     "TaskExists",
     "TaskNotFound",

@@ -18,7 +18,14 @@ from werkzeug.routing import BaseConverter
 from .auth import Credentials, WebSocketTokens
 from .batch import run_batch
 from .daemon import Daemon
-from .exceptions import Conflict, ExecutorError, InvalidInput, NotFound, OmniMindError
+from .exceptions import (
+    Conflict,
+    ExecutorError,
+    InvalidInput,
+    NotFound,
+    OmniMindError,
+    StoreError,
+)
 from .openapi import openapi_document
 from .prom import CONTENT_TYPE
 from .queries import ExecutionQuery, parse_execution_query, parse_task_query
@@ -32,6 +39,7 @@ STATUS_FOR: dict[type[OmniMindError], int] = {
     NotFound: 404,
     Conflict: 409,
     ExecutorError: 503,
+    StoreError: 503,
 }
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -34,6 +34,7 @@ from .exceptions import (
     InvalidInput,
     OmniMindError,
     StartupError,
+    StoreError,
     TaskExists,
 )
 from .executions import ExecutionRunner
@@ -55,6 +56,7 @@ from .runs import Running
 from .scheduler import InProcessFunction, Scheduler, TaskEntry
 from .store import Store, StoredTask, open_store
 from .views import task_summary, waiting
+from .writes import WriteGuard
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ class Daemon:
         self.executor = executor
         self.clock = clock
         self._nursery = nursery
+        self.writes = WriteGuard(on_change=self._check_state)
         self.gates = GateSet.create(
             idle_cpu_percent=settings.idle_cpu_percent,
             low_activity_cpu_percent=settings.low_activity_cpu_percent,
@@ -98,7 +101,7 @@ class Daemon:
             max_concurrent_critical=settings.max_concurrent_critical,
             on_change=self._check_state,
             recorder=lambda *args: self.executions.record_skip(*args),
-            persist=self._save_schedule,
+            persist=self._persist_schedule,
             notify=self._on_run_event,
             missed_grace_seconds=settings.missed_grace_seconds,
             retry_base_seconds=settings.retry_base_seconds,
@@ -123,6 +126,7 @@ class Daemon:
             clock=clock,
             events=self.events,
             prom=self.prom,
+            writes=self.writes,
         )
 
     # -- state -------------------------------------------------------------------
@@ -136,6 +140,8 @@ class Daemon:
     def state(self) -> DaemonState:
         if self._state is not DaemonState.IDLE:
             return self._state
+        if self.writes.problem is not None:
+            return DaemonState.ERROR  # running, but nothing can be saved
         if self.scheduler.running_count:
             return DaemonState.WORKING
         if self.gates.in_sleep_window:
@@ -162,7 +168,17 @@ class Daemon:
             },
             "cloud_enabled": False,
             "workspace": str(self.settings.workspace),
+            "error": self.error,
         }
+
+    @property
+    def error(self) -> str | None:
+        """Why the state is ``error``, while it is."""
+        if self.writes.problem is not None:
+            return f"the database refuses writes ({self.writes.problem})"
+        if self._state is DaemonState.ERROR:
+            return "the scheduler failed; see the log"
+        return None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -318,7 +334,7 @@ class Daemon:
         now = self.clock.now()
         stored = StoredTask(spec, TaskCounters(), self._seq, False, now, now)
         try:
-            await self.store.insert_task(stored)
+            await self._write(self.store.insert_task(stored))
         except sqlite3.IntegrityError:
             raise TaskExists(spec.task_id) from None
         entry = self._entry(stored, function)
@@ -342,7 +358,7 @@ class Daemon:
                 f"Task {task_id} is registered by the program running the daemon and comes "
                 "back at every start: pause it instead"
             )
-        await self.store.delete_task(task_id)
+        await self._write(self.store.delete_task(task_id))
         self.scheduler.remove(task_id)
         self.prom.forget(task_id)
         log.info("task %s deleted", task_id, extra={"task_id": task_id})
@@ -354,8 +370,28 @@ class Daemon:
         entry = self.scheduler.get(task_id)
         if spec.code is not None and spec.code != entry.spec.code:
             await self.check_code(spec.code)
+        old = entry.spec
         self.scheduler.update(task_id, spec)
-        await self.store.update_task(spec, next_due=entry.next_due)
+        await self._write(
+            self.store.update_task(spec, next_due=entry.next_due),
+            undo=lambda: self.scheduler.update(task_id, old),
+        )
+        self.events.publish("task_updated", task_summary(entry))
+        return entry
+
+    async def pause_task(self, task_id: str) -> TaskEntry:
+        was_paused = self.scheduler.get(task_id).paused
+        entry = self.scheduler.pause(task_id)
+        undo = None if was_paused else lambda: self.scheduler.resume(task_id)
+        await self._write(self._save_schedule(entry), undo=undo)
+        self.events.publish("task_updated", task_summary(entry))
+        return entry
+
+    async def resume_task(self, task_id: str) -> TaskEntry:
+        was_paused = self.scheduler.get(task_id).paused
+        entry = self.scheduler.resume(task_id)
+        undo = (lambda: self.scheduler.pause(task_id)) if was_paused else None
+        await self._write(self._save_schedule(entry), undo=undo)
         self.events.publish("task_updated", task_summary(entry))
         return entry
 
@@ -368,17 +404,24 @@ class Daemon:
             retry_attempt=entry.retry_attempt,
         )
 
-    async def pause_task(self, task_id: str) -> TaskEntry:
-        entry = self.scheduler.pause(task_id)
-        await self._save_schedule(entry)
-        self.events.publish("task_updated", task_summary(entry))
-        return entry
+    async def _persist_schedule(self, entry: TaskEntry) -> None:
+        await self.writes.write(self._save_schedule(entry), f"the schedule of {entry.task_id}")
 
-    async def resume_task(self, task_id: str) -> TaskEntry:
-        entry = self.scheduler.resume(task_id)
-        await self._save_schedule(entry)
-        self.events.publish("task_updated", task_summary(entry))
-        return entry
+    async def _write(
+        self, write: Awaitable[None], *, undo: Callable[[], object] | None = None
+    ) -> None:
+        """Save a change of the task definitions asked for by a caller, all or nothing.
+
+        Shielded: a change made in memory must reach the store even when the client that
+        asked for it goes away (quart-trio then cancels the request). A write the database
+        refuses (disk full, read-only, I/O error) is undone in memory by ``undo`` and
+        reported as StoreError (503), so memory and store keep saying the same thing.
+        """
+        with trio.CancelScope(shield=True):
+            if not await self.writes.write(write, "a change of the tasks"):
+                if undo is not None:
+                    undo()
+                raise StoreError(self.writes.problem or "unknown error")
 
     def run_task_now(self, task_id: str) -> TaskEntry:
         """Queue a run that skips the gates. Raises Conflict while the task runs."""

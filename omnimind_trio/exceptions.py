@@ -8,6 +8,7 @@
     ├── Conflict            the request clashes with current state (HTTP 409)
     │   └── TaskExists
     ├── ExecutorError       the task worker could not run an execution (a daemon fault)
+    ├── StoreError          the database could not be written; the change was not made
     └── StartupError        the daemon cannot start: bad workspace, database in use, ...
 
 Every exception carries ``detail``: the one sentence a user sees in the API's ``detail``.
@@ -56,6 +57,13 @@ class TaskExists(Conflict):
 
 class ExecutorError(OmniMindError):
     """The task worker failed (not the task): it died, or could not be started."""
+
+
+class StoreError(OmniMindError):
+    """The database refused a write (disk full, read-only, I/O error); nothing changed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"The database could not be written ({reason}): nothing was changed")
 
 
 class StartupError(OmniMindError):

@@ -27,6 +27,7 @@ from .runs import Running
 from .scheduler import InProcessFunction, TaskEntry
 from .store import Store
 from .views import execution_summary
+from .writes import WriteGuard
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,11 @@ class ExecutionRunner:
         clock: Clock,
         events: EventBus,
         prom: DaemonMetrics,
+        writes: WriteGuard,
     ) -> None:
         self.settings = settings
         self.store = store
+        self.writes = writes
         self.executor = executor
         self.clock = clock
         self.events = events
@@ -69,8 +72,12 @@ class ExecutionRunner:
         limit = spec.timeout_seconds or self.settings.timeout_seconds
         self.events.publish("execution_started", execution_summary(record))
         try:
-            await self.store.start_execution(
-                record, last_execution=running.started_at, next_due=entry.next_due
+            # Refused (disk full...)? The task runs all the same; its record may be lost.
+            await self.writes.write(
+                self.store.start_execution(
+                    record, last_execution=running.started_at, next_due=entry.next_due
+                ),
+                f"the start of execution {record.execution_id}",
             )
             if entry.function is not None:
                 await self._run_function(entry.function, record, running, limit)
@@ -91,7 +98,10 @@ class ExecutionRunner:
             record.finished_at = self.clock.now()
             self._count(entry, record)
             with trio.move_on_after(FINALIZE_SECONDS, shield=True):
-                await self.store.finish_execution(record, entry.counters)
+                await self.writes.write(
+                    self.store.finish_execution(record, entry.counters),
+                    f"the record of execution {record.execution_id}",
+                )
             self.events.publish("execution_finished", execution_summary(record))
             log.info(
                 "execution %s of %s: %s%s",
@@ -124,7 +134,10 @@ class ExecutionRunner:
         )
         self.prom.observe(record)
         with trio.move_on_after(FINALIZE_SECONDS, shield=True):
-            await self.store.finish_execution(record, entry.counters)
+            await self.writes.write(
+                self.store.finish_execution(record, entry.counters),
+                f"the record of a skipped run of {entry.task_id}",
+            )
         self.events.publish("execution_finished", execution_summary(record))
         log.info(
             "run of %s skipped: %s",

@@ -125,6 +125,7 @@ def _schemas() -> dict[str, Any]:
                 ),
                 "cloud_enabled": BOOLEAN,
                 "workspace": STRING,
+                "error": _nullable(STRING),
             }
         ),
         "TaskSummary": _object(task_summary),
@@ -245,6 +246,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         409: "Conflicts with the current state",
         413: "Body over the size limit",
         415: "The body is not application/json",
+        503: "The database refused the write, or the task worker is unreachable; "
+        "nothing was changed",
     }
     return {str(code): _json_response(words[code], "Error") for code in (401, *codes)}
 
@@ -325,7 +328,7 @@ def _paths() -> dict[str, Any]:
                 "requestBody": body,
                 "responses": {
                     "200": _json_response("Added", "TaskAction"),
-                    **_errors(400, 409, 413, 415),
+                    **_errors(400, 409, 413, 415, 503),
                 },
             }
         },
@@ -354,7 +357,7 @@ def _paths() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {JSON: {"schema": _ref("TaskPatch")}}},
                 "responses": {
                     "200": _json_response("Updated", "TaskUpdated"),
-                    **_errors(400, 404, 413, 415),
+                    **_errors(400, 404, 413, 415, 503),
                 },
             },
             "delete": {
@@ -362,14 +365,14 @@ def _paths() -> dict[str, Any]:
                 "parameters": [TASK_ID],
                 "responses": {
                     "200": _json_response("Deleted", "TaskAction"),
-                    **_errors(404, 409),
+                    **_errors(404, 409, 503),
                 },
             },
         },
         "/daemon/tasks/{task_id}/run": _action("Run now, whatever the gate", 409),
         "/daemon/tasks/{task_id}/cancel": _action("Kill the running execution", 409),
-        "/daemon/tasks/{task_id}/pause": _action("Pause"),
-        "/daemon/tasks/{task_id}/resume": _action("Resume"),
+        "/daemon/tasks/{task_id}/pause": _action("Pause", 503),
+        "/daemon/tasks/{task_id}/resume": _action("Resume", 503),
         "/daemon/tasks/{task_id}/executions": {
             "get": {
                 "summary": "A task's executions, newest first",

@@ -255,3 +255,20 @@ async def test_in_process_tasks_are_paused_not_deleted_and_keep_their_changes(
     assert "pause it instead" in (await response.get_json())["detail"]
     detail = await get(client, "/daemon/tasks/database_optimization")
     assert detail["kind"] == "in_process" and detail["max_memory_mb"] is None
+
+
+async def test_a_database_that_refuses_writes_is_a_503_that_changes_nothing(
+    client: Any, daemon: Daemon
+) -> None:
+    await add(client, priority="LOW")
+    db = daemon.store._db
+    await daemon.store._run(lambda: db.execute("PRAGMA query_only = 1"))  # as if read-only
+    refused = await post(client, "/daemon/tasks/my_custom_task/pause", 503)
+    assert refused == {
+        "detail": "The database could not be written (attempt to write a readonly database):"
+        " nothing was changed"
+    }
+    assert (await get(client, "/daemon/tasks/my_custom_task"))["paused"] is False
+    response = await call(client, "POST", "/daemon/tasks/add", {**TASK, "task_id": "other"})
+    assert response.status_code == 503
+    assert (await get(client, "/daemon/tasks/other", 404))["detail"] == "Task not found: other"

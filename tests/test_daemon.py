@@ -14,12 +14,14 @@ import trio
 import trio.testing
 
 from omnimind_trio import (
+    DaemonState,
     FakeSource,
     InvalidInput,
     Outcome,
     Priority,
     Settings,
     StartupError,
+    StoreError,
     TaskExists,
     open_daemon,
 )
@@ -333,3 +335,113 @@ async def test_a_pending_retry_survives_a_restart(tmp_path: Path, source: FakeSo
         assert entry.status == "scheduled"
         explained = daemon.scheduler.explain(entry) or {}
         assert explained["reason"] == "backoff"
+
+
+# -- a database that refuses writes -------------------------------------------------
+
+
+async def read_only(daemon: Daemon, on: bool = True) -> None:
+    """SQLite's own switch: every write fails with 'attempt to write a readonly database'."""
+    db = daemon.store._db
+    await daemon.store._run(lambda: db.execute(f"PRAGMA query_only = {int(on)}"))
+
+
+async def stored(daemon: Daemon) -> dict[str, Any]:
+    return {t.spec.task_id: t for t in await daemon.store.load_tasks()}
+
+
+async def test_a_refused_write_changes_nothing_and_says_so(daemon: Daemon) -> None:
+    """Disk full, read-only file system, I/O error: the change is not made, in memory or
+    on disk, and the caller is told why (StoreError, HTTP 503)."""
+    await daemon.add_task(code_task("keep", "def execute():\n    return 1\n", Priority.LOW))
+    await daemon.pause_task("keep")
+    before = await stored(daemon)
+    await read_only(daemon)
+
+    attempts = {
+        "add": lambda: daemon.add_task(code_task("new", "def execute():\n    return 2\n")),
+        "resume": lambda: daemon.resume_task("keep"),
+        "update": lambda: daemon.update_task(
+            "keep", dataclasses.replace(daemon.scheduler.get("keep").spec, priority=Priority.HIGH)
+        ),
+        "delete": lambda: daemon.delete_task("keep"),
+    }
+    for name, attempt in attempts.items():
+        with pytest.raises(StoreError, match="readonly database") as refused:
+            await attempt()
+        assert "nothing was changed" in refused.value.detail, name
+        entry = daemon.scheduler.get("keep")
+        assert entry.paused, name
+        assert entry.spec.priority is Priority.LOW, name
+        assert "new" not in daemon.scheduler.tasks, name
+
+    await read_only(daemon, on=False)
+    after = await stored(daemon)
+    assert after.keys() == before.keys()
+    assert after["keep"].paused and after["keep"].spec.priority is Priority.LOW
+    await daemon.resume_task("keep")  # and once the database accepts writes again
+    assert not (await stored(daemon))["keep"].paused
+
+
+async def test_a_refused_pause_leaves_the_task_scheduled(daemon: Daemon) -> None:
+    await daemon.add_task(
+        code_task("daily", "def execute():\n    return 1\n", Priority.LOW, repeat_hours=24)
+    )
+    await read_only(daemon)
+    with pytest.raises(StoreError):
+        await daemon.pause_task("daily")
+    assert not daemon.scheduler.get("daily").paused
+    await read_only(daemon, on=False)
+    assert not (await stored(daemon))["daily"].paused
+
+
+async def test_a_change_whose_caller_goes_away_is_saved_all_the_same(daemon: Daemon) -> None:
+    """quart-trio cancels a request whose client disconnects. A pause already made in
+    memory must still reach the store, or the task would come back unpaused at the next
+    start."""
+    await daemon.add_task(code_task("nap", "def execute():\n    return 1\n", Priority.LOW))
+    requests: list[trio.CancelScope] = []
+
+    async def request() -> None:
+        with trio.CancelScope() as scope:
+            requests.append(scope)
+            await daemon.pause_task("nap")
+
+    async with trio.open_nursery() as nursery:
+        await daemon.store._limiter.acquire()  # the store is busy: the write has to wait
+        try:
+            nursery.start_soon(request)
+            await trio.testing.wait_all_tasks_blocked()
+            requests[0].cancel()  # the client went away
+            await trio.testing.wait_all_tasks_blocked()
+        finally:
+            daemon.store._limiter.release()
+    assert daemon.scheduler.get("nap").paused
+    assert (await stored(daemon))["nap"].paused
+
+
+async def test_a_database_that_refuses_writes_does_not_stop_the_daemon(daemon: Daemon) -> None:
+    """A full disk must not kill a 24/7 daemon: tasks keep running (what cannot be saved
+    is lost and logged), the state says ``error`` and why, and the next write that works
+    clears it."""
+    await daemon.add_task(code_task("job", "def execute():\n    return 42\n"))
+    entry = daemon.scheduler.get("job")
+    await wait_for(lambda: entry.counters.execution_count == 1)
+    await read_only(daemon)
+
+    daemon.run_task_now("job")
+    await wait_for(lambda: entry.counters.execution_count == 2)
+    assert entry.counters.success_count == 2  # it ran, and succeeded
+    assert daemon.running
+    assert daemon.state is DaemonState.ERROR
+    assert daemon.status()["error"] == (
+        "the database refuses writes (attempt to write a readonly database)"
+    )
+    assert len(await history(daemon, "job")) == 1  # the second run's record is lost
+
+    await read_only(daemon, on=False)
+    daemon.run_task_now("job")
+    await wait_for(lambda: entry.counters.execution_count == 3)
+    await wait_for(lambda: daemon.state is not DaemonState.ERROR)
+    assert daemon.status()["error"] is None
+    assert len(await history(daemon, "job")) == 2

@@ -1,0 +1,54 @@
+"""Whether the database accepts writes, and what the daemon does when it does not.
+
+A full disk, a file system remounted read-only or an I/O error make SQLite refuse writes.
+The daemon must not die of it: the scheduler keeps its schedule in memory and tasks keep
+running; what cannot be saved is lost (an execution record, a schedule change) and logged.
+While writes fail the daemon's state is ``error`` with the reason in ``GET /daemon/status``;
+the next write that succeeds clears it. A change asked for through the API is different:
+it is undone and refused (``StoreError``, HTTP 503), so that memory and disk agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+
+class WriteGuard:
+    """Runs the daemon's writes and remembers whether the last one failed."""
+
+    def __init__(self, on_change: Callable[[], None] = lambda: None) -> None:
+        self.problem: str | None = None
+        """Why the last write failed (``database or disk is full``); None when it worked."""
+        self._on_change = on_change
+
+    async def write(self, write: Awaitable[None], what: str) -> bool:
+        """Await ``write``; False (and logged, once per outage) if the database refused it.
+        IntegrityError is not an outage: it means the data clashes, and is raised."""
+        try:
+            await write
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            if self.problem is None:
+                log.error(
+                    "the database refused a write (%s): %s; the daemon keeps running and "
+                    "tries again with the next write",
+                    what,
+                    exc,
+                )
+            self._set(str(exc))
+            return False
+        if self.problem is not None:
+            log.warning("the database accepts writes again")
+            self._set(None)
+        return True
+
+    def _set(self, problem: str | None) -> None:
+        changed = problem != self.problem
+        self.problem = problem
+        if changed:
+            self._on_change()
