@@ -168,12 +168,12 @@ class Daemon:
             },
             "cloud_enabled": False,
             "workspace": str(self.settings.workspace),
-            "error": self.error,
         }
 
     @property
     def error(self) -> str | None:
-        """Why the state is ``error``, while it is."""
+        """Why the state is ``error``, while it is (in ``state_changed`` events and the log;
+        the status body keeps the API reference's shape)."""
         if self.writes.problem is not None:
             return f"the database refuses writes ({self.writes.problem})"
         if self._state is DaemonState.ERROR:
@@ -268,7 +268,9 @@ class Daemon:
         state = self.state
         if state is not self._published_state:
             previous, self._published_state = self._published_state, state
-            self.events.publish("state_changed", {"state": state.value, "previous": previous})
+            self.events.publish(
+                "state_changed", {"state": state.value, "previous": previous, "reason": self.error}
+            )
 
     # -- tasks -------------------------------------------------------------------
 

@@ -125,7 +125,6 @@ def _schemas() -> dict[str, Any]:
                 ),
                 "cloud_enabled": BOOLEAN,
                 "workspace": STRING,
-                "error": _nullable(STRING),
             }
         ),
         "TaskSummary": _object(task_summary),

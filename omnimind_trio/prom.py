@@ -105,6 +105,11 @@ class _LiveCollector(Collector):
             "1 while the daemon runs (between start and stop).",
             float(daemon.running),
         )
+        yield gauge(
+            "omnimind_database_writable",
+            "0 while the database refuses writes (disk full, read-only, I/O error), else 1.",
+            float(daemon.writes.problem is None),
+        )
         yield gauge("omnimind_tasks_registered", "Registered tasks.", len(scheduler.tasks))
         yield gauge("omnimind_executions_running", "Executions in flight.", scheduler.running_count)
         yield gauge("omnimind_tasks_pending", "Tasks due but not running.", scheduler.pending_count)

@@ -38,7 +38,7 @@ def _render_status(data: Mapping[str, Any]) -> None:
     for key, value in data.items():
         if isinstance(value, dict):
             flat.update(value)
-        elif key != "error" or value is not None:  # the reason of state error, while it is
+        else:
             flat[key] = value
     print(_block(flat.items()))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from datetime import datetime
 from pathlib import Path
@@ -429,19 +430,34 @@ async def test_a_database_that_refuses_writes_does_not_stop_the_daemon(daemon: D
     await wait_for(lambda: entry.counters.execution_count == 1)
     await read_only(daemon)
 
-    daemon.run_task_now("job")
-    await wait_for(lambda: entry.counters.execution_count == 2)
+    with daemon.events.subscribe() as events:
+        daemon.run_task_now("job")
+        await wait_for(lambda: entry.counters.execution_count == 2)
+        changes = []
+        while True:
+            try:
+                message = json.loads(events.receive_nowait())
+            except trio.WouldBlock:
+                break
+            if message["type"] == "state_changed":
+                changes.append(message["data"])
+    assert {
+        "state": "error",
+        "previous": "working",
+        "reason": "the database refuses writes (attempt to write a readonly database)",
+    } in changes
     assert entry.counters.success_count == 2  # it ran, and succeeded
     assert daemon.running
     assert daemon.state is DaemonState.ERROR
-    assert daemon.status()["error"] == (
-        "the database refuses writes (attempt to write a readonly database)"
-    )
+    assert daemon.status()["state"] == "error"
+    assert daemon.error == "the database refuses writes (attempt to write a readonly database)"
+    assert b"omnimind_database_writable 0.0" in daemon.prom.render()
     assert len(await history(daemon, "job")) == 1  # the second run's record is lost
 
     await read_only(daemon, on=False)
     daemon.run_task_now("job")
     await wait_for(lambda: entry.counters.execution_count == 3)
     await wait_for(lambda: daemon.state is not DaemonState.ERROR)
-    assert daemon.status()["error"] is None
+    assert daemon.error is None
+    assert b"omnimind_database_writable 1.0" in daemon.prom.render()
     assert len(await history(daemon, "job")) == 2

@@ -44,7 +44,7 @@ async def test_snapshot_then_task_and_execution_events(client: Any, daemon: Daem
         assert finished["data"]["result"] == {"status": "done", "result": 42}
         assert finished["data"]["execution_id"] == started["data"]["execution_id"]
         changed = await next_of(ws, "state_changed")
-        assert changed["data"] == {"state": "idle", "previous": "working"}
+        assert changed["data"] == {"state": "idle", "previous": "working", "reason": None}
         metrics = await next_of(ws, "metrics")
         assert {"cpu_percent", "is_idle", "external_cpu_percent"} <= set(metrics["data"])
 
