@@ -129,6 +129,7 @@ def machine(mode: Mode, total: float) -> dict[str, object]:
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "mode": mode.name,
         "repeats": mode.repeats,
+        "api_repeats": mode.api_repeats,
         "cores": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "cpu": _cpu_model(),
@@ -170,6 +171,7 @@ def fmt(value: float | None, unit: str = "") -> str:
 def render(figures: list[Figure], meta: dict[str, object]) -> str:
     header = (
         f"omnimind-trio benchmarks - {meta['mode']} mode, median of {meta['repeats']} runs"
+        f" ({meta['api_repeats']} for D)"
         f" - {meta['date']} - {meta['cores']} cores, {meta['memory_gib']} GiB,"
         f" Python {meta['python']} - {meta['seconds']} s"
     )
