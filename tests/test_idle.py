@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 
+from omnimind_trio import load
+from omnimind_trio.load import PsutilSource
+
 from .test_process import Served, add, read_marker, spawn, wait_for
 
 __all__ = ["spawn"]
@@ -102,3 +105,52 @@ def test_a_busy_user_freezes_the_task_and_it_resumes_after(
         " after it ended"
     )
     os.killpg(pid, 9)
+
+
+BUILD = """
+import subprocess, sys, time
+# A build: short-lived children (compilers) that burn CPU and exit, one after another.
+for _ in range(3):
+    subprocess.run([sys.executable, "-c", "import time\\nt = time.process_time()\\n"
+                    "while time.process_time() - t < 0.2: pass"], check=True)
+print("built", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_tasks_short_lived_children_are_its_own_load() -> None:
+    """Their CPU is counted once they have exited (the kernel adds it to the parent's
+    children times): a build's compilers must not read as the user's load."""
+    with subprocess.Popen(
+        [sys.executable, "-c", BUILD], stdout=subprocess.PIPE, text=True
+    ) as build:
+        source = PsutilSource(lambda: [build.pid])
+        before = source.own_cpu_seconds()[build.pid]
+        assert build.stdout is not None
+        assert build.stdout.readline() == "built\n"
+        after = source.own_cpu_seconds()[build.pid]
+        build.kill()
+    assert after - before >= 0.5  # 3 x 0.2 s, in processes gone by now
+
+
+def test_one_sample_reads_the_process_table_once_whatever_the_number_of_tasks() -> None:
+    sleepers = [subprocess.Popen(["sleep", "60"]) for _ in range(16)]
+    try:
+        source = PsutilSource(lambda: [p.pid for p in sleepers])
+        calls = []
+        real = load._ppid_map
+
+        def counted() -> dict[int, int]:
+            calls.append(1)
+            return real()
+
+        load._ppid_map = counted
+        try:
+            assert set(source.own_cpu_seconds()) >= {p.pid for p in sleepers}
+        finally:
+            load._ppid_map = real
+        assert len(calls) == 1
+    finally:
+        for sleeper in sleepers:
+            sleeper.kill()
+            sleeper.wait()
