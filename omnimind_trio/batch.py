@@ -4,7 +4,9 @@ Every operation gets its own result: ``index``, an HTTP status code as ``status`
 either ``result`` (what the single endpoint would answer) or ``detail`` (its error).
 With ``"atomic": true`` the whole batch is checked first (validation, ids, running state)
 and nothing is applied unless every operation passes; the ones that would have passed
-then answer 424.
+then answer 424. An operation can still fail once the check has passed (the database
+refuses the write: 503); the operations after it then answer 424 and are not applied, and
+the ones before it stay applied: there is no rollback across operations.
 """
 
 from __future__ import annotations
@@ -48,7 +50,15 @@ async def run_batch(
 
     results = []
     applied = 0
+    failed = False
     for index, item in enumerate(parsed):
+        if atomic and failed:
+            # The precheck passed, yet an operation failed when applied (the database
+            # refused a write, or the state changed meanwhile): apply nothing more. The
+            # operations before it stay applied.
+            detail = "Not applied: another operation of this atomic batch failed"
+            results.append({"index": index, "status": 424, "detail": detail})
+            continue
         if isinstance(item, OmniMindError):
             results.append(_failure(index, item, status_for))
             continue
@@ -56,6 +66,7 @@ async def run_batch(
             body = await _apply(daemon, *item)
         except OmniMindError as exc:
             results.append(_failure(index, exc, status_for))
+            failed = True
         else:
             results.append({"index": index, "status": 200, "result": body})
             applied += 1

@@ -372,36 +372,42 @@ class Daemon:
         entry = self.scheduler.get(task_id)
         if spec.code is not None and spec.code != entry.spec.code:
             await self.check_code(spec.code)
-        old = entry.spec
-        self.scheduler.update(task_id, spec)
-        await self._write(
+        return await self._change(
             self.store.update_task(spec, next_due=entry.next_due),
-            undo=lambda: self.scheduler.update(task_id, old),
+            lambda: self.scheduler.update(task_id, spec),
         )
-        self.events.publish("task_updated", task_summary(entry))
-        return entry
 
     async def pause_task(self, task_id: str) -> TaskEntry:
-        was_paused = self.scheduler.get(task_id).paused
-        entry = self.scheduler.pause(task_id)
-        undo = None if was_paused else lambda: self.scheduler.resume(task_id)
-        await self._write(self._save_schedule(entry), undo=undo)
-        self.events.publish("task_updated", task_summary(entry))
-        return entry
+        entry = self.scheduler.get(task_id)
+        return await self._change(
+            self._save_schedule(entry, paused=True), lambda: self.scheduler.pause(task_id)
+        )
 
     async def resume_task(self, task_id: str) -> TaskEntry:
-        was_paused = self.scheduler.get(task_id).paused
-        entry = self.scheduler.resume(task_id)
-        undo = (lambda: self.scheduler.pause(task_id)) if was_paused else None
-        await self._write(self._save_schedule(entry), undo=undo)
+        entry = self.scheduler.get(task_id)
+        return await self._change(
+            self._save_schedule(entry, paused=False), lambda: self.scheduler.resume(task_id)
+        )
+
+    async def _change(self, write: Awaitable[None], apply: Callable[[], TaskEntry]) -> TaskEntry:
+        """A change of a task asked for by a caller: saved first, then made in memory, so
+        that a write the database refuses changes nothing (StoreError). Until it is saved
+        the scheduler goes on with the old definition. What the change then does to the
+        schedule (a new next_due, a queue left) is saved after it, and after whatever the
+        scheduler saved meanwhile, so the store ends as memory is. Shielded: a client that
+        goes away half-way (quart-trio cancels the request) cannot split the two."""
+        with trio.CancelScope(shield=True):
+            await self._write(write)
+            entry = apply()
+            await self._persist_schedule(entry)
         self.events.publish("task_updated", task_summary(entry))
         return entry
 
-    async def _save_schedule(self, entry: TaskEntry) -> None:
+    async def _save_schedule(self, entry: TaskEntry, *, paused: bool | None = None) -> None:
         await self.store.set_schedule(
             entry.task_id,
             next_due=entry.next_due,
-            paused=entry.paused,
+            paused=entry.paused if paused is None else paused,
             retry_at=entry.retry_at,
             retry_attempt=entry.retry_attempt,
         )
@@ -409,20 +415,12 @@ class Daemon:
     async def _persist_schedule(self, entry: TaskEntry) -> None:
         await self.writes.write(self._save_schedule(entry), f"the schedule of {entry.task_id}")
 
-    async def _write(
-        self, write: Awaitable[None], *, undo: Callable[[], object] | None = None
-    ) -> None:
-        """Save a change of the task definitions asked for by a caller, all or nothing.
-
-        Shielded: a change made in memory must reach the store even when the client that
-        asked for it goes away (quart-trio then cancels the request). A write the database
-        refuses (disk full, read-only, I/O error) is undone in memory by ``undo`` and
-        reported as StoreError (503), so memory and store keep saying the same thing.
-        """
+    async def _write(self, write: Awaitable[None]) -> None:
+        """Save an add, change or delete asked for by a caller, before memory changes.
+        Shielded (see ``_change``); a write the database refuses (disk full, read-only,
+        I/O error) is a StoreError (HTTP 503) and nothing changes."""
         with trio.CancelScope(shield=True):
             if not await self.writes.write(write, "a change of the tasks"):
-                if undo is not None:
-                    undo()
                 raise StoreError(self.writes.problem or "unknown error")
 
     def run_task_now(self, task_id: str) -> TaskEntry:
@@ -457,7 +455,13 @@ class Daemon:
 
     async def _load(self) -> None:
         """Load stored tasks; close runs a crash left open as interrupted."""
-        closed = await self.store.close_interrupted(self.clock.now())
+        try:
+            closed = await self.store.close_interrupted(self.clock.now())
+        except sqlite3.OperationalError as exc:
+            # The database refuses writes (disk full...): start anyway, in state error.
+            # The rows stay ``running`` and are closed at a later start.
+            self.writes.failed(exc, "closing interrupted runs")
+            closed = 0
         if closed:
             log.warning("%d execution(s) were interrupted by an unclean stop", closed)
         code_tasks = []

@@ -99,7 +99,8 @@ def _ppid_map() -> dict[int, int]:
     the table once; the public ``process_iter`` is the fallback (about 4x slower)."""
     ppid_map = getattr(psutil, "_ppid_map", None)
     if ppid_map is not None:
-        return dict(ppid_map())
+        with contextlib.suppress(psutil.Error):  # /proc mounted hidepid, a sandbox...
+            return dict(ppid_map())
     return {
         p.pid: p.info["ppid"] for p in psutil.process_iter(["ppid"]) if p.info["ppid"] is not None
     }

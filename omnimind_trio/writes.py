@@ -3,9 +3,10 @@
 A full disk, a file system remounted read-only or an I/O error make SQLite refuse writes.
 The daemon must not die of it: the scheduler keeps its schedule in memory and tasks keep
 running; what cannot be saved is lost (an execution record, a schedule change) and logged.
-While writes fail the daemon's state is ``error`` with the reason in ``GET /daemon/status``;
-the next write that succeeds clears it. A change asked for through the API is different:
-it is undone and refused (``StoreError``, HTTP 503), so that memory and disk agree.
+While writes fail the daemon's state is ``error``, with the reason in ``state_changed``
+events and the log; the next write that succeeds clears it. A change asked for through the
+API is different: it is saved before memory changes, so a refused one is not made at all
+(``StoreError``, HTTP 503), and memory and disk agree.
 """
 
 from __future__ import annotations
@@ -33,19 +34,23 @@ class WriteGuard:
         except sqlite3.IntegrityError:
             raise
         except sqlite3.Error as exc:
-            if self.problem is None:
-                log.error(
-                    "the database refused a write (%s): %s; the daemon keeps running and "
-                    "tries again with the next write",
-                    what,
-                    exc,
-                )
-            self._set(str(exc))
+            self.failed(exc, what)
             return False
         if self.problem is not None:
             log.warning("the database accepts writes again")
             self._set(None)
         return True
+
+    def failed(self, exc: sqlite3.Error, what: str) -> None:
+        """A write (``what``) that the database refused."""
+        if self.problem is None:
+            log.error(
+                "the database refused a write (%s): %s; the daemon keeps running and "
+                "tries again with the next write",
+                what,
+                exc,
+            )
+        self._set(str(exc))
 
     def _set(self, problem: str | None) -> None:
         changed = problem != self.problem

@@ -148,3 +148,33 @@ async def test_atomic_batch_knows_in_process_tasks_cannot_be_deleted(
     )  # fmt: skip
     assert [r["status"] for r in body["results"]] == [424, 409]
     assert "x1" not in daemon.scheduler.tasks
+
+
+async def test_an_atomic_batch_stops_at_a_write_the_database_refuses(
+    client: Any, daemon: Daemon
+) -> None:
+    """The check passed, then the disk filled up at the second operation: it answers 503,
+    the rest are not applied (424), and the first one stays applied."""
+    await batch(client, {"operations": [add_op("a"), add_op("b"), add_op("c")]})
+    db = daemon.store._db
+    set_schedule = daemon.store.set_schedule
+    calls = 0
+
+    async def fills_up(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:  # pause a: its write and its schedule; then pause b
+            await daemon.store._run(lambda: db.execute("PRAGMA query_only = 1"))
+        await set_schedule(*args, **kwargs)
+
+    daemon.store.set_schedule = fills_up  # type: ignore[method-assign]
+    body = await batch(
+        client,
+        {
+            "atomic": True,
+            "operations": [{"op": "pause", "task_id": task_id} for task_id in ("a", "b", "c")],
+        },
+    )
+    assert [r["status"] for r in body["results"]] == [200, 503, 424]
+    assert body["applied"] == 1
+    assert [daemon.scheduler.get(t).paused for t in "abc"] == [True, False, False]

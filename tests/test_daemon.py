@@ -388,10 +388,19 @@ async def test_a_refused_pause_leaves_the_task_scheduled(daemon: Daemon) -> None
     await daemon.add_task(
         code_task("daily", "def execute():\n    return 1\n", Priority.LOW, repeat_hours=24)
     )
+    entry = daemon.scheduler.get("daily")
+
+    def schedule() -> tuple[Any, ...]:
+        fields = ("paused", "next_due", "ready_since", "ready_trigger", "retry_at")
+        return tuple(getattr(entry, name) for name in fields)
+
+    await wait_for(lambda: entry.ready_since is not None)  # waiting for the sleep window
+    before = schedule()
     await read_only(daemon)
     with pytest.raises(StoreError):
         await daemon.pause_task("daily")
-    assert not daemon.scheduler.get("daily").paused
+    assert schedule() == before  # still waiting, since the same time
+    assert daemon.scheduler.pending_count == 1
     await read_only(daemon, on=False)
     assert not (await stored(daemon))["daily"].paused
 
@@ -428,6 +437,11 @@ async def test_a_database_that_refuses_writes_does_not_stop_the_daemon(daemon: D
     await daemon.add_task(code_task("job", "def execute():\n    return 42\n"))
     entry = daemon.scheduler.get("job")
     await wait_for(lambda: entry.counters.execution_count == 1)
+    records = await history(daemon, "job")
+    while not records or records[0].outcome is not Outcome.SUCCEEDED:  # its final write
+        await trio.sleep(0.01)
+        records = await history(daemon, "job")
+    await wait_for(lambda: daemon.state is DaemonState.IDLE)
     await read_only(daemon)
 
     with daemon.events.subscribe() as events:
