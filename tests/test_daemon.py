@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from omnimind_trio import (
 from omnimind_trio.clock import TrioWallClock
 from omnimind_trio.daemon import Daemon
 from omnimind_trio.models import ExecutionRecord, TaskSpec, Trigger
-from omnimind_trio.store import open_store
+from omnimind_trio.store import Store, open_store
 from omnimind_trio.views import task_summary
 
 from .conftest import make_settings
@@ -475,3 +476,24 @@ async def test_a_database_that_refuses_writes_does_not_stop_the_daemon(daemon: D
     assert daemon.error is None
     assert b"omnimind_database_writable 1.0" in daemon.prom.render()
     assert len(await history(daemon, "job")) == 2
+
+
+async def test_a_start_up_while_the_database_refuses_writes_goes_on(
+    settings: Settings,
+    source: FakeSource,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A restart during a full-disk outage: the runs a crash left open cannot be closed
+    now (they will be at a later start), and that must not keep the daemon down."""
+    async with open_daemon(settings, metrics_source=source):
+        pass  # the database and its built-in task exist
+
+    async def refused(self: Store, now: float) -> int:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Store, "close_interrupted", refused)
+    async with open_daemon(settings, metrics_source=source) as daemon:
+        assert daemon.running
+        assert "database or disk is full" in caplog.text
+        assert "closing interrupted runs" in caplog.text
