@@ -210,6 +210,7 @@ class Daemon:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self.monitor.run)
                     await nursery.start(self.scheduler.run)
+                    nursery.start_soon(self.writes.recover, self.store.probe_write)
                     self._set_state(DaemonState.IDLE)
                     log.info("daemon started with %d tasks", len(self.scheduler.tasks))
                     task_status.started()

@@ -192,6 +192,17 @@ class Store:
             self._tx(lambda db: db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,)))
         )
 
+    async def probe_write(self) -> None:
+        """A write that changes nothing: rewrites one task row in place. Fails as any
+        write would while the database refuses writes (disk full, read-only, I/O error)."""
+        await self._run(
+            self._tx(
+                lambda db: db.execute(
+                    "UPDATE tasks SET seq = seq WHERE rowid = (SELECT min(rowid) FROM tasks)"
+                )
+            )
+        )
+
     async def set_schedule(
         self,
         task_id: str,

@@ -4,9 +4,9 @@ A full disk, a file system remounted read-only or an I/O error make SQLite refus
 The daemon must not die of it: the scheduler keeps its schedule in memory and tasks keep
 running; what cannot be saved is lost (an execution record, a schedule change) and logged.
 While writes fail the daemon's state is ``error``, with the reason in ``state_changed``
-events and the log; the next write that succeeds clears it. A change asked for through the
-API is different: it is saved before memory changes, so a refused one is not made at all
-(``StoreError``, HTTP 503), and memory and disk agree.
+events and the log; the next write that succeeds clears it (a probe tries one every 10 s).
+A change asked for through the API is different: it is saved before memory changes, so a
+refused one is not made at all (``StoreError``, HTTP 503), and memory and disk agree.
 """
 
 from __future__ import annotations
@@ -15,7 +15,13 @@ import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
 
+import trio
+
 log = logging.getLogger(__name__)
+
+
+PROBE_SECONDS = 10.0
+"""While writes fail, how often :meth:`WriteGuard.recover` tries one."""
 
 
 class WriteGuard:
@@ -57,3 +63,11 @@ class WriteGuard:
         self.problem = problem
         if changed:
             self._on_change()
+
+    async def recover(self, probe: Callable[[], Awaitable[None]]) -> None:
+        """Runs for ever: while writes fail, tries ``probe`` every PROBE_SECONDS, so the
+        error clears soon after space is freed even when the daemon has nothing to save."""
+        while True:
+            await trio.sleep(PROBE_SECONDS)
+            if self.problem is not None:
+                await self.write(probe(), "a probe")

@@ -26,6 +26,7 @@ from omnimind_trio import (
     StoreError,
     TaskExists,
     open_daemon,
+    writes,
 )
 from omnimind_trio.clock import TrioWallClock
 from omnimind_trio.daemon import Daemon
@@ -497,3 +498,20 @@ async def test_a_start_up_while_the_database_refuses_writes_goes_on(
         assert daemon.running
         assert "database or disk is full" in caplog.text
         assert "closing interrupted runs" in caplog.text
+
+
+async def test_the_error_clears_soon_after_the_database_accepts_writes_again(
+    settings: Settings, source: FakeSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even when the daemon has nothing to save (its tasks run every few hours), a probe
+    finds out that space was freed."""
+    monkeypatch.setattr(writes, "PROBE_SECONDS", 0.05)
+    async with open_daemon(settings, metrics_source=source) as daemon:
+        await read_only(daemon)
+        with pytest.raises(StoreError):
+            await daemon.pause_task("database_optimization")
+        assert daemon.state is DaemonState.ERROR
+        await trio.sleep(0.2)
+        assert daemon.state is DaemonState.ERROR  # the probes fail too
+        await read_only(daemon, on=False)
+        await wait_for(lambda: daemon.state is not DaemonState.ERROR, 2.0)
