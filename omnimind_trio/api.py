@@ -10,6 +10,7 @@ import json
 import logging
 from typing import Any
 
+import trio
 from quart import Response, g, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, UnsupportedMediaType
@@ -246,9 +247,12 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
         """A status snapshot, then every event until the client leaves or falls behind."""
         with daemon.events.subscribe() as messages:
             await websocket.accept()
-            await websocket.send(json.dumps({"type": "status", **daemon.status()}))
-            async for message in messages:
-                await websocket.send(message)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_ignore_incoming)
+                await websocket.send(json.dumps({"type": "status", **daemon.status()}))
+                async for message in messages:
+                    await websocket.send(message)
+                nursery.cancel_scope.cancel()
         if daemon.events.closed:
             await websocket.close(1001, "the daemon is shutting down")
         else:  # the bus dropped us: we fell more than a buffer behind
@@ -270,6 +274,14 @@ class TaskIdConverter(BaseConverter):
     only to its own route (and a 405 lists the right methods)."""
 
     regex = r"(?!(?:add|batch)/?$)[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}"
+
+
+async def _ignore_incoming() -> None:
+    """Read and drop what a WebSocket client sends (a browser's keep-alive messages, say):
+    this API only talks. Unread, 20 messages fill quart's and hypercorn's queues, and the
+    connection stops reading: the client's close, and its going away, go unseen."""
+    while True:
+        await websocket.receive()
 
 
 def _has_body() -> bool:

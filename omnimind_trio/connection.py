@@ -141,11 +141,17 @@ class Connection(TCPServer):
         # These sends may come from inside quart-trio's request task after it has been
         # cancelled (see the module's docstring).
         if isinstance(event, RawData):
-            # hypercorn shields the write itself but not the wait for its send lock
-            # before it: HTTP/2's last frames of a stream (and its GOAWAY at shutdown)
-            # would be lost there.
-            with trio.CancelScope(shield=True):
-                await super().protocol_send(event)
+            # hypercorn's own handling of RawData, with the wait for the send lock
+            # shielded as well as the write: HTTP/2's last frames of a stream (and its
+            # GOAWAY at shutdown) would be lost at the lock. Telling the protocol that the
+            # peer is gone stays cancellable: it hands a disconnect to the app, and that
+            # can wait for ever on a WebSocket app that reads nothing.
+            try:
+                with trio.CancelScope(shield=True):
+                    async with self.send_lock:
+                        await self.stream.send_all(event.data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.protocol.handle(Closed())
         elif isinstance(event, Closed):
             # hypercorn's own handling of Closed, with the socket's close shielded: a
             # close cancelled half-way leaves the client waiting on an open connection.

@@ -229,6 +229,28 @@ async def test_a_shutdown_closes_idle_http1_and_http2_connections_at_once(
     assert http2_closed < GRACEFUL / 4
 
 
+async def test_a_websocket_client_that_talks_can_still_close(base_url: str) -> None:
+    """The API never reads what a WebSocket client sends (browsers send keep-alives). Left
+    unread, 20 messages stopped the connection reading: the close below took forever."""
+    ws_url = base_url.replace("http://", "ws://") + "/daemon/ws"
+    async with (
+        open_websocket_url(ws_url, extra_headers=[("Authorization", AUTH)]) as ws,
+        httpx.AsyncClient(base_url=base_url, auth=("tester", "secret-pass")) as client,
+    ):
+        assert json.loads(await ws.get_message())["type"] == "status"
+        for n in range(100):
+            await ws.send_message(f"keep-alive {n}")
+        assert (await client.post("/daemon/stop")).status_code == 200
+        with trio.fail_after(5):
+            while json.loads(await ws.get_message())["type"] != "state_changed":
+                pass
+        with trio.fail_after(2):
+            await ws.aclose()
+    with trio.fail_after(5):
+        while connection_tasks():
+            await trio.sleep(0.01)
+
+
 def connection_tasks() -> list[str]:
     """The names of the tasks serving connections (their helpers, not their own task)."""
     names = []
