@@ -97,12 +97,7 @@ class ExecutionRunner:
                     record.reason = f"internal error of the daemon: {sys.exc_info()[1]!r}"
             record.finished_at = self.clock.now()
             self._count(entry, record)
-            with trio.move_on_after(FINALIZE_SECONDS, shield=True):
-                await self.writes.write(
-                    self.store.finish_execution(record, entry.counters),
-                    f"the record of execution {record.execution_id}",
-                )
-            self.events.publish("execution_finished", execution_summary(record))
+            await self._finish(record, entry)
             log.info(
                 "execution %s of %s: %s%s",
                 record.execution_id,
@@ -133,18 +128,23 @@ class ExecutionRunner:
             reason=reason,
         )
         self.prom.observe(record)
-        with trio.move_on_after(FINALIZE_SECONDS, shield=True):
-            await self.writes.write(
-                self.store.finish_execution(record, entry.counters),
-                f"the record of a skipped run of {entry.task_id}",
-            )
-        self.events.publish("execution_finished", execution_summary(record))
+        await self._finish(record, entry)
         log.info(
             "run of %s skipped: %s",
             entry.task_id,
             reason,
             extra={"task_id": entry.task_id, "execution_id": record.execution_id},
         )
+
+    async def _finish(self, record: ExecutionRecord, entry: TaskEntry) -> None:
+        """Write the final record with the task's counters (shielded and bounded: this runs
+        during cancellation too), then announce it."""
+        with trio.move_on_after(FINALIZE_SECONDS, shield=True):
+            await self.writes.write(
+                self.store.finish_execution(record, entry.counters),
+                f"the record of execution {record.execution_id} of {entry.task_id}",
+            )
+        self.events.publish("execution_finished", execution_summary(record))
 
     async def _run_code(
         self, spec: TaskSpec, record: ExecutionRecord, running: Running, limit: float

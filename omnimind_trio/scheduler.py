@@ -181,10 +181,6 @@ class Scheduler:
     def running_count(self) -> int:
         return self._running_gated + self._running_critical
 
-    def active(self) -> list[tuple[TaskEntry, Running]]:
-        """Every execution in flight, with its task."""
-        return list(self._active.values())
-
     def find_run(self, execution_id: str) -> Running | None:
         """The execution in flight with that id, if it is one."""
         found = self._active.get(execution_id)
