@@ -18,7 +18,7 @@ import trio
 from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
-from omnimind_trio import server as product_server
+from omnimind_trio import http as product_server
 from omnimind_trio.config import Settings
 
 app = QuartTrio("hello")

@@ -24,10 +24,15 @@ from pathlib import Path
 
 import trio
 
-from omnimind_trio.clock import SystemClock
-from omnimind_trio.gates import GateSet, SleepWindow
 from omnimind_trio.models import Priority, TaskCounters, TaskSpec
-from omnimind_trio.scheduler import Running, Scheduler, TaskEntry
+from omnimind_trio.scheduling import (
+    GateSet,
+    Running,
+    Scheduler,
+    SleepWindow,
+    SystemClock,
+    TaskEntry,
+)
 
 from .common import (
     Figure,

@@ -20,7 +20,6 @@ from .exceptions import (
     TaskExists,
     TaskNotFound,
 )
-from .load import FakeSource, MetricsSource, PsutilSource
 from .models import (
     DaemonState,
     ExecutionRecord,
@@ -30,6 +29,7 @@ from .models import (
     TaskSpec,
     Trigger,
 )
+from .scheduling import FakeSource, MetricsSource, PsutilSource
 
 __version__ = "0.1.0"
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .gates import SleepWindow, parse_weekdays
+from .scheduling import SleepWindow, parse_weekdays
 
 
 class Settings(BaseSettings):

@@ -10,9 +10,9 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from omnimind_trio.api import create_app
-from omnimind_trio.auth import Credentials
+from omnimind_trio.credentials import Credentials
 from omnimind_trio.daemon import Daemon
+from omnimind_trio.http import create_app
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"tester:secret-pass").decode()}
 TASK: dict[str, Any] = {

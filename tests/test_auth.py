@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from omnimind_trio.auth import Credentials, load_credentials
+from omnimind_trio.credentials import Credentials, load_credentials
 
 from .conftest import make_settings
 

@@ -31,10 +31,10 @@ import pytest
 import trio
 import trio_websocket
 
-from omnimind_trio.cli import main, resolve_auth
-from omnimind_trio.client import ApiError, ConnectionLost, OmniMindClient, follow_events
-from omnimind_trio.logs import JsonFormatter, TextFormatter
-from omnimind_trio.render import format_event
+from omnimind_trio.cli._client import ApiError, ConnectionLost, OmniMindClient, follow_events
+from omnimind_trio.cli._logs import JsonFormatter, TextFormatter
+from omnimind_trio.cli._main import main, resolve_auth
+from omnimind_trio.cli._render import format_event
 
 from .conftest import SLEEP_WINDOW
 from .test_process import Served, free_port, wait_for

@@ -13,7 +13,7 @@ import trio.testing
 from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.worker_context import EventWrapper
 
-from omnimind_trio.connection import IdleTimer
+from omnimind_trio.http._connection import IdleTimer
 
 TIMEOUT = 5.0
 

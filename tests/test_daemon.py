@@ -26,13 +26,12 @@ from omnimind_trio import (
     StoreError,
     TaskExists,
     open_daemon,
-    writes,
 )
-from omnimind_trio.clock import TrioWallClock
-from omnimind_trio.daemon import Daemon
+from omnimind_trio.daemon import Daemon, task_summary
+from omnimind_trio.daemon import _writes as writes
 from omnimind_trio.models import ExecutionRecord, TaskSpec, Trigger
+from omnimind_trio.scheduling import TrioWallClock
 from omnimind_trio.store import Store, open_store
-from omnimind_trio.views import task_summary
 
 from .conftest import make_settings
 

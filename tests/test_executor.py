@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from omnimind_trio.exceptions import ExecutorError
-from omnimind_trio.executor import Executor, Job, classify, open_executor
+from omnimind_trio.execution import Executor, Job, classify, open_executor
 from omnimind_trio.models import Outcome
 
 from .conftest import assert_gone

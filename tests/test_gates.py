@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from omnimind_trio.gates import Gate, GateSet, SleepWindow
 from omnimind_trio.models import Priority
+from omnimind_trio.scheduling import Gate, GateSet, SleepWindow
 
 
 def epoch(text: str, tz: str = "UTC") -> float:

@@ -13,8 +13,8 @@ import pytest
 import trio
 
 from omnimind_trio import FakeSource, Outcome, Priority, open_daemon
-from omnimind_trio.api import create_app
-from omnimind_trio.auth import Credentials
+from omnimind_trio.credentials import Credentials
+from omnimind_trio.http import create_app
 from omnimind_trio.models import TaskSpec
 
 from .conftest import assert_gone, make_settings

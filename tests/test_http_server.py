@@ -21,10 +21,10 @@ import trio
 from trio_websocket import open_websocket_url
 
 from omnimind_trio import FakeSource, open_daemon
-from omnimind_trio.api import create_app
-from omnimind_trio.auth import Credentials
+from omnimind_trio.cli._serve import serve
+from omnimind_trio.credentials import Credentials
 from omnimind_trio.exceptions import StartupError
-from omnimind_trio.server import hypercorn_config, serve, serve_http
+from omnimind_trio.http import create_app, hypercorn_config, serve_http
 
 from .conftest import make_settings
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from omnimind_trio import load
-from omnimind_trio.load import PsutilSource
+from omnimind_trio.scheduling import PsutilSource
+from omnimind_trio.scheduling import _load as load
 
 from .test_process import Served, add, read_marker, spawn, wait_for
 

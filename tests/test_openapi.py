@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from omnimind_trio.api import create_app
-from omnimind_trio.auth import Credentials
+from omnimind_trio.credentials import Credentials
 from omnimind_trio.daemon import Daemon
-from omnimind_trio.openapi import openapi_document
+from omnimind_trio.http import create_app
+from omnimind_trio.http._openapi import openapi_document
 
 from .test_process import PASS, USER, Served, spawn
 

@@ -17,9 +17,7 @@ import pytest
 import trio
 import trio.testing
 
-from omnimind_trio.clock import TrioWallClock
 from omnimind_trio.exceptions import Conflict, TaskExists, TaskNotFound
-from omnimind_trio.gates import GateSet, SleepWindow
 from omnimind_trio.models import (
     OnBusy,
     OnMissed,
@@ -30,8 +28,14 @@ from omnimind_trio.models import (
     TaskSpec,
     Trigger,
 )
-from omnimind_trio.runs import Running
-from omnimind_trio.scheduler import Scheduler, TaskEntry
+from omnimind_trio.scheduling import (
+    GateSet,
+    Running,
+    Scheduler,
+    SleepWindow,
+    TaskEntry,
+    TrioWallClock,
+)
 
 NOON = datetime(2026, 1, 1, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()
 

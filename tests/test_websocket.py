@@ -9,7 +9,7 @@ import trio
 from quart.testing.connections import WebsocketResponseError
 
 from omnimind_trio.daemon import Daemon
-from omnimind_trio.events import EventBus
+from omnimind_trio.daemon._events import EventBus
 
 from .conftest import SLEEP_WINDOW
 from .test_api import AUTH, TASK, call, client

@@ -16,18 +16,16 @@ import uuid
 
 import trio
 
-from .clock import Clock
-from .config import Settings
-from .events import EventBus
-from .exceptions import ExecutorError
-from .executor import Executor, Job, classify
-from .models import ExecutionRecord, Outcome, Priority, TaskSpec, Trigger
-from .prom import DaemonMetrics
-from .runs import Running
-from .scheduler import InProcessFunction, TaskEntry
-from .store import Store
-from .views import execution_summary
-from .writes import WriteGuard
+from ..config import Settings
+from ..exceptions import ExecutorError
+from ..execution import Executor, Job, classify
+from ..models import ExecutionRecord, Outcome, Priority, TaskSpec, Trigger
+from ..scheduling import Clock, InProcessFunction, Running, TaskEntry
+from ..store import Store
+from ._events import EventBus
+from ._metrics import DaemonMetrics
+from ._views import execution_summary
+from ._writes import WriteGuard
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .models import ExecutionRecord, Priority
+from ..models import ExecutionRecord, Priority
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from ._daemon import Daemon
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .exceptions import InvalidInput
-from .models import Outcome, Priority
-from .scheduler import TaskEntry
+from ..exceptions import InvalidInput
+from ..models import Outcome, Priority
+from ..scheduling import TaskEntry
 
 MAX_LIMIT = 1000
 TASK_STATUSES = ("scheduled", "waiting", "running", "frozen", "paused", "done")

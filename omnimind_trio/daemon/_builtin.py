@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .models import Priority
+from ..models import Priority
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from ._daemon import Daemon
 
 DATABASE_OPTIMIZATION = "database_optimization"
 

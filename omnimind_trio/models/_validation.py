@@ -12,8 +12,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from .exceptions import InvalidInput
-from .models import OnBusy, OnMissed, Overlap, Priority, TaskSpec
+from ..exceptions import InvalidInput
+from ._records import OnBusy, OnMissed, Overlap, Priority, TaskSpec
 
 TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 RESERVED_TASK_IDS = frozenset({"add", "batch"})

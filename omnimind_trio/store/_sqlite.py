@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 
 import trio
 
-from .exceptions import StartupError
-from .models import (
+from ..exceptions import StartupError
+from ..models import (
     ExecutionRecord,
     OnBusy,
     OnMissed,

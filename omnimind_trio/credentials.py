@@ -1,4 +1,4 @@
-"""Dashboard credentials: from the environment, else from ``config/dashboard_auth.json``,
+"""The dashboard credentials: from the environment, else from ``config/dashboard_auth.json``,
 which is generated with random values on first start.
 
 The file is created with mode 0600 from its first byte (``O_CREAT | O_EXCL`` with the mode,
@@ -13,7 +13,6 @@ import hmac
 import json
 import os
 import secrets
-import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -108,36 +107,3 @@ def _create(path: Path, content: str) -> bool:
         return True
     finally:
         tmp.unlink(missing_ok=True)
-
-
-class WebSocketTokens:
-    """Single-use, short-lived tokens for ``/daemon/ws?token=...``: a browser cannot set an
-    ``Authorization`` header on a WebSocket, so it asks for a token over authenticated
-    HTTP first. Tokens live in memory only."""
-
-    def __init__(self, lifetime_seconds: float = 60.0, max_outstanding: int = 100) -> None:
-        self.lifetime_seconds = lifetime_seconds
-        self._max = max_outstanding
-        self._tokens: dict[str, float] = {}
-
-    def issue(self) -> str:
-        now = time.monotonic()
-        self._tokens = {t: exp for t, exp in self._tokens.items() if exp > now}
-        while len(self._tokens) >= self._max:
-            self._tokens.pop(next(iter(self._tokens)))
-        token = secrets.token_urlsafe(24)
-        self._tokens[token] = now + self.lifetime_seconds
-        return token
-
-    def redeem(self, token: str | None) -> bool:
-        """True once for a token that was issued and has not expired."""
-        if not token:
-            return False
-        # Constant-time comparison against every outstanding token.
-        match = None
-        for candidate in list(self._tokens):
-            if hmac.compare_digest(candidate.encode(), token.encode()):
-                match = candidate
-        if match is None:
-            return False
-        return self._tokens.pop(match) > time.monotonic()

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from .models import ExecutionRecord, iso_utc
-from .scheduler import TaskEntry
+from ..models import ExecutionRecord, iso_utc
+from ..scheduling import TaskEntry
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from ._daemon import Daemon
 
 
 def task_summary(entry: TaskEntry) -> dict[str, Any]:

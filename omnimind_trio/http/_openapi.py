@@ -10,10 +10,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from . import __version__
-from .models import DaemonState, OnBusy, OnMissed, Outcome, Overlap, Priority, Trigger
-from .queries import MAX_LIMIT, TASK_SORT_KEYS, TASK_STATUSES
-from .validation import TaskCreate
+from .. import __version__
+from ..models import DaemonState, OnBusy, OnMissed, Outcome, Overlap, Priority, TaskCreate, Trigger
+from ._queries import MAX_LIMIT, TASK_SORT_KEYS, TASK_STATUSES
 
 JSON = "application/json"
 

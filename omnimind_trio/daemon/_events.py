@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from .models import iso_utc
+from ..models import iso_utc
 
 
 class EventBus:

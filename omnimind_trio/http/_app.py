@@ -16,10 +16,9 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, UnsupportedMediaType
 from werkzeug.routing import BaseConverter
 
-from .auth import Credentials, WebSocketTokens
-from .batch import run_batch
-from .daemon import Daemon
-from .exceptions import (
+from ..credentials import Credentials
+from ..daemon import CONTENT_TYPE, Daemon, execution_summary, task_action, task_detail, task_summary
+from ..exceptions import (
     Conflict,
     ExecutorError,
     InvalidInput,
@@ -27,11 +26,11 @@ from .exceptions import (
     OmniMindError,
     StoreError,
 )
-from .openapi import openapi_document
-from .prom import CONTENT_TYPE
-from .queries import ExecutionQuery, parse_execution_query, parse_task_query
-from .validation import parse_task_patch, parse_task_spec
-from .views import execution_summary, task_action, task_detail, task_summary
+from ..models import parse_task_patch, parse_task_spec
+from ._auth import WebSocketTokens
+from ._batch import run_batch
+from ._openapi import openapi_document
+from ._queries import ExecutionQuery, parse_execution_query, parse_task_query
 
 log = logging.getLogger(__name__)
 

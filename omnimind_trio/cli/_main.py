@@ -20,9 +20,11 @@ from typing import Any, Final
 import trio
 from pydantic import ValidationError
 
-from . import __version__
-from .auth import read_credentials_file
-from .client import (
+from .. import __version__
+from ..config import Settings
+from ..credentials import read_credentials_file
+from ..exceptions import OmniMindError
+from ._client import (
     DEFAULT_URL,
     ApiError,
     Auth,
@@ -31,10 +33,8 @@ from .client import (
     OmniMindClient,
     follow_events,
 )
-from .config import Settings
-from .exceptions import OmniMindError
-from .logs import LOG_FORMATS, configure_logging
-from .render import RENDER, format_event, is_wanted_event, render_message
+from ._logs import LOG_FORMATS, configure_logging
+from ._render import RENDER, format_event, is_wanted_event, render_message
 
 EXIT_OK: Final = 0
 EXIT_API_ERROR: Final = 1
@@ -299,7 +299,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"omnimind: invalid settings:\n{exc}", file=sys.stderr)
         return 2
-    from .server import serve
+    from ._serve import serve
 
     problems: list[str] = []
     try:

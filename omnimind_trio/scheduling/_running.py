@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from .models import Trigger
+from ..models import Trigger
 
 
 @dataclass(eq=False)

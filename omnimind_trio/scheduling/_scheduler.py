@@ -29,11 +29,11 @@ from typing import Any
 
 import trio
 
-from .clock import Clock, deadline_for
-from .exceptions import Conflict, TaskExists, TaskNotFound
-from .gates import GateSet
-from .models import OnBusy, OnMissed, Outcome, Overlap, Priority, TaskCounters, TaskSpec, Trigger
-from .runs import Running
+from ..exceptions import Conflict, TaskExists, TaskNotFound
+from ..models import OnBusy, OnMissed, Outcome, Overlap, Priority, TaskCounters, TaskSpec, Trigger
+from ._clock import Clock, deadline_for
+from ._gates import GateSet
+from ._running import Running
 
 log = logging.getLogger(__name__)
 

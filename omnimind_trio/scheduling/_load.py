@@ -17,7 +17,7 @@ from typing import Protocol
 import psutil
 import trio
 
-from .models import SystemMetrics
+from ..models import SystemMetrics
 
 log = logging.getLogger(__name__)
 

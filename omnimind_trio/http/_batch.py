@@ -14,11 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .daemon import Daemon
-from .exceptions import Conflict, InvalidInput, OmniMindError, TaskExists, TaskNotFound
-from .models import Overlap, TaskSpec
-from .validation import parse_task_spec
-from .views import task_action
+from ..daemon import Daemon, task_action
+from ..exceptions import Conflict, InvalidInput, OmniMindError, TaskExists, TaskNotFound
+from ..models import Overlap, TaskSpec, parse_task_spec
 
 MAX_OPERATIONS = 1000
 TASK_OPS = ("delete", "pause", "resume", "run", "cancel")

@@ -25,8 +25,8 @@ from typing import Any
 
 import trio
 
-from .exceptions import ExecutorError
-from .models import Outcome
+from ..exceptions import ExecutorError
+from ..models import Outcome
 
 log = logging.getLogger(__name__)
 

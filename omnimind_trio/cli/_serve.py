@@ -15,51 +15,16 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
-from hypercorn.typing import ASGIFramework
 
-from . import connection
-from .api import create_app
-from .auth import Credentials, load_credentials
-from .config import Settings
-from .daemon import open_daemon
+from ..config import Settings
+from ..credentials import Credentials, load_credentials
+from ..daemon import open_daemon
+from ..http import create_app, hypercorn_config, serve_http
 
 log = logging.getLogger(__name__)
-
-
-def hypercorn_config(settings: Settings) -> HypercornConfig:
-    config = HypercornConfig()
-    config.bind = [f"{settings.host}:{settings.port}"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = settings.stop_grace_seconds * 2 / 3
-    # A backstop for a client that stops sending mid-request; idle keep-alive
-    # connections are closed after keep_alive_timeout (5 s) by connection.IdleTimer.
-    config.read_timeout = 30
-    config.websocket_ping_interval = 20
-    return config
-
-
-async def serve_http(
-    app: ASGIFramework,
-    config: HypercornConfig,
-    *,
-    shutdown_trigger: Callable[[], Awaitable[None]],
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve ``app`` with hypercorn's trio worker and this package's connection class
-    (see :mod:`omnimind_trio.connection`) until ``shutdown_trigger`` returns."""
-    connection.install()
-    await hypercorn_serve(
-        app,
-        config,
-        shutdown_trigger=shutdown_trigger,
-        task_status=task_status,
-    )
 
 
 @contextlib.contextmanager

@@ -23,12 +23,8 @@ from typing import Any
 
 import trio
 
-from ._worker import describe_code_problem
-from .builtin import register_builtins
-from .clock import Clock, SystemClock
-from .config import Settings
-from .events import EventBus
-from .exceptions import (
+from ..config import Settings
+from ..exceptions import (
     Conflict,
     ExecutionNotFound,
     InvalidInput,
@@ -37,11 +33,8 @@ from .exceptions import (
     StoreError,
     TaskExists,
 )
-from .executions import ExecutionRunner
-from .executor import Executor, open_executor
-from .gates import GateSet
-from .load import LoadMonitor, MetricsSource, PsutilSource
-from .models import (
+from ..execution import Executor, describe_code_problem, open_executor
+from ..models import (
     DaemonState,
     ExecutionRecord,
     Outcome,
@@ -51,12 +44,25 @@ from .models import (
     TaskSpec,
     iso_utc,
 )
-from .prom import DaemonMetrics
-from .runs import Running
-from .scheduler import InProcessFunction, Scheduler, TaskEntry
-from .store import Store, StoredTask, open_store
-from .views import task_summary, waiting
-from .writes import WriteGuard
+from ..scheduling import (
+    Clock,
+    GateSet,
+    InProcessFunction,
+    LoadMonitor,
+    MetricsSource,
+    PsutilSource,
+    Running,
+    Scheduler,
+    SystemClock,
+    TaskEntry,
+)
+from ..store import Store, StoredTask, open_store
+from ._builtin import register_builtins
+from ._events import EventBus
+from ._metrics import DaemonMetrics
+from ._runs import ExecutionRunner
+from ._views import task_summary, waiting
+from ._writes import WriteGuard
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,11 @@
+"""Execution: running task code in isolated child processes.
+
+The fork server (``_worker.py``, standard library only, runs under the task interpreter),
+the daemon's client for it, and the classification of how a child ended. Imports: models,
+exceptions.
+"""
+
+from ._forkserver import Executor, Job, RunResult, classify, open_executor
+from ._worker import describe_code_problem
+
+__all__ = ["Executor", "Job", "RunResult", "classify", "describe_code_problem", "open_executor"]

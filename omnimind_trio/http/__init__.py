@@ -1,0 +1,8 @@
+"""The HTTP API: the Quart app over the daemon facade, and the hypercorn server that
+serves it. Imports: the daemon facade, models, exceptions, config, credentials.
+"""
+
+from ._app import create_app
+from ._server import hypercorn_config, serve_http
+
+__all__ = ["create_app", "hypercorn_config", "serve_http"]

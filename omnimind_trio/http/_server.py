@@ -1,0 +1,50 @@
+"""The HTTP node: hypercorn's trio worker serving the API app.
+
+:func:`serve_http` is a startable (it reports the bound URLs through ``task_status``);
+:func:`hypercorn_config` turns :class:`~omnimind_trio.config.Settings` into hypercorn's
+configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+from hypercorn.typing import ASGIFramework
+
+from ..config import Settings
+from . import _connection
+
+
+def hypercorn_config(settings: Settings) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = settings.stop_grace_seconds * 2 / 3
+    # A backstop for a client that stops sending mid-request; idle keep-alive
+    # connections are closed after keep_alive_timeout (5 s) by connection.IdleTimer.
+    config.read_timeout = 30
+    config.websocket_ping_interval = 20
+    return config
+
+
+async def serve_http(
+    app: ASGIFramework,
+    config: HypercornConfig,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` with hypercorn's trio worker and this package's connection class
+    (see :mod:`omnimind_trio.connection`) until ``shutdown_trigger`` returns."""
+    _connection.install()
+    await hypercorn_serve(
+        app,
+        config,
+        shutdown_trigger=shutdown_trigger,
+        task_status=task_status,
+    )

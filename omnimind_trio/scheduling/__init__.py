@@ -1,0 +1,32 @@
+"""Scheduling: which task runs when.
+
+The scheduler (due heap, ready queues, slots, policies), the admission gates and sleep
+window, the load monitor that feeds them, and the wall clock. It runs executions through a
+runner it is given and knows nothing of processes, the store or HTTP. Imports: models,
+exceptions.
+"""
+
+from ._clock import Clock, SystemClock, TrioWallClock, deadline_for
+from ._gates import Gate, GateSet, SleepWindow, parse_weekdays
+from ._load import FakeSource, LoadMonitor, MetricsSource, PsutilSource
+from ._running import Running
+from ._scheduler import InProcessFunction, Scheduler, TaskEntry
+
+__all__ = [
+    "Clock",
+    "FakeSource",
+    "Gate",
+    "GateSet",
+    "InProcessFunction",
+    "LoadMonitor",
+    "MetricsSource",
+    "PsutilSource",
+    "Running",
+    "Scheduler",
+    "SleepWindow",
+    "SystemClock",
+    "TaskEntry",
+    "TrioWallClock",
+    "deadline_for",
+    "parse_weekdays",
+]
