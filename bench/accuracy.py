@@ -53,7 +53,7 @@ async def one_run(count: int, spread: float) -> dict[str, float]:
             next_due=lambda i: first + i * spread / count,
         )
         async with open_daemon(settings, metrics_source=FakeSource(5.0)) as daemon:
-            entries = [daemon.scheduler.tasks[task_id] for task_id in planned]
+            entries = [daemon._scheduler.tasks[task_id] for task_id in planned]
             if time.time() > first:
                 log("E: the daemon started after the first due time; raise LEAD_SECONDS")
             with trio.move_on_after(LEAD_SECONDS + spread + 60):

@@ -75,3 +75,8 @@ def assert_gone(pid: int) -> None:
         return
     with open(f"/proc/{pid}/stat") as stat:
         assert stat.read().rsplit(") ", 1)[1].startswith("Z"), f"process {pid} still runs"
+
+
+def task_ids(daemon: Daemon) -> set[str]:
+    """The ids of every registered task."""
+    return {task.task_id for task in daemon.list_tasks().tasks}

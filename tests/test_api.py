@@ -14,6 +14,8 @@ from omnimind_trio.credentials import Credentials
 from omnimind_trio.daemon import Daemon
 from omnimind_trio.http import create_app
 
+from .conftest import task_ids
+
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"tester:secret-pass").decode()}
 TASK: dict[str, Any] = {
     "task_id": "my_custom_task",
@@ -72,12 +74,13 @@ async def wait_for(predicate: Any, seconds: float = 5.0) -> None:
 async def test_every_route_requires_credentials(
     client: Any, daemon: Daemon, method: str, path: str, headers: dict[str, str]
 ) -> None:
+
     response = await call(client, method, path, TASK, headers=headers)
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith("Basic ")
     assert "detail" in await response.get_json()
     assert daemon.running  # an unauthenticated stop did nothing
-    assert "my_custom_task" not in daemon.scheduler.tasks
+    assert "my_custom_task" not in task_ids(daemon)
 
 
 async def test_status_has_the_documented_shape(client: Any, daemon: Daemon) -> None:
@@ -109,7 +112,7 @@ async def test_add_then_list_with_the_documented_strings(client: Any, daemon: Da
         "task_id": "my_custom_task",
         "message": "Task 'My Custom Task' added successfully",
     }
-    await wait_for(lambda: daemon.scheduler.tasks["my_custom_task"].counters.execution_count)
+    await wait_for(lambda: daemon.get_task("my_custom_task").execution_count)
     body = await (await call(client, "GET", "/daemon/tasks")).get_json()
     assert body["total_tasks"] == 2
     task = next(t for t in body["tasks"] if t["task_id"] == "my_custom_task")
@@ -186,12 +189,12 @@ BAD_BODIES: list[tuple[Any, str]] = [
 async def test_bad_input_gets_400_with_a_clear_detail_and_changes_nothing(
     client: Any, daemon: Daemon, body: Any, detail: str
 ) -> None:
-    before = set(daemon.scheduler.tasks)
+    before = task_ids(daemon)
     response = await call(client, "POST", "/daemon/tasks/add", body)
     assert response.status_code == 400
     assert await response.get_json() == {"detail": detail}
-    assert set(daemon.scheduler.tasks) == before
-    assert len(await daemon.store.load_tasks()) == len(before)
+    assert task_ids(daemon) == before
+    assert len(await daemon._store.load_tasks()) == len(before)
 
 
 async def test_task_code_is_never_executed_at_add_time(client: Any, daemon: Daemon) -> None:
@@ -208,7 +211,7 @@ async def test_duplicate_task_id_is_409_and_keeps_the_first(client: Any, daemon:
     response = await call(client, "POST", "/daemon/tasks/add", {**TASK, "name": "Other"})
     assert response.status_code == 409
     assert await response.get_json() == {"detail": "Task already exists: my_custom_task"}
-    assert daemon.scheduler.tasks["my_custom_task"].spec.name == "My Custom Task"
+    assert daemon.get_task("my_custom_task").name == "My Custom Task"
 
 
 async def test_body_over_the_limit_is_413(client: Any, daemon: Daemon) -> None:
@@ -218,7 +221,7 @@ async def test_body_over_the_limit_is_413(client: Any, daemon: Daemon) -> None:
     assert await response.get_json() == {
         "detail": f"Request body is larger than {daemon.settings.max_body_bytes} bytes"
     }
-    assert "my_custom_task" not in daemon.scheduler.tasks
+    assert "my_custom_task" not in task_ids(daemon)
 
 
 async def test_unknown_route_and_wrong_method(client: Any) -> None:
@@ -260,14 +263,14 @@ async def test_tasks_added_while_stopped_run_after_start(client: Any, daemon: Da
     body = {**TASK, "priority": "CRITICAL"}
     assert (await call(client, "POST", "/daemon/tasks/add", body)).status_code == 200
     await trio.sleep(0.2)
-    assert daemon.scheduler.tasks["my_custom_task"].counters.execution_count == 0
+    assert daemon.get_task("my_custom_task").execution_count == 0
     await call(client, "POST", "/daemon/start")
-    await wait_for(lambda: daemon.scheduler.tasks["my_custom_task"].counters.success_count == 1)
+    await wait_for(lambda: daemon.get_task("my_custom_task").success_count == 1)
 
 
 async def test_metrics_is_prometheus_text(client: Any, daemon: Daemon) -> None:
     await call(client, "POST", "/daemon/tasks/add", {**TASK, "priority": "CRITICAL"})
-    await wait_for(lambda: daemon.scheduler.tasks["my_custom_task"].counters.execution_count)
+    await wait_for(lambda: daemon.get_task("my_custom_task").execution_count)
     await call(client, "GET", "/daemon/status")
     response = await call(client, "GET", "/metrics")
     assert response.status_code == 200
@@ -312,7 +315,7 @@ async def test_a_body_that_is_not_json_is_415(client: Any, daemon: Daemon) -> No
     )  # fmt: skip
     assert response.status_code == 415
     assert await response.get_json() == {"detail": "Content-Type must be application/json"}
-    assert "my_custom_task" not in daemon.scheduler.tasks
+    assert "my_custom_task" not in task_ids(daemon)
 
 
 @pytest.mark.parametrize(
@@ -327,6 +330,6 @@ async def test_a_page_of_another_site_cannot_drive_the_daemon(
     assert response.status_code == 403
     detail = (await response.get_json())["detail"]
     assert detail.startswith("Cross-origin request refused: http://evil.example")
-    assert daemon.running and "my_custom_task" not in daemon.scheduler.tasks
+    assert daemon.running and "my_custom_task" not in task_ids(daemon)
     same_site = {**AUTH, "Origin": "http://localhost"}  # the test client's own host
     assert (await call(client, "GET", "/daemon/status", headers=same_site)).status_code == 200

@@ -9,7 +9,7 @@ import trio
 
 from omnimind_trio.daemon import Daemon
 
-from .conftest import SLEEP_WINDOW
+from .conftest import SLEEP_WINDOW, task_ids
 from .test_api import TASK, call, client, wait_for
 
 __all__ = ["client"]  # the fixture, re-used
@@ -55,7 +55,7 @@ async def test_run_now_cancel_and_history(client: Any, daemon: Daemon) -> None:
         "task_id": "my_custom_task",
         "message": "Task 'My Custom Task' will run now",
     }
-    await wait_for(lambda: daemon.scheduler.tasks["my_custom_task"].running is not None)
+    await wait_for(lambda: daemon.get_task("my_custom_task").running_execution_id is not None)
     detail = await get(client, "/daemon/tasks/my_custom_task")
     assert detail["status"] == "running"
     execution_id = detail["running_execution_id"]
@@ -67,7 +67,7 @@ async def test_run_now_cancel_and_history(client: Any, daemon: Daemon) -> None:
     assert (await post(client, "/daemon/tasks/my_custom_task/cancel"))["status"] == (
         "cancel_requested"
     )
-    await wait_for(lambda: daemon.scheduler.tasks["my_custom_task"].running is None)
+    await wait_for(lambda: daemon.get_task("my_custom_task").running_execution_id is None)
     record = await get(client, f"/daemon/executions/{execution_id}")
     assert record["outcome"] == "cancelled"
     assert record["reason"] == "cancelled by request"
@@ -94,7 +94,7 @@ async def test_pause_and_resume(client: Any, daemon: Daemon) -> None:
     await trio.sleep(0.05)
     assert (await get(client, "/daemon/tasks/my_custom_task"))["status"] == "waiting"
     assert (await get(client, "/daemon/status"))["tasks_pending"] == 1
-    stored = {t.spec.task_id: t for t in await daemon.store.load_tasks()}
+    stored = {t.spec.task_id: t for t in await daemon._store.load_tasks()}
     assert stored["my_custom_task"].paused is False
 
 
@@ -110,7 +110,7 @@ async def test_patch_validates_like_add_and_changes_only_what_it_names(
     assert body["status"] == "task_updated"
     assert body["task"]["priority"] == "HIGH" and body["task"]["repeat_interval"] == "1:00:00"
     assert body["task"]["name"] == "My Custom Task"
-    stored = {t.spec.task_id: t for t in await daemon.store.load_tasks()}
+    stored = {t.spec.task_id: t for t in await daemon._store.load_tasks()}
     assert stored["my_custom_task"].spec.priority.name == "HIGH"
 
     for patch, detail in [
@@ -124,14 +124,14 @@ async def test_patch_validates_like_add_and_changes_only_what_it_names(
         response = await call(client, "PATCH", "/daemon/tasks/my_custom_task", patch)
         assert response.status_code == 400
         assert await response.get_json() == {"detail": detail}
-    assert daemon.scheduler.tasks["my_custom_task"].spec.priority.name == "HIGH"
+    assert daemon.get_task("my_custom_task").priority == "HIGH"
     response = await call(client, "PATCH", "/daemon/tasks/nope", {"name": "x"})
     assert response.status_code == 404
 
 
 async def test_patch_repeat_to_one_shot(client: Any, daemon: Daemon) -> None:
     await add(client, priority="CRITICAL")
-    await wait_for(lambda: daemon.scheduler.tasks["my_custom_task"].counters.execution_count)
+    await wait_for(lambda: daemon.get_task("my_custom_task").execution_count)
     response = await call(client, "PATCH", "/daemon/tasks/my_custom_task", {"repeat_hours": None})
     body = await response.get_json()
     assert body["task"]["repeat_interval"] is None
@@ -141,17 +141,17 @@ async def test_patch_repeat_to_one_shot(client: Any, daemon: Daemon) -> None:
 
 async def test_delete(client: Any, daemon: Daemon) -> None:
     await add(client, priority="CRITICAL", code=SLEEPER)
-    await wait_for(lambda: daemon.scheduler.tasks["my_custom_task"].running is not None)
+    await wait_for(lambda: daemon.get_task("my_custom_task").running_execution_id is not None)
     response = await call(client, "DELETE", "/daemon/tasks/my_custom_task")
     assert await response.get_json() == {
         "status": "task_deleted",
         "task_id": "my_custom_task",
         "message": "Task 'My Custom Task' deleted",
     }
-    assert "my_custom_task" not in daemon.scheduler.tasks
-    assert "my_custom_task" not in {t.spec.task_id for t in await daemon.store.load_tasks()}
+    assert "my_custom_task" not in task_ids(daemon)
+    assert "my_custom_task" not in {t.spec.task_id for t in await daemon._store.load_tasks()}
     history = await get(client, "/daemon/executions?task_id=my_custom_task")
-    await wait_for(lambda: daemon.scheduler.running_count == 0)
+    await wait_for(lambda: daemon._scheduler.running_count == 0)
     history = await get(client, "/daemon/executions?task_id=my_custom_task")
     assert history["executions"][0]["outcome"] == "cancelled"
     assert history["executions"][0]["reason"] == "the task was deleted"
@@ -225,9 +225,9 @@ async def test_execution_filters(client: Any, daemon: Daemon) -> None:
     await add(client, task_id="bad", priority="CRITICAL", code="def execute():\n    1/0")
     await wait_for(
         lambda: (
-            daemon.scheduler.running_count == 0
-            and daemon.scheduler.tasks["bad"].counters.execution_count == 1
-            and daemon.scheduler.tasks["ok"].counters.execution_count == 1
+            daemon._scheduler.running_count == 0
+            and daemon.get_task("bad").execution_count == 1
+            and daemon.get_task("ok").execution_count == 1
         )
     )
     failed = await get(client, "/daemon/executions?outcome=failed")
@@ -261,8 +261,8 @@ async def test_a_database_that_refuses_writes_is_a_503_that_changes_nothing(
     client: Any, daemon: Daemon
 ) -> None:
     await add(client, priority="LOW")
-    db = daemon.store._db
-    await daemon.store._run(lambda: db.execute("PRAGMA query_only = 1"))  # as if read-only
+    db = daemon._store._db
+    await daemon._store._run(lambda: db.execute("PRAGMA query_only = 1"))  # as if read-only
     refused = await post(client, "/daemon/tasks/my_custom_task/pause", 503)
     assert refused == {
         "detail": "The database could not be written (attempt to write a readonly database):"

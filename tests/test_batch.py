@@ -8,6 +8,7 @@ import pytest
 
 from omnimind_trio.daemon import Daemon
 
+from .conftest import task_ids
 from .test_api import TASK, call, client
 
 __all__ = ["client"]
@@ -65,14 +66,15 @@ async def test_mixed_batch_reports_each_operation(client: Any, daemon: Daemon) -
         "Invalid op: explode (one of: add, delete, pause, resume, run, cancel)"
     )
     assert body["results"][6]["detail"] == "Invalid priority: SOON"
-    assert daemon.scheduler.tasks["b"].paused
-    assert "c" not in daemon.scheduler.tasks
+    assert daemon.get_task("b").paused
+    assert "c" not in task_ids(daemon)
 
 
 async def test_atomic_batch_applies_nothing_when_one_operation_fails(
     client: Any, daemon: Daemon
 ) -> None:
-    before = set(daemon.scheduler.tasks)
+
+    before = task_ids(daemon)
     body = await batch(
         client,
         {
@@ -87,8 +89,8 @@ async def test_atomic_batch_applies_nothing_when_one_operation_fails(
     assert body["applied"] == 0
     assert [r["status"] for r in body["results"]] == [424, 400, 424]
     assert body["results"][1]["detail"] == "Code must define an 'execute()' function"
-    assert set(daemon.scheduler.tasks) == before
-    assert len(await daemon.store.load_tasks()) == len(before)
+    assert task_ids(daemon) == before
+    assert len(await daemon._store.load_tasks()) == len(before)
 
 
 async def test_atomic_batch_sees_its_own_earlier_operations(client: Any, daemon: Daemon) -> None:
@@ -105,11 +107,11 @@ async def test_atomic_batch_sees_its_own_earlier_operations(client: Any, daemon:
         },
     )
     assert body["applied"] == 4
-    assert daemon.scheduler.tasks["x"].paused
-    assert "x2" not in daemon.scheduler.tasks
+    assert daemon.get_task("x").paused
+    assert "x2" not in task_ids(daemon)
     duplicate = await batch(client, {"atomic": True, "operations": [add_op("z"), add_op("z")]})
     assert [r["status"] for r in duplicate["results"]] == [424, 409]
-    assert "z" not in daemon.scheduler.tasks
+    assert "z" not in task_ids(daemon)
 
 
 @pytest.mark.parametrize(
@@ -128,7 +130,7 @@ async def test_atomic_batch_sees_its_own_earlier_operations(client: Any, daemon:
 )
 async def test_a_bad_envelope_is_400(client: Any, daemon: Daemon, body: Any, detail: str) -> None:
     assert await batch(client, body, 400) == {"detail": detail}
-    assert set(daemon.scheduler.tasks) == {"database_optimization"}
+    assert task_ids(daemon) == {"database_optimization"}
 
 
 async def test_an_add_without_a_task_object_says_so(client: Any) -> None:
@@ -147,7 +149,7 @@ async def test_atomic_batch_knows_in_process_tasks_cannot_be_deleted(
                                         {"op": "delete", "task_id": "database_optimization"}]},
     )  # fmt: skip
     assert [r["status"] for r in body["results"]] == [424, 409]
-    assert "x1" not in daemon.scheduler.tasks
+    assert "x1" not in task_ids(daemon)
 
 
 async def test_an_atomic_batch_stops_at_a_write_the_database_refuses(
@@ -156,18 +158,18 @@ async def test_an_atomic_batch_stops_at_a_write_the_database_refuses(
     """The check passed, then the disk filled up at the second operation: it answers 503,
     the rest are not applied (424), and the first one stays applied."""
     await batch(client, {"operations": [add_op("a"), add_op("b"), add_op("c")]})
-    db = daemon.store._db
-    set_schedule = daemon.store.set_schedule
+    db = daemon._store._db
+    set_schedule = daemon._store.set_schedule
     calls = 0
 
     async def fills_up(*args: Any, **kwargs: Any) -> None:
         nonlocal calls
         calls += 1
         if calls == 3:  # pause a: its write and its schedule; then pause b
-            await daemon.store._run(lambda: db.execute("PRAGMA query_only = 1"))
+            await daemon._store._run(lambda: db.execute("PRAGMA query_only = 1"))
         await set_schedule(*args, **kwargs)
 
-    daemon.store.set_schedule = fills_up  # type: ignore[method-assign]
+    daemon._store.set_schedule = fills_up  # type: ignore[method-assign]
     body = await batch(
         client,
         {
@@ -177,4 +179,4 @@ async def test_an_atomic_batch_stops_at_a_write_the_database_refuses(
     )
     assert [r["status"] for r in body["results"]] == [200, 503, 424]
     assert body["applied"] == 1
-    assert [daemon.scheduler.get(t).paused for t in "abc"] == [True, False, False]
+    assert [daemon._scheduler.get(t).paused for t in "abc"] == [True, False, False]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sqlite3
@@ -27,13 +26,13 @@ from omnimind_trio import (
     TaskExists,
     open_daemon,
 )
-from omnimind_trio.daemon import Daemon, task_summary
+from omnimind_trio.daemon import Daemon
 from omnimind_trio.daemon import _writes as writes
 from omnimind_trio.models import ExecutionRecord, TaskSpec, Trigger
 from omnimind_trio.scheduling import TrioWallClock
 from omnimind_trio.store import Store, open_store
 
-from .conftest import make_settings
+from .conftest import make_settings, task_ids
 
 NOON = datetime(2026, 1, 1, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()
 
@@ -51,7 +50,7 @@ async def wait_for(predicate: Any, seconds: float = 5.0) -> None:
 
 
 async def history(daemon: Daemon, task_id: str) -> list[ExecutionRecord]:
-    records, _ = await daemon.store.list_executions(task_id=task_id)
+    records, _ = await daemon._store.list_executions(task_id=task_id)
     return records
 
 
@@ -66,7 +65,7 @@ async def test_embedding_an_in_process_task(settings: Settings, source: FakeSour
         await daemon.register("heartbeat", heartbeat, name="Heartbeat", priority=Priority.CRITICAL)
         with pytest.raises(TaskExists):
             await daemon.register("heartbeat", heartbeat, name="Again")
-        await wait_for(lambda: daemon.scheduler.tasks["heartbeat"].counters.success_count == 1)
+        await wait_for(lambda: daemon.get_task("heartbeat").success_count == 1)
         [record] = await history(daemon, "heartbeat")
         assert record.outcome is Outcome.SUCCEEDED
         assert record.result == {"beats": 1}
@@ -78,6 +77,7 @@ async def test_embedding_an_in_process_task(settings: Settings, source: FakeSour
 async def test_in_process_failure_and_timeout_are_recorded(
     settings: Settings, source: FakeSource, daemon_clock: trio.testing.MockClock
 ) -> None:
+
     async def broken() -> None:
         raise ValueError("no luck")
 
@@ -117,16 +117,17 @@ async def test_state_follows_the_work(tmp_path: Path, daemon_clock: trio.testing
         await daemon.register("blocker", blocker, name="Blocker", priority=Priority.CRITICAL)
         await trio.sleep(0.1)
         assert daemon.state.value == "working"
-        assert daemon.status()["state"] == "working"
+        assert daemon.status().json_body()["state"] == "working"
         release.set()
         await trio.sleep(0.1)
         assert daemon.state.value == "idle"
         await trio.sleep(61)  # past midnight: the sleep window
         assert daemon.state.value == "sleeping"
-        assert daemon.status()["metrics"]["is_sleep_time"] is True
-        await daemon.stop()
+        assert daemon.status().json_body()["metrics"]["is_sleep_time"] is True
+        daemon.stop()
+        await daemon.wait_stopped()
         assert daemon.state.value == "stopped"
-        assert daemon.status()["running"] is False
+        assert daemon.status().json_body()["running"] is False
 
 
 async def test_is_idle_reports_the_idle_gate_with_its_dwell(
@@ -136,32 +137,32 @@ async def test_is_idle_reports_the_idle_gate_with_its_dwell(
     settings = make_settings(tmp_path, gate_open_seconds=5, gate_close_seconds=2)
     async with open_daemon(settings, metrics_source=source, clock=TrioWallClock(NOON)) as daemon:
         await trio.sleep(10)
-        assert daemon.status()["metrics"]["is_idle"] is False
+        assert daemon.status().json_body()["metrics"]["is_idle"] is False
         # The change is first seen by the next sample, at most one interval (1 s) later.
         source.cpu_percent = 5
         await trio.sleep(4.9)
-        assert daemon.status()["metrics"]["is_idle"] is False
+        assert daemon.status().json_body()["metrics"]["is_idle"] is False
         await trio.sleep(1.6)
-        assert daemon.status()["metrics"]["is_idle"] is True
+        assert daemon.status().json_body()["metrics"]["is_idle"] is True
         source.cpu_percent = 90
         await trio.sleep(1.9)
-        assert daemon.status()["metrics"]["is_idle"] is True
+        assert daemon.status().json_body()["metrics"]["is_idle"] is True
         await trio.sleep(1.6)
-        assert daemon.status()["metrics"]["is_idle"] is False
+        assert daemon.status().json_body()["metrics"]["is_idle"] is False
 
 
 async def test_tasks_and_counters_survive_a_restart(settings: Settings, source: FakeSource) -> None:
     async with open_daemon(settings, metrics_source=source) as daemon:
         await daemon.add_task(code_task("ran", "def execute():\n    return 1", repeat_hours=2))
         await daemon.add_task(code_task("waits", "def execute():\n    return 2", Priority.LOW))
-        await wait_for(lambda: daemon.scheduler.tasks["ran"].counters.success_count == 1)
-        listed = [task_summary(e) for e in daemon.scheduler.tasks.values()]
+        await wait_for(lambda: daemon.get_task("ran").success_count == 1)
+        listed = daemon.list_tasks().tasks
     async with open_daemon(settings, metrics_source=source) as daemon:
-        assert [task_summary(e) for e in daemon.scheduler.tasks.values()] == listed
-        assert daemon.scheduler.tasks["ran"].counters.success_count == 1
+        assert daemon.list_tasks().tasks == listed
+        assert daemon.get_task("ran").success_count == 1
         # Not run again: its next run is two hours after the first.
         await trio.sleep(0.2)
-        assert daemon.scheduler.tasks["ran"].counters.execution_count == 1
+        assert daemon.get_task("ran").execution_count == 1
         assert len(await history(daemon, "ran")) == 1
 
 
@@ -172,11 +173,18 @@ async def test_runs_left_open_by_a_crash_are_closed_as_interrupted(
         await daemon.add_task(code_task("victim", "def execute():\n    return 1", Priority.LOW))
     # What a kill -9 leaves behind: a record still marked running.
     async with open_store(settings.database_path) as store:
-        record = ExecutionRecord("dead", "victim", Trigger.SCHEDULE, Outcome.RUNNING, 1.0, 1.0)
+        record = ExecutionRecord(
+            execution_id="dead",
+            task_id="victim",
+            trigger=Trigger.SCHEDULE,
+            outcome=Outcome.RUNNING,
+            scheduled_at=1.0,
+            started_at=1.0,
+        )
         await store.start_execution(record, last_execution=1.0, next_due=None)
     async with open_daemon(settings, metrics_source=source, autostart=False) as daemon:
-        record2 = await daemon.store.get_execution("dead")
-        counters = daemon.scheduler.tasks["victim"].counters
+        record2 = await daemon._store.get_execution("dead")
+        counters = daemon._scheduler.tasks["victim"].counters
     assert record2 is not None and record2.outcome is Outcome.INTERRUPTED
     assert record2.finished_at is not None
     assert (counters.execution_count, counters.failure_count) == (1, 1)
@@ -194,7 +202,8 @@ async def test_stop_kills_running_executions_and_records_them_cancelled(
     await wait_for(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text())
     pid = int((tmp_path / "pid").read_text())
     started = trio.current_time()
-    assert await daemon.stop()
+    assert daemon.stop()
+    await daemon.wait_stopped()
     assert trio.current_time() - started < 1.0
     [record] = await history(daemon, "sleeper")
     assert record.outcome is Outcome.CANCELLED
@@ -202,18 +211,18 @@ async def test_stop_kills_running_executions_and_records_them_cancelled(
     await trio.sleep(0.05)
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)
-    counters = daemon.scheduler.tasks["sleeper"].counters
+    counters = daemon._scheduler.tasks["sleeper"].counters
     assert (counters.execution_count, counters.failure_count) == (1, 1)
     # And it comes back.
     assert await daemon.start()
     await daemon.add_task(code_task("after", "def execute():\n    return 'again'"))
-    await wait_for(lambda: daemon.scheduler.tasks["after"].counters.success_count == 1)
+    await wait_for(lambda: daemon.get_task("after").success_count == 1)
 
 
 async def test_code_task_timeout_and_output_are_recorded(daemon: Daemon) -> None:
     code = "def execute():\n    print('working', flush=True)\n    while True:\n        pass"
     await daemon.add_task(code_task("spin", code, timeout_seconds=0.3))
-    await wait_for(lambda: daemon.scheduler.tasks["spin"].counters.execution_count == 1)
+    await wait_for(lambda: daemon.get_task("spin").execution_count == 1)
     [record] = await history(daemon, "spin")
     assert record.outcome is Outcome.TIMED_OUT
     assert record.reason == "timed out after 0.3 s"
@@ -227,7 +236,7 @@ async def test_the_async_example_of_the_api_document(daemon: Daemon) -> None:
         '    return {"status": "completed", "waited": "1 second"}'
     )
     await daemon.add_task(code_task("async_example", code))
-    await wait_for(lambda: daemon.scheduler.tasks["async_example"].counters.execution_count == 1)
+    await wait_for(lambda: daemon.get_task("async_example").execution_count == 1)
     [record] = await history(daemon, "async_example")
     assert record.outcome is Outcome.SUCCEEDED
     assert record.result == {"status": "completed", "waited": "1 second"}
@@ -236,7 +245,7 @@ async def test_the_async_example_of_the_api_document(daemon: Daemon) -> None:
 async def test_database_optimization_is_a_real_task(tmp_path: Path, source: FakeSource) -> None:
     settings = make_settings(tmp_path, history_max_per_task=2)
     async with open_daemon(settings, metrics_source=source) as daemon:
-        tasks = daemon.scheduler.tasks
+        tasks = daemon._scheduler.tasks
         await wait_for(lambda: tasks["database_optimization"].counters.success_count == 1)
         await daemon.add_task(code_task("t0", "def execute():\n    return 1"))
         for runs in (1, 2, 3):
@@ -246,9 +255,9 @@ async def test_database_optimization_is_a_real_task(tmp_path: Path, source: Fake
                 )
             )
             if runs < 3:
-                daemon.scheduler.run_now("t0")
+                daemon._scheduler.run_now("t0")
         assert len(await history(daemon, "t0")) == 3
-        daemon.scheduler.run_now("database_optimization")
+        daemon._scheduler.run_now("database_optimization")
         await wait_for(lambda: tasks["database_optimization"].counters.success_count == 2)
         newest = (await history(daemon, "database_optimization"))[0]
         assert newest.result == {"status": "completed", "deleted_executions": 1}
@@ -282,7 +291,7 @@ async def test_tasks_never_see_the_dashboard_credentials(
     async with open_daemon(make_settings(tmp_path), metrics_source=source) as daemon:
         code = "def execute():\n    import os\n    return os.environ.get('OMNIMIND_DASHBOARD_PASS')"
         await daemon.add_task(code_task("snoop", code))
-        await wait_for(lambda: daemon.scheduler.tasks["snoop"].counters.execution_count == 1)
+        await wait_for(lambda: daemon.get_task("snoop").execution_count == 1)
         [record] = await history(daemon, "snoop")
     assert record.outcome is Outcome.SUCCEEDED and record.result is None
 
@@ -300,7 +309,7 @@ async def test_a_312_task_interpreter_accepts_312_syntax(
         await daemon.add_task(code_task("modern", code))
         with pytest.raises(InvalidInput, match="Syntax error in code at line 1"):
             await daemon.add_task(code_task("broken", "def execute(:\n    pass"))
-        await wait_for(lambda: daemon.scheduler.tasks["modern"].counters.execution_count == 1)
+        await wait_for(lambda: daemon.get_task("modern").execution_count == 1)
         [record] = await history(daemon, "modern")
     assert (record.outcome, record.result) == (Outcome.SUCCEEDED, 12)
 
@@ -309,33 +318,32 @@ async def test_a_patched_in_process_task_keeps_its_changes_across_restarts(
     settings: Settings, source: FakeSource
 ) -> None:
     async with open_daemon(settings, metrics_source=source, autostart=False) as daemon:
-        entry = daemon.scheduler.tasks["database_optimization"]
-        changed = dataclasses.replace(entry.spec, priority=Priority.LOW, repeat_hours=24)
-        await daemon.update_task("database_optimization", changed)
+        changes = {"priority": "LOW", "repeat_hours": 24}
+        await daemon.update_task("database_optimization", changes)
     async with open_daemon(settings, metrics_source=source, autostart=False) as daemon:
-        spec = daemon.scheduler.tasks["database_optimization"].spec
-        assert (spec.priority, spec.repeat_hours) == (Priority.LOW, 24)
+        task = daemon.get_task("database_optimization")
+        assert (task.priority, task.repeat_hours) == (Priority.LOW, 24)
 
 
 async def test_a_pending_retry_survives_a_restart(tmp_path: Path, source: FakeSource) -> None:
     settings = make_settings(tmp_path, retry_base_seconds=600)
     async with open_daemon(settings, metrics_source=source) as daemon:
         await daemon.add_task(code_task("flaky", "def execute():\n    1 / 0", max_retries=2))
-        await wait_for(lambda: daemon.scheduler.tasks["flaky"].retry_at is not None)
-        retry_at = daemon.scheduler.tasks["flaky"].retry_at
+        await wait_for(lambda: daemon._scheduler.tasks["flaky"].retry_at is not None)
+        retry_at = daemon._scheduler.tasks["flaky"].retry_at
 
         async def stored_retry() -> float | None:
-            by_id = {t.spec.task_id: t for t in await daemon.store.load_tasks()}
+            by_id = {t.spec.task_id: t for t in await daemon._store.load_tasks()}
             return by_id["flaky"].retry_at
 
         with trio.fail_after(5):  # the schedule is written in the background
             while await stored_retry() != retry_at:
                 await trio.sleep(0.01)
     async with open_daemon(settings, metrics_source=source, autostart=False) as daemon:
-        entry = daemon.scheduler.tasks["flaky"]
+        entry = daemon._scheduler.tasks["flaky"]
         assert (entry.retry_at, entry.retry_attempt) == (retry_at, 1)
         assert entry.status == "scheduled"
-        explained = daemon.scheduler.explain(entry) or {}
+        explained = daemon._scheduler.explain(entry) or {}
         assert explained["reason"] == "backoff"
 
 
@@ -344,12 +352,12 @@ async def test_a_pending_retry_survives_a_restart(tmp_path: Path, source: FakeSo
 
 async def read_only(daemon: Daemon, on: bool = True) -> None:
     """SQLite's own switch: every write fails with 'attempt to write a readonly database'."""
-    db = daemon.store._db
-    await daemon.store._run(lambda: db.execute(f"PRAGMA query_only = {int(on)}"))
+    db = daemon._store._db
+    await daemon._store._run(lambda: db.execute(f"PRAGMA query_only = {int(on)}"))
 
 
 async def stored(daemon: Daemon) -> dict[str, Any]:
-    return {t.spec.task_id: t for t in await daemon.store.load_tasks()}
+    return {t.spec.task_id: t for t in await daemon._store.load_tasks()}
 
 
 async def test_a_refused_write_changes_nothing_and_says_so(daemon: Daemon) -> None:
@@ -363,19 +371,17 @@ async def test_a_refused_write_changes_nothing_and_says_so(daemon: Daemon) -> No
     attempts = {
         "add": lambda: daemon.add_task(code_task("new", "def execute():\n    return 2\n")),
         "resume": lambda: daemon.resume_task("keep"),
-        "update": lambda: daemon.update_task(
-            "keep", dataclasses.replace(daemon.scheduler.get("keep").spec, priority=Priority.HIGH)
-        ),
+        "update": lambda: daemon.update_task("keep", {"priority": "HIGH"}),
         "delete": lambda: daemon.delete_task("keep"),
     }
     for name, attempt in attempts.items():
         with pytest.raises(StoreError, match="readonly database") as refused:
             await attempt()
         assert "nothing was changed" in refused.value.detail, name
-        entry = daemon.scheduler.get("keep")
+        entry = daemon._scheduler.get("keep")
         assert entry.paused, name
         assert entry.spec.priority is Priority.LOW, name
-        assert "new" not in daemon.scheduler.tasks, name
+        assert "new" not in task_ids(daemon), name
 
     await read_only(daemon, on=False)
     after = await stored(daemon)
@@ -389,7 +395,7 @@ async def test_a_refused_pause_leaves_the_task_scheduled(daemon: Daemon) -> None
     await daemon.add_task(
         code_task("daily", "def execute():\n    return 1\n", Priority.LOW, repeat_hours=24)
     )
-    entry = daemon.scheduler.get("daily")
+    entry = daemon._scheduler.get("daily")
 
     def schedule() -> tuple[Any, ...]:
         fields = ("paused", "next_due", "ready_since", "ready_trigger", "retry_at")
@@ -401,7 +407,7 @@ async def test_a_refused_pause_leaves_the_task_scheduled(daemon: Daemon) -> None
     with pytest.raises(StoreError):
         await daemon.pause_task("daily")
     assert schedule() == before  # still waiting, since the same time
-    assert daemon.scheduler.pending_count == 1
+    assert daemon._scheduler.pending_count == 1
     await read_only(daemon, on=False)
     assert not (await stored(daemon))["daily"].paused
 
@@ -419,15 +425,15 @@ async def test_a_change_whose_caller_goes_away_is_saved_all_the_same(daemon: Dae
             await daemon.pause_task("nap")
 
     async with trio.open_nursery() as nursery:
-        await daemon.store._limiter.acquire()  # the store is busy: the write has to wait
+        await daemon._store._limiter.acquire()  # the store is busy: the write has to wait
         try:
             nursery.start_soon(request)
             await trio.testing.wait_all_tasks_blocked()
             requests[0].cancel()  # the client went away
             await trio.testing.wait_all_tasks_blocked()
         finally:
-            daemon.store._limiter.release()
-    assert daemon.scheduler.get("nap").paused
+            daemon._store._limiter.release()
+    assert daemon._scheduler.get("nap").paused
     assert (await stored(daemon))["nap"].paused
 
 
@@ -436,7 +442,7 @@ async def test_a_database_that_refuses_writes_does_not_stop_the_daemon(daemon: D
     is lost and logged), the state says ``error`` and why, and the next write that works
     clears it."""
     await daemon.add_task(code_task("job", "def execute():\n    return 42\n"))
-    entry = daemon.scheduler.get("job")
+    entry = daemon._scheduler.get("job")
     await wait_for(lambda: entry.counters.execution_count == 1)
     records = await history(daemon, "job")
     while not records or records[0].outcome is not Outcome.SUCCEEDED:  # its final write
@@ -445,13 +451,13 @@ async def test_a_database_that_refuses_writes_does_not_stop_the_daemon(daemon: D
     await wait_for(lambda: daemon.state is DaemonState.IDLE)
     await read_only(daemon)
 
-    with daemon.events.subscribe() as events:
+    with daemon.subscribe() as events:
         daemon.run_task_now("job")
         await wait_for(lambda: entry.counters.execution_count == 2)
         changes = []
         while True:
             try:
-                message = json.loads(events.receive_nowait())
+                message = json.loads(events.receive_nowait().as_json())
             except trio.WouldBlock:
                 break
             if message["type"] == "state_changed":
@@ -464,9 +470,9 @@ async def test_a_database_that_refuses_writes_does_not_stop_the_daemon(daemon: D
     assert entry.counters.success_count == 2  # it ran, and succeeded
     assert daemon.running
     assert daemon.state is DaemonState.ERROR
-    assert daemon.status()["state"] == "error"
+    assert daemon.status().json_body()["state"] == "error"
     assert daemon.error == "the database refuses writes (attempt to write a readonly database)"
-    assert b"omnimind_database_writable 0.0" in daemon.prom.render()
+    assert b"omnimind_database_writable 0.0" in daemon.prometheus()
     assert len(await history(daemon, "job")) == 1  # the second run's record is lost
 
     await read_only(daemon, on=False)
@@ -474,7 +480,7 @@ async def test_a_database_that_refuses_writes_does_not_stop_the_daemon(daemon: D
     await wait_for(lambda: entry.counters.execution_count == 3)
     await wait_for(lambda: daemon.state is not DaemonState.ERROR)
     assert daemon.error is None
-    assert b"omnimind_database_writable 1.0" in daemon.prom.render()
+    assert b"omnimind_database_writable 1.0" in daemon.prometheus()
     assert len(await history(daemon, "job")) == 2
 
 

@@ -116,7 +116,7 @@ async def test_hostile_code_cannot_hurt_the_daemon(tmp_path: Path) -> None:
         await daemon.add_task(TaskSpec("bystander", "b", "", Priority.CRITICAL, BYSTANDER))
 
         latencies: list[float] = []
-        tasks = daemon.scheduler.tasks
+        tasks = daemon._scheduler.tasks
         with trio.fail_after(30):
             while any(t.counters.execution_count == 0 or t.running for t in tasks.values()):
                 started = trio.current_time()
@@ -127,7 +127,7 @@ async def test_hostile_code_cannot_hurt_the_daemon(tmp_path: Path) -> None:
 
         records: dict[str, Any] = {}
         for task_id in [*HOSTILE, "bystander"]:
-            page, _ = await daemon.store.list_executions(task_id=task_id)
+            page, _ = await daemon._store.list_executions(task_id=task_id)
             records[task_id] = page[0]
         assert daemon.running
 

@@ -18,7 +18,15 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 def record(i: int, task_id: str = "a", outcome: Outcome = Outcome.SUCCEEDED) -> ExecutionRecord:
-    return ExecutionRecord(f"e{i}", task_id, Trigger.SCHEDULE, outcome, float(i), float(i), i + 0.5)
+    return ExecutionRecord(
+        execution_id=f"e{i}",
+        task_id=task_id,
+        trigger=Trigger.SCHEDULE,
+        outcome=outcome,
+        scheduled_at=float(i),
+        started_at=float(i),
+        finished_at=i + 0.5,
+    )
 
 
 async def fill(store: Store) -> None:
@@ -40,7 +48,14 @@ async def test_history_is_newest_first_and_filtered(store: Store) -> None:
 
 async def test_retention_by_count_and_age_spares_running_records(store: Store) -> None:
     await fill(store)
-    running = ExecutionRecord("live", "a", Trigger.SCHEDULE, Outcome.RUNNING, 0.0, 0.0)
+    running = ExecutionRecord(
+        execution_id="live",
+        task_id="a",
+        trigger=Trigger.SCHEDULE,
+        outcome=Outcome.RUNNING,
+        scheduled_at=0.0,
+        started_at=0.0,
+    )
     await store.start_execution(running, last_execution=0.0, next_due=None)
     deleted = await store.apply_retention(max_per_task=2, older_than=2.0)
     assert deleted == 6

@@ -10,6 +10,7 @@ from quart.testing.connections import WebsocketResponseError
 
 from omnimind_trio.daemon import Daemon
 from omnimind_trio.daemon._events import EventBus
+from omnimind_trio.models import DaemonState
 
 from .conftest import SLEEP_WINDOW
 from .test_api import AUTH, TASK, call, client
@@ -89,16 +90,16 @@ async def test_a_browser_authenticates_with_a_single_use_token(client: Any) -> N
 
 
 async def test_a_slow_subscriber_is_dropped_and_never_blocks_publishing() -> None:
-    bus = EventBus(lambda: "idle", buffer_messages=3)
+    bus = EventBus(lambda: DaemonState.IDLE, buffer_messages=3)
     with bus.subscribe() as slow, bus.subscribe() as fast:
         for i in range(10):
             bus.publish("tick", {"i": i})  # never blocks, even with nobody reading
             with trio.move_on_after(0):
                 pass
             if i < 3:
-                assert json.loads(fast.receive_nowait())["data"] == {"i": i}
+                assert fast.receive_nowait().data == {"i": i}
         assert bus.dropped == 2
-        received = [json.loads(m)["data"]["i"] async for m in slow]
+        received = [m.data["i"] async for m in slow]
         assert received == [0, 1, 2]  # then the channel ended: disconnected
 
 

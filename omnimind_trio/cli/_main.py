@@ -8,6 +8,7 @@ Exit status: 0 success, 1 the API answered with an error (``omnimind: <detail> (
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 import os
 import re
@@ -24,6 +25,13 @@ from .. import __version__
 from ..config import Settings
 from ..credentials import read_credentials_file
 from ..exceptions import OmniMindError
+from ..models import (
+    OPTION_FIELDS,
+    TASK_FIELD_TYPES,
+    Priority,
+    base_type,
+    field_description,
+)
 from ._client import (
     DEFAULT_URL,
     ApiError,
@@ -41,7 +49,7 @@ EXIT_API_ERROR: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_UNREACHABLE: Final = 3
 
-PRIORITIES: Final = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+PRIORITIES: Final = tuple(p.value for p in Priority)
 
 
 class UsageError(Exception):
@@ -195,45 +203,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-POLICY_CHOICES = {
-    "on_busy": ("freeze", "continue", "cancel"),
-    "overlap": ("skip", "queue", "replace", "allow"),
-    "on_missed": ("once", "skip"),
-}
-TASK_OPTIONS = (
-    "repeat_hours",
-    "timeout_seconds",
-    "max_memory_mb",
-    "max_cpu_seconds",
-    "max_retries",
-    "max_delay_hours",
-    *POLICY_CHOICES,
-)
-
-
 def _task_options(parser: argparse.ArgumentParser) -> None:
-    """The options ``add`` and ``edit`` share (left out: the daemon's default applies)."""
-    parser.add_argument("--repeat-hours", type=int, help="run every N hours (default: once)")
-    parser.add_argument("--timeout-seconds", type=float, help="kill a run after this long")
-    parser.add_argument("--max-memory-mb", type=int, help="address-space cap of a run")
-    parser.add_argument("--max-cpu-seconds", type=int, help="CPU-time cap of a run")
-    parser.add_argument("--max-retries", type=int, help="retry a failed run up to N times")
-    parser.add_argument(
-        "--max-delay-hours", type=float, help="run anyway after waiting this long for its gate"
-    )
-    parser.add_argument(
-        "--on-busy", choices=POLICY_CHOICES["on_busy"], help="when the user comes back"
-    )
-    parser.add_argument(
-        "--overlap", choices=POLICY_CHOICES["overlap"], help="when due while still running"
-    )
-    parser.add_argument(
-        "--on-missed", choices=POLICY_CHOICES["on_missed"], help="runs missed while down"
-    )
+    """The options ``add`` and ``edit`` share, one per task option field (left out: the
+    daemon's default applies): ``--repeat-hours``, ``--on-busy``..."""
+    for name in OPTION_FIELDS:
+        base, _ = base_type(TASK_FIELD_TYPES[name])
+        flag = "--" + name.replace("_", "-")
+        help_text = field_description(name)
+        if isinstance(base, type) and issubclass(base, enum.Enum):
+            parser.add_argument(flag, choices=[m.value for m in base], help=help_text)
+        elif base in (int, float):
+            parser.add_argument(flag, type=base, help=help_text)
+        else:
+            parser.add_argument(flag, help=help_text)
 
 
 def _given_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {key: getattr(args, key) for key in TASK_OPTIONS if getattr(args, key) is not None}
+    return {key: getattr(args, key) for key in OPTION_FIELDS if getattr(args, key) is not None}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,7 +22,7 @@ import trio
 from ..config import Settings
 from ..credentials import Credentials, load_credentials
 from ..daemon import open_daemon
-from ..http import create_app, hypercorn_config, serve_http
+from ..http import serve_api
 
 log = logging.getLogger(__name__)
 
@@ -89,20 +89,18 @@ async def serve(
                         nursery.cancel_scope.cancel()
                         return
                     log.info("%s received: stopping", signal.Signals(signum).name)
-                    daemon.events.close()  # WebSocket clients get a clean 1001 "going away"
+                    daemon.close_events()  # WebSocket clients get a clean 1001 "going away"
                     shutdown.set()
                     # Backstop: whatever still runs after the grace period is cancelled.
                     nursery.cancel_scope.deadline = (
                         trio.current_time() + settings.stop_grace_seconds
                     )
-                    nursery.start_soon(daemon.stop)
+                    daemon.stop()
+                    nursery.start_soon(daemon.wait_stopped)
 
             async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
-                await serve_http(
-                    create_app(daemon, credentials),
-                    hypercorn_config(settings),
-                    shutdown_trigger=shutdown.wait,
-                    task_status=task_status,
+                await serve_api(
+                    daemon, credentials, shutdown_trigger=shutdown.wait, task_status=task_status
                 )
                 nursery.cancel_scope.cancel()  # served its last request: we are done
 

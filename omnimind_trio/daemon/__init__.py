@@ -1,18 +1,11 @@
 """The daemon: the supervisor node of the nursery tree and the facade everything else
 calls (the HTTP API, the CLI's server, embedders). It composes scheduling, execution and
-the store.
+the store; the modules here take data, never the :class:`Daemon` itself.
+
+Imports: models, exceptions, config, scheduling, execution, store.
 """
 
-from ._daemon import Daemon, open_daemon
-from ._metrics import CONTENT_TYPE
-from ._views import execution_summary, task_action, task_detail, task_summary
+from ._daemon import Daemon
+from ._open import open_daemon
 
-__all__ = [
-    "CONTENT_TYPE",
-    "Daemon",
-    "execution_summary",
-    "open_daemon",
-    "task_action",
-    "task_detail",
-    "task_summary",
-]
+__all__ = ["Daemon", "open_daemon"]

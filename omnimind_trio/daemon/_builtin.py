@@ -2,29 +2,46 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
+from ..config import Settings
 from ..models import Priority
-
-if TYPE_CHECKING:
-    from ._daemon import Daemon
+from ..scheduling import Clock
+from ..store import Store
 
 DATABASE_OPTIMIZATION = "database_optimization"
 
 
-async def register_builtins(daemon: Daemon) -> None:
+class Register(Protocol):
+    """:meth:`Daemon.register <omnimind_trio.Daemon.register>`'s signature."""
+
+    def __call__(
+        self,
+        task_id: str,
+        function: Callable[[], Awaitable[Any]],
+        *,
+        name: str,
+        description: str = ...,
+        priority: Priority = ...,
+        repeat_hours: int | None = ...,
+    ) -> Awaitable[Any]: ...
+
+
+async def register_builtins(
+    register: Register, *, store: Store, settings: Settings, clock: Clock
+) -> None:
     """Register ``database_optimization`` (MEDIUM, every 6 hours)."""
-    settings = daemon.settings
 
     async def optimize() -> dict[str, Any]:
-        deleted = await daemon.store.apply_retention(
+        deleted = await store.apply_retention(
             max_per_task=settings.history_max_per_task,
-            older_than=daemon.clock.now() - settings.history_max_days * 86400,
+            older_than=clock.now() - settings.history_max_days * 86400,
         )
-        await daemon.store.optimize()
+        await store.optimize()
         return {"status": "completed", "deleted_executions": deleted}
 
-    await daemon.register(
+    await register(
         DATABASE_OPTIMIZATION,
         optimize,
         name="Database Optimization",

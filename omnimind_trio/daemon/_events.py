@@ -7,7 +7,6 @@ disconnected (its channel closed), so no client can hold up the scheduler.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,17 +14,17 @@ from typing import Any
 
 import trio
 
-from ..models import iso_utc
+from ..models import DaemonState, Event, iso_utc
 
 
 class EventBus:
     """Every message is ``{"type", "state", "time", "data"}``: ``state`` is the daemon's
     state when the event happened, so a client can read it from any message."""
 
-    def __init__(self, state: Callable[[], str], buffer_messages: int = 256) -> None:
+    def __init__(self, state: Callable[[], DaemonState], buffer_messages: int = 256) -> None:
         self._state = state
         self._buffer = buffer_messages
-        self._subscribers: set[trio.MemorySendChannel[str]] = set()
+        self._subscribers: set[trio.MemorySendChannel[Event]] = set()
         self.dropped = 0
         """Subscribers disconnected for being too slow."""
         self.closed = False
@@ -44,13 +43,8 @@ class EventBus:
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         if not self._subscribers or self.closed:
             return
-        message = json.dumps(
-            {
-                "type": kind,
-                "state": self._state(),
-                "time": iso_utc(time.time(), millis=True),
-                "data": data,
-            }
+        message = Event.model_construct(
+            type=kind, state=self._state(), time=iso_utc(time.time(), millis=True), data=data
         )
         for channel in list(self._subscribers):
             try:
@@ -63,9 +57,9 @@ class EventBus:
                 self._subscribers.discard(channel)
 
     @contextmanager
-    def subscribe(self) -> Iterator[trio.MemoryReceiveChannel[str]]:
-        """A channel of serialized messages; it ends when the subscriber is too slow."""
-        send, receive = trio.open_memory_channel[str](self._buffer)
+    def subscribe(self) -> Iterator[trio.MemoryReceiveChannel[Event]]:
+        """A channel of events; it ends when the subscriber is too slow (or the bus closes)."""
+        send, receive = trio.open_memory_channel[Event](self._buffer)
         if self.closed:
             send.close()
         else:

@@ -7,25 +7,33 @@ a custom collector, so nothing is updated on the hot path that nobody asked for.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..models import ExecutionRecord, Priority
+from ..models import ExecutionRecord, Priority, SystemMetrics
 
-if TYPE_CHECKING:
-    from ._daemon import Daemon
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    """What the gauges show, read from the daemon at scrape time."""
+
+    up: bool
+    database_writable: bool
+    tasks_registered: int
+    executions_running: int
+    tasks_pending: int
+    machine: SystemMetrics
+    open_priorities: frozenset[Priority]
 
 
 class DaemonMetrics:
     """One registry per daemon (never the global one: embedders may run several)."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, live: Callable[[], LiveState]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.executions = Counter(
             "omnimind_executions",
@@ -56,23 +64,8 @@ class DaemonMetrics:
             ),
             registry=self.registry,
         )
-        self.http_requests = Counter(
-            "omnimind_http_requests",
-            "HTTP requests by route and status code.",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
         self.last_success: dict[str, float] = {}
-        self._http_children: dict[tuple[str, str, str], Any] = {}
-        self.registry.register(_LiveCollector(daemon, self))
-
-    def count_request(self, method: str, route: str, status: int) -> None:
-        """Count one HTTP request (children cached: ``labels()`` is slow on a hot path)."""
-        key = (method, route, str(status))
-        child = self._http_children.get(key)
-        if child is None:
-            child = self._http_children[key] = self.http_requests.labels(*key)
-        child.inc()
+        self.registry.register(_LiveCollector(live, self))
 
     def observe(self, record: ExecutionRecord) -> None:
         self.executions.labels(record.task_id, record.outcome.value).inc()
@@ -89,45 +82,44 @@ class DaemonMetrics:
 
 
 class _LiveCollector(Collector):
-    def __init__(self, daemon: Daemon, metrics: DaemonMetrics) -> None:
-        self._daemon = daemon
+    def __init__(self, live: Callable[[], LiveState], metrics: DaemonMetrics) -> None:
+        self._live = live
         self._metrics = metrics
 
+    def describe(self) -> Iterator[Metric]:
+        # Registering would otherwise collect once, before the daemon is whole.
+        return iter(())
+
     def collect(self) -> Iterator[Metric]:
-        daemon = self._daemon
-        scheduler = daemon.scheduler
+        live = self._live()
 
         def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, doc, value=value)
 
-        yield gauge(
-            "omnimind_up",
-            "1 while the daemon runs (between start and stop).",
-            float(daemon.running),
-        )
+        yield gauge("omnimind_up", "1 while the daemon runs (between start and stop).", live.up)
         yield gauge(
             "omnimind_database_writable",
             "0 while the database refuses writes (disk full, read-only, I/O error), else 1.",
-            float(daemon.writes.problem is None),
+            live.database_writable,
         )
-        yield gauge("omnimind_tasks_registered", "Registered tasks.", len(scheduler.tasks))
-        yield gauge("omnimind_executions_running", "Executions in flight.", scheduler.running_count)
-        yield gauge("omnimind_tasks_pending", "Tasks due but not running.", scheduler.pending_count)
-        metrics = daemon.metrics
-        yield gauge("omnimind_cpu_percent", "Machine CPU use, percent.", metrics.cpu_percent)
+        yield gauge("omnimind_tasks_registered", "Registered tasks.", live.tasks_registered)
+        yield gauge("omnimind_executions_running", "Executions in flight.", live.executions_running)
+        yield gauge("omnimind_tasks_pending", "Tasks due but not running.", live.tasks_pending)
+        machine = live.machine
+        yield gauge("omnimind_cpu_percent", "Machine CPU use, percent.", machine.cpu_percent)
         yield gauge(
             "omnimind_external_cpu_percent",
             "Machine CPU use without the daemon and its tasks, percent.",
-            metrics.external_cpu_percent,
+            machine.external_cpu_percent,
         )
         yield gauge(
-            "omnimind_memory_percent", "Machine memory use, percent.", metrics.memory_percent
+            "omnimind_memory_percent", "Machine memory use, percent.", machine.memory_percent
         )
         gates = GaugeMetricFamily(
             "omnimind_gate_open", "1 when a priority may start work.", labels=["priority"]
         )
         for priority in Priority:
-            gates.add_metric([priority.name], float(daemon.gates.is_open(priority)))
+            gates.add_metric([priority.value], float(priority in live.open_priorities))
         yield gates
         last = GaugeMetricFamily(
             "omnimind_last_success_timestamp_seconds",

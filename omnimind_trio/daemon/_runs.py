@@ -13,6 +13,7 @@ import math
 import sys
 import traceback
 import uuid
+from collections.abc import Callable
 
 import trio
 
@@ -24,7 +25,6 @@ from ..scheduling import Clock, InProcessFunction, Running, TaskEntry
 from ..store import Store
 from ._events import EventBus
 from ._metrics import DaemonMetrics
-from ._views import execution_summary
 from ._writes import WriteGuard
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,10 @@ class ExecutionRunner:
         events: EventBus,
         prom: DaemonMetrics,
         writes: WriteGuard,
+        on_finished: Callable[[ExecutionRecord], None] = lambda record: None,
     ) -> None:
         self.settings = settings
+        self._on_finished = on_finished
         self.store = store
         self.writes = writes
         self.executor = executor
@@ -65,10 +67,9 @@ class ExecutionRunner:
             scheduled_at=running.scheduled_at,
             started_at=running.started_at,
             attempt=running.attempt,
-            pauses=running.pauses,
         )
         limit = spec.timeout_seconds or self.settings.timeout_seconds
-        self.events.publish("execution_started", execution_summary(record))
+        self.events.publish("execution_started", record.summary())
         try:
             # Refused (disk full...)? The task runs all the same; its record may be lost.
             await self.writes.write(
@@ -94,6 +95,7 @@ class ExecutionRunner:
                     record.outcome = Outcome.FAILED
                     record.reason = f"internal error of the daemon: {sys.exc_info()[1]!r}"
             record.finished_at = self.clock.now()
+            record.pauses = list(running.pauses)
             self._count(entry, record)
             await self._finish(record, entry)
             log.info(
@@ -142,7 +144,8 @@ class ExecutionRunner:
                 self.store.finish_execution(record, entry.counters),
                 f"the record of execution {record.execution_id} of {entry.task_id}",
             )
-        self.events.publish("execution_finished", execution_summary(record))
+        self.events.publish("execution_finished", record.summary())
+        self._on_finished(record)
 
     async def _run_code(
         self, spec: TaskSpec, record: ExecutionRecord, running: Running, limit: float

@@ -1,8 +1,9 @@
 """The HTTP API: the Quart app over the daemon facade, and the hypercorn server that
-serves it. Imports: the daemon facade, models, exceptions, config, credentials.
+serves it. Routes describe themselves (:mod:`._routing`); the OpenAPI document is generated
+from them. Imports: the daemon facade, models, exceptions, config, credentials.
 """
 
 from ._app import create_app
-from ._server import hypercorn_config, serve_http
+from ._server import hypercorn_config, serve_api, serve_http
 
-__all__ = ["create_app", "hypercorn_config", "serve_http"]
+__all__ = ["create_app", "hypercorn_config", "serve_api", "serve_http"]

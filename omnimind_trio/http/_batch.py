@@ -11,20 +11,36 @@ the ones before it stay applied: there is no rollback across operations.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from ..daemon import Daemon, task_action
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..daemon import Daemon
 from ..exceptions import Conflict, InvalidInput, OmniMindError, TaskExists, TaskNotFound
-from ..models import Overlap, TaskSpec, parse_task_spec
+from ..models import ActionResult, Overlap, Response, TaskSpec, TaskStatus, parse_task_spec
+from ._body import json_body
+from ._errors import status_for
+from ._routing import Routes
+from ._tasks import action
 
 MAX_OPERATIONS = 1000
 TASK_OPS = ("delete", "pause", "resume", "run", "cancel")
 
 
-async def run_batch(
-    daemon: Daemon, body: Any, status_for: Callable[[OmniMindError], int]
-) -> dict[str, Any]:
+def add_batch_route(routes: Routes, daemon: Daemon) -> None:
+    @routes.route(
+        "POST",
+        "/daemon/tasks/batch",
+        "Many task operations in one request",
+        response=BatchResponse,
+        body=BatchRequest,
+        errors=(400, 413, 415),
+    )
+    async def batch() -> dict[str, Any]:
+        return await run_batch(daemon, await json_body())
+
+
+async def run_batch(daemon: Daemon, body: Any) -> dict[str, Any]:
     """Run a batch request; raises InvalidInput only when the envelope itself is wrong."""
     atomic, operations = _envelope(body)
     parsed: list[tuple[str, str, TaskSpec | None] | OmniMindError] = []
@@ -43,7 +59,7 @@ async def run_batch(
                     detail = "Not applied: another operation of this atomic batch failed"
                     results.append({"index": index, "status": 424, "detail": detail})
                 else:
-                    results.append(_failure(index, problem, status_for))
+                    results.append(_failure(index, problem))
             return {"results": results, "applied": 0}
 
     results = []
@@ -58,34 +74,67 @@ async def run_batch(
             results.append({"index": index, "status": 424, "detail": detail})
             continue
         if isinstance(item, OmniMindError):
-            results.append(_failure(index, item, status_for))
+            results.append(_failure(index, item))
             continue
         try:
             body = await _apply(daemon, *item)
         except OmniMindError as exc:
-            results.append(_failure(index, exc, status_for))
+            results.append(_failure(index, exc))
             failed = True
         else:
-            results.append({"index": index, "status": 200, "result": body})
+            results.append({"index": index, "status": 200, "result": body.json_body()})
             applied += 1
     return {"results": results, "applied": applied}
+
+
+class BatchRequest(BaseModel):
+    """The body of ``POST /daemon/tasks/batch``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    atomic: bool = Field(default=False, description="Apply nothing unless every operation can be")
+    # Items are checked one by one, each answering on its own (a bad one is a 400 among
+    # the results, not a refused batch): any JSON value is a valid item here.
+    operations: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_OPERATIONS,
+        description='{"op": "add", "task": {...}} or {"op": "delete|pause|resume|run|cancel", '
+        '"task_id": ...}',
+    )
+
+
+class BatchResult(BaseModel):
+    """One operation's answer: ``result`` when it was applied, else ``detail``."""
+
+    index: int
+    status: int = Field(description="The HTTP status the single endpoint would answer")
+    result: ActionResult | None = None
+    detail: str | None = None
+
+
+class BatchResponse(Response):
+    results: list[BatchResult]
+    applied: int
 
 
 def _envelope(body: Any) -> tuple[bool, list[Any]]:
     if not isinstance(body, dict):
         raise InvalidInput("Request body must be a JSON object")
-    unknown = sorted(set(body) - {"atomic", "operations"})
-    if unknown:
-        raise InvalidInput(f"Unknown field: {unknown[0]}")
-    atomic = body.get("atomic", False)
-    if not isinstance(atomic, bool):
-        raise InvalidInput("atomic must be true or false")
-    operations = body.get("operations")
-    if not isinstance(operations, list) or not operations:
-        raise InvalidInput("operations must be a non-empty list")
-    if len(operations) > MAX_OPERATIONS:
-        raise InvalidInput(f"operations must hold at most {MAX_OPERATIONS} items")
-    return atomic, operations
+    try:
+        request = BatchRequest.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if error["type"] == "extra_forbidden":
+            raise InvalidInput(f"Unknown field: {field}") from None
+        if field == "atomic":
+            raise InvalidInput("atomic must be true or false") from None
+        if error["type"] == "too_long":
+            raise InvalidInput(f"operations must hold at most {MAX_OPERATIONS} items") from None
+        if len(error["loc"]) > 1:  # an operation that is not an object: answered on its own
+            return bool(body.get("atomic", False)), body["operations"]
+        raise InvalidInput("operations must be a non-empty list") from None
+    return request.atomic, request.operations
 
 
 def _parse(daemon: Daemon, operation: Any) -> tuple[str, str, TaskSpec | None]:
@@ -114,64 +163,75 @@ async def _precheck(
     daemon: Daemon, parsed: list[tuple[str, str, TaskSpec | None] | OmniMindError]
 ) -> list[OmniMindError | None]:
     """What would fail, operation by operation, if the batch ran in order now."""
-    existing = set(daemon.scheduler.tasks)
-    running = {t for t, e in daemon.scheduler.tasks.items() if e.running is not None}
-    in_process = {t for t, e in daemon.scheduler.tasks.items() if e.function is not None}
+    added: set[str] = set()
+    deleted: set[str] = set()
     problems: list[OmniMindError | None] = []
     for item in parsed:
         if isinstance(item, OmniMindError):
             problems.append(item)
             continue
         op, task_id, spec = item
-        problem: OmniMindError | None = None
-        if op == "add":
-            assert spec is not None and spec.code is not None
-            try:
-                await daemon.check_code(spec.code)
-            except OmniMindError as exc:
-                problem = exc
-            else:
-                problem = TaskExists(task_id) if task_id in existing else None
-            existing.add(task_id)
-        elif task_id not in existing:
-            problem = TaskNotFound(task_id)
-        elif op == "delete" and task_id in in_process:
-            problem = Conflict(
-                f"Task {task_id} is registered by the program running the daemon and comes "
-                "back at every start: pause it instead"
-            )
-        elif op == "delete":
-            existing.discard(task_id)
-            running.discard(task_id)
-        elif (
-            op == "run"
-            and task_id in running
-            and daemon.scheduler.tasks[task_id].spec.overlap is not Overlap.ALLOW
-        ):
-            problem = Conflict(f"Task is already running: {task_id}")
-        elif op == "cancel" and task_id not in running:
-            problem = Conflict(f"Task is not running: {task_id}")
-        problems.append(problem)
+        problems.append(await _problem(daemon, op, task_id, spec, added, deleted))
     return problems
 
 
-async def _apply(daemon: Daemon, op: str, task_id: str, spec: TaskSpec | None) -> dict[str, Any]:
+async def _problem(
+    daemon: Daemon,
+    op: str,
+    task_id: str,
+    spec: TaskSpec | None,
+    added: set[str],
+    deleted: set[str],
+) -> OmniMindError | None:
+    """What would go wrong with one operation, after the ones before it (``added`` and
+    ``deleted`` so far)."""
+    try:
+        task = None if task_id in deleted or task_id in added else daemon.get_task(task_id)
+    except TaskNotFound:
+        task = None
+    exists = task is not None or task_id in added
+    if op == "add":
+        assert spec is not None and spec.code is not None
+        try:
+            await daemon.check_code(spec.code)
+        except OmniMindError as exc:
+            return exc
+        added.add(task_id)
+        deleted.discard(task_id)
+        return TaskExists(task_id) if exists else None
+    if not exists:
+        return TaskNotFound(task_id)
+    running = task is not None and task.status in (TaskStatus.RUNNING, TaskStatus.FROZEN)
+    if op == "delete":
+        if task is not None and task.kind == "in_process":
+            return Conflict(
+                f"Task {task_id} is registered by the program running the daemon and comes "
+                "back at every start: pause it instead"
+            )
+        deleted.add(task_id)
+        added.discard(task_id)
+    elif op == "run" and running and task is not None and task.overlap is not Overlap.ALLOW:
+        return Conflict(f"Task is already running: {task_id}")
+    elif op == "cancel" and not running:
+        return Conflict(f"Task is not running: {task_id}")
+    return None
+
+
+async def _apply(daemon: Daemon, op: str, task_id: str, spec: TaskSpec | None) -> ActionResult:
     if op == "add":
         assert spec is not None
-        entry = await daemon.add_task(spec)
-        return task_action("task_added", entry, "added successfully")
+        return action("task_added", await daemon.add_task(spec), "added successfully")
     if op == "delete":
-        return task_action("task_deleted", await daemon.delete_task(task_id), "deleted")
+        return action("task_deleted", await daemon.delete_task(task_id), "deleted")
     if op == "pause":
-        return task_action("paused", await daemon.pause_task(task_id), "paused")
+        return action("paused", await daemon.pause_task(task_id), "paused")
     if op == "resume":
-        return task_action("resumed", await daemon.resume_task(task_id), "resumed")
+        return action("resumed", await daemon.resume_task(task_id), "resumed")
     if op == "run":
-        return task_action("run_requested", daemon.run_task_now(task_id), "will run now")
-    return task_action("cancel_requested", daemon.cancel_task(task_id), "is being cancelled")
+        daemon.run_task_now(task_id)
+        return action("run_requested", daemon.get_task(task_id), "will run now")
+    return action("cancel_requested", daemon.cancel_task(task_id), "is being cancelled")
 
 
-def _failure(
-    index: int, error: OmniMindError, status_for: Callable[[OmniMindError], int]
-) -> dict[str, Any]:
+def _failure(index: int, error: OmniMindError) -> dict[str, Any]:
     return {"index": index, "status": status_for(error), "detail": error.detail}

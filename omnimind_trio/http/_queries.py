@@ -1,185 +1,74 @@
-"""Query parameters of the list endpoints: parsed strictly, applied cheaply.
+"""Query strings of the list endpoints, parsed by pydantic into the daemon's query models.
 
-Unknown parameters, unknown fields and malformed values are :class:`InvalidInput` (400)
-naming the parameter, never silently ignored.
+Unknown parameters, unknown values and malformed numbers or times are :class:`InvalidInput`
+(400) naming the parameter, never silently ignored. The parameter models here describe the
+query string as it is written (``priority=HIGH,LOW``, ``sort=-name``); the OpenAPI document
+lists their fields.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import math
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
 
 from ..exceptions import InvalidInput
-from ..models import Outcome, Priority
-from ..scheduling import TaskEntry
-
-MAX_LIMIT = 1000
-TASK_STATUSES = ("scheduled", "waiting", "running", "frozen", "paused", "done")
-
-
-def _task_sort_keys() -> dict[str, Callable[[TaskEntry], Any]]:
-    never = float("-inf")
-    return {
-        "task_id": lambda e: e.task_id,
-        "name": lambda e: e.spec.name.lower(),
-        "priority": lambda e: e.spec.priority.value,
-        "status": lambda e: e.status,
-        "execution_count": lambda e: e.counters.execution_count,
-        "success_count": lambda e: e.counters.success_count,
-        "failure_count": lambda e: e.counters.failure_count,
-        "last_execution": lambda e: e.counters.last_execution or never,
-        "next_execution": lambda e: e.next_due if e.next_due is not None else float("inf"),
-        "created_at": lambda e: e.seq,
-    }
+from ..models import (
+    MAX_LIMIT,
+    MAX_OFFSET,
+    ExecutionQuery,
+    Outcome,
+    Priority,
+    TaskQuery,
+    TaskSortKey,
+    TaskStatus,
+)
 
 
-TASK_SORT_KEYS = _task_sort_keys()
+def _one_of(name: str, kind: type[StrEnum]) -> Any:
+    """A value of ``kind``, or the error ``Invalid <name>: <value> (one of: ...)``."""
+    options = [member.value for member in kind]
+
+    def check(value: Any) -> Any:
+        if value not in options:
+            raise PydanticCustomError(
+                "one_of",
+                "Invalid {name}: {value} (one of: {options})",
+                {"name": name, "value": value, "options": ", ".join(options)},
+            )
+        return value
+
+    return BeforeValidator(check)
 
 
-@dataclass(frozen=True)
-class Page:
-    limit: int | None
-    offset: int
+def _csv(name: str, kind: type[StrEnum]) -> Any:
+    """A comma-separated list of ``kind``'s values."""
+    one = _one_of(name, kind).func
+
+    def split(value: Any) -> Any:
+        values = [v.strip() for v in str(value).split(",") if v.strip()]
+        if not values:
+            raise PydanticCustomError("empty", "{name} must not be empty", {"name": name})
+        return [one(v) for v in values]
+
+    return BeforeValidator(split)
 
 
-@dataclass(frozen=True)
-class TaskQuery:
-    priorities: frozenset[Priority] | None
-    statuses: frozenset[str] | None
-    text: str | None
-    sort: str | None
-    descending: bool
-    page: Page
-
-    def apply(self, entries: Iterable[TaskEntry], count: int) -> tuple[list[TaskEntry], int]:
-        """The requested page and the number of matching tasks (``count``: all of them)."""
-        if self.priorities is not None or self.statuses is not None or self.text is not None:
-            matching = [e for e in entries if self._matches(e)]
-            entries, count = matching, len(matching)
-        end = None if self.page.limit is None else self.page.offset + self.page.limit
-        if self.sort is None:
-            return list(itertools.islice(entries, self.page.offset, end)), count
-        key = TASK_SORT_KEYS[self.sort]
-
-        # Ties keep insertion order: sort on (key, seq), reversed as a whole when descending.
-        def full(e: TaskEntry) -> tuple[Any, int]:
-            return (key(e), e.seq)
-
-        if end is not None and end < count // 4:
-            pick = heapq.nlargest if self.descending else heapq.nsmallest
-            ordered = pick(end, entries, key=full)
-        else:
-            ordered = sorted(entries, key=full, reverse=self.descending)
-        return ordered[self.page.offset : end], count
-
-    def _matches(self, entry: TaskEntry) -> bool:
-        if self.priorities is not None and entry.spec.priority not in self.priorities:
-            return False
-        if self.statuses is not None and entry.status not in self.statuses:
-            return False
-        if self.text is not None:
-            haystack = f"{entry.task_id}\n{entry.spec.name}\n{entry.spec.description}".lower()
-            return self.text in haystack
-        return True
-
-
-@dataclass(frozen=True)
-class ExecutionQuery:
-    task_id: str | None
-    outcome: Outcome | None
-    since: float | None
-    until: float | None
-    page: Page
-
-
-def parse_task_query(args: Mapping[str, str]) -> TaskQuery:
-    _only(args, {"priority", "status", "q", "sort", "limit", "offset"})
-    priorities = statuses = None
-    if "priority" in args:
-        priorities = frozenset(
-            _one_of("priority", v, Priority.__members__, Priority.__getitem__)
-            for v in _csv(args, "priority")
-        )
-    if "status" in args:
-        statuses = frozenset(_one_of("status", v, TASK_STATUSES, str) for v in _csv(args, "status"))
-    text = args.get("q")
-    sort, descending = None, False
-    if "sort" in args:
-        field = args["sort"]
-        descending = field.startswith("-")
-        sort = _one_of("sort", field.lstrip("-"), TASK_SORT_KEYS, str)
-    return TaskQuery(
-        priorities, statuses, text.lower() if text else None, sort, descending, _page(args, None)
-    )
-
-
-def parse_execution_query(args: Mapping[str, str], *, task_id: str | None = None) -> ExecutionQuery:
-    allowed = {"outcome", "since", "until", "limit", "offset"}
-    if task_id is None:
-        allowed.add("task_id")
-    _only(args, allowed)
-    outcome = None
-    if "outcome" in args:
-        outcome = _one_of("outcome", args["outcome"], [o.value for o in Outcome], Outcome)
-    return ExecutionQuery(
-        task_id=task_id if task_id is not None else args.get("task_id"),
-        outcome=outcome,
-        since=_time(args, "since"),
-        until=_time(args, "until"),
-        page=_page(args, 100),
-    )
-
-
-def _only(args: Mapping[str, str], allowed: set[str]) -> None:
-    unknown = sorted(set(args) - allowed)
-    if unknown:
-        raise InvalidInput(
-            f"Unknown query parameter: {unknown[0]} (allowed: {', '.join(sorted(allowed))})"
-        )
-
-
-def _csv(args: Mapping[str, str], name: str) -> list[str]:
-    values = [v.strip() for v in args[name].split(",") if v.strip()]
-    if not values:
-        raise InvalidInput(f"{name} must not be empty")
-    return values
-
-
-def _one_of(name: str, value: str, allowed: Iterable[str], convert: Callable[[str], Any]) -> Any:
-    options = list(allowed)
-    if value not in options:
-        raise InvalidInput(f"Invalid {name}: {value} (one of: {', '.join(options)})")
-    return convert(value)
-
-
-def _int(args: Mapping[str, str], name: str, low: int, high: int) -> int | None:
-    if name not in args:
-        return None
-    try:
-        value = int(args[name])
-    except ValueError:
-        raise InvalidInput(f"{name} must be an integer, not {args[name]!r}") from None
-    if not low <= value <= high:
-        raise InvalidInput(f"{name} must be between {low} and {high}")
-    return value
-
-
-def _page(args: Mapping[str, str], default_limit: int | None) -> Page:
-    limit = _int(args, "limit", 1, MAX_LIMIT)
-    offset = _int(args, "offset", 0, 10**9)
-    return Page(limit if limit is not None else default_limit, offset or 0)
-
-
-def _time(args: Mapping[str, str], name: str) -> float | None:
+def _moment(value: Any) -> Any:
     """ISO-8601 (``2025-11-19T02:30:00Z``; no zone means UTC) or epoch seconds."""
-    if name not in args:
-        return None
-    raw = args[name].strip()
+    raw = str(value).strip()
     try:
         number = float(raw)
     except ValueError:
@@ -187,13 +76,131 @@ def _time(args: Mapping[str, str], name: str) -> float | None:
     else:
         if math.isfinite(number):
             return number
-        raise InvalidInput(f"{name} must be a finite time")
+        raise PydanticCustomError("finite", "must be a finite time")
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidInput(
-            f"{name} must be an ISO-8601 time like 2025-11-19T02:30:00Z, not {raw!r}"
+        raise PydanticCustomError(
+            "moment",
+            "must be an ISO-8601 time like 2025-11-19T02:30:00Z, not {raw!r}",
+            {"raw!r": repr(raw)},
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+def _integer(value: Any) -> Any:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise PydanticCustomError(
+            "integer", "must be an integer, not {raw!r}", {"raw!r": repr(value)}
+        ) from None
+
+
+_MOMENT_SCHEMA = {
+    "type": "string",
+    "pattern": r"^(\d{1,12}(\.\d+)?|\d{4}-(0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])"
+    r"(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?)$",
+    "description": "ISO-8601 (UTC unless zoned) or epoch seconds",
+}
+Moment = Annotated[float, BeforeValidator(_moment), WithJsonSchema(_MOMENT_SCHEMA)]
+Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT), BeforeValidator(_integer)]
+Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET), BeforeValidator(_integer)]
+BOUNDS = {"limit": (1, MAX_LIMIT), "offset": (0, MAX_OFFSET)}
+_SORT_SCHEMA = {
+    "type": "string",
+    "enum": [f"{sign}{key.value}" for key in TaskSortKey for sign in ("", "-")],
+}
+_PARAMETERS = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskListParameters(BaseModel):
+    """``GET /daemon/tasks?...``"""
+
+    model_config = _PARAMETERS
+
+    priority: Annotated[list[Priority], _csv("priority", Priority)] | None = Field(
+        default=None, description="Comma-separated: only these priorities"
+    )
+    status: Annotated[list[TaskStatus], _csv("status", TaskStatus)] | None = Field(
+        default=None, description="Comma-separated: only these statuses"
+    )
+    q: str | None = Field(default=None, description="Text in the id, name or description")
+    sort: (
+        Annotated[str, BeforeValidator(lambda v: _sort_key(v)), WithJsonSchema(_SORT_SCHEMA)] | None
+    ) = Field(
+        default=None,
+        description="Sort field, descending with a - prefix: "
+        + ", ".join(key.value for key in TaskSortKey),
+    )
+    limit: Limit | None = None
+    offset: Offset = 0
+
+    def to_query(self) -> TaskQuery:
+        descending = self.sort is not None and self.sort.startswith("-")
+        return TaskQuery(
+            priority=None if self.priority is None else frozenset(self.priority),
+            status=None if self.status is None else frozenset(self.status),
+            q=self.q or None,
+            sort=None if self.sort is None else TaskSortKey(self.sort.lstrip("-")),
+            descending=descending,
+            limit=self.limit,
+            offset=self.offset,
+        )
+
+
+def _sort_key(value: Any) -> Any:
+    _one_of("sort", TaskSortKey).func(str(value).lstrip("-"))
+    return value
+
+
+class ExecutionListParameters(BaseModel):
+    """``GET /daemon/tasks/{task_id}/executions?...``"""
+
+    model_config = _PARAMETERS
+
+    outcome: Annotated[Outcome, _one_of("outcome", Outcome)] | None = None
+    since: Moment | None = Field(default=None, description="Scheduled at or after")
+    until: Moment | None = Field(default=None, description="Scheduled before")
+    limit: Limit = 100
+    offset: Offset = 0
+
+    def to_query(self, task_id: str | None = None) -> ExecutionQuery:
+        return ExecutionQuery(task_id=task_id, **self.model_dump())
+
+
+class AllExecutionsParameters(ExecutionListParameters):
+    """``GET /daemon/executions?...``"""
+
+    task_id: str | None = Field(default=None, description="Only this task's")
+
+    def to_query(self, task_id: str | None = None) -> ExecutionQuery:
+        return ExecutionQuery(**self.model_dump())
+
+
+P = TypeVar("P", bound=BaseModel)
+
+
+def parse_parameters(model: type[P], args: Mapping[str, str]) -> P:
+    """``args`` as ``model``, or InvalidInput naming the first problem."""
+    try:
+        return model.model_validate(dict(args))
+    except ValidationError as exc:
+        raise InvalidInput(_describe(exc, model)) from None
+
+
+def _describe(exc: ValidationError, model: type[BaseModel]) -> str:
+    error = exc.errors(include_url=False)[0]
+    name = str(error["loc"][0]) if error["loc"] else ""
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = ", ".join(sorted(model.model_fields))
+        return f"Unknown query parameter: {name} (allowed: {allowed})"
+    if kind in ("one_of", "empty"):
+        return str(error["msg"])
+    if kind in ("greater_than_equal", "less_than_equal"):
+        low, high = BOUNDS[name]
+        return f"{name} must be between {low} and {high}"
+    return f"{name} {error['msg']}"

@@ -16,7 +16,10 @@ from hypercorn.trio import serve as hypercorn_serve
 from hypercorn.typing import ASGIFramework
 
 from ..config import Settings
+from ..credentials import Credentials
+from ..daemon import Daemon
 from . import _connection
+from ._app import create_app
 
 
 def hypercorn_config(settings: Settings) -> HypercornConfig:
@@ -45,6 +48,30 @@ async def serve_http(
     await hypercorn_serve(
         app,
         config,
+        shutdown_trigger=shutdown_trigger,
+        task_status=task_status,
+    )
+
+
+async def serve_api(
+    daemon: Daemon,
+    credentials: Credentials,
+    *,
+    config: HypercornConfig | None = None,
+    shutdown_trigger: Callable[[], Awaitable[None]] = trio.sleep_forever,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``daemon``'s HTTP API (the routes of ``omnimind serve``) until
+    ``shutdown_trigger`` returns, then finish the requests in flight. A startable: ``urls =
+    await nursery.start(serve_api, daemon, credentials)`` returns once the socket is bound,
+    with the URLs it serves. ``config`` defaults to the daemon's settings (host, port).
+
+    Cancellation: cancelling it closes every connection at once; for a graceful end, make
+    ``shutdown_trigger`` return.
+    """
+    await serve_http(
+        create_app(daemon, credentials),
+        config or hypercorn_config(daemon.settings),
         shutdown_trigger=shutdown_trigger,
         task_status=task_status,
     )

@@ -22,6 +22,7 @@ import itertools
 import logging
 import math
 import random
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,7 +31,17 @@ from typing import Any
 import trio
 
 from ..exceptions import Conflict, TaskExists, TaskNotFound
-from ..models import OnBusy, OnMissed, Outcome, Overlap, Priority, TaskCounters, TaskSpec, Trigger
+from ..models import (
+    OnBusy,
+    OnMissed,
+    Outcome,
+    Overlap,
+    Priority,
+    TaskCounters,
+    TaskSpec,
+    TaskStatus,
+    Trigger,
+)
 from ._clock import Clock, deadline_for
 from ._gates import GateSet
 from ._running import Running
@@ -66,6 +77,8 @@ class TaskEntry:
     retry_attempt: int = 0
     """Retries made since the last run that was not a failure."""
     retry_at: float | None = None
+    requested_id: str | None = None
+    """The execution id promised to a pending run-now request (its run will carry it)."""
 
     @property
     def task_id(self) -> str:
@@ -77,16 +90,16 @@ class TaskEntry:
         return self.runs[-1] if self.runs else None
 
     @property
-    def status(self) -> str:
+    def status(self) -> TaskStatus:
         if self.runs:
-            return "frozen" if all(run.frozen for run in self.runs) else "running"
+            return TaskStatus.FROZEN if all(r.frozen for r in self.runs) else TaskStatus.RUNNING
         if self.paused:
-            return "paused"
+            return TaskStatus.PAUSED
         if self.ready_since is not None:
-            return "waiting"
+            return TaskStatus.WAITING
         if self.next_due is None and self.retry_at is None:
-            return "done"
-        return "scheduled"
+            return TaskStatus.DONE
+        return TaskStatus.SCHEDULED
 
 
 Runner = Callable[[TaskEntry, Running], Awaitable[Outcome | None]]
@@ -363,17 +376,22 @@ class Scheduler:
             self._push(entry)
         return entry
 
-    def run_now(self, task_id: str) -> TaskEntry:
-        """Start the task as soon as a slot is free, whatever its gate says.
+    def run_now(self, task_id: str) -> str:
+        """Start the task as soon as a slot is free, whatever its gate says. Returns the
+        id its execution will have; a request made while one is pending joins it (same id).
 
         Raises Conflict while it runs, unless its overlap policy is ``allow``."""
         entry = self.get(task_id)
         if entry.runs and entry.spec.overlap is not Overlap.ALLOW:
             raise Conflict(f"Task is already running: {task_id}")
+        pending = entry.ready_since is not None and entry.ready_trigger is Trigger.RUN_NOW
+        if pending and entry.requested_id is not None:
+            return entry.requested_id
         self._unready(entry)
+        entry.requested_id = uuid.uuid4().hex
         self._ready_up(entry, Trigger.RUN_NOW)
         self.wake()
-        return entry
+        return entry.requested_id
 
     def cancel(self, task_id: str, reason: str = "cancelled by request") -> TaskEntry:
         """Kill the task's running executions. Raises Conflict when none runs."""
@@ -578,7 +596,10 @@ class Scheduler:
             and trigger is not Trigger.RUN_NOW
             and not forced
         )
+        execution_id = entry.requested_id if trigger is Trigger.RUN_NOW else None
+        entry.requested_id = None
         run = Running(
+            execution_id=execution_id or uuid.uuid4().hex,
             trigger=trigger,
             scheduled_at=scheduled_at,
             started_at=now,

@@ -9,111 +9,79 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import trio
 
 from ..exceptions import StartupError
-from ..models import (
-    ExecutionRecord,
-    OnBusy,
-    OnMissed,
-    Outcome,
-    Overlap,
-    Priority,
-    TaskCounters,
-    TaskSpec,
-    Trigger,
+from ..models import ExecutionRecord, Outcome, TaskCounters, TaskSpec
+from ._schema import (
+    COUNTER_COLUMNS,
+    EXECUTION_COLUMNS,
+    SPEC_COLUMNS,
+    TASK_COLUMNS,
+    Column,
+    StoredTask,
+    counters_row,
+    execution_from_row,
+    execution_row,
+    spec_row,
+    task_from_row,
+    task_row,
 )
 
 T = TypeVar("T")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tasks (
-    task_id TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    description TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    code TEXT,
-    repeat_hours INTEGER,
-    timeout_seconds REAL,
-    max_memory_mb INTEGER,
-    max_cpu_seconds INTEGER,
-    on_busy TEXT NOT NULL DEFAULT 'freeze',
-    overlap TEXT NOT NULL DEFAULT 'skip',
-    on_missed TEXT NOT NULL DEFAULT 'once',
-    max_retries INTEGER NOT NULL DEFAULT 0,
-    max_delay_hours REAL,
-    paused INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    next_due REAL,
-    execution_count INTEGER NOT NULL DEFAULT 0,
-    success_count INTEGER NOT NULL DEFAULT 0,
-    failure_count INTEGER NOT NULL DEFAULT 0,
-    last_execution REAL,
-    retry_at REAL,
-    retry_attempt INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS executions (
-    execution_id TEXT PRIMARY KEY,
-    task_id TEXT NOT NULL,
-    trigger TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    reason TEXT,
-    result TEXT,
-    stdout TEXT NOT NULL DEFAULT '',
-    stderr TEXT NOT NULL DEFAULT '',
-    scheduled_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    cpu_seconds REAL,
-    max_rss_mb REAL,
-    attempt INTEGER NOT NULL DEFAULT 0,
-    pauses TEXT NOT NULL DEFAULT '[]'
-);
+SCHEMA_VERSION = 2
+"""``PRAGMA user_version`` of a database this code wrote: 2 stores priorities by name."""
+
+
+def _create_table(name: str, columns: tuple[Column, ...], key: str) -> str:
+    body = ",\n    ".join([*(c.declaration for c in columns), f"PRIMARY KEY ({key})"])
+    return f"CREATE TABLE IF NOT EXISTS {name} (\n    {body}\n);\n"
+
+
+SCHEMA = (
+    _create_table("tasks", TASK_COLUMNS, "task_id")
+    + _create_table("executions", EXECUTION_COLUMNS, "execution_id")
+    + """
 CREATE INDEX IF NOT EXISTS tasks_by_seq ON tasks (seq);
 CREATE INDEX IF NOT EXISTS executions_by_task ON executions (task_id, scheduled_at);
 CREATE INDEX IF NOT EXISTS executions_by_time ON executions (scheduled_at);
 CREATE INDEX IF NOT EXISTS executions_by_outcome ON executions (outcome);
 """
+)
 
-# Columns added after the first schema: (table, column, declaration) for older databases.
-MIGRATIONS = [
-    ("tasks", "on_busy", "TEXT NOT NULL DEFAULT 'freeze'"),
-    ("tasks", "overlap", "TEXT NOT NULL DEFAULT 'skip'"),
-    ("tasks", "on_missed", "TEXT NOT NULL DEFAULT 'once'"),
-    ("tasks", "max_retries", "INTEGER NOT NULL DEFAULT 0"),
-    ("tasks", "max_delay_hours", "REAL"),
-    ("tasks", "retry_at", "REAL"),
-    ("tasks", "retry_attempt", "INTEGER NOT NULL DEFAULT 0"),
-    ("executions", "attempt", "INTEGER NOT NULL DEFAULT 0"),
-    ("executions", "pauses", "TEXT NOT NULL DEFAULT '[]'"),
-]
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring an older database up to :data:`SCHEMA_VERSION`: columns added to a model since
+    it was written are added (with their defaults), then each numbered step runs once."""
+    for table, columns in (("tasks", TASK_COLUMNS), ("executions", EXECUTION_COLUMNS)):
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for column in columns:
+            if column.name not in present:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column.declaration}")
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version < 2:
+        # Version 1 stored priorities as 0-3. (The column keeps its INTEGER declaration in
+        # such a database; SQLite stores the names as TEXT in it all the same.)
+        db.execute(
+            "UPDATE tasks SET priority = CASE priority WHEN 0 THEN 'CRITICAL' WHEN 1 THEN"
+            " 'HIGH' WHEN 2 THEN 'MEDIUM' WHEN 3 THEN 'LOW' END"
+            " WHERE typeof(priority) = 'integer'"
+        )
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
 
 RETENTION_CHUNK = 500
 """Rows deleted per transaction by the history retention (SQLite allows 999 parameters)."""
 
 INTERRUPTED_REASON = "the daemon ended unexpectedly while this execution ran"
-
-
-@dataclass
-class StoredTask:
-    spec: TaskSpec
-    counters: TaskCounters
-    seq: int
-    paused: bool
-    created_at: float
-    next_due: float | None
-    retry_at: float | None = None
-    retry_attempt: int = 0
 
 
 class Store:
@@ -141,48 +109,29 @@ class Store:
         def load(db: sqlite3.Connection) -> list[StoredTask]:
             # Plain tuples in a known column order: at 100k tasks, start-up time is
             # mostly this loop (Row lookups by name and Enum() calls were most of it).
-            cursor = db.cursor()
-            cursor.row_factory = None
-            rows = cursor.execute(
-                f"SELECT {', '.join(TASK_COLUMNS)} FROM tasks ORDER BY seq"
-            ).fetchall()
-            return [_task_from_tuple(row) for row in rows]
+            rows = db.execute(f"SELECT {_names(TASK_COLUMNS)} FROM tasks ORDER BY seq").fetchall()
+            return [task_from_row(row) for row in rows]
 
         return await self._run(self._tx(load))
 
     async def insert_task(self, task: StoredTask) -> None:
-        spec, counters = task.spec, task.counters
-
-        def insert(db: sqlite3.Connection) -> None:
-            db.execute(
-                f"INSERT INTO tasks ({', '.join(TASK_COLUMNS)})"
-                f" VALUES ({', '.join('?' * len(TASK_COLUMNS))})",
-                (
-                    spec.task_id,
-                    *_spec_values(spec),
-                    task.seq,
-                    int(task.paused),
-                    task.created_at,
-                    task.next_due,
-                    counters.execution_count,
-                    counters.success_count,
-                    counters.failure_count,
-                    counters.last_execution,
-                    task.retry_at,
-                    task.retry_attempt,
-                ),
+        row = task_row(task)
+        await self._run(
+            self._tx(
+                lambda db: db.execute(
+                    f"INSERT INTO tasks ({_names(TASK_COLUMNS)}) VALUES ({_marks(TASK_COLUMNS)})",
+                    row,
+                )
             )
-
-        await self._run(self._tx(insert))
+        )
 
     async def update_task(self, spec: TaskSpec, *, next_due: float | None) -> None:
         """Store a task's new definition (its counters are left alone)."""
 
         def update(db: sqlite3.Connection) -> None:
-            assignments = ", ".join(f"{column} = ?" for column in SPEC_COLUMNS)
             db.execute(
-                f"UPDATE tasks SET {assignments}, next_due = ? WHERE task_id = ?",
-                (*_spec_values(spec), next_due, spec.task_id),
+                f"UPDATE tasks SET {_assignments(SPEC_COLUMNS)}, next_due = ? WHERE task_id = ?",
+                (*spec_row(spec), next_due, spec.task_id),
             )
 
         await self._run(self._tx(update))
@@ -246,14 +195,8 @@ class Store:
         def finish(db: sqlite3.Connection) -> None:
             _upsert_execution(db, record)
             db.execute(
-                "UPDATE tasks SET execution_count = ?, success_count = ?, failure_count = ?"
-                " WHERE task_id = ?",
-                (
-                    counters.execution_count,
-                    counters.success_count,
-                    counters.failure_count,
-                    record.task_id,
-                ),
+                f"UPDATE tasks SET {_assignments(COUNTER_COLUMNS)} WHERE task_id = ?",
+                (*counters_row(counters), record.task_id),
             )
 
         await self._run(self._tx(finish))
@@ -283,9 +226,10 @@ class Store:
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         def get(db: sqlite3.Connection) -> ExecutionRecord | None:
             row = db.execute(
-                "SELECT * FROM executions WHERE execution_id = ?", (execution_id,)
+                f"SELECT {_names(EXECUTION_COLUMNS)} FROM executions WHERE execution_id = ?",
+                (execution_id,),
             ).fetchone()
-            return None if row is None else _execution_from_row(row)
+            return None if row is None else execution_from_row(row)
 
         return await self._run(self._tx(get))
 
@@ -316,11 +260,12 @@ class Store:
         def query(db: sqlite3.Connection) -> tuple[list[ExecutionRecord], int]:
             total = db.execute(f"SELECT COUNT(*) FROM executions{where}", params).fetchone()[0]
             rows = db.execute(
-                f"SELECT * FROM executions{where} ORDER BY scheduled_at DESC, rowid DESC"
+                f"SELECT {_names(EXECUTION_COLUMNS)} FROM executions{where}"
+                " ORDER BY scheduled_at DESC, rowid DESC"
                 " LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             ).fetchall()
-            return [_execution_from_row(row) for row in rows], total
+            return [execution_from_row(row) for row in rows], total
 
         return await self._run(self._tx(query))
 
@@ -376,16 +321,12 @@ async def open_store(path: Path) -> AsyncIterator[Store]:
         with contextlib.suppress(FileExistsError):
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         db = sqlite3.connect(path, check_same_thread=False)
-        db.row_factory = sqlite3.Row
         db.commit()
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA busy_timeout = 5000")
         db.executescript(SCHEMA)
-        for table, column, declaration in MIGRATIONS:
-            columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-            if column not in columns:
-                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        _migrate(db)
         db.commit()
         return db
 
@@ -413,152 +354,21 @@ def _lock(path: Path) -> int:
     return fd
 
 
-SPEC_COLUMNS = (
-    "name",
-    "description",
-    "priority",
-    "code",
-    "repeat_hours",
-    "timeout_seconds",
-    "max_memory_mb",
-    "max_cpu_seconds",
-    "on_busy",
-    "overlap",
-    "on_missed",
-    "max_retries",
-    "max_delay_hours",
-)
-"""The task columns that hold its definition (all but the id), in _spec_values order."""
-
-
-def _spec_values(spec: TaskSpec) -> tuple[Any, ...]:
-    return (
-        spec.name,
-        spec.description,
-        spec.priority.value,
-        spec.code,
-        spec.repeat_hours,
-        spec.timeout_seconds,
-        spec.max_memory_mb,
-        spec.max_cpu_seconds,
-        spec.on_busy.value,
-        spec.overlap.value,
-        spec.on_missed.value,
-        spec.max_retries,
-        spec.max_delay_hours,
-    )
-
-
 def _upsert_execution(db: sqlite3.Connection, record: ExecutionRecord) -> None:
     db.execute(
-        "INSERT OR REPLACE INTO executions (execution_id, task_id, trigger, outcome, reason,"
-        " result, stdout, stderr, scheduled_at, started_at, finished_at, cpu_seconds,"
-        " max_rss_mb, attempt, pauses) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            record.execution_id,
-            record.task_id,
-            record.trigger.value,
-            record.outcome.value,
-            record.reason,
-            json.dumps(record.result),
-            record.stdout,
-            record.stderr,
-            record.scheduled_at,
-            record.started_at,
-            record.finished_at,
-            record.cpu_seconds,
-            record.max_rss_mb,
-            record.attempt,
-            json.dumps(record.pauses),
-        ),
+        f"INSERT OR REPLACE INTO executions ({_names(EXECUTION_COLUMNS)})"
+        f" VALUES ({_marks(EXECUTION_COLUMNS)})",
+        execution_row(record),
     )
 
 
-TASK_COLUMNS = (
-    "task_id",
-    *SPEC_COLUMNS,
-    "seq",
-    "paused",
-    "created_at",
-    "next_due",
-    "execution_count",
-    "success_count",
-    "failure_count",
-    "last_execution",
-    "retry_at",
-    "retry_attempt",
-)
-"""Every column of a task row, in the order insert_task writes and load_tasks reads."""
-_PRIORITY = {p.value: p for p in Priority}
-_ON_BUSY = {p.value: p for p in OnBusy}
-_OVERLAP = {p.value: p for p in Overlap}
-_ON_MISSED = {p.value: p for p in OnMissed}
+def _names(columns: tuple[Column, ...]) -> str:
+    return ", ".join(column.name for column in columns)
 
 
-def _task_from_tuple(row: tuple[Any, ...]) -> StoredTask:
-    (
-        task_id,
-        name,
-        description,
-        priority,
-        code,
-        repeat_hours,
-        timeout_seconds,
-        max_memory_mb,
-        max_cpu_seconds,
-        on_busy,
-        overlap,
-        on_missed,
-        max_retries,
-        max_delay_hours,
-        seq,
-        paused,
-        created_at,
-        next_due,
-        execution_count,
-        success_count,
-        failure_count,
-        last_execution,
-        retry_at,
-        retry_attempt,
-    ) = row
-    spec = TaskSpec(
-        task_id,
-        name,
-        description,
-        _PRIORITY[priority],
-        code,
-        repeat_hours,
-        timeout_seconds,
-        max_memory_mb,
-        max_cpu_seconds,
-        _ON_BUSY[on_busy],
-        _OVERLAP[overlap],
-        _ON_MISSED[on_missed],
-        max_retries,
-        max_delay_hours,
-    )
-    counters = TaskCounters(execution_count, success_count, failure_count, last_execution)
-    return StoredTask(
-        spec, counters, seq, bool(paused), created_at, next_due, retry_at, retry_attempt
-    )
+def _marks(columns: tuple[Column, ...]) -> str:
+    return ", ".join("?" * len(columns))
 
 
-def _execution_from_row(row: sqlite3.Row) -> ExecutionRecord:
-    return ExecutionRecord(
-        execution_id=row["execution_id"],
-        task_id=row["task_id"],
-        trigger=Trigger(row["trigger"]),
-        outcome=Outcome(row["outcome"]),
-        reason=row["reason"],
-        result=json.loads(row["result"]) if row["result"] is not None else None,
-        stdout=row["stdout"],
-        stderr=row["stderr"],
-        scheduled_at=row["scheduled_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        cpu_seconds=row["cpu_seconds"],
-        max_rss_mb=row["max_rss_mb"],
-        attempt=row["attempt"],
-        pauses=[tuple(pause) for pause in json.loads(row["pauses"])],
-    )
+def _assignments(columns: tuple[Column, ...]) -> str:
+    return ", ".join(f"{column.name} = ?" for column in columns)

@@ -1,0 +1,74 @@
+"""``open_daemon``: the composition root of the daemon's tree."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+
+from ..config import Settings
+from ..exceptions import StartupError
+from ..execution import open_executor
+from ..scheduling import Clock, MetricsSource, PsutilSource, SystemClock
+from ..store import open_store
+from ._builtin import register_builtins
+from ._daemon import Daemon
+
+EXIT_STOP_SECONDS = 4.0
+"""Bound on the shielded stop when the ``open_daemon`` block exits."""
+
+
+@asynccontextmanager
+async def open_daemon(
+    settings: Settings | None = None,
+    *,
+    autostart: bool = True,
+    clock: Clock | None = None,
+    metrics_source: MetricsSource | None = None,
+) -> AsyncIterator[Daemon]:
+    """Open the store and the task worker, load the tasks, and (unless ``autostart`` is
+    False) start the daemon. On exit the daemon is stopped and every child process killed.
+
+    ::
+
+        open_daemon(settings)           # store and executor opened first (they outlive stops)
+        └── nursery
+            └── supervisor              # start() opens it, stop() cancels it
+                ├── load monitor
+                └── scheduler           # one cancel scope per execution
+
+    Error handling: a database that cannot be opened or a task interpreter that cannot be
+    started raise here (:class:`StartupError`, :class:`ExecutorError`), before anything runs.
+    """
+    settings = settings or Settings()
+    if not settings.workspace.is_dir():
+        raise StartupError(f"the workspace {settings.workspace} is not a directory")
+    clock = clock or SystemClock()
+    async with (
+        open_store(settings.database_path) as store,
+        open_executor(settings.task_python) as executor,
+    ):
+        source = metrics_source or PsutilSource(executor.running_pids)
+        async with trio.open_nursery() as nursery:
+            daemon = Daemon(
+                settings,
+                store=store,
+                executor=executor,
+                clock=clock,
+                metrics_source=source,
+                nursery=nursery,
+            )
+            await daemon.load()
+            await register_builtins(daemon.register, store=store, settings=settings, clock=clock)
+            if autostart:
+                await daemon.start()
+            else:
+                daemon.set_stopped()
+            try:
+                yield daemon
+            finally:
+                with trio.move_on_after(EXIT_STOP_SECONDS, shield=True):
+                    daemon.stop()
+                    await daemon.wait_stopped()
+                nursery.cancel_scope.cancel()

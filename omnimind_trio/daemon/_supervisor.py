@@ -1,0 +1,193 @@
+"""The supervisor node: starting and stopping the daemon's work, and its state.
+
+::
+
+    supervisor                  # start() opens its scope, stop() cancels it
+    ├── load monitor            # samples the machine; each sample updates the gates
+    ├── scheduler               # one cancel scope per execution
+    └── write probe             # while the database refuses writes, tries one every 10 s
+
+The state (``initializing``, ``idle``, ``working``, ``sleeping``, ``shutting_down``,
+``stopped``, ``error``) is derived from the lifecycle, the scheduler, the gates and the
+write guard; every change of it is published as a ``state_changed`` event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from ..models import DaemonState, SystemMetrics
+from ..scheduling import Clock, GateSet, LoadMonitor, Scheduler
+from ._events import EventBus
+from ._writes import WriteGuard
+
+log = logging.getLogger(__name__)
+
+SUSPEND_GAP_SECONDS = 30.0
+"""A wall-clock jump beyond the monotonic clock this large means suspend or a clock change."""
+
+
+class Supervisor:
+    """Runs the load monitor, the scheduler and the write probe between start and stop."""
+
+    def __init__(
+        self,
+        *,
+        scheduler: Scheduler,
+        gates: GateSet,
+        monitor: LoadMonitor,
+        writes: WriteGuard,
+        events: EventBus,
+        clock: Clock,
+        probe: Callable[[], Awaitable[None]],
+        nursery: trio.Nursery,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._scheduler = scheduler
+        self._gates = gates
+        self._monitor = monitor
+        self._writes = writes
+        self._events = events
+        self._clock = clock
+        self._probe = probe
+        self._nursery = nursery
+        self._on_change = on_change
+        self._phase = DaemonState.INITIALIZING
+        self._published = DaemonState.INITIALIZING
+        self._scope: trio.CancelScope | None = None
+        self._stopped = trio.Event()
+        self._stopped.set()
+        self._lifecycle = trio.Lock()
+        self._last_sample_clocks: tuple[float, float] | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the supervisor is up (between start and stop)."""
+        return self._scope is not None
+
+    @property
+    def state(self) -> DaemonState:
+        if self._phase is not DaemonState.IDLE:
+            return self._phase
+        if self._writes.problem is not None:
+            return DaemonState.ERROR  # running, but nothing can be saved
+        if self._scheduler.running_count:
+            return DaemonState.WORKING
+        if self._gates.in_sleep_window:
+            return DaemonState.SLEEPING
+        return DaemonState.IDLE
+
+    @property
+    def error(self) -> str | None:
+        """Why the state is ``error``, while it is."""
+        if self._writes.problem is not None:
+            return f"the database refuses writes ({self._writes.problem})"
+        if self._phase is DaemonState.ERROR:
+            return "the scheduler failed; see the log"
+        return None
+
+    def set_phase(self, phase: DaemonState) -> None:
+        self._phase = phase
+        self.check_state()
+
+    def check_state(self) -> None:
+        """Publish ``state_changed`` when the state differs from the last one published."""
+        state = self.state
+        if state is not self._published:
+            previous, self._published = self._published, state
+            self._events.publish(
+                "state_changed", {"state": state, "previous": previous, "reason": self.error}
+            )
+        self._on_change()
+
+    async def start(self) -> bool:
+        """Start the supervisor; False if it was already running."""
+        async with self._lifecycle:
+            if self.running:
+                return False
+            self.set_phase(DaemonState.INITIALIZING)
+            await self._nursery.start(self._supervise)
+            return True
+
+    def stop(self) -> bool:
+        """Begin stopping: every execution in flight is cancelled (and recorded as
+        cancelled). Returns at once; :meth:`wait_stopped` waits for the end. False if the
+        supervisor was not running."""
+        if self._scope is None:
+            return False
+        self.set_phase(DaemonState.SHUTTING_DOWN)
+        self._scope.cancel()
+        return True
+
+    async def wait_stopped(self) -> None:
+        """Wait until the supervisor has stopped and every execution's record is written."""
+        await self._stopped.wait()
+
+    async def _supervise(self, *, task_status: trio.TaskStatus[None]) -> None:
+        self._stopped = trio.Event()
+        try:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(self._monitor.run)
+                    await nursery.start(self._scheduler.run)
+                    nursery.start_soon(self._writes.recover, self._probe)
+                    self.set_phase(DaemonState.IDLE)
+                    log.info("daemon started with %d tasks", len(self._scheduler.tasks))
+                    task_status.started()
+        except Exception:
+            self.set_phase(DaemonState.ERROR)
+            log.exception("the daemon supervisor failed")
+            raise
+        finally:
+            self._scope = None
+            if self._phase is not DaemonState.ERROR:
+                self.set_phase(DaemonState.STOPPED)
+            self._stopped.set()
+            log.info("daemon stopped")
+
+    def on_sample(self, metrics: SystemMetrics) -> None:
+        """A new load sample: update the gates, notice a suspend, publish what changed."""
+        mono, wall = trio.current_time(), self._clock.now()
+        changed = self._gates.update(metrics.external_cpu_percent, mono, wall)
+        if changed:
+            self._scheduler.wake()
+        if self._last_sample_clocks is not None:
+            # The monotonic clock stands still while the machine sleeps; the wall clock
+            # does not. A gap means suspend (or a clock change): runs may have been missed.
+            last_mono, last_wall = self._last_sample_clocks
+            gap = (wall - last_wall) - (mono - last_mono)
+            if abs(gap) > SUSPEND_GAP_SECONDS:
+                log.warning("the wall clock jumped %.0f s (machine asleep?)", gap)
+                self._scheduler.wake()
+        self._last_sample_clocks = (mono, wall)
+        self.check_state()
+        if not self._events.subscriber_count:
+            return
+        gates = self._gates
+        open_priorities = sorted(p.value for p in gates.open_priorities())
+        if changed:
+            self._events.publish(
+                "gates_changed",
+                {
+                    "open_priorities": open_priorities,
+                    "external_cpu_percent": metrics.external_cpu_percent,
+                    "is_idle": gates.idle.is_open,
+                    "is_low_activity": gates.low_activity.is_open,
+                    "is_sleep_time": gates.in_sleep_window,
+                },
+            )
+        self._events.publish(
+            "metrics",
+            {
+                "cpu_percent": metrics.cpu_percent,
+                "memory_percent": metrics.memory_percent,
+                "is_idle": gates.idle.is_open,
+                "is_sleep_time": gates.in_sleep_window,
+                "external_cpu_percent": metrics.external_cpu_percent,
+                "open_priorities": open_priorities,
+            },
+        )

@@ -1,0 +1,52 @@
+"""The execution history routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import request
+
+from ..daemon import Daemon
+from ..models import ExecutionList, ExecutionRecord
+from ._queries import AllExecutionsParameters, ExecutionListParameters, parse_parameters
+from ._routing import Routes
+from ._tasks import TASK
+
+
+def add_execution_routes(routes: Routes, daemon: Daemon) -> None:
+    route = routes.route
+
+    @route(
+        "GET",
+        TASK + "/executions",
+        "A task's executions, newest first",
+        response=ExecutionList,
+        query=ExecutionListParameters,
+        errors=(400, 404),
+    )
+    async def task_executions(task_id: str) -> dict[str, Any]:
+        daemon.get_task(task_id)  # 404 for an unknown task, not an empty list
+        parameters = parse_parameters(ExecutionListParameters, request.args)
+        return (await daemon.list_executions(parameters.to_query(task_id))).json_body()
+
+    @route(
+        "GET",
+        "/daemon/executions",
+        "Every task's executions, newest first",
+        response=ExecutionList,
+        query=AllExecutionsParameters,
+        errors=(400,),
+    )
+    async def executions() -> dict[str, Any]:
+        parameters = parse_parameters(AllExecutionsParameters, request.args)
+        return (await daemon.list_executions(parameters.to_query())).json_body()
+
+    @route(
+        "GET",
+        "/daemon/executions/<execution_id>",
+        "One execution with its output",
+        response=ExecutionRecord,
+        errors=(404,),
+    )
+    async def execution(execution_id: str) -> dict[str, Any]:
+        return (await daemon.get_execution(execution_id)).to_json()

@@ -1,0 +1,36 @@
+"""HTTP request counts for ``GET /metrics`` (the daemon's own metrics come from the facade)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+
+class RequestMetrics:
+    """``omnimind_http_requests_total`` by method, route and status."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            "omnimind_http_requests",
+            "HTTP requests by route and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self._children: dict[tuple[str, str, int], Any] = {}
+
+    def count(self, method: str, route: str, status: int) -> None:
+        """Count one request (children cached: ``labels()`` is slow on a hot path)."""
+        key = (method, route, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._requests.labels(method, route, str(status))
+        child.inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The text format ``generate_latest`` writes (0.0.4)."""

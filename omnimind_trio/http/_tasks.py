@@ -1,0 +1,131 @@
+"""The task routes: list, add, show, change, delete, and the actions on one task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import request
+
+from ..daemon import Daemon
+from ..models import (
+    ActionResult,
+    TaskCreate,
+    TaskDetail,
+    TaskList,
+    TaskPatch,
+    TaskSummary,
+    TaskUpdated,
+    parse_task_spec,
+)
+from ._body import json_object
+from ._queries import TaskListParameters, parse_parameters
+from ._routing import Routes
+
+TASK = "/daemon/tasks/<task_id:task_id>"
+
+
+def action(status: str, task: TaskSummary, verb: str) -> ActionResult:
+    """The answer to an action on one task: ``{"status", "task_id", "message"}``."""
+    return ActionResult(status=status, task_id=task.task_id, message=f"Task '{task.name}' {verb}")
+
+
+def add_task_routes(routes: Routes, daemon: Daemon) -> None:
+    route = routes.route
+
+    @route(
+        "GET",
+        "/daemon/tasks",
+        "List tasks",
+        response=TaskList,
+        query=TaskListParameters,
+        errors=(400,),
+    )
+    async def list_tasks() -> dict[str, Any]:
+        query = parse_parameters(TaskListParameters, request.args).to_query()
+        return daemon.list_tasks(query).json_body()
+
+    @route(
+        "POST",
+        "/daemon/tasks/add",
+        "Add a task",
+        response=ActionResult,
+        body=TaskCreate,
+        errors=(400, 409, 413, 415, 503),
+    )
+    async def add_task() -> dict[str, Any]:
+        spec = parse_task_spec(await json_object(), max_code_bytes=daemon.settings.max_code_bytes)
+        task = await daemon.add_task(spec)
+        return action("task_added", task, "added successfully").json_body()
+
+    @route("GET", TASK, "Show a task", response=TaskDetail, errors=(404,))
+    async def show_task(task_id: str) -> dict[str, Any]:
+        return daemon.get_task(task_id).json_body()
+
+    @route(
+        "PATCH",
+        TASK,
+        "Change a task",
+        response=TaskUpdated,
+        body=TaskPatch,
+        errors=(400, 404, 413, 415, 503),
+    )
+    async def update_task(task_id: str) -> dict[str, Any]:
+        daemon.get_task(task_id)  # an unknown task is a 404 before its body is read
+        task = await daemon.update_task(task_id, await json_object())
+        answer = TaskUpdated(
+            status="task_updated",
+            task_id=task_id,
+            message=f"Task '{task.name}' updated successfully",
+            task=task,
+        )
+        return answer.json_body()
+
+    @route(
+        "DELETE",
+        TASK,
+        "Delete a task (its history stays)",
+        response=ActionResult,
+        errors=(404, 409, 503),
+    )
+    async def delete_task(task_id: str) -> dict[str, Any]:
+        return action("task_deleted", await daemon.delete_task(task_id), "deleted").json_body()
+
+    @route(
+        "POST",
+        TASK + "/run",
+        "Run a task now, whatever the load or hour",
+        response=ActionResult,
+        errors=(404, 409),
+    )
+    async def run_task(task_id: str) -> dict[str, Any]:
+        daemon.run_task_now(task_id)
+        task = daemon.get_task(task_id)
+        return action("run_requested", task, "will run now").json_body()
+
+    @route(
+        "POST",
+        TASK + "/cancel",
+        "Kill a task's running execution",
+        response=ActionResult,
+        errors=(404, 409),
+    )
+    async def cancel_task(task_id: str) -> dict[str, Any]:
+        return action(
+            "cancel_requested", daemon.cancel_task(task_id), "is being cancelled"
+        ).json_body()
+
+    @route(
+        "POST", TASK + "/pause", "Stop scheduling a task", response=ActionResult, errors=(404, 503)
+    )
+    async def pause_task(task_id: str) -> dict[str, Any]:
+        return action("paused", await daemon.pause_task(task_id), "paused").json_body()
+
+    @route(
+        "POST",
+        TASK + "/resume",
+        "Schedule a paused task again",
+        response=ActionResult,
+        errors=(404, 503),
+    )
+    async def resume_task(task_id: str) -> dict[str, Any]:
+        return action("resumed", await daemon.resume_task(task_id), "resumed").json_body()

@@ -1,0 +1,90 @@
+"""One run of a task, from admission to its end: the execution record.
+
+The record is what the store keeps (one column per field), what the API answers (its JSON
+dump: instants as ISO-8601, ``duration_seconds`` and ``frozen_seconds`` computed), and what
+``execution_started``/``execution_finished`` events carry (without the output).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field
+
+from ._enums import Outcome, Trigger
+from ._time import Measure, PreciseInstant
+
+
+class Pause(BaseModel):
+    """A time the execution was frozen because the machine became busy."""
+
+    frozen_at: PreciseInstant
+    thawed_at: PreciseInstant | None
+
+
+def _pauses_json(pauses: list[tuple[float, float | None]]) -> list[Pause]:
+    return [Pause(frozen_at=frozen, thawed_at=thawed) for frozen, thawed in pauses]
+
+
+Pauses = Annotated[
+    list[tuple[float, float | None]],
+    PlainSerializer(_pauses_json, return_type=list[Pause], when_used="json"),
+]
+"""(frozen, thawed) epoch pairs; ``[{"frozen_at", "thawed_at"}]`` in JSON."""
+
+
+class ExecutionSummary(BaseModel):
+    """One run of a task (or one that was skipped, with why), without its output: as lists
+    and events show it."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+    execution_id: str
+    task_id: str
+    trigger: Trigger
+    outcome: Outcome
+    reason: str | None = None
+    result: Any = Field(default=None, description="What execute() returned (any JSON)")
+    scheduled_at: PreciseInstant
+    started_at: PreciseInstant | None = None
+    finished_at: PreciseInstant | None = None
+    cpu_seconds: Measure | None = None
+    max_rss_mb: Measure | None = None
+    attempt: int = Field(default=0, description="0 for a first run; n for the n-th retry")
+    pauses: Pauses = Field(default_factory=list)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def duration_seconds(self) -> Measure | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return max(0.0, self.finished_at - self.started_at)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def frozen_seconds(self) -> Measure:
+        end = self.finished_at
+        return sum(
+            (thawed if thawed is not None else (end or frozen)) - frozen
+            for frozen, thawed in self.pauses
+        )
+
+
+class ExecutionRecord(ExecutionSummary):
+    """One run of a task, with what it printed (each stream capped, head and tail kept)."""
+
+    stdout: str = ""
+    stderr: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as the API answers it."""
+        return self.model_dump(mode="json")
+
+    def summary(self) -> dict[str, Any]:
+        """The record as lists and events show it: without the captured output."""
+        return self.model_dump(mode="json", exclude=OUTPUT_FIELDS)
+
+
+OUTPUT_FIELDS: Final = {"stdout", "stderr"}
+EXECUTION_FIELDS: Final = tuple(ExecutionRecord.model_fields)
+"""The stored fields of a record (the computed ones are not stored)."""

@@ -1,0 +1,61 @@
+"""What the list endpoints can be asked: filters, order and page."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Final
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ._enums import Outcome, Priority, TaskStatus
+
+MAX_LIMIT: Final = 1000
+MAX_OFFSET: Final = 10**9
+
+
+class TaskSortKey(StrEnum):
+    """The fields ``GET /daemon/tasks`` can sort on (``-`` before one: descending)."""
+
+    TASK_ID = "task_id"
+    NAME = "name"
+    PRIORITY = "priority"
+    STATUS = "status"
+    EXECUTION_COUNT = "execution_count"
+    SUCCESS_COUNT = "success_count"
+    FAILURE_COUNT = "failure_count"
+    LAST_EXECUTION = "last_execution"
+    NEXT_EXECUTION = "next_execution"
+    CREATED_AT = "created_at"
+
+
+Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description="At most this many")]
+Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET, description="Skip this many")]
+
+
+class TaskQuery(BaseModel):
+    """Which tasks to list, in what order. Ties keep insertion order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    priority: frozenset[Priority] | None = Field(default=None, description="Only these priorities")
+    status: frozenset[TaskStatus] | None = Field(default=None, description="Only these statuses")
+    q: str | None = Field(default=None, description="Text in the id, name or description")
+    sort: TaskSortKey | None = Field(
+        default=None, description="Sort field (default: insertion order)"
+    )
+    descending: bool = False
+    limit: Limit | None = None
+    offset: Offset = 0
+
+
+class ExecutionQuery(BaseModel):
+    """Which execution records to list, newest first."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task_id: str | None = None
+    outcome: Outcome | None = None
+    since: float | None = Field(default=None, description="Scheduled at or after (epoch seconds)")
+    until: float | None = Field(default=None, description="Scheduled before (epoch seconds)")
+    limit: Limit = 100
+    offset: Offset = 0

@@ -1,0 +1,195 @@
+"""What the API answers: one model per response body and per event.
+
+The task detail derives its definition fields from :class:`~._task.TaskSpec`, so a new task
+field shows in it (and in the OpenAPI document) with no edit here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model
+
+from ._enums import DaemonState, Priority, TaskStatus
+from ._execution import ExecutionSummary
+from ._task import TASK_FIELD_TYPES, TASK_FIELDS
+from ._time import Instant
+
+_RESPONSE = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
+class Response(BaseModel):
+    """Base of every response body: every field is always present."""
+
+    model_config = _RESPONSE
+
+    def json_body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class ErrorBody(Response):
+    """Every error answer."""
+
+    detail: str = Field(description="What is wrong, in one sentence")
+
+
+class StatusMetrics(Response):
+    cpu_percent: float
+    memory_percent: float
+    is_idle: bool
+    is_sleep_time: bool
+
+
+class Status(Response):
+    """``GET /daemon/status``: the API document's shape, exactly."""
+
+    state: DaemonState
+    running: bool
+    tasks_registered: int
+    tasks_pending: int
+    metrics: StatusMetrics
+    cloud_enabled: bool
+    workspace: str
+
+
+class TaskSummary(Response):
+    """A task as ``GET /daemon/tasks`` lists it: the API document's fields, exactly."""
+
+    task_id: str
+    name: str
+    description: str
+    priority: Priority
+    execution_count: int
+    success_count: int
+    failure_count: int
+    last_execution: Instant | None
+    repeat_interval: str | None = Field(description="H:MM:SS between runs; null for a one-shot")
+
+
+class TaskList(Response):
+    tasks: list[TaskSummary]
+    total_tasks: int = Field(description="Tasks matching the filters (before paging)")
+
+
+class Waiting(BaseModel):
+    """Why a task is not running and when it should; only the keys its ``reason`` uses
+    are present."""
+
+    reason: str = Field(
+        description="stopped, paused, done, scheduled, backoff, gate, frozen, catch_up, "
+        "slot or starting"
+    )
+    detail: str = Field(description="The same in words")
+    until: Instant | None = None
+    expected_start: Instant | None = None
+    run_by: Instant | None = Field(default=None, description="When max_delay_hours forces a run")
+    opens_at: Instant | None = None
+    gate: str | None = None
+    cpu_percent: float | None = None
+    threshold_percent: float | None = None
+    dwell_remaining_seconds: float | None = None
+    in_use: int | None = None
+    limit: int | None = None
+
+    def json_body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class TaskState(Response):
+    """Where a task stands: the detail's fields beyond its summary and its definition."""
+
+    status: TaskStatus
+    kind: str = Field(description="code, or in_process for a task its embedding program runs")
+    paused: bool
+    created_at: Instant
+    next_execution: Instant | None
+    waiting_since: Instant | None
+    retry_attempt: int
+    waiting_reason: str | None = Field(description="Why a due task waits, in words")
+    waiting: Waiting | None = Field(description="Why it waits, as data")
+    running_execution_id: str | None
+
+
+_SUMMARY_FIELDS: Final = frozenset(TaskSummary.model_fields)
+TaskDefinitionView: type[Response] = create_model(  # type: ignore[call-overload]
+    "TaskDefinitionView",
+    __base__=Response,
+    **{name: (TASK_FIELD_TYPES[name], ...) for name in TASK_FIELDS if name not in _SUMMARY_FIELDS},
+)
+"""The detail's definition fields: every :class:`TaskSpec` field beyond the summary's, with
+the daemon's defaults filled in (``timeout_seconds``...)."""
+
+
+class TaskDetail(TaskState, TaskDefinitionView, TaskSummary):  # type: ignore[misc, valid-type]
+    """``GET /daemon/tasks/{task_id}``: the summary, the definition and the state."""
+
+    def json_body(self) -> dict[str, Any]:
+        # ``waiting`` holds only the keys its reason uses.
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class ActionResult(Response):
+    """The answer to an action on one task."""
+
+    status: str
+    task_id: str
+    message: str
+
+
+class TaskUpdated(ActionResult):
+    task: TaskDetail
+
+
+class DaemonAction(Response):
+    status: str
+    message: str
+
+
+class ExecutionList(Response):
+    executions: list[ExecutionSummary] = Field(description="Newest first")
+    total: int
+
+
+class WebSocketToken(Response):
+    token: str
+    expires_in: float
+
+
+class Event(BaseModel):
+    """One WebSocket message: the daemon's ``state`` rides on every one."""
+
+    _json: str | None = PrivateAttr(None)
+
+    type: str = Field(
+        description="status (the first message), state_changed, task_added, task_updated, "
+        "task_removed, task_waiting, execution_started, execution_finished, "
+        "execution_frozen, execution_thawed, gates_changed, metrics"
+    )
+    state: DaemonState
+    time: str = Field(description="When it happened, ISO-8601 UTC")
+    data: dict[str, Any]
+
+    def as_json(self) -> str:
+        """The message as sent: serialized once, whatever the number of subscribers."""
+        if self._json is None:
+            self._json = self.model_dump_json()
+        return self._json
+
+
+__all__ = [
+    "ActionResult",
+    "DaemonAction",
+    "ErrorBody",
+    "Event",
+    "ExecutionList",
+    "Status",
+    "StatusMetrics",
+    "TaskDefinitionView",
+    "TaskDetail",
+    "TaskList",
+    "TaskState",
+    "TaskSummary",
+    "TaskUpdated",
+    "Waiting",
+    "WebSocketToken",
+]
