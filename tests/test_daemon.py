@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sqlite3
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,10 @@ from omnimind_trio import (
 )
 from omnimind_trio.daemon import Daemon, task_summary
 from omnimind_trio.daemon import _writes as writes
+from omnimind_trio.exceptions import StoreUnavailable
 from omnimind_trio.models import ExecutionRecord, TaskSpec, Trigger
 from omnimind_trio.scheduling import TrioWallClock
-from omnimind_trio.store import Store, open_store
+from omnimind_trio.store import SQLiteStore, open_store
 
 from .conftest import make_settings
 
@@ -489,10 +489,10 @@ async def test_a_start_up_while_the_database_refuses_writes_goes_on(
     async with open_daemon(settings, metrics_source=source):
         pass  # the database and its built-in task exist
 
-    async def refused(self: Store, now: float) -> int:
-        raise sqlite3.OperationalError("database or disk is full")
+    async def refused(self: SQLiteStore, now: float) -> int:
+        raise StoreUnavailable("database or disk is full")
 
-    monkeypatch.setattr(Store, "close_interrupted", refused)
+    monkeypatch.setattr(SQLiteStore, "close_interrupted", refused)
     async with open_daemon(settings, metrics_source=source) as daemon:
         assert daemon.running
         assert "database or disk is full" in caplog.text

@@ -15,10 +15,9 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
 import trio
@@ -31,6 +30,7 @@ from ..exceptions import (
     OmniMindError,
     StartupError,
     StoreError,
+    StoreUnavailable,
     TaskExists,
 )
 from ..execution import Executor, describe_code_problem, open_executor
@@ -342,10 +342,7 @@ class Daemon:
         self._seq += 1
         now = self.clock.now()
         stored = StoredTask(spec, TaskCounters(), self._seq, False, now, now)
-        try:
-            await self._write(self.store.insert_task(stored))
-        except sqlite3.IntegrityError:
-            raise TaskExists(spec.task_id) from None
+        await self._write(self.store.insert_task(stored))  # TaskExists
         entry = self._entry(stored, function)
         self.scheduler.add(entry)
         log.info(
@@ -464,7 +461,7 @@ class Daemon:
         """Load stored tasks; close runs a crash left open as interrupted."""
         try:
             closed = await self.store.close_interrupted(self.clock.now())
-        except sqlite3.OperationalError as exc:
+        except StoreUnavailable as exc:
             # The database refuses writes (disk full...): start anyway, in state error.
             # The rows stay ``running`` and are closed at a later start.
             self.writes.failed(exc, "closing interrupted runs")
@@ -517,9 +514,12 @@ async def open_daemon(
     autostart: bool = True,
     clock: Clock | None = None,
     metrics_source: MetricsSource | None = None,
+    store: Store | None = None,
 ) -> AsyncIterator[Daemon]:
     """Open the store and the task worker, load the tasks, and (unless ``autostart`` is
     False) start the daemon. On exit the daemon is stopped and every child process killed.
+    ``store``: an open store to use instead of opening ``settings.database`` (its caller
+    closes it).
 
     Error handling: a database that cannot be opened or a task interpreter that cannot be
     started raise here, before anything runs.
@@ -528,7 +528,9 @@ async def open_daemon(
     if not settings.workspace.is_dir():
         raise StartupError(f"the workspace {settings.workspace} is not a directory")
     async with (
-        open_store(settings.database_path) as store,
+        (
+            nullcontext(store) if store is not None else open_store(settings.database_location)
+        ) as store,
         open_executor(settings.task_python) as executor,
     ):
         source = metrics_source or PsutilSource(executor.running_pids)
