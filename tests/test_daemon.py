@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from omnimind_trio.daemon import _writes as writes
 from omnimind_trio.exceptions import StoreUnavailable
 from omnimind_trio.models import ExecutionRecord, TaskSpec, Trigger
 from omnimind_trio.scheduling import TrioWallClock
-from omnimind_trio.store import SQLiteStore, open_store
+from omnimind_trio.store import MemoryStore, SQLiteStore, open_store
 
 from .conftest import make_settings
 
@@ -163,6 +164,52 @@ async def test_tasks_and_counters_survive_a_restart(settings: Settings, source: 
         await trio.sleep(0.2)
         assert daemon.scheduler.tasks["ran"].counters.execution_count == 1
         assert len(await history(daemon, "ran")) == 1
+
+
+async def test_the_daemon_runs_on_a_memory_store(tmp_path: Path, source: FakeSource) -> None:
+    """``database="memory://"``: the same daemon, with nothing written to disk."""
+    settings = make_settings(tmp_path, database="memory://")
+    async with open_daemon(settings, metrics_source=source) as daemon:
+        assert isinstance(daemon.store, MemoryStore)
+        await daemon.add_task(code_task("job", "def execute():\n    return {'n': 42}\n"))
+        with pytest.raises(TaskExists):
+            await daemon.add_task(code_task("job", "def execute():\n    return 0\n"))
+        entry = daemon.scheduler.get("job")
+        await wait_for(lambda: entry.counters.success_count == 1)
+        await wait_for(lambda: daemon.state is DaemonState.IDLE)
+        [record] = await history(daemon, "job")
+        assert (record.outcome, record.result) == (Outcome.SUCCEEDED, {"n": 42})
+        assert await daemon.get_execution(record.execution_id) == record
+        await daemon.pause_task("job")
+        assert [t.paused for t in await daemon.store.load_tasks() if t.spec.task_id == "job"] == [
+            True
+        ]
+        await daemon.delete_task("job")
+        assert daemon.status()["state"] == "idle"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("omnimind.db")]
+
+
+async def test_a_store_handed_to_the_daemon_outlives_it(
+    settings: Settings, source: FakeSource
+) -> None:
+    """``open_daemon(store=...)``: the caller owns the store, so what one daemon saved is
+    there for the next (a restart, in memory), runs it left open included."""
+    store = MemoryStore()
+    async with open_daemon(settings, metrics_source=source, store=store) as daemon:
+        await daemon.add_task(code_task("ran", "def execute():\n    return 1", repeat_hours=2))
+        await daemon.add_task(code_task("waits", "def execute():\n    return 2", Priority.LOW))
+        await wait_for(lambda: daemon.scheduler.tasks["ran"].counters.success_count == 1)
+        listed = [task_summary(e) for e in daemon.scheduler.tasks.values()]
+    dead = ExecutionRecord("dead", "waits", Trigger.SCHEDULE, Outcome.RUNNING, 1.0, 1.0)
+    await store.start_execution(dead, last_execution=1.0, next_due=None)  # as a crash leaves
+    async with open_daemon(settings, metrics_source=source, store=store) as daemon:
+        summaries = [task_summary(e) for e in daemon.scheduler.tasks.values()]
+        assert summaries[:-1] == listed[:-1]  # "waits", last, counts its interrupted run
+        assert daemon.scheduler.tasks["ran"].counters.execution_count == 1
+        assert daemon.scheduler.tasks["waits"].counters.failure_count == 1
+        closed = await daemon.get_execution("dead")
+        assert closed.outcome is Outcome.INTERRUPTED
+    assert not settings.database_path.exists()  # the settings' file was never opened
 
 
 async def test_runs_left_open_by_a_crash_are_closed_as_interrupted(
@@ -343,18 +390,35 @@ async def test_a_pending_retry_survives_a_restart(tmp_path: Path, source: FakeSo
 
 
 async def read_only(daemon: Daemon, on: bool = True) -> None:
-    """SQLite's own switch: every write fails with 'attempt to write a readonly database'."""
-    db = daemon.store._db
-    await daemon.store._run(lambda: db.execute(f"PRAGMA query_only = {int(on)}"))
+    """Every write fails with 'attempt to write a readonly database': SQLite's own switch,
+    or the memory store's."""
+    store = daemon.store
+    if isinstance(store, MemoryStore):
+        store.refuse_writes("attempt to write a readonly database" if on else None)
+        return
+    assert isinstance(store, SQLiteStore)
+    db = store._db
+    await store._run(lambda: db.execute(f"PRAGMA query_only = {int(on)}"))
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+async def any_daemon(
+    request: pytest.FixtureRequest, tmp_path: Path, source: FakeSource
+) -> AsyncIterator[Daemon]:
+    """A daemon on each store backend."""
+    database = tmp_path / "omnimind.db" if request.param == "sqlite" else "memory://"
+    async with open_daemon(make_settings(tmp_path, database=database), metrics_source=source) as d:
+        yield d
 
 
 async def stored(daemon: Daemon) -> dict[str, Any]:
     return {t.spec.task_id: t for t in await daemon.store.load_tasks()}
 
 
-async def test_a_refused_write_changes_nothing_and_says_so(daemon: Daemon) -> None:
+async def test_a_refused_write_changes_nothing_and_says_so(any_daemon: Daemon) -> None:
     """Disk full, read-only file system, I/O error: the change is not made, in memory or
     on disk, and the caller is told why (StoreError, HTTP 503)."""
+    daemon = any_daemon
     await daemon.add_task(code_task("keep", "def execute():\n    return 1\n", Priority.LOW))
     await daemon.pause_task("keep")
     before = await stored(daemon)
@@ -431,10 +495,13 @@ async def test_a_change_whose_caller_goes_away_is_saved_all_the_same(daemon: Dae
     assert (await stored(daemon))["nap"].paused
 
 
-async def test_a_database_that_refuses_writes_does_not_stop_the_daemon(daemon: Daemon) -> None:
+async def test_a_database_that_refuses_writes_does_not_stop_the_daemon(
+    any_daemon: Daemon,
+) -> None:
     """A full disk must not kill a 24/7 daemon: tasks keep running (what cannot be saved
     is lost and logged), the state says ``error`` and why, and the next write that works
     clears it."""
+    daemon = any_daemon
     await daemon.add_task(code_task("job", "def execute():\n    return 42\n"))
     entry = daemon.scheduler.get("job")
     await wait_for(lambda: entry.counters.execution_count == 1)
