@@ -17,6 +17,7 @@ from .exceptions import (
     OmniMindError,
     StartupError,
     StoreError,
+    StoreUnavailable,
     TaskExists,
     TaskNotFound,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "Settings",
     "StartupError",
     "StoreError",
+    "StoreUnavailable",
     "SystemMetrics",
     "TaskExists",
     "TaskNotFound",

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .scheduling import SleepWindow, parse_weekdays
+from .store import is_url
 
 
 class Settings(BaseSettings):
@@ -29,8 +30,10 @@ class Settings(BaseSettings):
     """Holds ``config/dashboard_auth.json`` and the database."""
     workspace: Path = Field(default_factory=Path.cwd)
     """The tasks' working directory, reported as ``workspace`` in the status."""
-    database: Path | None = None
-    """SQLite file; default ``<home>/omnimind.db``."""
+    database: Path | str | None = None
+    """Where tasks and history are kept: the path of a SQLite file (default
+    ``<home>/omnimind.db``), or ``memory://`` for a store in the daemon's memory that is
+    gone when it stops (tests, embedders)."""
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
@@ -119,8 +122,16 @@ class Settings(BaseSettings):
         return SleepWindow.parse(self.sleep_window, self.timezone, self.sleep_weekdays)
 
     @property
-    def database_path(self) -> Path:
+    def database_location(self) -> Path | str:
+        """What ``open_store`` is given: ``database``, or ``<home>/omnimind.db``."""
         return self.database if self.database is not None else self.home / "omnimind.db"
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file. Raises ValueError when ``database`` is not a file (``memory://``)."""
+        if is_url(self.database_location):
+            raise ValueError(f"the database {self.database} is not a file")
+        return Path(self.database_location)
 
     @property
     def auth_file(self) -> Path:

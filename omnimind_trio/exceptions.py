@@ -9,6 +9,7 @@
     │   └── TaskExists
     ├── ExecutorError       the task worker could not run an execution (a daemon fault)
     ├── StoreError          the database could not be written; the change was not made
+    │   └── StoreUnavailable    a store backend refused a write or a read (disk full, ...)
     └── StartupError        the daemon cannot start: bad workspace, database in use, ...
 
 Every exception carries ``detail``: the one sentence a user sees in the API's ``detail``.
@@ -64,6 +65,19 @@ class StoreError(OmniMindError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"The database could not be written ({reason}): nothing was changed")
+        self.reason = reason
+        """Why, in the backend's words (``database or disk is full``)."""
+
+
+class StoreUnavailable(StoreError):
+    """Raised by a store backend, in place of its driver's own errors, when it cannot do
+    what it was asked: a write it refuses (disk full, read-only file system, I/O error) or
+    a read that fails. A write that raises it changed nothing. The daemon catches it
+    without knowing the backend; one that reaches the API is an HTTP 503."""
+
+    def __init__(self, reason: str) -> None:
+        OmniMindError.__init__(self, f"The database is unavailable ({reason})")
+        self.reason = reason
 
 
 class StartupError(OmniMindError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,10 @@ from omnimind_trio import (
 )
 from omnimind_trio.daemon import Daemon
 from omnimind_trio.daemon import _writes as writes
+from omnimind_trio.exceptions import StoreUnavailable
 from omnimind_trio.models import ExecutionRecord, TaskSpec, Trigger
 from omnimind_trio.scheduling import TrioWallClock
-from omnimind_trio.store import Store, open_store
+from omnimind_trio.store import MemoryStore, SQLiteStore, open_store
 
 from .conftest import make_settings, task_ids
 
@@ -164,6 +165,59 @@ async def test_tasks_and_counters_survive_a_restart(settings: Settings, source: 
         await trio.sleep(0.2)
         assert daemon.get_task("ran").execution_count == 1
         assert len(await history(daemon, "ran")) == 1
+
+
+async def test_the_daemon_runs_on_a_memory_store(tmp_path: Path, source: FakeSource) -> None:
+    """``database="memory://"``: the same daemon, with nothing written to disk."""
+    settings = make_settings(tmp_path, database="memory://")
+    async with open_daemon(settings, metrics_source=source) as daemon:
+        assert isinstance(daemon._store, MemoryStore)
+        await daemon.add_task(code_task("job", "def execute():\n    return {'n': 42}\n"))
+        with pytest.raises(TaskExists):
+            await daemon.add_task(code_task("job", "def execute():\n    return 0\n"))
+        entry = daemon._scheduler.get("job")
+        await wait_for(lambda: entry.counters.success_count == 1)
+        await wait_for(lambda: daemon.state is DaemonState.IDLE)
+        [record] = await history(daemon, "job")
+        assert (record.outcome, record.result) == (Outcome.SUCCEEDED, {"n": 42})
+        assert await daemon.get_execution(record.execution_id) == record
+        await daemon.pause_task("job")
+        assert [t.paused for t in await daemon._store.load_tasks() if t.spec.task_id == "job"] == [
+            True
+        ]
+        await daemon.delete_task("job")
+        assert daemon.status().state == "idle"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("omnimind.db")]
+
+
+async def test_a_store_handed_to_the_daemon_outlives_it(
+    settings: Settings, source: FakeSource
+) -> None:
+    """``open_daemon(store=...)``: the caller owns the store, so what one daemon saved is
+    there for the next (a restart, in memory), runs it left open included."""
+    store = MemoryStore()
+    async with open_daemon(settings, metrics_source=source, store=store) as daemon:
+        await daemon.add_task(code_task("ran", "def execute():\n    return 1", repeat_hours=2))
+        await daemon.add_task(code_task("waits", "def execute():\n    return 2", Priority.LOW))
+        await wait_for(lambda: daemon.get_task("ran").success_count == 1)
+        listed = daemon.list_tasks().tasks
+    dead = ExecutionRecord(
+        execution_id="dead",
+        task_id="waits",
+        trigger=Trigger.SCHEDULE,
+        outcome=Outcome.RUNNING,
+        scheduled_at=1.0,
+        started_at=1.0,
+    )
+    await store.start_execution(dead, last_execution=1.0, next_due=None)  # as a crash leaves
+    async with open_daemon(settings, metrics_source=source, store=store) as daemon:
+        summaries = daemon.list_tasks().tasks
+        assert summaries[:-1] == listed[:-1]  # "waits", last, counts its interrupted run
+        assert daemon.get_task("ran").execution_count == 1
+        assert daemon.get_task("waits").failure_count == 1
+        closed = await daemon.get_execution("dead")
+        assert closed.outcome is Outcome.INTERRUPTED
+    assert not settings.database_path.exists()  # the settings' file was never opened
 
 
 async def test_runs_left_open_by_a_crash_are_closed_as_interrupted(
@@ -351,18 +405,35 @@ async def test_a_pending_retry_survives_a_restart(tmp_path: Path, source: FakeSo
 
 
 async def read_only(daemon: Daemon, on: bool = True) -> None:
-    """SQLite's own switch: every write fails with 'attempt to write a readonly database'."""
-    db = daemon._store._db
-    await daemon._store._run(lambda: db.execute(f"PRAGMA query_only = {int(on)}"))
+    """Every write fails with 'attempt to write a readonly database': SQLite's own switch,
+    or the memory store's."""
+    store = daemon._store
+    if isinstance(store, MemoryStore):
+        store.refuse_writes("attempt to write a readonly database" if on else None)
+        return
+    assert isinstance(store, SQLiteStore)
+    db = store._db
+    await store._run(lambda: db.execute(f"PRAGMA query_only = {int(on)}"))
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+async def any_daemon(
+    request: pytest.FixtureRequest, tmp_path: Path, source: FakeSource
+) -> AsyncIterator[Daemon]:
+    """A daemon on each store backend."""
+    database = tmp_path / "omnimind.db" if request.param == "sqlite" else "memory://"
+    async with open_daemon(make_settings(tmp_path, database=database), metrics_source=source) as d:
+        yield d
 
 
 async def stored(daemon: Daemon) -> dict[str, Any]:
     return {t.spec.task_id: t for t in await daemon._store.load_tasks()}
 
 
-async def test_a_refused_write_changes_nothing_and_says_so(daemon: Daemon) -> None:
+async def test_a_refused_write_changes_nothing_and_says_so(any_daemon: Daemon) -> None:
     """Disk full, read-only file system, I/O error: the change is not made, in memory or
     on disk, and the caller is told why (StoreError, HTTP 503)."""
+    daemon = any_daemon
     await daemon.add_task(code_task("keep", "def execute():\n    return 1\n", Priority.LOW))
     await daemon.pause_task("keep")
     before = await stored(daemon)
@@ -437,10 +508,13 @@ async def test_a_change_whose_caller_goes_away_is_saved_all_the_same(daemon: Dae
     assert (await stored(daemon))["nap"].paused
 
 
-async def test_a_database_that_refuses_writes_does_not_stop_the_daemon(daemon: Daemon) -> None:
+async def test_a_database_that_refuses_writes_does_not_stop_the_daemon(
+    any_daemon: Daemon,
+) -> None:
     """A full disk must not kill a 24/7 daemon: tasks keep running (what cannot be saved
     is lost and logged), the state says ``error`` and why, and the next write that works
     clears it."""
+    daemon = any_daemon
     await daemon.add_task(code_task("job", "def execute():\n    return 42\n"))
     entry = daemon._scheduler.get("job")
     await wait_for(lambda: entry.counters.execution_count == 1)
@@ -495,10 +569,10 @@ async def test_a_start_up_while_the_database_refuses_writes_goes_on(
     async with open_daemon(settings, metrics_source=source):
         pass  # the database and its built-in task exist
 
-    async def refused(self: Store, now: float) -> int:
-        raise sqlite3.OperationalError("database or disk is full")
+    async def refused(self: SQLiteStore, now: float) -> int:
+        raise StoreUnavailable("database or disk is full")
 
-    monkeypatch.setattr(Store, "close_interrupted", refused)
+    monkeypatch.setattr(SQLiteStore, "close_interrupted", refused)
     async with open_daemon(settings, metrics_source=source) as daemon:
         assert daemon.running
         assert "database or disk is full" in caplog.text

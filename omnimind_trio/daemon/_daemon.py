@@ -8,7 +8,6 @@ Nothing outside this package reaches past it into the scheduler, the gates or th
 from __future__ import annotations
 
 import logging
-import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from ..exceptions import (
     ExecutionNotFound,
     InvalidInput,
     StoreError,
+    StoreUnavailable,
     TaskExists,
 )
 from ..execution import Executor, describe_code_problem
@@ -320,10 +320,7 @@ class Daemon:
         self._seq += 1
         now = self._clock.now()
         stored = StoredTask(spec, TaskCounters(), self._seq, False, now, now)
-        try:
-            await self._write(self._store.insert_task(stored))
-        except sqlite3.IntegrityError:
-            raise TaskExists(spec.task_id) from None
+        await self._write(self._store.insert_task(stored))  # raises TaskExists
         entry = _entry(stored, function)
         self._scheduler.add(entry)
         log.info(
@@ -492,7 +489,7 @@ class Daemon:
         """Load stored tasks; close runs a crash left open as interrupted."""
         try:
             closed = await self._store.close_interrupted(self._clock.now())
-        except sqlite3.OperationalError as exc:
+        except StoreUnavailable as exc:
             # The database refuses writes (disk full...): start anyway, in state error.
             # The rows stay ``running`` and are closed at a later start.
             self._writes.failed(exc, "closing interrupted runs")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 
 import trio
 
@@ -11,7 +11,7 @@ from ..config import Settings
 from ..exceptions import StartupError
 from ..execution import open_executor
 from ..scheduling import Clock, MetricsSource, PsutilSource, SystemClock
-from ..store import open_store
+from ..store import Store, open_store
 from ._builtin import register_builtins
 from ._daemon import Daemon
 
@@ -26,6 +26,7 @@ async def open_daemon(
     autostart: bool = True,
     clock: Clock | None = None,
     metrics_source: MetricsSource | None = None,
+    store: Store | None = None,
 ) -> AsyncIterator[Daemon]:
     """Open the store and the task worker, load the tasks, and (unless ``autostart`` is
     False) start the daemon. On exit the daemon is stopped and every child process killed.
@@ -38,6 +39,9 @@ async def open_daemon(
                 ├── load monitor
                 └── scheduler           # one cancel scope per execution
 
+    ``store``: an open store to use instead of opening ``settings.database`` (its caller
+    closes it).
+
     Error handling: a database that cannot be opened or a task interpreter that cannot be
     started raise here (:class:`StartupError`, :class:`ExecutorError`), before anything runs.
     """
@@ -46,7 +50,9 @@ async def open_daemon(
         raise StartupError(f"the workspace {settings.workspace} is not a directory")
     clock = clock or SystemClock()
     async with (
-        open_store(settings.database_path) as store,
+        (
+            nullcontext(store) if store is not None else open_store(settings.database_location)
+        ) as store,
         open_executor(settings.task_python) as executor,
     ):
         source = metrics_source or PsutilSource(executor.running_pids)

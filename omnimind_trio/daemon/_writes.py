@@ -1,6 +1,7 @@
 """Whether the database accepts writes, and what the daemon does when it does not.
 
-A full disk, a file system remounted read-only or an I/O error make SQLite refuse writes.
+A full disk, a file system remounted read-only or an I/O error make the store refuse writes
+(``StoreUnavailable``, whatever the backend).
 The daemon must not die of it: the scheduler keeps its schedule in memory and tasks keep
 running; what cannot be saved is lost (an execution record, a schedule change) and logged.
 While writes fail the daemon's state is ``error``, with the reason in ``state_changed``
@@ -12,10 +13,11 @@ refused one is not made at all (``StoreError``, HTTP 503), and memory and disk a
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 
 import trio
+
+from ..exceptions import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +36,10 @@ class WriteGuard:
 
     async def write(self, write: Awaitable[None], what: str) -> bool:
         """Await ``write``; False (and logged, once per outage) if the database refused it.
-        IntegrityError is not an outage: it means the data clashes, and is raised."""
+        Other errors (TaskExists: the data clashes) are not an outage, and are raised."""
         try:
             await write
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.Error as exc:
+        except StoreUnavailable as exc:
             self.failed(exc, what)
             return False
         if self.problem is not None:
@@ -47,16 +47,16 @@ class WriteGuard:
             self._set(None)
         return True
 
-    def failed(self, exc: sqlite3.Error, what: str) -> None:
+    def failed(self, exc: StoreUnavailable, what: str) -> None:
         """A write (``what``) that the database refused."""
         if self.problem is None:
             log.error(
                 "the database refused a write (%s): %s; the daemon keeps running and "
                 "tries again with the next write",
                 what,
-                exc,
+                exc.reason,
             )
-        self._set(str(exc))
+        self._set(exc.reason)
 
     def _set(self, problem: str | None) -> None:
         changed = problem != self.problem

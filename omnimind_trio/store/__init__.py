@@ -1,7 +1,24 @@
-"""Persistence: task definitions, counters and execution history. Imports: models,
-exceptions."""
+"""Persistence: task definitions, counters and execution history, behind one Protocol.
 
-from ._schema import StoredTask
-from ._sqlite import Store, open_store
+``Store`` is the contract; ``open_store(location)`` picks the backend: a path is a
+SQLite file (``SQLiteStore``, the default), ``memory://`` a ``MemoryStore``. Imports:
+models, exceptions.
+"""
 
-__all__ = ["Store", "StoredTask", "open_store"]
+from ._memory import MemoryStore, open_memory_store
+from ._open import MEMORY_URL, is_url, open_store
+from ._protocol import INTERRUPTED_REASON, Store, StoredTask
+from ._sqlite import SQLiteStore, open_sqlite_store
+
+__all__ = [
+    "INTERRUPTED_REASON",
+    "MEMORY_URL",
+    "MemoryStore",
+    "SQLiteStore",
+    "Store",
+    "StoredTask",
+    "is_url",
+    "open_memory_store",
+    "open_sqlite_store",
+    "open_store",
+]

@@ -26,21 +26,7 @@ from ..models import (
     TaskSpec,
     base_type,
 )
-
-
-@dataclass(slots=True)
-class StoredTask:
-    """A task as stored: its definition, counters and schedule."""
-
-    spec: TaskSpec
-    counters: TaskCounters
-    seq: int
-    """Insertion order: tasks are listed in it."""
-    paused: bool
-    created_at: float
-    next_due: float | None
-    retry_at: float | None = None
-    retry_attempt: int = 0
+from ._protocol import StoredTask
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""Persistence: task definitions, counters and execution history in SQLite (WAL).
+"""The SQLite backend of the store (WAL): the default, a file in the daemon's home.
 
 One connection, one writer: every call runs in a worker thread under a
 ``CapacityLimiter(1)``, so the event loop never blocks on disk and statements never
-interleave. Committed data survives a ``kill -9`` of the daemon.
+interleave. Committed data survives a ``kill -9`` of the daemon. sqlite3's errors are
+translated at one place (``SQLiteStore._run``) into the store's own exceptions.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ from typing import Any, TypeVar
 
 import trio
 
-from ..exceptions import StartupError
+from ..exceptions import StartupError, StoreUnavailable, TaskExists
 from ..models import ExecutionRecord, Outcome, TaskCounters, TaskSpec
+from ._protocol import INTERRUPTED_REASON, StoredTask
 from ._schema import (
     COUNTER_COLUMNS,
     EXECUTION_COLUMNS,
     SPEC_COLUMNS,
     TASK_COLUMNS,
     Column,
-    StoredTask,
     counters_row,
     execution_from_row,
     execution_row,
@@ -81,18 +82,22 @@ def _migrate(db: sqlite3.Connection) -> None:
 RETENTION_CHUNK = 500
 """Rows deleted per transaction by the history retention (SQLite allows 999 parameters)."""
 
-INTERRUPTED_REASON = "the daemon ended unexpectedly while this execution ran"
 
-
-class Store:
-    """The SQLite store. Open it with :func:`open_store`."""
+class SQLiteStore:
+    """The SQLite store (see :class:`~omnimind_trio.store.Store` for the contract).
+    Open it with :func:`open_sqlite_store`."""
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._db = connection
         self._limiter = trio.CapacityLimiter(1)
 
     async def _run(self, fn: Callable[[], T]) -> T:
-        return await trio.to_thread.run_sync(fn, limiter=self._limiter)
+        try:
+            return await trio.to_thread.run_sync(fn, limiter=self._limiter)
+        except sqlite3.IntegrityError:
+            raise  # the data clashes (a bug, or insert_task's TaskExists): not an outage
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
     def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> Callable[[], T]:
         def run() -> T:
@@ -116,14 +121,20 @@ class Store:
 
     async def insert_task(self, task: StoredTask) -> None:
         row = task_row(task)
-        await self._run(
-            self._tx(
-                lambda db: db.execute(
-                    f"INSERT INTO tasks ({_names(TASK_COLUMNS)}) VALUES ({_marks(TASK_COLUMNS)})",
-                    row,
+        try:
+            await self._run(
+                self._tx(
+                    lambda db: db.execute(
+                        f"INSERT INTO tasks ({_names(TASK_COLUMNS)})"
+                        f" VALUES ({_marks(TASK_COLUMNS)})",
+                        row,
+                    )
                 )
             )
-        )
+        except sqlite3.IntegrityError as exc:
+            if exc.sqlite_errorname != "SQLITE_CONSTRAINT_PRIMARYKEY":
+                raise
+            raise TaskExists(task.spec.task_id) from None
 
     async def update_task(self, spec: TaskSpec, *, next_due: float | None) -> None:
         """Store a task's new definition (its counters are left alone)."""
@@ -311,8 +322,12 @@ class Store:
 
 
 @asynccontextmanager
-async def open_store(path: Path) -> AsyncIterator[Store]:
-    """Open (and create) the database at ``path``; closes it on exit."""
+async def open_sqlite_store(path: Path) -> AsyncIterator[SQLiteStore]:
+    """Open (and create) the database at ``path``; closes it on exit.
+
+    Error handling: a database another daemon holds, or one that cannot be opened or
+    created (permissions, not a database), raises StartupError.
+    """
 
     def connect() -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -321,20 +336,30 @@ async def open_store(path: Path) -> AsyncIterator[Store]:
         with contextlib.suppress(FileExistsError):
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         db = sqlite3.connect(path, check_same_thread=False)
-        db.commit()
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("PRAGMA busy_timeout = 5000")
-        db.executescript(SCHEMA)
-        _migrate(db)
-        db.commit()
+        try:
+            db.commit()
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA busy_timeout = 5000")
+            db.executescript(SCHEMA)
+            _migrate(db)
+            db.commit()
+        except BaseException:
+            db.close()
+            raise
         return db
 
-    lock = _lock(path)
     try:
-        db = await trio.to_thread.run_sync(connect)
+        lock = await trio.to_thread.run_sync(_lock, path)
+    except OSError as exc:
+        raise StartupError(f"cannot open the database {path}: {exc}") from exc
+    try:
         try:
-            yield Store(db)
+            db = await trio.to_thread.run_sync(connect)
+        except (sqlite3.Error, OSError) as exc:
+            raise StartupError(f"cannot open the database {path}: {exc}") from exc
+        try:
+            yield SQLiteStore(db)
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(db.close)

@@ -1,0 +1,43 @@
+"""Which backend a database location names, and opening it."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from os import PathLike
+from pathlib import Path
+
+from ..exceptions import StartupError
+from ._memory import open_memory_store
+from ._protocol import Store
+from ._sqlite import open_sqlite_store
+
+MEMORY_URL = "memory://"
+"""The location of a new, empty store in memory (``:memory:``, SQLite's spelling, too)."""
+
+
+def is_url(location: str | PathLike[str]) -> bool:
+    """Whether ``location`` is a URL of a backend (``memory://``) rather than the path of
+    a SQLite file. Only a ``str`` can be a URL; a ``Path`` is always a file."""
+    return isinstance(location, str) and ("://" in location or location == ":memory:")
+
+
+def open_store(location: str | PathLike[str]) -> AbstractAsyncContextManager[Store]:
+    """Open the store at ``location``, an async context manager that closes it on exit.
+
+    - a path (``str`` or ``Path``): the SQLite file there, created if missing, locked
+      against a second daemon;
+    - ``memory://`` (or ``:memory:``): a new, empty :class:`MemoryStore`, dropped on exit.
+
+    A new backend (``postgresql://...``) is one module with its ``open_*`` function, and
+    one branch here.
+
+    Error handling: an unknown URL, a database another daemon holds, or one that cannot
+    be opened raise StartupError.
+    """
+    if not isinstance(location, str) or not is_url(location):
+        return open_sqlite_store(Path(location))
+    if location in (MEMORY_URL, ":memory:"):
+        return open_memory_store()
+    raise StartupError(
+        f"unknown database {location!r}: give the path of a SQLite file, or {MEMORY_URL}"
+    )

@@ -1,0 +1,722 @@
+"""The store's contract (``omnimind_trio.store.Store``), run against every backend.
+
+A new backend joins by adding a ``Backend`` to ``BACKENDS``: where its store lives, how to
+make it refuse writes, and whether it outlives its ``open_store`` block.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from omnimind_trio import Settings, StartupError, StoreError, StoreUnavailable, TaskExists
+from omnimind_trio.models import (
+    ExecutionRecord,
+    OnBusy,
+    OnMissed,
+    Outcome,
+    Overlap,
+    Priority,
+    TaskCounters,
+    TaskSpec,
+    Trigger,
+)
+from omnimind_trio.store import (
+    INTERRUPTED_REASON,
+    MemoryStore,
+    SQLiteStore,
+    Store,
+    StoredTask,
+    _memory,
+    _sqlite,
+    open_store,
+)
+
+REFUSAL = "attempt to write a readonly database"
+
+
+# -- the backends ----------------------------------------------------------------------
+
+
+async def refuse_sqlite(store: Store, on: bool) -> None:
+    """SQLite's own switch: every write fails with 'attempt to write a readonly database'."""
+    assert isinstance(store, SQLiteStore)
+    db = store._db
+    await store._run(lambda: db.execute(f"PRAGMA query_only = {int(on)}"))
+
+
+async def refuse_memory(store: Store, on: bool) -> None:
+    assert isinstance(store, MemoryStore)
+    store.refuse_writes(REFUSAL if on else None)
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    location: Callable[[Path], str | Path]
+    refuse: Callable[[Store, bool], Awaitable[None]]
+    """Make every write fail (True) or work again (False), as a full disk would."""
+    durable: bool
+    """Whether what it holds is there again when the same location is opened again."""
+    kind: type
+
+
+BACKENDS = [
+    Backend("sqlite", lambda tmp: tmp / "omnimind.db", refuse_sqlite, True, SQLiteStore),
+    Backend("memory", lambda tmp: "memory://", refuse_memory, False, MemoryStore),
+]
+
+
+@pytest.fixture(params=BACKENDS, ids=[b.name for b in BACKENDS])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    chosen: Backend = request.param
+    return chosen
+
+
+@pytest.fixture
+def location(backend: Backend, tmp_path: Path) -> str | Path:
+    return backend.location(tmp_path)
+
+
+@pytest.fixture
+async def store(location: str | Path, backend: Backend) -> AsyncIterator[Store]:
+    async with open_store(location) as opened:
+        assert isinstance(opened, backend.kind)
+        yield opened
+
+
+# -- records -----------------------------------------------------------------------------
+
+
+CODE = "def execute():\n    return 1\n"
+
+
+def spec(task_id: str = "a", **fields: Any) -> TaskSpec:
+    values: dict[str, Any] = {
+        "task_id": task_id,
+        "name": task_id.title(),
+        "description": "a task",
+        "priority": Priority.MEDIUM,
+        "code": CODE,
+    }
+    values.update(fields)
+    return TaskSpec(**values)
+
+
+def task(task_id: str = "a", seq: int = 1, **fields: Any) -> StoredTask:
+    return StoredTask(
+        spec=spec(task_id), counters=TaskCounters(), seq=seq, paused=False, created_at=100.0,
+        next_due=200.0, **fields,
+    )  # fmt: skip
+
+
+def full_spec(task_id: str = "full") -> TaskSpec:
+    """A definition with every field away from its default."""
+    return TaskSpec(
+        task_id=task_id,
+        name="Full",
+        description="every field set",
+        priority=Priority.HIGH,
+        code="async def execute():\n    return {'x': 'é'}\n",
+        repeat_hours=6,
+        timeout_seconds=12.5,
+        max_memory_mb=256,
+        max_cpu_seconds=30,
+        on_busy=OnBusy.CANCEL,
+        overlap=Overlap.REPLACE,
+        on_missed=OnMissed.SKIP,
+        max_retries=3,
+        max_delay_hours=1.5,
+    )
+
+
+def full_task() -> StoredTask:
+    return StoredTask(
+        spec=full_spec(),
+        counters=TaskCounters(
+            execution_count=7, success_count=5, failure_count=2, last_execution=150.25
+        ),
+        seq=42,
+        paused=True,
+        created_at=99.5,
+        next_due=300.75,
+        retry_at=320.5,
+        retry_attempt=2,
+    )
+
+
+def record(
+    i: int, task_id: str = "a", outcome: Outcome = Outcome.SUCCEEDED, **fields: Any
+) -> ExecutionRecord:
+    values: dict[str, Any] = {
+        "execution_id": f"e{i}",
+        "task_id": task_id,
+        "trigger": Trigger.SCHEDULE,
+        "outcome": outcome,
+        "scheduled_at": float(i),
+        "started_at": float(i),
+        "finished_at": None if outcome is Outcome.RUNNING else i + 0.5,
+    }
+    values.update(fields)
+    return ExecutionRecord(**values)
+
+
+def full_record() -> ExecutionRecord:
+    """A record with every field away from its default."""
+    return ExecutionRecord(
+        execution_id="full-1",
+        task_id="full",
+        trigger=Trigger.RETRY,
+        outcome=Outcome.FAILED,
+        scheduled_at=10.0,
+        started_at=10.25,
+        finished_at=12.5,
+        reason="ValueError: no",
+        result={"nested": [1, "two", None, 3.5, {"é": True}]},
+        stdout="out\n",
+        stderr="err\n",
+        cpu_seconds=0.25,
+        max_rss_mb=12.5,
+        attempt=2,
+        pauses=[(10.5, 11.0), (11.5, None)],
+    )
+
+
+def fields_at_default(obj: Any) -> list[str]:
+    """The fields of a record still at their default value. A round trip must set every
+    field, or a field the store forgets would pass unseen."""
+    if dataclasses.is_dataclass(obj):
+        left = []
+        for f in dataclasses.fields(obj):
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                continue
+            if getattr(obj, f.name) == default:
+                left.append(f.name)
+        return left
+    return [  # a pydantic model
+        name
+        for name, info in type(obj).model_fields.items()
+        if not info.is_required()
+        and getattr(obj, name) == info.get_default(call_default_factory=True)
+    ]
+
+
+async def ids(store: Store, **filters: Any) -> list[str]:
+    page, _ = await store.list_executions(limit=1000, **filters)
+    return [r.execution_id for r in page]
+
+
+async def tasks_by_id(store: Store) -> dict[str, StoredTask]:
+    return {t.spec.task_id: t for t in await store.load_tasks()}
+
+
+async def snapshot(store: Store) -> tuple[list[StoredTask], list[ExecutionRecord]]:
+    page, _ = await store.list_executions(limit=1000)
+    return await store.load_tasks(), page
+
+
+async def fill(store: Store) -> None:
+    """Ten finished records, e0..e9: odd ones of task a, even ones of b; e0, e3, e6, e9
+    failed."""
+    for i in range(10):
+        rec = record(i, "a" if i % 2 else "b", Outcome.FAILED if i % 3 == 0 else Outcome.SUCCEEDED)
+        await store.start_execution(rec, last_execution=rec.scheduled_at, next_due=None)
+
+
+# -- tasks -------------------------------------------------------------------------------
+
+
+async def test_a_task_round_trips_with_every_field(store: Store) -> None:
+    full = full_task()
+    assert fields_at_default(full) == []
+    assert fields_at_default(full.spec) == []
+    assert fields_at_default(full.counters) == []
+    in_process = task("in_process")
+    in_process.spec = spec("in_process", code=None)
+    await store.insert_task(full)
+    await store.insert_task(in_process)
+    assert await store.load_tasks() == [in_process, full]
+
+
+async def test_tasks_load_in_seq_order(store: Store) -> None:
+    for task_id, seq in [("c", 3), ("a", 1), ("d", 4), ("b", 2)]:
+        await store.insert_task(task(task_id, seq))
+    assert [t.spec.task_id for t in await store.load_tasks()] == ["a", "b", "c", "d"]
+    assert await store.load_tasks() == await store.load_tasks()
+
+
+async def test_an_existing_task_id_raises_task_exists_and_changes_nothing(store: Store) -> None:
+    await store.insert_task(task("a"))
+    clash = task("a", seq=2)
+    clash.spec = spec("a", name="Other")
+    with pytest.raises(TaskExists) as raised:
+        await store.insert_task(clash)
+    assert raised.value.task_id == "a"
+    assert raised.value.detail == "Task already exists: a"
+    assert await store.load_tasks() == [task("a")]
+
+
+async def test_concurrent_inserts_of_one_id_let_exactly_one_in(store: Store) -> None:
+    outcomes: list[str] = []
+
+    async def insert(seq: int) -> None:
+        try:
+            await store.insert_task(task("same", seq))
+            outcomes.append("inserted")
+        except TaskExists:
+            outcomes.append("exists")
+
+    async with trio.open_nursery() as nursery:
+        for seq in range(5):
+            nursery.start_soon(insert, seq)
+    assert sorted(outcomes) == ["exists"] * 4 + ["inserted"]
+    assert len(await store.load_tasks()) == 1
+
+
+async def test_update_task_replaces_the_definition_and_next_due_only(store: Store) -> None:
+    original = full_task()
+    await store.insert_task(original)
+    new_spec = spec("full", priority=Priority.LOW, code=None, repeat_hours=None)
+    await store.update_task(new_spec, next_due=None)
+    (stored,) = await store.load_tasks()
+    assert stored.spec == new_spec
+    assert stored.next_due is None
+    expected = copy.deepcopy(original)
+    expected.spec, expected.next_due = new_spec, None
+    assert stored == expected  # counters, seq, paused, created_at and retry untouched
+
+
+async def test_delete_task_forgets_the_task_and_keeps_its_history(store: Store) -> None:
+    await store.insert_task(task("a"))
+    await store.insert_task(task("b", 2))
+    await store.start_execution(record(1, "a"), last_execution=1.0, next_due=None)
+    await store.delete_task("a")
+    assert list(await tasks_by_id(store)) == ["b"]
+    assert await store.get_execution("e1") == record(1, "a")
+    await store.insert_task(task("a", 3))  # the id is free again
+    assert list(await tasks_by_id(store)) == ["b", "a"]
+
+
+async def test_changes_to_an_unknown_task_change_nothing(store: Store) -> None:
+    await store.insert_task(task("a"))
+    before = await store.load_tasks()
+    await store.update_task(spec("ghost"), next_due=1.0)
+    await store.set_schedule("ghost", next_due=1.0, paused=True)
+    await store.delete_task("ghost")
+    assert await store.load_tasks() == before
+    # Executions may name a task that is not stored (it was deleted meanwhile).
+    await store.start_execution(record(1, "ghost"), last_execution=1.0, next_due=2.0)
+    await store.finish_execution(record(1, "ghost"), TaskCounters(1, 1, 0))
+    assert await store.load_tasks() == before
+    assert await ids(store, task_id="ghost") == ["e1"]
+
+
+async def test_set_schedule_sets_the_schedule_only(store: Store) -> None:
+    original = full_task()
+    await store.insert_task(original)
+    await store.set_schedule("full", next_due=500.0, paused=False, retry_at=None)
+    (stored,) = await store.load_tasks()
+    assert (stored.next_due, stored.paused, stored.retry_at, stored.retry_attempt) == (
+        500.0,
+        False,
+        None,
+        0,
+    )
+    assert (stored.spec, stored.counters, stored.seq, stored.created_at) == (
+        original.spec,
+        original.counters,
+        original.seq,
+        original.created_at,
+    )
+    await store.set_schedule("full", next_due=None, paused=True, retry_at=510.0, retry_attempt=4)
+    (stored,) = await store.load_tasks()
+    assert (stored.next_due, stored.paused, stored.retry_at, stored.retry_attempt) == (
+        None,
+        True,
+        510.0,
+        4,
+    )
+
+
+@pytest.fixture
+def durable(backend: Backend) -> Backend:
+    """A backend whose store is there again when its location is reopened. (A skip in an
+    async test loses its reason under pytest-trio: this one is synchronous.)"""
+    if not backend.durable:
+        pytest.skip(f"{backend.name}: a new, empty store at each open, by design")
+    return backend
+
+
+async def test_what_is_stored_is_there_after_a_reopen(
+    durable: Backend, location: str | Path
+) -> None:
+    async with open_store(location) as store:
+        await store.insert_task(full_task())
+        await store.set_schedule("full", next_due=600.0, paused=False, retry_at=610.0)
+        await store.start_execution(full_record(), last_execution=10.25, next_due=600.0)
+        expected = await snapshot(store)
+    async with open_store(location) as store:
+        assert await snapshot(store) == expected
+        (stored,) = await store.load_tasks()
+        assert (stored.next_due, stored.paused, stored.retry_at) == (600.0, False, 610.0)
+
+
+async def test_probe_write_changes_nothing(store: Store) -> None:
+    await store.probe_write()  # on an empty store too
+    await store.insert_task(full_task())
+    await fill(store)
+    before = await snapshot(store)
+    await store.probe_write()
+    assert await snapshot(store) == before
+
+
+# -- executions ----------------------------------------------------------------------------
+
+
+async def test_an_execution_round_trips_with_every_field(store: Store) -> None:
+    full = full_record()
+    assert fields_at_default(full) == []
+    await store.start_execution(full, last_execution=10.25, next_due=None)
+    assert await store.get_execution("full-1") == full
+    assert await store.get_execution("nope") is None
+    running = record(2, "full", Outcome.RUNNING)  # the fields at their defaults, too
+    await store.start_execution(running, last_execution=2.0, next_due=None)
+    assert await store.get_execution("e2") == running
+
+
+async def test_start_execution_sets_the_tasks_last_run_and_next_due(store: Store) -> None:
+    original = full_task()
+    await store.insert_task(original)
+    await store.start_execution(
+        record(1, "full", Outcome.RUNNING), last_execution=400.0, next_due=700.0
+    )
+    (stored,) = await store.load_tasks()
+    assert (stored.counters.last_execution, stored.next_due) == (400.0, 700.0)
+    assert stored.counters.execution_count == original.counters.execution_count
+    assert (stored.spec, stored.paused, stored.retry_at) == (
+        original.spec,
+        original.paused,
+        original.retry_at,
+    )
+
+
+async def test_finish_execution_replaces_the_record_and_sets_the_counters(store: Store) -> None:
+    await store.insert_task(full_task())
+    await store.start_execution(
+        record(1, "full", Outcome.RUNNING), last_execution=400.0, next_due=700.0
+    )
+    final = record(1, "full", Outcome.SUCCEEDED, result={"ok": 1}, stdout="done")
+    await store.finish_execution(final, TaskCounters(8, 6, 2, last_execution=999.0))
+    assert await store.get_execution("e1") == final
+    assert await store.list_executions() == ([final], 1)  # replaced, not added
+    (stored,) = await store.load_tasks()
+    assert stored.counters == TaskCounters(8, 6, 2, last_execution=999.0)
+    assert stored.next_due == 700.0
+
+
+async def test_close_interrupted_closes_running_records_and_counts_them(store: Store) -> None:
+    await store.insert_task(task("a"))
+    await store.insert_task(task("b", 2))
+    a_counts = TaskCounters(3, 2, 1)
+    await store.finish_execution(record(1, "a"), a_counts)
+    for i, task_id in [(2, "a"), (3, "b"), (4, "a"), (5, "gone")]:
+        await store.start_execution(
+            record(i, task_id, Outcome.RUNNING), last_execution=float(i), next_due=None
+        )
+    # Written after e2, at the same time: listed before it, before and after the closing.
+    await store.finish_execution(
+        record(2, "b", execution_id="tie"), TaskCounters(1, 1, 0, last_execution=3.0)
+    )
+    order = await ids(store)
+    assert order[-3:] == ["tie", "e2", "e1"]
+
+    assert await store.close_interrupted(now=50.0) == 4
+    for i in (2, 3, 4, 5):
+        closed = await store.get_execution(f"e{i}")
+        assert closed is not None
+        assert (closed.outcome, closed.reason, closed.finished_at) == (
+            Outcome.INTERRUPTED,
+            INTERRUPTED_REASON,
+            50.0,
+        )
+        assert closed.started_at == float(i)
+    assert await store.get_execution("e1") == record(1, "a")
+    stored = await tasks_by_id(store)
+    assert stored["a"].counters == TaskCounters(5, 2, 3, last_execution=4.0)
+    assert stored["b"].counters == TaskCounters(2, 1, 1, last_execution=3.0)
+    assert await ids(store) == order  # closing moves nothing in the history
+    assert await store.close_interrupted(now=60.0) == 0
+
+
+async def test_history_is_newest_first_and_filtered(store: Store) -> None:
+    await fill(store)
+    page, total = await store.list_executions(limit=3)
+    assert total == 10
+    assert [r.execution_id for r in page] == ["e9", "e8", "e7"]
+    page, total = await store.list_executions(task_id="a", outcome=Outcome.FAILED)
+    assert [r.execution_id for r in page] == ["e9", "e3"] and total == 2
+    page, total = await store.list_executions(since=4, until=6, offset=1)
+    assert [r.execution_id for r in page] == ["e4"] and total == 2
+    assert await ids(store, task_id="b") == ["e8", "e6", "e4", "e2", "e0"]
+    assert await ids(store, outcome=Outcome.SUCCEEDED, since=5) == ["e8", "e7", "e5"]
+    assert await ids(store, until=2.5) == ["e2", "e1", "e0"]
+    assert await ids(store, since=3, until=3) == []
+    assert await ids(store, since=7, until=3) == []
+    assert await ids(store, task_id="nobody") == []
+    assert await ids(store, outcome=Outcome.RUNNING) == []
+
+
+async def test_history_pages_add_up_to_the_whole(store: Store) -> None:
+    await fill(store)
+    everything = await ids(store)
+    for filters in [{}, {"task_id": "a"}, {"outcome": Outcome.SUCCEEDED}, {"since": 2.0}]:
+        whole = await ids(store, **filters)
+        pages: list[str] = []
+        for offset in range(0, 12, 3):
+            page, total = await store.list_executions(limit=3, offset=offset, **filters)
+            assert total == len(whole), filters
+            pages += [r.execution_id for r in page]
+        assert pages == whole, filters
+        assert set(whole) <= set(everything)
+    assert await store.list_executions(limit=0) == ([], 10)
+    assert await store.list_executions(offset=10) == ([], 10)
+    assert await store.list_executions(offset=50, outcome=Outcome.FAILED) == ([], 4)
+
+
+async def test_equal_times_list_the_last_written_first(store: Store) -> None:
+    for i in (1, 2, 3):
+        await store.start_execution(
+            record(i, outcome=Outcome.RUNNING, scheduled_at=5.0), last_execution=5.0, next_due=None
+        )
+    assert await ids(store) == ["e3", "e2", "e1"]
+    await store.finish_execution(record(1, scheduled_at=5.0), TaskCounters(1, 1, 0))
+    assert await ids(store) == ["e1", "e3", "e2"]
+    assert await ids(store, task_id="a", since=5.0, until=5.5) == ["e1", "e3", "e2"]
+
+
+async def test_retention_by_count_and_age_spares_running_records(store: Store) -> None:
+    await fill(store)
+    running = record(0, outcome=Outcome.RUNNING, execution_id="live")
+    await store.start_execution(running, last_execution=0.0, next_due=None)
+    deleted = await store.apply_retention(max_per_task=2, older_than=2.0)
+    assert deleted == 6
+    assert sorted(await ids(store)) == ["e6", "e7", "e8", "e9", "live"]
+    await store.optimize()
+    assert sorted(await ids(store)) == ["e6", "e7", "e8", "e9", "live"]
+
+
+async def test_retention_by_count_alone_keeps_the_newest_finished(store: Store) -> None:
+    await fill(store)
+    # A running record, the newest of a: neither deleted nor counted.
+    await store.start_execution(
+        record(20, "a", Outcome.RUNNING), last_execution=20.0, next_due=None
+    )
+    await store.finish_execution(record(21, "a", Outcome.SKIPPED), TaskCounters())
+    assert await store.apply_retention(max_per_task=3, older_than=0.0) == 5
+    assert await ids(store, task_id="a") == ["e21", "e20", "e9", "e7"]
+    assert await ids(store, task_id="b") == ["e8", "e6", "e4"]
+    assert await store.apply_retention(max_per_task=3, older_than=0.0) == 0
+
+
+async def test_retention_by_age_alone(store: Store) -> None:
+    await fill(store)
+    running = record(1, "c", Outcome.RUNNING, execution_id="c1")
+    await store.start_execution(running, last_execution=1.0, next_due=None)
+    assert await store.apply_retention(max_per_task=1000, older_than=4.0) == 4
+    assert await ids(store) == ["e9", "e8", "e7", "e6", "e5", "e4", "c1"]
+
+
+async def test_retention_in_steps_gives_the_same_answer(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many records: the backends work in steps (SQLite: chunks of rows, each its own
+    transaction; memory: a checkpoint every few records)."""
+    monkeypatch.setattr(_sqlite, "RETENTION_CHUNK", 7)
+    monkeypatch.setattr(_memory, "STEP", 7)
+    for i in range(60):
+        await store.finish_execution(record(i, f"t{i % 4}"), TaskCounters())
+        await store.insert_task(task(f"x{i}", seq=i))
+    assert await store.apply_retention(max_per_task=5, older_than=10.0) == 40
+    assert await ids(store) == [f"e{i}" for i in range(59, 39, -1)]
+    assert [t.spec.task_id for t in await store.load_tasks()] == [f"x{i}" for i in range(60)]
+
+
+async def test_optimize_keeps_everything(store: Store) -> None:
+    await store.insert_task(full_task())
+    await fill(store)
+    before = await snapshot(store)
+    await store.optimize()
+    assert await snapshot(store) == before
+
+
+# -- the contract's general rules ----------------------------------------------------------
+
+
+async def test_the_store_keeps_copies(store: Store) -> None:
+    """Changing what went in, or what came out, does not change what is stored."""
+    given = full_task()
+    await store.insert_task(given)
+    given.counters.execution_count = 99
+    given.next_due = -1.0
+    (loaded,) = await store.load_tasks()
+    assert loaded == full_task()
+    loaded.counters.success_count = 99
+    loaded.paused = False
+    assert await store.load_tasks() == [full_task()]
+
+    rec = full_record()
+    await store.start_execution(rec, last_execution=0.0, next_due=None)
+    rec.result["nested"].append("more")
+    rec.pauses.append((1.0, 2.0))
+    rec.stdout = "changed"
+    got = await store.get_execution("full-1")
+    assert got == full_record()
+    assert got is not None
+    got.result["nested"].clear()
+    got.outcome = Outcome.KILLED
+    (listed,), _ = await store.list_executions()
+    assert listed == full_record()
+    listed.pauses.clear()
+    assert await store.get_execution("full-1") == full_record()
+
+
+async def test_a_call_cancelled_before_it_starts_changes_nothing(store: Store) -> None:
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await store.insert_task(task("a"))
+    assert scope.cancelled_caught
+    assert await store.load_tasks() == []
+
+
+async def test_refused_writes_raise_store_unavailable_and_change_nothing(
+    store: Store, backend: Backend
+) -> None:
+    await store.insert_task(full_task())
+    await store.insert_task(task("a", 2))
+    await fill(store)
+    await store.start_execution(record(30, "a", Outcome.RUNNING), last_execution=30, next_due=1)
+    before = await snapshot(store)
+    await backend.refuse(store, True)
+
+    writes: dict[str, Callable[[], Awaitable[object]]] = {
+        "insert_task": lambda: store.insert_task(task("new", 3)),
+        "update_task": lambda: store.update_task(spec("a", name="New"), next_due=5.0),
+        "delete_task": lambda: store.delete_task("a"),
+        "probe_write": store.probe_write,
+        "set_schedule": lambda: store.set_schedule("a", next_due=9.0, paused=True),
+        "start_execution": lambda: store.start_execution(
+            record(40, "a", Outcome.RUNNING), last_execution=40.0, next_due=41.0
+        ),
+        "finish_execution": lambda: store.finish_execution(record(30, "a"), TaskCounters(1, 1)),
+        "close_interrupted": lambda: store.close_interrupted(99.0),
+        "apply_retention": lambda: store.apply_retention(max_per_task=1, older_than=5.0),
+    }
+    for name, write in writes.items():
+        with pytest.raises(StoreUnavailable) as refused:
+            await write()
+        assert refused.value.reason == REFUSAL, name
+        assert isinstance(refused.value, StoreError), name  # HTTP 503 if it gets that far
+        assert await snapshot(store) == before, name  # reads still work
+
+    await backend.refuse(store, False)
+    await store.probe_write()
+    await store.set_schedule("a", next_due=9.0, paused=True)
+    assert (await tasks_by_id(store))["a"].paused
+
+
+# -- choosing a backend ------------------------------------------------------------------------
+
+
+async def test_open_store_picks_the_backend_from_the_location(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "a.db") as store:
+        assert isinstance(store, SQLiteStore)
+    async with open_store(str(tmp_path / "b.db")) as store:
+        assert isinstance(store, SQLiteStore)
+    assert (tmp_path / "a.db").is_file() and (tmp_path / "b.db").is_file()
+    for url in ("memory://", ":memory:"):
+        async with open_store(url) as store:
+            assert isinstance(store, MemoryStore)
+    assert not (Path.cwd() / ":memory:").exists()
+    with pytest.raises(StartupError, match="unknown database 'postgresql://x'"):
+        open_store("postgresql://x")
+
+
+async def test_each_memory_store_starts_empty() -> None:
+    async with open_store("memory://") as store:
+        await store.insert_task(task("a"))
+    async with open_store("memory://") as store:
+        assert await store.load_tasks() == []
+
+
+async def test_a_sqlite_database_is_used_by_one_store_at_a_time(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "db.sqlite"):
+        with pytest.raises(StartupError, match="another omnimind daemon is using"):
+            async with open_store(tmp_path / "db.sqlite"):
+                pass  # pragma: no cover
+
+
+async def test_a_file_that_is_not_a_database_is_a_startup_error(tmp_path: Path) -> None:
+    (tmp_path / "db.sqlite").write_bytes(b"not a database, " * 512)
+    with pytest.raises(StartupError, match="cannot open the database"):
+        async with open_store(tmp_path / "db.sqlite"):
+            pass  # pragma: no cover
+
+
+def test_settings_name_the_database_location(tmp_path: Path) -> None:
+    default = Settings(home=tmp_path)
+    assert default.database_location == default.database_path == tmp_path / "omnimind.db"
+    in_file = Settings(home=tmp_path, database=str(tmp_path / "x.db"))
+    assert in_file.database_path == tmp_path / "x.db"
+    in_memory = Settings(home=tmp_path, database="memory://")
+    assert in_memory.database_location == "memory://"
+    with pytest.raises(ValueError, match="not a file"):
+        in_memory.database_path  # noqa: B018
+
+
+# -- the memory backend's own promises ----------------------------------------------------------
+
+
+async def test_a_large_memory_store_loads_without_blocking_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_memory, "STEP", 10)
+    store = MemoryStore()
+    for seq in range(95):
+        await store.insert_task(task(f"t{seq}", seq))
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(tick)
+        loaded = await store.load_tasks()
+        nursery.cancel_scope.cancel()
+    assert [t.seq for t in loaded] == list(range(95))
+    assert ticks >= 5  # it ran between the steps
+
+
+async def test_memory_refusal_can_be_switched_off() -> None:
+    store = MemoryStore()
+    store.refuse_writes("database or disk is full")
+    with pytest.raises(StoreUnavailable, match=r"unavailable \(database or disk is full\)"):
+        await store.insert_task(task("a"))
+    assert await store.load_tasks() == []
+    store.refuse_writes(None)
+    await store.insert_task(task("a"))
+    assert len(await store.load_tasks()) == 1
