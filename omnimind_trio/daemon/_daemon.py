@@ -8,8 +8,7 @@ Nothing outside this package reaches past it into the scheduler, the gates or th
 from __future__ import annotations
 
 import logging
-import sys
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,14 +16,9 @@ import trio
 
 from ..config import Settings
 from ..exceptions import (
-    Conflict,
     ExecutionNotFound,
-    InvalidInput,
-    StoreError,
-    StoreUnavailable,
-    TaskExists,
 )
-from ..execution import Executor, describe_code_problem
+from ..execution import Executor
 from ..models import (
     DaemonState,
     Event,
@@ -37,7 +31,6 @@ from ..models import (
     Status,
     StatusMetrics,
     SystemMetrics,
-    TaskCounters,
     TaskDetail,
     TaskList,
     TaskQuery,
@@ -45,7 +38,6 @@ from ..models import (
     TaskSummary,
     Waiting,
     iso_utc,
-    parse_task_patch,
 )
 from ..scheduling import (
     Clock,
@@ -57,10 +49,11 @@ from ..scheduling import (
     Scheduler,
     TaskEntry,
 )
-from ..store import Store, StoredTask
+from ..store import Store
 from ._events import EventBus
 from ._listing import select
 from ._metrics import DaemonMetrics, LiveState
+from ._registry import TaskRegistry
 from ._runs import ExecutionRunner
 from ._supervisor import Supervisor
 from ._views import STOPPED, task_detail, task_summary
@@ -123,7 +116,7 @@ class Daemon:
             max_concurrent_critical=settings.max_concurrent_critical,
             on_change=lambda: self._supervisor.check_state(),
             recorder=self._runner.record_skip,
-            persist=self._persist_schedule,
+            persist=lambda entry: self._tasks.persist_schedule(entry),
             notify=self._on_run_event,
             missed_grace_seconds=settings.missed_grace_seconds,
             retry_base_seconds=settings.retry_base_seconds,
@@ -140,8 +133,16 @@ class Daemon:
             nursery=nursery,
             on_change=self._notify_change,
         )
-        self._seq = 0
-        self._stored_functions: dict[str, StoredTask] = {}
+        self._tasks = TaskRegistry(
+            settings,
+            store=store,
+            executor=executor,
+            clock=clock,
+            scheduler=self._scheduler,
+            writes=self._writes,
+            events=self._events,
+            on_removed=self._prom.forget,
+        )
         self._requested: dict[str, str] = {}
         """Execution ids promised by run_task_now, not started yet: id -> task id."""
 
@@ -258,26 +259,17 @@ class Daemon:
 
     # -- tasks: changing ---------------------------------------------------------------
 
+    # -- tasks: changing ---------------------------------------------------------------
+
     async def add_task(self, spec: TaskSpec) -> TaskSummary:
-        """Register a code task; it is first due now. Raises TaskExists, InvalidInput,
-        StoreError."""
-        if spec.code is None:
-            raise InvalidInput("a task added this way needs code")
-        await self.check_code(spec.code)
-        if spec.task_id in self._scheduler.tasks:
-            raise TaskExists(spec.task_id)
-        return task_summary(await self._insert(spec, None))
+        """Register a code task; it is first due now. Raises TaskExists, InvalidInput (the
+        code does not parse or defines no ``execute()``), StoreError."""
+        return self._changed_task(await self._tasks.add(spec))
 
     async def check_code(self, code: str) -> None:
         """Raise InvalidInput unless ``code`` parses and defines ``execute()``, as the task
         interpreter sees it (which may be a newer Python than the daemon's)."""
-        if self.settings.task_python == sys.executable:
-            # Parsing up to max_code_bytes of code is CPU work: keep it off the event loop.
-            problem = await trio.to_thread.run_sync(describe_code_problem, code)
-        else:
-            problem = await self._executor.check_code(code)
-        if problem is not None:
-            raise InvalidInput(problem)
+        await self._tasks.check_code(code)
 
     async def register(
         self,
@@ -290,97 +282,46 @@ class Daemon:
         repeat_hours: int | None = None,
         timeout_seconds: float | None = None,
     ) -> TaskSummary:
-        """Register an in-process async task (``await function()`` is one run).
+        """Register an in-process async task: ``await function()`` is one run, and what it
+        returns is the run's result.
 
-        Its counters and history persist under ``task_id`` across restarts, like any task's;
-        register it again at each start. Raises TaskExists if the id is taken in this run.
+        Its counters and history persist under ``task_id`` across restarts, like any task's,
+        and so does a change made to it over the API: register it again at each start (the
+        stored definition wins over these arguments). Raises TaskExists if the id is taken.
         """
-        if task_id in self._scheduler.tasks:
-            raise TaskExists(task_id)
-        stored = self._stored_functions.pop(task_id, None)
-        if stored is not None:
-            # The stored definition wins: a user's PATCH (priority, repeat...) outlives a
-            # restart; the arguments here only define the task the first time.
-            entry = _entry(stored, function)
-            self._scheduler.add(entry)
-            self._events.publish("task_added", task_summary(entry).json_body())
-            return task_summary(entry)
-        spec = TaskSpec(
-            task_id=task_id,
+        entry = await self._tasks.register(
+            task_id,
+            function,
             name=name,
             description=description,
             priority=priority,
-            code=None,
             repeat_hours=repeat_hours,
             timeout_seconds=timeout_seconds,
         )
-        return task_summary(await self._insert(spec, function))
-
-    async def _insert(self, spec: TaskSpec, function: InProcessFunction | None) -> TaskEntry:
-        self._seq += 1
-        now = self._clock.now()
-        stored = StoredTask(spec, TaskCounters(), self._seq, False, now, now)
-        await self._write(self._store.insert_task(stored))  # raises TaskExists
-        entry = _entry(stored, function)
-        self._scheduler.add(entry)
-        log.info(
-            "task %s added (%s)",
-            spec.task_id,
-            spec.priority,
-            extra={"task_id": spec.task_id, "priority": spec.priority.value},
-        )
-        self._events.publish("task_added", task_summary(entry).json_body())
-        return entry
+        return self._changed_task(entry)
 
     async def update_task(self, task_id: str, changes: Mapping[str, Any]) -> TaskDetail:
         """Change a task's definition: ``changes`` (JSON values, as a PATCH body) are laid
-        over it and the result validated like an add. Raises TaskNotFound, InvalidInput,
-        StoreError."""
-        entry = self._scheduler.get(task_id)
-        spec = parse_task_patch(
-            dict(changes), entry.spec, max_code_bytes=self.settings.max_code_bytes
-        )
-        if spec.code is not None and spec.code != entry.spec.code:
-            await self.check_code(spec.code)
-        await self._change(
-            self._store.update_task(spec, next_due=entry.next_due),
-            lambda: self._scheduler.update(task_id, spec),
-        )
+        over it and the result validated like an add; ``None`` clears an optional field.
+        Raises TaskNotFound, InvalidInput, StoreError."""
+        await self._tasks.update(task_id, changes)
+        self._notify_change()
         return self.get_task(task_id)
 
     async def delete_task(self, task_id: str) -> TaskSummary:
         """Unregister a task (its history stays); a running execution is cancelled.
-        Raises Conflict for an in-process task: its program registers it again at every
-        start, so deleting it would not last (pause it instead)."""
-        entry = self._scheduler.get(task_id)
-        if entry.function is not None:
-            raise Conflict(
-                f"Task {task_id} is registered by the program running the daemon and comes "
-                "back at every start: pause it instead"
-            )
-        await self._write(self._store.delete_task(task_id))
-        self._scheduler.remove(task_id)
-        self._prom.forget(task_id)
-        log.info("task %s deleted", task_id, extra={"task_id": task_id})
-        self._events.publish("task_removed", {"task_id": task_id})
-        self._notify_change()
-        return task_summary(entry)
+        Raises TaskNotFound, StoreError, or Conflict for an in-process task: its program
+        registers it again at every start, so deleting it would not last (pause it)."""
+        return self._changed_task(await self._tasks.delete(task_id))
 
     async def pause_task(self, task_id: str) -> TaskSummary:
-        """Stop scheduling a task (a run in flight goes on). Raises TaskNotFound."""
-        entry = self._scheduler.get(task_id)
-        await self._change(
-            self._save_schedule(entry, paused=True), lambda: self._scheduler.pause(task_id)
-        )
-        return task_summary(entry)
+        """Stop scheduling a task (a run in flight goes on). Raises TaskNotFound,
+        StoreError."""
+        return self._changed_task(await self._tasks.pause(task_id))
 
     async def resume_task(self, task_id: str) -> TaskSummary:
-        """Schedule a paused task again. Raises TaskNotFound."""
-        entry = self._scheduler.get(task_id)
-        await self._change(
-            self._save_schedule(entry, paused=False), lambda: self._scheduler.resume(task_id)
-        )
-        return task_summary(entry)
+        """Schedule a paused task again. Raises TaskNotFound, StoreError."""
+        return self._changed_task(await self._tasks.resume(task_id))
 
     def run_task_now(self, task_id: str) -> str:
         """Queue a run that skips the gates; returns the id its execution will have (a
@@ -395,39 +336,9 @@ class Daemon:
         is not running."""
         return task_summary(self._scheduler.cancel(task_id))
 
-    async def _change(self, write: Awaitable[None], apply: Callable[[], TaskEntry]) -> None:
-        """A change of a task asked for by a caller: saved first, then made in memory, so
-        that a write the database refuses changes nothing (StoreError). Until it is saved
-        the scheduler goes on with the old definition. What the change then does to the
-        schedule (a new next_due, a queue left) is saved after it, and after whatever the
-        scheduler saved meanwhile, so the store ends as memory is. Shielded: a client that
-        goes away half-way (quart-trio cancels the request) cannot split the two."""
-        with trio.CancelScope(shield=True):
-            await self._write(write)
-            entry = apply()
-            await self._persist_schedule(entry)
-        self._events.publish("task_updated", task_summary(entry).json_body())
+    def _changed_task(self, entry: TaskEntry) -> TaskSummary:
         self._notify_change()
-
-    async def _save_schedule(self, entry: TaskEntry, *, paused: bool | None = None) -> None:
-        await self._store.set_schedule(
-            entry.task_id,
-            next_due=entry.next_due,
-            paused=entry.paused if paused is None else paused,
-            retry_at=entry.retry_at,
-            retry_attempt=entry.retry_attempt,
-        )
-
-    async def _persist_schedule(self, entry: TaskEntry) -> None:
-        await self._writes.write(self._save_schedule(entry), f"the schedule of {entry.task_id}")
-
-    async def _write(self, write: Awaitable[None]) -> None:
-        """Save an add, change or delete asked for by a caller, before memory changes.
-        Shielded (see ``_change``); a write the database refuses (disk full, read-only,
-        I/O error) is a StoreError (HTTP 503) and nothing changes."""
-        with trio.CancelScope(shield=True):
-            if not await self._writes.write(write, "a change of the tasks"):
-                raise StoreError(self._writes.problem or "unknown error")
+        return task_summary(entry)
 
     # -- executions --------------------------------------------------------------------
 
@@ -486,24 +397,8 @@ class Daemon:
     # -- start-up ----------------------------------------------------------------------
 
     async def load(self) -> None:
-        """Load stored tasks; close runs a crash left open as interrupted."""
-        try:
-            closed = await self._store.close_interrupted(self._clock.now())
-        except StoreUnavailable as exc:
-            # The database refuses writes (disk full...): start anyway, in state error.
-            # The rows stay ``running`` and are closed at a later start.
-            self._writes.failed(exc, "closing interrupted runs")
-            closed = 0
-        if closed:
-            log.warning("%d execution(s) were interrupted by an unclean stop", closed)
-        code_tasks = []
-        for stored in await self._store.load_tasks():
-            self._seq = max(self._seq, stored.seq)
-            if stored.spec.code is None:
-                self._stored_functions[stored.spec.task_id] = stored
-            else:
-                code_tasks.append(_entry(stored, None))
-        self._scheduler.load(code_tasks)
+        """Load the stored tasks (see :func:`~._open.open_daemon`)."""
+        await self._tasks.load()
 
     def set_stopped(self) -> None:
         """Opened without starting: the state is ``stopped``."""
@@ -539,17 +434,3 @@ class Daemon:
             verb,
             extra={"task_id": entry.task_id, "execution_id": run.execution_id},
         )
-
-
-def _entry(stored: StoredTask, function: InProcessFunction | None) -> TaskEntry:
-    return TaskEntry(
-        spec=stored.spec,
-        counters=stored.counters,
-        seq=stored.seq,
-        created_at=stored.created_at,
-        next_due=stored.next_due,
-        paused=stored.paused,
-        function=function,
-        retry_at=stored.retry_at,
-        retry_attempt=stored.retry_attempt,
-    )

@@ -1,0 +1,236 @@
+"""The registered tasks, kept in the scheduler and the store in step.
+
+A change asked for by a caller (add, change, delete, pause, resume) is saved first and
+made in memory after, so a write the database refuses changes nothing (``StoreError``,
+HTTP 503) and memory and disk agree. The schedule the scheduler moves by itself (next due
+times, retries) is saved through the :class:`~._writes.WriteGuard`, which keeps the daemon
+running while the database refuses writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import trio
+
+from ..config import Settings
+from ..exceptions import Conflict, InvalidInput, StoreError, StoreUnavailable, TaskExists
+from ..execution import Executor, describe_code_problem
+from ..models import Priority, TaskCounters, TaskSpec, parse_task_patch
+from ..scheduling import Clock, InProcessFunction, Scheduler, TaskEntry
+from ..store import Store, StoredTask
+from ._events import EventBus
+from ._views import task_summary
+from ._writes import WriteGuard
+
+log = logging.getLogger(__name__)
+
+
+class TaskRegistry:
+    """Adds, changes and removes tasks in the scheduler and the store."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        executor: Executor,
+        clock: Clock,
+        scheduler: Scheduler,
+        writes: WriteGuard,
+        events: EventBus,
+        on_removed: Callable[[str], None],
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._executor = executor
+        self._clock = clock
+        self._scheduler = scheduler
+        self._writes = writes
+        self._events = events
+        self._on_removed = on_removed
+        self._seq = 0
+        self._stored_functions: dict[str, StoredTask] = {}
+        """In-process tasks found in the store, until their program registers them."""
+
+    async def load(self) -> None:
+        """Load stored tasks; close runs a crash left open as interrupted."""
+        try:
+            closed = await self._store.close_interrupted(self._clock.now())
+        except StoreUnavailable as exc:
+            # The database refuses writes (disk full...): start anyway, in state error.
+            # The rows stay ``running`` and are closed at a later start.
+            self._writes.failed(exc, "closing interrupted runs")
+            closed = 0
+        if closed:
+            log.warning("%d execution(s) were interrupted by an unclean stop", closed)
+        code_tasks = []
+        for stored in await self._store.load_tasks():
+            self._seq = max(self._seq, stored.seq)
+            if stored.spec.code is None:
+                self._stored_functions[stored.spec.task_id] = stored
+            else:
+                code_tasks.append(_entry(stored, None))
+        self._scheduler.load(code_tasks)
+
+    async def check_code(self, code: str) -> None:
+        """Raise InvalidInput unless ``code`` parses and defines ``execute()``, as the task
+        interpreter sees it (which may be a newer Python than the daemon's)."""
+        if self._settings.task_python == sys.executable:
+            # Parsing up to max_code_bytes of code is CPU work: keep it off the event loop.
+            problem = await trio.to_thread.run_sync(describe_code_problem, code)
+        else:
+            problem = await self._executor.check_code(code)
+        if problem is not None:
+            raise InvalidInput(problem)
+
+    async def add(self, spec: TaskSpec) -> TaskEntry:
+        """Register a code task; it is first due now."""
+        if spec.code is None:
+            raise InvalidInput("a task added this way needs code")
+        await self.check_code(spec.code)
+        if spec.task_id in self._scheduler.tasks:
+            raise TaskExists(spec.task_id)
+        return await self._insert(spec, None)
+
+    async def register(
+        self,
+        task_id: str,
+        function: InProcessFunction,
+        *,
+        name: str,
+        description: str,
+        priority: Priority,
+        repeat_hours: int | None,
+        timeout_seconds: float | None,
+    ) -> TaskEntry:
+        """Register an in-process task (see :meth:`Daemon.register`)."""
+        if task_id in self._scheduler.tasks:
+            raise TaskExists(task_id)
+        stored = self._stored_functions.pop(task_id, None)
+        if stored is not None:
+            # The stored definition wins: a user's PATCH (priority, repeat...) outlives a
+            # restart; the arguments here only define the task the first time.
+            entry = _entry(stored, function)
+            self._scheduler.add(entry)
+            self._events.publish("task_added", task_summary(entry).json_body())
+            return entry
+        spec = TaskSpec(
+            task_id=task_id,
+            name=name,
+            description=description,
+            priority=priority,
+            code=None,
+            repeat_hours=repeat_hours,
+            timeout_seconds=timeout_seconds,
+        )
+        return await self._insert(spec, function)
+
+    async def _insert(self, spec: TaskSpec, function: InProcessFunction | None) -> TaskEntry:
+        self._seq += 1
+        now = self._clock.now()
+        stored = StoredTask(spec, TaskCounters(), self._seq, False, now, now)
+        await self._write(self._store.insert_task(stored))  # raises TaskExists
+        entry = _entry(stored, function)
+        self._scheduler.add(entry)
+        log.info(
+            "task %s added (%s)",
+            spec.task_id,
+            spec.priority,
+            extra={"task_id": spec.task_id, "priority": spec.priority.value},
+        )
+        self._events.publish("task_added", task_summary(entry).json_body())
+        return entry
+
+    async def update(self, task_id: str, changes: Mapping[str, Any]) -> TaskEntry:
+        """Lay ``changes`` over a task's definition, validated like an add."""
+        entry = self._scheduler.get(task_id)
+        spec = parse_task_patch(
+            dict(changes), entry.spec, max_code_bytes=self._settings.max_code_bytes
+        )
+        if spec.code is not None and spec.code != entry.spec.code:
+            await self.check_code(spec.code)
+        return await self._change(
+            self._store.update_task(spec, next_due=entry.next_due),
+            lambda: self._scheduler.update(task_id, spec),
+        )
+
+    async def delete(self, task_id: str) -> TaskEntry:
+        """Unregister a task (its history stays); a running execution is cancelled."""
+        entry = self._scheduler.get(task_id)
+        if entry.function is not None:
+            raise Conflict(
+                f"Task {task_id} is registered by the program running the daemon and comes "
+                "back at every start: pause it instead"
+            )
+        await self._write(self._store.delete_task(task_id))
+        self._scheduler.remove(task_id)
+        self._on_removed(task_id)
+        log.info("task %s deleted", task_id, extra={"task_id": task_id})
+        self._events.publish("task_removed", {"task_id": task_id})
+        return entry
+
+    async def pause(self, task_id: str) -> TaskEntry:
+        entry = self._scheduler.get(task_id)
+        return await self._change(
+            self._save_schedule(entry, paused=True), lambda: self._scheduler.pause(task_id)
+        )
+
+    async def resume(self, task_id: str) -> TaskEntry:
+        entry = self._scheduler.get(task_id)
+        return await self._change(
+            self._save_schedule(entry, paused=False), lambda: self._scheduler.resume(task_id)
+        )
+
+    async def persist_schedule(self, entry: TaskEntry) -> None:
+        """Save a task's schedule (next due, pending retry, paused), so a restart keeps it;
+        a refused write is logged and the daemon goes on."""
+        await self._writes.write(self._save_schedule(entry), f"the schedule of {entry.task_id}")
+
+    async def _change(self, write: Awaitable[None], apply: Callable[[], TaskEntry]) -> TaskEntry:
+        """A change of a task asked for by a caller: saved first, then made in memory, so
+        that a write the database refuses changes nothing (StoreError). Until it is saved
+        the scheduler goes on with the old definition. What the change then does to the
+        schedule (a new next_due, a queue left) is saved after it, and after whatever the
+        scheduler saved meanwhile, so the store ends as memory is. Shielded: a client that
+        goes away half-way (quart-trio cancels the request) cannot split the two."""
+        with trio.CancelScope(shield=True):
+            await self._write(write)
+            entry = apply()
+            await self.persist_schedule(entry)
+        self._events.publish("task_updated", task_summary(entry).json_body())
+        return entry
+
+    async def _save_schedule(self, entry: TaskEntry, *, paused: bool | None = None) -> None:
+        await self._store.set_schedule(
+            entry.task_id,
+            next_due=entry.next_due,
+            paused=entry.paused if paused is None else paused,
+            retry_at=entry.retry_at,
+            retry_attempt=entry.retry_attempt,
+        )
+
+    async def _write(self, write: Awaitable[None]) -> None:
+        """Save an add, change or delete asked for by a caller, before memory changes.
+        Shielded (see ``_change``); a write the database refuses (disk full, read-only,
+        I/O error) is a StoreError (HTTP 503) and nothing changes."""
+        with trio.CancelScope(shield=True):
+            if not await self._writes.write(write, "a change of the tasks"):
+                raise StoreError(self._writes.problem or "unknown error")
+
+
+def _entry(stored: StoredTask, function: InProcessFunction | None) -> TaskEntry:
+    return TaskEntry(
+        spec=stored.spec,
+        counters=stored.counters,
+        seq=stored.seq,
+        created_at=stored.created_at,
+        next_due=stored.next_due,
+        paused=stored.paused,
+        function=function,
+        retry_at=stored.retry_at,
+        retry_attempt=stored.retry_attempt,
+    )
