@@ -31,7 +31,8 @@ import pytest
 import trio
 import trio_websocket
 
-from omnimind_trio.cli._client import ApiError, ConnectionLost, OmniMindClient, follow_events
+from omnimind_trio.cli._client import ApiError, ConnectionLost, OmniMindClient
+from omnimind_trio.cli._follow import follow_events
 from omnimind_trio.cli._logs import JsonFormatter, TextFormatter
 from omnimind_trio.cli._main import main, resolve_auth
 from omnimind_trio.cli._render import format_event

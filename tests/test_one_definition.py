@@ -38,7 +38,7 @@ AFTER = textwrap.dedent(
     import base64
     import trio
     from omnimind_trio import FakeSource, Settings, open_daemon
-    from omnimind_trio.cli._main import _given_options, build_parser
+    from omnimind_trio.cli._parser import build_parser, given_options
     from omnimind_trio.credentials import Credentials
     from omnimind_trio.http import create_app
     from omnimind_trio.http._openapi import openapi_document
@@ -70,7 +70,7 @@ AFTER = textwrap.dedent(
         async with open_daemon(settings, metrics_source=FakeSource(), autostart=False) as d:
             assert d.get_task("new").colour == "blue"  # stored, and read back
         args = build_parser().parse_args(["add", "f.py", "--id", "x", "--colour", "green"])
-        assert _given_options(args) == {"colour": "green"}
+        assert given_options(args) == {"colour": "green"}
         print("every shape has it")
 
     trio.run(main)

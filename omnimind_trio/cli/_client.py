@@ -1,4 +1,4 @@
-"""A small synchronous client of the daemon's REST API, and a follower of its WebSocket.
+"""A small synchronous client of the daemon's REST API.
 
 ::
 
@@ -17,25 +17,16 @@ Error handling: every method returns the server's JSON and raises
 
 from __future__ import annotations
 
-import base64
 import json
-import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
-import trio
-import trio_websocket
 
 DEFAULT_URL: Final = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_SECONDS: Final = 10.0
-WS_CONNECT_SECONDS: Final = 10.0
-WS_RECONNECT_SECONDS: Final = 0.5
-# Close codes of a connection that ended on purpose (RFC 6455: normal, going away).
-_CLEAN_CLOSE_CODES: Final = frozenset({1000, 1001})
-_TRY_AGAIN_LATER: Final = 1013
 
 
 class ClientError(Exception):
@@ -303,118 +294,13 @@ class OmniMindClient:
         except httpx.TransportError as exc:
             raise DaemonUnreachable(self.base_url, _describe_transport_error(exc)) from exc
         if response.is_error:
-            raise ApiError(response.status_code, _detail(response.content, response.reason_phrase))
+            raise ApiError(
+                response.status_code, detail_of(response.content, response.reason_phrase)
+            )
         return response
 
 
 # -- live updates --------------------------------------------------------------------------
-
-
-def ws_url(base_url: str) -> str:
-    """``http://host:port`` -> ``ws://host:port/daemon/ws`` (``https`` -> ``wss``)."""
-    url = httpx.URL(base_url)
-    scheme = {"http": "ws", "https": "wss"}.get(url.scheme, url.scheme)
-    return str(url.copy_with(scheme=scheme, path=url.path.rstrip("/") + "/daemon/ws"))
-
-
-async def follow_events(
-    base_url: str,
-    auth: Auth | None,
-    handle: Callable[[dict[str, Any]], None],
-    *,
-    on_reconnect: Callable[[str], None] | None = None,
-) -> None:
-    """Connect to ``/daemon/ws`` and call ``handle`` with every message, in order.
-
-    The first message is ``{"type": "status", ...}``; then events ``{"type", "state",
-    "time", "data"}``. Returns when the daemon closes the connection normally. When the
-    daemon drops us for falling behind (close code 1013, "try again later") it
-    reconnects, after calling ``on_reconnect`` with the reason: events in between are lost,
-    and the new connection starts with a fresh status message.
-
-    Error handling: :class:`ApiError` when the daemon refuses the upgrade (401, 404...),
-    :class:`DaemonUnreachable` when it cannot be reached or the connection breaks.
-
-    Cancellation: cancel the surrounding scope to stop following; the connection is
-    closed with a short, bounded handshake.
-    """
-    headers = []
-    if auth is not None:
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
-        headers.append((b"authorization", f"Basic {token}".encode("ascii")))
-    while True:
-        close = await _follow_once(base_url, headers, handle)
-        if close is None or close.code in _CLEAN_CLOSE_CODES:
-            return
-        if close.code != _TRY_AGAIN_LATER:
-            why = close.reason or close.name
-            raise ConnectionLost(base_url, f"closed with code {close.code}: {why}")
-        if on_reconnect is not None:
-            on_reconnect(close.reason or "the daemon asked to reconnect")
-        await trio.sleep(WS_RECONNECT_SECONDS)
-
-
-async def _follow_once(
-    base_url: str, headers: list[tuple[bytes, bytes]], handle: Callable[[dict[str, Any]], None]
-) -> trio_websocket.CloseReason | None:
-    """One connection's messages to ``handle``; returns how the daemon closed it."""
-    url = httpx.URL(ws_url(base_url))
-    secure = url.scheme == "wss"
-    port = url.port or (443 if secure else 80)
-    try:
-        with trio.fail_after(WS_CONNECT_SECONDS):
-            stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]
-            if secure:
-                stream = await trio.open_ssl_over_tcp_stream(
-                    url.host, port, ssl_context=ssl.create_default_context(), https_compatible=True
-                )
-            else:
-                stream = await trio.open_tcp_stream(url.host, port)
-    except trio.TooSlowError:
-        raise DaemonUnreachable(base_url, "timed out connecting") from None
-    except OSError as exc:
-        raise DaemonUnreachable(base_url, _describe_os_error(exc)) from None
-    host = url.host if port in (80, 443) else f"{url.host}:{port}"
-    # We own the socket, not trio-websocket: it leaves it open after a close initiated by
-    # the server or a rejected handshake (a ResourceWarning at garbage collection).
-    async with stream:
-        try:
-            async with trio.open_nursery() as nursery:
-                with trio.fail_after(WS_CONNECT_SECONDS):
-                    connection = await trio_websocket.wrap_client_stream(
-                        nursery, stream, host, url.raw_path.decode("ascii"), extra_headers=headers
-                    )
-                close = await _receive(connection, handle)
-                nursery.cancel_scope.cancel()  # the reader task: nothing more to read
-        except* trio_websocket.ConnectionRejected as group:
-            rejected = group.exceptions[0]
-            assert isinstance(rejected, trio_websocket.ConnectionRejected)
-            reason = httpx.codes.get_reason_phrase(rejected.status_code) or "rejected"
-            raise ApiError(rejected.status_code, _detail(rejected.body or b"", reason)) from None
-        except* trio.TooSlowError:
-            raise DaemonUnreachable(base_url, "timed out opening the WebSocket") from None
-        except* (OSError, trio.BrokenResourceError) as group:
-            raise ConnectionLost(base_url, str(group.exceptions[0])) from None
-    return close
-
-
-async def _receive(
-    connection: trio_websocket.WebSocketConnection, handle: Callable[[dict[str, Any]], None]
-) -> trio_websocket.CloseReason | None:
-    try:
-        while True:
-            message = await connection.get_message()
-            try:
-                data = json.loads(message)
-            except ValueError:
-                continue  # not ours to interpret: the protocol sends JSON objects only
-            if isinstance(data, dict):
-                handle(data)
-    except trio_websocket.ConnectionClosed as exc:
-        return exc.reason
-
-
-# -- helpers -------------------------------------------------------------------------------
 
 
 def _task_path(task_id: str, action: str | None = None) -> str:
@@ -422,7 +308,7 @@ def _task_path(task_id: str, action: str | None = None) -> str:
     return f"{path}/{action}" if action else path
 
 
-def _detail(body: bytes, fallback: str) -> str:
+def detail_of(body: bytes, fallback: str) -> str:
     """The ``detail`` of an error body, else the body's text, else ``fallback``."""
     try:
         data = json.loads(body)
@@ -437,14 +323,14 @@ def _describe_transport_error(exc: httpx.TransportError) -> str:
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, OSError):
-            return _describe_os_error(cause)
+            return describe_os_error(cause)
         cause = cause.__cause__ or cause.__context__
     if isinstance(exc, httpx.TimeoutException):
         return "no answer in time"
     return str(exc) or type(exc).__name__
 
 
-def _describe_os_error(exc: OSError) -> str:
+def describe_os_error(exc: OSError) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     return exc.strerror or str(exc) or type(exc).__name__

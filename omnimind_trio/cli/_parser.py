@@ -1,0 +1,181 @@
+"""The ``omnimind`` command's arguments. The options of ``add`` and ``edit`` derive from the
+task model: one per task option field, with its type, choices and description."""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import os
+from typing import Any, Final
+
+from .. import __version__
+from ..models import (
+    OPTION_FIELDS,
+    TASK_FIELD_TYPES,
+    Priority,
+    base_type,
+    field_description,
+)
+from ._client import DEFAULT_URL
+from ._logs import LOG_FORMATS
+
+PRIORITIES: Final = tuple(p.value for p in Priority)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="omnimind",
+        description=(
+            "A local background-task daemon with a REST API. `omnimind serve` runs it; "
+            "the other commands talk to a running daemon."
+        ),
+        epilog=(
+            "Credentials: --user/--password, else OMNIMIND_DASHBOARD_USER and "
+            "OMNIMIND_DASHBOARD_PASS, else $OMNIMIND_HOME/config/dashboard_auth.json "
+            "(OMNIMIND_HOME defaults to the current directory). Exit status: 0 success, "
+            "1 API error, 2 usage error, 3 daemon not reachable."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("OMNIMIND_URL") or DEFAULT_URL,
+        help=f"the daemon's base URL (default: $OMNIMIND_URL, else {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the server's JSON as is, for scripts"
+    )
+    parser.add_argument("--user", help="dashboard user name")
+    parser.add_argument("--password", help="dashboard password")
+
+    # `--json` is also accepted after the command; SUPPRESS keeps the global one otherwise.
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print the server's JSON"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=help, parents=[output])
+
+    serve = commands.add_parser("serve", help="run the daemon and its HTTP API")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8000)")
+    serve.add_argument(
+        "--no-autostart",
+        action="store_true",
+        help="serve the API with the daemon stopped (start it with POST /daemon/start)",
+    )
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="text lines for people (default) or one JSON object per line",
+    )
+
+    command("status", "show the daemon's state and load")
+
+    tasks = command("tasks", "list tasks with their counters")
+    tasks.add_argument("--priority", type=str.upper, help="only these, e.g. HIGH,CRITICAL")
+    tasks.add_argument(
+        "--status", help="only these: scheduled, waiting, running, frozen, paused, done"
+    )
+    tasks.add_argument("--q", metavar="TEXT", help="text in the id, name or description")
+    tasks.add_argument(
+        "--sort",
+        metavar="FIELD",
+        help="sort field; descending with a - prefix: --sort=-last_execution",
+    )
+    tasks.add_argument("--limit", type=int, help="at most this many tasks")
+    tasks.add_argument("--offset", type=int, help="skip this many tasks")
+
+    add = command("add", "add a task from a Python file (or - for stdin) defining execute()")
+    add.add_argument("code_file", metavar="CODE_FILE", help="Python source file, or - for stdin")
+    add.add_argument("--id", dest="task_id", required=True, help="the task's unique id")
+    add.add_argument("--name", help="human-readable name (default: the id)")
+    add.add_argument("--description", default="", help='what it does (default: "")')
+    add.add_argument(
+        "--priority",
+        type=str.upper,
+        choices=PRIORITIES,
+        default="MEDIUM",
+        help="CRITICAL, HIGH, MEDIUM (default) or LOW",
+    )
+    _task_options(add)
+
+    edit = command("edit", "change a task: only the options given change")
+    edit.add_argument("task_id", metavar="TASK_ID")
+    edit.add_argument("--code-file", help="new code: a Python file, or - for stdin")
+    edit.add_argument("--name", help="new name")
+    edit.add_argument("--description", help="new description")
+    edit.add_argument("--priority", type=str.upper, choices=PRIORITIES, help="new priority")
+    edit.add_argument("--once", action="store_true", help="make it a one-shot task")
+    _task_options(edit)
+
+    batch = command(
+        "batch",
+        "run a batch of operations from a JSON file (or - for stdin): a list of "
+        '{"op": "add", "task": {...}} or {"op": "delete|pause|resume|run|cancel", '
+        '"task_id": ...}',
+    )
+    batch.add_argument("batch_file", metavar="FILE")
+    batch.add_argument(
+        "--atomic", action="store_true", help="apply nothing unless every operation can be"
+    )
+
+    for name, text in (
+        ("show", "show a task's definition, counters and schedule"),
+        ("run", "run a task now, whatever the load or hour"),
+        ("cancel", "kill a task's running execution"),
+        ("pause", "stop scheduling a task"),
+        ("resume", "schedule a paused task again"),
+        ("rm", "delete a task (its history stays)"),
+    ):
+        command(name, text).add_argument("task_id", metavar="TASK_ID")
+
+    history = command("history", "list executions, newest first")
+    history.add_argument("task_id", metavar="TASK_ID", nargs="?", help="only this task's")
+    history.add_argument("--outcome", help="succeeded, failed, timed_out, cancelled, ...")
+    history.add_argument("--since", metavar="TIME", help="ISO-8601 (UTC unless zoned) or epoch")
+    history.add_argument("--until", metavar="TIME", help="ISO-8601 (UTC unless zoned) or epoch")
+    history.add_argument("--limit", type=int, help="at most this many (default 100)")
+    history.add_argument("--offset", type=int, help="skip this many")
+
+    logs = command(
+        "logs",
+        "show the latest run of a task (or a given execution) with its output; "
+        "-f follows executions live",
+    )
+    logs.add_argument(
+        "ident", metavar="TASK_ID|EXECUTION_ID", nargs="?", help="default: the latest execution"
+    )
+    logs.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="print a line per execution start and end as they happen (Ctrl-C to stop)",
+    )
+
+    command("start", "start the daemon's scheduler (the API keeps serving either way)")
+    command("stop", "stop the daemon's scheduler, killing running executions")
+    return parser
+
+
+def _task_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``add`` and ``edit`` share, one per task option field (left out: the
+    daemon's default applies): ``--repeat-hours``, ``--on-busy``..."""
+    for name in OPTION_FIELDS:
+        base, _ = base_type(TASK_FIELD_TYPES[name])
+        flag = "--" + name.replace("_", "-")
+        help_text = field_description(name)
+        if isinstance(base, type) and issubclass(base, enum.Enum):
+            parser.add_argument(flag, choices=[m.value for m in base], help=help_text)
+        elif base in (int, float):
+            parser.add_argument(flag, type=base, help=help_text)
+        else:
+            parser.add_argument(flag, help=help_text)
+
+
+def given_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {key: getattr(args, key) for key in OPTION_FIELDS if getattr(args, key) is not None}
