@@ -8,7 +8,7 @@ import enum
 import os
 from typing import Any, Final
 
-from .. import __version__
+from .._version import __version__
 from ..models import (
     OPTION_FIELDS,
     TASK_FIELD_TYPES,

@@ -15,7 +15,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from .. import __version__
+from .._version import __version__
 from ..models import TASK_ID_PATTERN, ErrorBody
 from ._routing import Operation
 

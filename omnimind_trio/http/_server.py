@@ -16,7 +16,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from hypercorn.typing import ASGIFramework
 
 from ..config import Settings
-from ..credentials import Credentials
+from ..credentials import Credentials, load_credentials
 from ..daemon import Daemon
 from . import _connection
 from ._app import create_app
@@ -55,7 +55,7 @@ async def serve_http(
 
 async def serve_api(
     daemon: Daemon,
-    credentials: Credentials,
+    credentials: Credentials | None = None,
     *,
     config: HypercornConfig | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] = trio.sleep_forever,
@@ -64,11 +64,15 @@ async def serve_api(
     """Serve ``daemon``'s HTTP API (the routes of ``omnimind serve``) until
     ``shutdown_trigger`` returns, then finish the requests in flight. A startable: ``urls =
     await nursery.start(serve_api, daemon, credentials)`` returns once the socket is bound,
-    with the URLs it serves. ``config`` defaults to the daemon's settings (host, port).
+    with the URLs it serves. ``credentials`` default to the daemon's settings (the
+    environment, else ``config/dashboard_auth.json``, generated on first use); ``config``
+    (hypercorn's) defaults to the daemon's settings (host, port).
 
     Cancellation: cancelling it closes every connection at once; for a graceful end, make
     ``shutdown_trigger`` return.
     """
+    if credentials is None:
+        credentials = await trio.to_thread.run_sync(load_credentials, daemon.settings)
     await serve_http(
         create_app(daemon, credentials),
         config or hypercorn_config(daemon.settings),
