@@ -136,9 +136,30 @@ class Gate:
         return max(0.0, dwell - (now - self._pending_since))
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What admits a priority: any of its load gates being open, or the sleep window."""
+
+    gates: tuple[str, ...] = ()
+    """Load gates, the first one the priority's own (named in explanations)."""
+    window: bool = False
+    always: bool = False
+
+
+ADMISSION: dict[Priority, Admission] = {
+    Priority.CRITICAL: Admission(always=True),
+    Priority.HIGH: Admission(gates=("idle",)),
+    Priority.MEDIUM: Admission(gates=("low_activity", "idle"), window=True),
+    Priority.LOW: Admission(window=True),
+}
+"""The one place that says which priority runs when."""
+GATE_WORDS = {"idle": "the machine to be idle", "low_activity": "low activity"}
+
+
 @dataclass
 class GateSet:
-    """The three gates and the rule that maps them to priorities.
+    """The load gates, the sleep window, and :data:`ADMISSION`, the rule that maps them to
+    priorities.
 
     - CRITICAL: always open.
     - HIGH: the idle gate (external CPU below ``idle_cpu_percent``).
@@ -174,25 +195,29 @@ class GateSet:
             Gate(open_seconds, close_seconds),
         )
 
+    def _gate(self, name: str) -> tuple[Gate, float]:
+        """A load gate and its CPU threshold."""
+        if name == "idle":
+            return self.idle, self.idle_cpu_percent
+        return self.low_activity, self.low_activity_cpu_percent
+
     def update(self, external_cpu_percent: float, now_monotonic: float, now_epoch: float) -> bool:
         """Feed one sample; returns True when any priority's admission changed."""
         self.cpu_percent, self.sampled_at = external_cpu_percent, now_monotonic
         before = self.open_priorities()
-        self.idle.update(external_cpu_percent < self.idle_cpu_percent, now_monotonic)
-        self.low_activity.update(
-            external_cpu_percent < self.low_activity_cpu_percent, now_monotonic
-        )
+        for name in GATE_WORDS:
+            gate, threshold = self._gate(name)
+            gate.update(external_cpu_percent < threshold, now_monotonic)
         self.in_sleep_window = self.window.contains(now_epoch)
         return self.open_priorities() != before
 
     def is_open(self, priority: Priority) -> bool:
-        if priority is Priority.CRITICAL:
-            return True
-        if priority is Priority.HIGH:
-            return self.idle.is_open
-        if priority is Priority.MEDIUM:
-            return self.low_activity.is_open or self.idle.is_open or self.in_sleep_window
-        return self.in_sleep_window
+        rule = ADMISSION[priority]
+        return (
+            rule.always
+            or any(self._gate(name)[0].is_open for name in rule.gates)
+            or (rule.window and self.in_sleep_window)
+        )
 
     def open_priorities(self) -> frozenset[Priority]:
         return frozenset(p for p in Priority if self.is_open(p))
@@ -201,32 +226,26 @@ class GateSet:
         """Why ``priority`` may not start now, in words; None when it may."""
         if self.is_open(priority):
             return None
-        if priority is Priority.HIGH:
-            return f"waiting for the machine to be idle (CPU < {self.idle_cpu_percent:g} %)"
-        if priority is Priority.MEDIUM:
-            return (
-                "waiting for low activity "
-                f"(CPU < {self.low_activity_cpu_percent:g} %) or the sleep window"
-            )
-        return f"waiting for the sleep window ({self.window})"
+        rule = ADMISSION[priority]
+        parts = [f"{GATE_WORDS[name]} (CPU < {self._gate(name)[1]:g} %)" for name in rule.gates[:1]]
+        if rule.window:
+            parts.append("the sleep window" + ("" if parts else f" ({self.window})"))
+        return "waiting for " + " or ".join(parts)
 
     def explain(self, priority: Priority, now_epoch: float) -> dict[str, Any]:
         """Why ``priority`` may not start, with the measurement behind it: the gate, the
         CPU reading against its threshold, and how long the gate still needs to open."""
-        cpu = None if self.cpu_percent is None else round(self.cpu_percent, 1)
-        if priority is Priority.LOW:
+        rule = ADMISSION[priority]
+        if not rule.gates:
             opens = self.window.next_start(now_epoch)
             return {
                 "gate": "sleep_window",
                 "detail": f"waiting for the sleep window ({self.window})",
                 "opens_at": None if math.isinf(opens) else opens,
             }
-        gate, threshold = (
-            (self.idle, self.idle_cpu_percent)
-            if priority is Priority.HIGH
-            else (self.low_activity, self.low_activity_cpu_percent)
-        )
-        name = "idle" if priority is Priority.HIGH else "low_activity"
+        name = rule.gates[0]
+        gate, threshold = self._gate(name)
+        cpu = None if self.cpu_percent is None else round(self.cpu_percent, 1)
         remaining = gate.remaining(self.sampled_at)
         if remaining is not None:
             state = f"it has been below for long enough in {remaining:.0f} s more"
@@ -235,12 +254,11 @@ class GateSet:
         else:
             state = "no reading yet"
         cpu_text = "no reading" if cpu is None else f"{cpu:g} %"
-        words = "the machine to be idle" if name == "idle" else "low activity"
         detail = (
-            f"waiting for {words}: CPU outside the daemon {cpu_text}, needs < {threshold:g} %"
-            f" ({state})"
+            f"waiting for {GATE_WORDS[name]}: CPU outside the daemon {cpu_text}, needs"
+            f" < {threshold:g} % ({state})"
         )
-        if priority is Priority.MEDIUM:
+        if rule.window:
             detail += f", or the sleep window ({self.window})"
         return {
             "gate": name,
