@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from quart import g, request
+from pydantic import BaseModel
+from quart import Response, g, request
 from werkzeug.exceptions import UnsupportedMediaType
 
 from ..exceptions import InvalidInput
@@ -37,3 +38,9 @@ async def json_object() -> dict[str, Any]:
 
 def has_body() -> bool:
     return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "")
+
+
+def respond(body: BaseModel) -> Response:
+    """A model as the JSON answer (``json_text`` where the model defines it)."""
+    text = body.json_text() if hasattr(body, "json_text") else body.model_dump_json()
+    return Response(text, content_type="application/json")

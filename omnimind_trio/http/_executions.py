@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from quart import request
+from quart import Response, request
 
 from ..daemon import Daemon
 from ..models import ExecutionList, ExecutionRecord
+from ._body import respond
 from ._queries import AllExecutionsParameters, ExecutionListParameters, parse_parameters
 from ._routing import Routes
 from ._tasks import TASK
@@ -24,10 +23,10 @@ def add_execution_routes(routes: Routes, daemon: Daemon) -> None:
         query=ExecutionListParameters,
         errors=(400, 404),
     )
-    async def task_executions(task_id: str) -> dict[str, Any]:
+    async def task_executions(task_id: str) -> Response:
         daemon.get_task(task_id)  # 404 for an unknown task, not an empty list
         parameters = parse_parameters(ExecutionListParameters, request.args)
-        return (await daemon.list_executions(parameters.to_query(task_id))).json_body()
+        return respond(await daemon.list_executions(parameters.to_query(task_id)))
 
     @route(
         "GET",
@@ -37,9 +36,9 @@ def add_execution_routes(routes: Routes, daemon: Daemon) -> None:
         query=AllExecutionsParameters,
         errors=(400,),
     )
-    async def executions() -> dict[str, Any]:
+    async def executions() -> Response:
         parameters = parse_parameters(AllExecutionsParameters, request.args)
-        return (await daemon.list_executions(parameters.to_query())).json_body()
+        return respond(await daemon.list_executions(parameters.to_query()))
 
     @route(
         "GET",
@@ -48,5 +47,5 @@ def add_execution_routes(routes: Routes, daemon: Daemon) -> None:
         response=ExecutionRecord,
         errors=(404,),
     )
-    async def execution(execution_id: str) -> dict[str, Any]:
-        return (await daemon.get_execution(execution_id)).to_json()
+    async def execution(execution_id: str) -> Response:
+        return respond(await daemon.get_execution(execution_id))

@@ -11,6 +11,7 @@ from quart import Response, request, websocket
 from ..daemon import Daemon
 from ..models import DaemonAction, Status, WebSocketToken
 from ._auth import WebSocketTokens
+from ._body import respond
 from ._metrics import CONTENT_TYPE, RequestMetrics
 from ._routing import Routes
 
@@ -21,8 +22,8 @@ def add_service_routes(
     route = routes.route
 
     @route("GET", "/daemon/status", "The daemon's state and load", response=Status)
-    async def status() -> dict[str, Any]:
-        return daemon.status().json_body()
+    async def status() -> Response:
+        return respond(daemon.status())
 
     @route("POST", "/daemon/start", "Start running tasks", response=DaemonAction)
     async def start() -> dict[str, Any]:

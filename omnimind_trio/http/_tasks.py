@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from quart import request
+from quart import Response, request
 
 from ..daemon import Daemon
 from ..models import (
@@ -17,7 +15,7 @@ from ..models import (
     TaskUpdated,
     parse_task_spec,
 )
-from ._body import json_object
+from ._body import json_object, respond
 from ._queries import TaskListParameters, parse_parameters
 from ._routing import Routes
 
@@ -40,9 +38,9 @@ def add_task_routes(routes: Routes, daemon: Daemon) -> None:
         query=TaskListParameters,
         errors=(400,),
     )
-    async def list_tasks() -> dict[str, Any]:
+    async def list_tasks() -> Response:
         query = parse_parameters(TaskListParameters, request.args).to_query()
-        return daemon.list_tasks(query).json_body()
+        return respond(daemon.list_tasks(query))
 
     @route(
         "POST",
@@ -52,14 +50,14 @@ def add_task_routes(routes: Routes, daemon: Daemon) -> None:
         body=TaskCreate,
         errors=(400, 409, 413, 415, 503),
     )
-    async def add_task() -> dict[str, Any]:
+    async def add_task() -> Response:
         spec = parse_task_spec(await json_object(), max_code_bytes=daemon.settings.max_code_bytes)
         task = await daemon.add_task(spec)
-        return action("task_added", task, "added successfully").json_body()
+        return respond(action("task_added", task, "added successfully"))
 
     @route("GET", TASK, "Show a task", response=TaskDetail, errors=(404,))
-    async def show_task(task_id: str) -> dict[str, Any]:
-        return daemon.get_task(task_id).json_body()
+    async def show_task(task_id: str) -> Response:
+        return respond(daemon.get_task(task_id))
 
     @route(
         "PATCH",
@@ -69,7 +67,7 @@ def add_task_routes(routes: Routes, daemon: Daemon) -> None:
         body=TaskPatch,
         errors=(400, 404, 413, 415, 503),
     )
-    async def update_task(task_id: str) -> dict[str, Any]:
+    async def update_task(task_id: str) -> Response:
         daemon.get_task(task_id)  # an unknown task is a 404 before its body is read
         task = await daemon.update_task(task_id, await json_object())
         answer = TaskUpdated(
@@ -78,7 +76,7 @@ def add_task_routes(routes: Routes, daemon: Daemon) -> None:
             message=f"Task '{task.name}' updated successfully",
             task=task,
         )
-        return answer.json_body()
+        return respond(answer)
 
     @route(
         "DELETE",
@@ -87,8 +85,8 @@ def add_task_routes(routes: Routes, daemon: Daemon) -> None:
         response=ActionResult,
         errors=(404, 409, 503),
     )
-    async def delete_task(task_id: str) -> dict[str, Any]:
-        return action("task_deleted", await daemon.delete_task(task_id), "deleted").json_body()
+    async def delete_task(task_id: str) -> Response:
+        return respond(action("task_deleted", await daemon.delete_task(task_id), "deleted"))
 
     @route(
         "POST",
@@ -97,10 +95,10 @@ def add_task_routes(routes: Routes, daemon: Daemon) -> None:
         response=ActionResult,
         errors=(404, 409),
     )
-    async def run_task(task_id: str) -> dict[str, Any]:
+    async def run_task(task_id: str) -> Response:
         daemon.run_task_now(task_id)
         task = daemon.get_task(task_id)
-        return action("run_requested", task, "will run now").json_body()
+        return respond(action("run_requested", task, "will run now"))
 
     @route(
         "POST",
@@ -109,16 +107,15 @@ def add_task_routes(routes: Routes, daemon: Daemon) -> None:
         response=ActionResult,
         errors=(404, 409),
     )
-    async def cancel_task(task_id: str) -> dict[str, Any]:
-        return action(
-            "cancel_requested", daemon.cancel_task(task_id), "is being cancelled"
-        ).json_body()
+    async def cancel_task(task_id: str) -> Response:
+        task = daemon.cancel_task(task_id)
+        return respond(action("cancel_requested", task, "is being cancelled"))
 
     @route(
         "POST", TASK + "/pause", "Stop scheduling a task", response=ActionResult, errors=(404, 503)
     )
-    async def pause_task(task_id: str) -> dict[str, Any]:
-        return action("paused", await daemon.pause_task(task_id), "paused").json_body()
+    async def pause_task(task_id: str) -> Response:
+        return respond(action("paused", await daemon.pause_task(task_id), "paused"))
 
     @route(
         "POST",
@@ -127,5 +124,5 @@ def add_task_routes(routes: Routes, daemon: Daemon) -> None:
         response=ActionResult,
         errors=(404, 503),
     )
-    async def resume_task(task_id: str) -> dict[str, Any]:
-        return action("resumed", await daemon.resume_task(task_id), "resumed").json_body()
+    async def resume_task(task_id: str) -> Response:
+        return respond(action("resumed", await daemon.resume_task(task_id), "resumed"))

@@ -24,7 +24,12 @@ class Response(BaseModel):
     model_config = _RESPONSE
 
     def json_body(self) -> dict[str, Any]:
+        """The body as JSON values."""
         return self.model_dump(mode="json")
+
+    def json_text(self) -> str:
+        """The body as JSON text (serialized by pydantic-core in one pass)."""
+        return self.model_dump_json()
 
 
 class ErrorBody(Response):
@@ -123,9 +128,12 @@ the daemon's defaults filled in (``timeout_seconds``...)."""
 class TaskDetail(TaskState, TaskDefinitionView, TaskSummary):  # type: ignore[misc, valid-type]
     """``GET /daemon/tasks/{task_id}``: the summary, the definition and the state."""
 
+    # ``waiting`` holds only the keys its reason uses.
     def json_body(self) -> dict[str, Any]:
-        # ``waiting`` holds only the keys its reason uses.
         return self.model_dump(mode="json", exclude_unset=True)
+
+    def json_text(self) -> str:
+        return self.model_dump_json(exclude_unset=True)
 
 
 class ActionResult(Response):
@@ -138,6 +146,9 @@ class ActionResult(Response):
 
 class TaskUpdated(ActionResult):
     task: TaskDetail
+
+    def json_text(self) -> str:
+        return self.model_dump_json(exclude_unset=True)  # the task's ``waiting``
 
 
 class DaemonAction(Response):
