@@ -27,7 +27,7 @@ from unittest import mock
 import trio
 
 from omnimind_trio import FakeSource, Priority, Settings, TaskSpec, open_daemon
-from omnimind_trio.daemon import _daemon as daemon_module
+from omnimind_trio.daemon import _open as daemon_module
 from omnimind_trio.execution import Executor, Job, RunResult, open_executor
 
 from .common import (
@@ -182,7 +182,7 @@ async def daemon_throughput(n: int, *, cold: bool) -> dict[str, float]:
     if cold and sum(c.runs for c in made) < len(rows):
         raise RuntimeError(
             "the cold-spawn executor was not used: open_daemon no longer takes its executor"
-            " from omnimind_trio.daemon._daemon.open_executor; update bench/executor.py"
+            " from omnimind_trio.daemon._open.open_executor; update bench/executor.py"
         )
     if not rows:
         return {"rate": float("nan"), "p50": float("nan"), "p99": float("nan")}

@@ -122,6 +122,7 @@ async def test_atomic_batch_sees_its_own_earlier_operations(client: Any, daemon:
         ({"operations": []}, "operations must be a non-empty list"),
         ({"operations": [add_op("a")], "atomic": "yes"}, "atomic must be true or false"),
         ({"operations": [add_op("a")], "extra": 1}, "Unknown field: extra"),
+        ({"ops": [add_op("a")]}, "Unknown field: ops"),  # a misspelling, named
         (
             {"operations": [add_op(f"t{i}") for i in range(1001)]},
             "operations must hold at most 1000 items",

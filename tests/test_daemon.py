@@ -594,3 +594,13 @@ async def test_the_error_clears_soon_after_the_database_accepts_writes_again(
         await read_only(daemon, on=False)
         await trio.sleep(writes.PROBE_SECONDS + 1)
         assert daemon.state is not DaemonState.ERROR
+
+
+async def test_a_start_while_a_stop_is_in_progress_starts_after_it(daemon: Daemon) -> None:
+    await daemon.add_task(code_task("long", "import time\ndef execute():\n    time.sleep(30)\n"))
+    await wait_for(lambda: daemon.get_task("long").running_execution_id is not None)
+    assert daemon.stop()
+    assert await daemon.start()  # not "already running": the stop ends, then it starts
+    assert daemon.running
+    [record] = await history(daemon, "long")
+    assert record.outcome is Outcome.CANCELLED

@@ -24,7 +24,7 @@ from ..credentials import Credentials, load_credentials
 from ..daemon import open_daemon
 from ..http import serve_api
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
 
 @contextlib.contextmanager

@@ -59,7 +59,7 @@ from ._supervisor import Supervisor
 from ._views import STOPPED, task_detail, task_summary
 from ._writes import WriteGuard
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
 
 class Daemon:

@@ -26,7 +26,7 @@ from ._events import EventBus
 from ._views import task_summary
 from ._writes import WriteGuard
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
 
 class TaskRegistry:

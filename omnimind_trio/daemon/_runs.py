@@ -27,7 +27,7 @@ from ._events import EventBus
 from ._metrics import DaemonMetrics
 from ._writes import WriteGuard
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
 FINALIZE_SECONDS = 2.0
 """Bound on the shielded clean-up of one execution (writing its record)."""

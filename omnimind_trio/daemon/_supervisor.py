@@ -24,7 +24,7 @@ from ..scheduling import Clock, GateSet, LoadMonitor, Scheduler
 from ._events import EventBus
 from ._writes import WriteGuard
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
 SUSPEND_GAP_SECONDS = 30.0
 """A wall-clock jump beyond the monotonic clock this large means suspend or a clock change."""
@@ -106,6 +106,8 @@ class Supervisor:
     async def start(self) -> bool:
         """Start the supervisor; False if it was already running."""
         async with self._lifecycle:
+            if self._phase is DaemonState.SHUTTING_DOWN:
+                await self._stopped.wait()  # a stop in progress ends first, then we start
             if self.running:
                 return False
             self.set_phase(DaemonState.INITIALIZING)

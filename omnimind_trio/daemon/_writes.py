@@ -19,7 +19,7 @@ import trio
 
 from ..exceptions import StoreUnavailable
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
 
 PROBE_SECONDS = 10.0

@@ -28,7 +28,7 @@ import trio
 from ..exceptions import ExecutorError
 from ..models import Outcome
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
 WORKER = Path(__file__).with_name("_worker.py")
 HEADER = struct.Struct(">I")

@@ -28,7 +28,7 @@ from ._routing import Routes
 from ._service import add_service_routes
 from ._tasks import add_task_routes
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
 
 def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:

@@ -123,7 +123,9 @@ def _envelope(body: Any) -> tuple[bool, list[Any]]:
     try:
         request = BatchRequest.model_validate(body)
     except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
+        errors = exc.errors(include_url=False)
+        # An unknown field first: {"ops": [...]} is a misspelling, not missing operations.
+        error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         field = str(error["loc"][0]) if error["loc"] else ""
         if error["type"] == "extra_forbidden":
             raise InvalidInput(f"Unknown field: {field}") from None

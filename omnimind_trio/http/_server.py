@@ -43,7 +43,7 @@ async def serve_http(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` with hypercorn's trio worker and this package's connection class
-    (see :mod:`omnimind_trio.connection`) until ``shutdown_trigger`` returns."""
+    (see :mod:`omnimind_trio.http._connection`) until ``shutdown_trigger`` returns."""
     _connection.install()
     await hypercorn_serve(
         app,

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    computed_field,
+    model_serializer,
+)
 
 from ._enums import Outcome, Trigger
 from ._time import Measure, PreciseInstant
@@ -69,6 +77,14 @@ class ExecutionSummary(BaseModel):
             for frozen, thawed in self.pauses
         )
 
+    @model_serializer(mode="wrap")
+    def _in_reading_order(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        # What a run did, then when, then how long: the output after the result, the
+        # duration after the times it is computed from. (No return annotation: with one,
+        # pydantic would describe the JSON as that type instead of the model's fields.)
+        data = handler(self)
+        return {key: data[key] for key in READING_ORDER if key in data}
+
 
 class ExecutionRecord(ExecutionSummary):
     """One run of a task, with what it printed (each stream capped, head and tail kept)."""
@@ -86,5 +102,15 @@ class ExecutionRecord(ExecutionSummary):
 
 
 OUTPUT_FIELDS: Final = {"stdout", "stderr"}
+
+
+def _reading_order() -> tuple[str, ...]:
+    order = [name for name in ExecutionSummary.model_fields]
+    order[order.index("result") + 1 : order.index("result") + 1] = ["stdout", "stderr"]
+    order.insert(order.index("finished_at") + 1, "duration_seconds")
+    return (*order, "frozen_seconds")
+
+
+READING_ORDER: Final = _reading_order()
 EXECUTION_FIELDS: Final = tuple(ExecutionRecord.model_fields)
 """The stored fields of a record (the computed ones are not stored)."""

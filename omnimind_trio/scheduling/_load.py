@@ -19,7 +19,7 @@ import trio
 
 from ..models import SystemMetrics
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
 
 class MetricsSource(Protocol):

@@ -46,7 +46,7 @@ from ._clock import Clock, deadline_for
 from ._gates import GateSet
 from ._running import Running
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
 MAX_SLEEP_SECONDS = 60.0
 """Re-check at least this often, so a wall-clock jump is noticed."""
