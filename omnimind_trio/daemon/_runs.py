@@ -17,7 +17,6 @@ import uuid
 import trio
 
 from ..config import Settings
-from ..exceptions import ExecutorError
 from ..execution import Executor, Job, classify
 from ..models import ExecutionRecord, Outcome, Priority, TaskSpec, Trigger
 from ..scheduling import Clock, InProcessFunction, Running, TaskEntry
@@ -81,8 +80,6 @@ class ExecutionRunner:
                 await self._run_function(entry.function, record, running, limit)
             else:
                 await self._run_code(spec, record, running, limit)
-        except ExecutorError as exc:
-            record.outcome, record.reason = Outcome.FAILED, exc.detail
         finally:
             if record.outcome is Outcome.RUNNING:
                 # Cancelled may arrive bare or inside an exception group from a nursery
