@@ -174,23 +174,43 @@ async def test_grandchildren_left_behind_are_killed(executor: Executor, tmp_path
     assert_gone(pid)
 
 
-async def test_cancel_event_kills_and_says_so(executor: Executor, tmp_path: Path) -> None:
+async def test_cancelling_the_scope_kills_and_says_so(executor: Executor, tmp_path: Path) -> None:
     job = Job(
         code="def execute():\n    import time\n    time.sleep(300)", filename="t", cwd=str(tmp_path)
     )
-    cancel = trio.Event()
+    scope = trio.CancelScope()
     pids: list[int] = []
     async with trio.open_nursery() as nursery:
 
         async def trigger() -> None:
             await trio.sleep(0.2)
-            cancel.set()
+            scope.cancel()
 
         nursery.start_soon(trigger)
         with trio.fail_after(3):
-            result = await executor.run(job, cancel=cancel, on_started=pids.append)
+            result = await executor.run(job, scope=scope, on_started=pids.append)
+    assert result.ended_by == "cancel"
     assert classify(result, job)[0] is Outcome.CANCELLED
     assert_gone(pids[0])
+
+
+async def test_the_scopes_deadline_can_move_while_it_runs(
+    executor: Executor, tmp_path: Path
+) -> None:
+    job = Job(
+        code="def execute():\n    import time\n    time.sleep(300)", filename="t", cwd=str(tmp_path)
+    )
+    scope = trio.CancelScope()
+    async with trio.open_nursery() as nursery:
+
+        async def limit() -> None:
+            await trio.sleep(0.2)
+            scope.deadline = trio.current_time() + 0.1
+
+        nursery.start_soon(limit)
+        with trio.fail_after(3):
+            result = await executor.run(job, scope=scope)
+    assert result.ended_by == "timeout"
 
 
 async def test_outer_cancellation_kills_the_child(executor: Executor, tmp_path: Path) -> None:
@@ -357,10 +377,10 @@ async def test_timeout_and_cancel_hold_even_before_the_child_starts(
         with trio.fail_after(3):
             result = await executor.run(job)
         assert classify(result, job)[0] is Outcome.TIMED_OUT
-        cancel = trio.Event()
-        cancel.set()
+        cancelled = trio.CancelScope()
+        cancelled.cancel()
         with trio.fail_after(3):
-            result = await executor.run(job, cancel=cancel)
+            result = await executor.run(job, scope=cancelled)
         assert classify(result, job)[0] is Outcome.CANCELLED
     finally:
         os.kill(executor.worker_pid, signal.SIGCONT)

@@ -190,18 +190,17 @@ class Executor:
         self,
         job: Job,
         *,
-        cancel: trio.Event | None = None,
+        scope: trio.CancelScope | None = None,
         on_started: Callable[[int], None] | None = None,
-        deadline: trio.CancelScope | None = None,
     ) -> RunResult:
         """Run ``job`` in a fresh child process and wait for it to end.
 
-        The run happens inside ``deadline``, by default a new scope whose deadline is
-        ``job.timeout_seconds`` from now; a caller that gives its own may move its deadline
-        while the run goes on. When that deadline passes (``ended_by="timeout"``) or
-        ``cancel`` is set (``"cancel"``), the child is killed with its whole process group;
-        waiting for the worker and for the child to start counts too. After the child
-        exits, what is left of its process group is killed.
+        The run happens inside ``scope``, by default a new one whose deadline is
+        ``job.timeout_seconds`` from now; a caller that gives its own may cancel it or move
+        its deadline while the run goes on. When the scope's deadline passes
+        (``ended_by="timeout"``) or it is cancelled (``"cancel"``), the child is killed
+        with its whole process group; waiting for the worker and for the child to start
+        counts too. After the child exits, what is left of its process group is killed.
 
         Error handling: every way a run can end is a :class:`RunResult`, never an
         exception. A worker that dies before it started the child is replaced and the
@@ -209,11 +208,12 @@ class Executor:
         is watched to its end (``worker_died``); when no child could be started at all,
         ``error`` says why.
 
-        Cancellation: when this call is cancelled from outside ``deadline`` (the daemon
+        Cancellation: when this call is cancelled from outside ``scope`` (the daemon
         stops), the child is killed with its group and ``trio.Cancelled`` propagates.
         """
         result = RunResult()
-        scope = deadline or trio.CancelScope(deadline=trio.current_time() + job.timeout_seconds)
+        if scope is None:
+            scope = trio.CancelScope(deadline=trio.current_time() + job.timeout_seconds)
         pipes: list[tuple[int, int]] = []
         try:
             for _ in range(3):
@@ -244,23 +244,19 @@ class Executor:
                 pumps.start_soon(_pump, readers[2], _capped_into(res_buffer, job.max_result_bytes))
                 try:
                     with scope:
-                        async with trio.open_nursery() as guard:
-                            if cancel is not None:
-                                guard.start_soon(_cancel_on, cancel, scope)
-                            for _ in range(SUBMIT_ATTEMPTS):
-                                pending = await self._submit(request, writers)
-                                await pending.started.wait()
-                                if not pending.lost:
-                                    break
-                            # From now on only the child (and its descendants) hold the
-                            # write ends: the pipes reach EOF when they are done.
-                            writers = _close_all(writers)
-                            if pending is not None and pending.pid is not None:
-                                result.pid = pending.pid
-                                if on_started is not None:
-                                    on_started(pending.pid)
-                                await pending.wait_ended()
-                            guard.cancel_scope.cancel()  # done: stop the cancel watcher
+                        for _ in range(SUBMIT_ATTEMPTS):
+                            pending = await self._submit(request, writers)
+                            await pending.started.wait()
+                            if not pending.lost:
+                                break
+                        # From now on only the child (and its descendants) hold the write
+                        # ends: the pipes reach EOF when they are done.
+                        writers = _close_all(writers)
+                        if pending is not None and pending.pid is not None:
+                            result.pid = pending.pid
+                            if on_started is not None:
+                                on_started(pending.pid)
+                            await pending.wait_ended()
                 finally:
                     if pending is not None and pending.pid is not None:
                         # What is left of the group (all of it, when the run was cut short).
@@ -582,11 +578,6 @@ def _close_all(fds: list[int]) -> list[int]:
     for fd in fds:
         os.close(fd)
     return []
-
-
-async def _cancel_on(event: trio.Event, scope: trio.CancelScope) -> None:
-    await event.wait()
-    scope.cancel()
 
 
 def _signal_name(signum: int) -> str:
