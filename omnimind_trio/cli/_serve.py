@@ -95,7 +95,7 @@ async def serve(
                     nursery.cancel_scope.deadline = (
                         trio.current_time() + settings.stop_grace_seconds
                     )
-                    nursery.start_soon(daemon.stop)
+                    daemon.stop()  # leaving open_daemon waits for it
 
             async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
                 await serve_http(

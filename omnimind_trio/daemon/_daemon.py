@@ -4,7 +4,7 @@
 
     open_daemon(settings)               # store and executor opened first (they outlive stops)
     └── root nursery
-        └── supervisor                  # start() opens it, stop() cancels it
+        └── supervisor                  # start() opens it, stop() cancels it (wait_stopped())
             ├── load monitor            # samples the machine, updates the gates
             └── scheduler               # one cancel scope per execution
 
@@ -189,37 +189,50 @@ class Daemon:
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> bool:
-        """Start the supervisor; False if it was already running."""
+        """Start the supervisor and return once it runs; False if it was already running.
+        A stop under way is waited for first."""
         async with self._lifecycle:
-            if self.running:
+            if self._scope is not None and not self._scope.cancel_called:
                 return False
-            self._set_state(DaemonState.INITIALIZING)
-            await self._nursery.start(self._supervise)
-            return True
-
-    async def stop(self) -> bool:
-        """Stop the supervisor, killing every execution in flight (recorded as cancelled).
-        Returns once every record is written; False if it was not running."""
-        async with self._lifecycle:
-            if self._scope is None:
-                return False
-            self._set_state(DaemonState.SHUTTING_DOWN)
-            self._scope.cancel()
             await self._stopped.wait()
+            self._set_state(DaemonState.INITIALIZING)
+            # Set before the supervisor runs, so that a stop() during the start cancels it.
+            self._scope, self._stopped = trio.CancelScope(), trio.Event()
+            # The supervisor outlives this call (POST /daemon/start returns while it runs),
+            # so it lives in the nursery open_daemon gave us.
+            await self._nursery.start(self._supervise, self._scope)
             return True
 
-    async def _supervise(self, *, task_status: trio.TaskStatus[None]) -> None:
-        self._stopped = trio.Event()
+    def stop(self) -> bool:
+        """Ask the supervisor to stop: every execution in flight is killed and recorded as
+        cancelled ("the daemon was stopped"). Returns at once, False if the daemon was not
+        running or is already stopping; :meth:`wait_stopped` waits for the end."""
+        if self._scope is None or self._scope.cancel_called:
+            return False
+        self._set_state(DaemonState.SHUTTING_DOWN)
+        self._scope.cancel()
+        return True
+
+    async def wait_stopped(self) -> None:
+        """Return once the supervisor is down and every execution's record is written (at
+        once when it is not running)."""
+        await self._stopped.wait()
+
+    async def _supervise(
+        self, scope: trio.CancelScope, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        started = False
         try:
-            with trio.CancelScope() as scope:
-                self._scope = scope
+            with scope:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self.monitor.run)
                     await nursery.start(self.scheduler.run)
                     nursery.start_soon(self.writes.recover, self.store.probe_write)
-                    self._set_state(DaemonState.IDLE)
+                    if not scope.cancel_called:  # else a stop() came during the start
+                        self._set_state(DaemonState.IDLE)
                     log.info("daemon started with %d tasks", len(self.scheduler.tasks))
                     task_status.started()
+                    started = True
         except Exception:
             self._set_state(DaemonState.ERROR)
             log.exception("the daemon supervisor failed")
@@ -230,6 +243,8 @@ class Daemon:
                 self._set_state(DaemonState.STOPPED)
             self._stopped.set()
             log.info("daemon stopped")
+        if not started:  # stopped before it was up: the start is over all the same
+            task_status.started()
 
     def _on_sample(self, metrics: SystemMetrics) -> None:
         mono, wall = trio.current_time(), self.clock.now()
@@ -550,8 +565,9 @@ async def open_daemon(
             try:
                 yield daemon
             finally:
+                daemon.stop()
                 with trio.move_on_after(EXIT_STOP_SECONDS, shield=True):
-                    await daemon.stop()
+                    await daemon.wait_stopped()
                 nursery.cancel_scope.cancel()
 
 

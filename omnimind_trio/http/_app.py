@@ -233,7 +233,9 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
 
     @app.post("/daemon/stop")
     async def stop() -> dict[str, Any]:
-        if await daemon.stop():
+        stopping = daemon.stop()
+        await daemon.wait_stopped()  # answer once every record is written
+        if stopping:
             return {"status": "stopped", "message": "Daemon stopped successfully"}
         return {"status": "not_running", "message": "Daemon is not running"}
 
