@@ -126,7 +126,8 @@ class _Pending:
     failure: str | None = None
     """Why no child was started."""
     lost: bool = False
-    """The request never reached a worker that started its child: it may be sent again."""
+    """No child was started for it, and none will be (the worker died or was stuck before):
+    it may be sent again."""
     orphaned: bool = False
     """The worker died while the child ran: no exit message will come."""
     ended: bool = False
@@ -135,6 +136,7 @@ class _Pending:
     """Its run is over: a child that starts now is killed, and forgotten when it ends."""
 
     def lose(self, failure: str) -> None:
+        """Mark it lost, ``failure`` saying why, and wake whoever waits for it."""
         self.lost, self.failure = True, failure
         self.started.set()
         self.settled.set()
