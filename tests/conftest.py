@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,15 +65,21 @@ async def daemon(settings: Settings, source: FakeSource) -> AsyncIterator[Daemon
         yield running
 
 
+PF_EXITING = 0x4
+"""The kernel's per-process flag for an exit in progress (``include/linux/sched.h``)."""
+
+
 def assert_gone(pid: int) -> None:
-    """The process ``pid`` no longer runs (a zombie waiting for init to reap it is gone
-    enough: it holds no resources and runs no code)."""
+    """The process ``pid`` no longer runs: it is gone, a zombie waiting for init to reap it,
+    or exiting (a SIGKILL takes effect a moment after it is sent, and a process killed under
+    load may still be closing its files: it runs no more of its own code either way)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(") ", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
         return
-    with open(f"/proc/{pid}/stat") as stat:
-        assert stat.read().rsplit(") ", 1)[1].startswith("Z"), f"process {pid} still runs"
+    state, flags = fields[0], int(fields[6])
+    assert state == "Z" or flags & PF_EXITING, f"process {pid} still runs ({state})"
 
 
 def task_ids(daemon: Daemon) -> set[str]:

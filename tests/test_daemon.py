@@ -125,7 +125,8 @@ async def test_state_follows_the_work(tmp_path: Path, daemon_clock: trio.testing
         await trio.sleep(61)  # past midnight: the sleep window
         assert daemon.state.value == "sleeping"
         assert daemon.status().json_body()["metrics"]["is_sleep_time"] is True
-        daemon.stop()
+        assert daemon.stop()
+        assert daemon.state.value == "shutting_down"
         await daemon.wait_stopped()
         assert daemon.state.value == "stopped"
         assert daemon.status().json_body()["running"] is False
@@ -257,6 +258,7 @@ async def test_stop_kills_running_executions_and_records_them_cancelled(
     pid = int((tmp_path / "pid").read_text())
     started = trio.current_time()
     assert daemon.stop()
+    assert not daemon.stop()  # already stopping
     await daemon.wait_stopped()
     assert trio.current_time() - started < 1.0
     [record] = await history(daemon, "sleeper")
@@ -271,6 +273,33 @@ async def test_stop_kills_running_executions_and_records_them_cancelled(
     assert await daemon.start()
     await daemon.add_task(code_task("after", "def execute():\n    return 'again'"))
     await wait_for(lambda: daemon.get_task("after").success_count == 1)
+
+
+async def test_stop_signals_and_wait_stopped_waits_even_during_a_start(
+    settings: Settings, source: FakeSource
+) -> None:
+    async with open_daemon(settings, metrics_source=source, autostart=False) as daemon:
+        assert not daemon.stop()  # not running
+        await daemon.wait_stopped()  # at once
+        results: list[bool] = []
+        async with trio.open_nursery() as nursery:
+
+            async def start() -> None:
+                results.append(await daemon.start())
+
+            nursery.start_soon(start)
+            while daemon.state.value != "initializing":
+                await trio.sleep(0)
+            assert daemon.stop()  # the supervisor is not up yet: it never comes up
+            await daemon.wait_stopped()
+        assert results == [True]
+        assert not daemon.running
+        assert daemon.state.value == "stopped"
+        assert await daemon.start()
+        assert daemon.running
+        assert daemon.stop()
+        assert await daemon.start()  # waits for the stop under way, then starts again
+        assert daemon.running
 
 
 async def test_code_task_timeout_and_output_are_recorded(daemon: Daemon) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from omnimind_trio.exceptions import ExecutorError
-from omnimind_trio.execution import Executor, Job, classify, open_executor
+from omnimind_trio.execution import Executor, Job, RunResult, classify, open_executor
 from omnimind_trio.models import Outcome
 
 from .conftest import assert_gone
@@ -104,6 +106,12 @@ async def test_each_ending_is_classified(
     assert got_value == value
 
 
+def test_a_run_whose_child_never_started_is_a_failure_that_says_why() -> None:
+    job = Job(code="def execute():\n    pass", filename="t", cwd="/")
+    why = "the task worker could not start the execution: fork: [Errno 11] try again"
+    assert classify(RunResult(error=why), job) == (Outcome.FAILED, why, None)
+
+
 async def test_traceback_points_at_the_users_code(executor: Executor, tmp_path: Path) -> None:
     _, reason, _, _ = await run(
         executor, "def execute():\n    x = 1\n    raise ValueError('bad')", tmp_path
@@ -166,23 +174,43 @@ async def test_grandchildren_left_behind_are_killed(executor: Executor, tmp_path
     assert_gone(pid)
 
 
-async def test_cancel_event_kills_and_says_so(executor: Executor, tmp_path: Path) -> None:
+async def test_cancelling_the_scope_kills_and_says_so(executor: Executor, tmp_path: Path) -> None:
     job = Job(
         code="def execute():\n    import time\n    time.sleep(300)", filename="t", cwd=str(tmp_path)
     )
-    cancel = trio.Event()
+    scope = trio.CancelScope()
     pids: list[int] = []
     async with trio.open_nursery() as nursery:
 
         async def trigger() -> None:
             await trio.sleep(0.2)
-            cancel.set()
+            scope.cancel()
 
         nursery.start_soon(trigger)
         with trio.fail_after(3):
-            result = await executor.run(job, cancel=cancel, on_started=pids.append)
+            result = await executor.run(job, scope=scope, on_started=pids.append)
+    assert result.ended_by == "cancel"
     assert classify(result, job)[0] is Outcome.CANCELLED
     assert_gone(pids[0])
+
+
+async def test_the_scopes_deadline_can_move_while_it_runs(
+    executor: Executor, tmp_path: Path
+) -> None:
+    job = Job(
+        code="def execute():\n    import time\n    time.sleep(300)", filename="t", cwd=str(tmp_path)
+    )
+    scope = trio.CancelScope()
+    async with trio.open_nursery() as nursery:
+
+        async def limit() -> None:
+            await trio.sleep(0.2)
+            scope.deadline = trio.current_time() + 0.1
+
+        nursery.start_soon(limit)
+        with trio.fail_after(3):
+            result = await executor.run(job, scope=scope)
+    assert result.ended_by == "timeout"
 
 
 async def test_outer_cancellation_kills_the_child(executor: Executor, tmp_path: Path) -> None:
@@ -349,12 +377,79 @@ async def test_timeout_and_cancel_hold_even_before_the_child_starts(
         with trio.fail_after(3):
             result = await executor.run(job)
         assert classify(result, job)[0] is Outcome.TIMED_OUT
-        cancel = trio.Event()
-        cancel.set()
+        cancelled = trio.CancelScope()
+        cancelled.cancel()
         with trio.fail_after(3):
-            result = await executor.run(job, cancel=cancel)
+            result = await executor.run(job, scope=cancelled)
         assert classify(result, job)[0] is Outcome.CANCELLED
     finally:
         os.kill(executor.worker_pid, signal.SIGCONT)
     with trio.fail_after(5):
         assert (await run(executor, "def execute():\n    return 2", tmp_path))[2] == 2
+
+
+async def test_a_worker_that_dies_before_the_child_starts_loses_no_run(
+    executor: Executor, tmp_path: Path
+) -> None:
+    # The request is in the worker's socket, but no child was forked: nothing ran, so the
+    # run is sent again to the next worker instead of failing.
+    assert executor.worker_pid is not None
+    os.kill(executor.worker_pid, signal.SIGSTOP)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            outcomes: list[tuple] = []
+
+            async def one() -> None:
+                outcomes.append(await run(executor, "def execute():\n    return 3", tmp_path))
+
+            nursery.start_soon(one)
+            await trio.testing.wait_all_tasks_blocked()  # the request has been sent
+            os.kill(executor.worker_pid, signal.SIGKILL)
+    assert outcomes[0][:3] == (Outcome.SUCCEEDED, None, 3)
+    assert executor.restarts == 1
+
+
+async def test_a_child_that_kills_its_worker_first_thing_still_reports(
+    executor: Executor, tmp_path: Path
+) -> None:
+    # The child runs no task code before the daemon knows its pid, so it is watched to its
+    # end even when its first act is to kill the worker (the flaky test's race).
+    killer = (
+        "def execute():\n    import os, signal\n"
+        "    os.kill(os.getppid(), signal.SIGKILL)\n    return 'killer'"
+    )
+    with trio.fail_after(10):
+        for _ in range(4):
+            outcome, reason, value, result = await run(executor, killer, tmp_path)
+            assert (outcome, reason, value) == (Outcome.SUCCEEDED, None, "killer")
+            assert result.worker_died
+        assert (await run(executor, "def execute():\n    return 5", tmp_path))[2] == 5
+    assert executor.restarts == 4
+
+
+async def test_a_child_that_cannot_be_watched_is_killed_with_its_worker(
+    executor: Executor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_fd_to_spare(pid: int, flags: int = 0) -> int:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(os, "pidfd_open", no_fd_to_spare)
+    pids: list[int] = []
+    job = Job(code="def execute():\n    import time\n    time.sleep(300)", filename="t",
+              cwd=str(tmp_path))  # fmt: skip
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            results: list[RunResult] = []
+
+            async def one() -> None:
+                results.append(await executor.run(job, on_started=pids.append))
+
+            nursery.start_soon(one)
+            while not pids:
+                await trio.sleep(0.01)
+            assert executor.worker_pid is not None
+            os.kill(executor.worker_pid, signal.SIGKILL)
+    outcome, reason, _ = classify(results[0], job)
+    assert outcome is Outcome.FAILED
+    assert reason is not None and reason.startswith("the task worker process died")
+    assert_gone(pids[0])

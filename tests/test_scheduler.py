@@ -57,30 +57,20 @@ class FakeRunner:
     async def __call__(self, entry: TaskEntry, running: Running) -> Outcome:
         self.starts.append((entry.task_id, running.trigger, self.clock()))
         self.runs.append((entry.task_id, running))
-        cancelled = False
-        with running.timeout_scope(self.timeouts.get(entry.task_id, math.inf)) as limit:
-            async with trio.open_nursery() as nursery:
-
-                async def watch() -> None:
-                    nonlocal cancelled
-                    await running.cancel.wait()
-                    cancelled = True
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(watch)
-                # Work advances only while not frozen, like a SIGSTOPped process.
-                remaining = self.durations.get(entry.task_id, 0.0)
-                while remaining > 0:
-                    step = min(remaining, 5.0)
-                    await trio.sleep(step)
-                    if not running.frozen:
-                        remaining -= step
-                nursery.cancel_scope.cancel()
-        if cancelled:
+        running.start_timeout(self.timeouts.get(entry.task_id, math.inf))
+        with running.scope:
+            # Work advances only while not frozen, like a SIGSTOPped process.
+            remaining = self.durations.get(entry.task_id, 0.0)
+            while remaining > 0:
+                step = min(remaining, 5.0)
+                await trio.sleep(step)
+                if not running.frozen:
+                    remaining -= step
+        if running.scope.cancelled_caught:
+            if running.cancel_reason is None:
+                return Outcome.TIMED_OUT
             self.cancelled.append(entry.task_id)
             return Outcome.CANCELLED
-        if limit.cancelled_caught:
-            return Outcome.TIMED_OUT
         planned = self.outcomes.get(entry.task_id)
         return planned.pop(0) if planned else Outcome.SUCCEEDED
 
@@ -325,6 +315,41 @@ async def test_cancel_and_remove_stop_the_running_execution(
         assert "r" not in h.scheduler.tasks
         with pytest.raises(Conflict, match="not running"):
             h.scheduler.cancel("c")
+
+
+async def test_a_cancel_before_the_run_enters_its_scope_ends_it_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    run = Running(Trigger.RUN_NOW, scheduled_at=NOON, started_at=NOON)
+    run.cancel("cancelled by request")
+    run.cancel("the task was deleted")  # the first reason is the one recorded
+    run.start_timeout(10)
+    started = trio.current_time()
+    with run.scope:
+        await trio.sleep(5)
+    assert run.scope.cancelled_caught
+    assert trio.current_time() == started
+    assert run.cancel_reason == "cancelled by request"
+
+
+async def test_a_timeout_started_while_frozen_counts_from_the_thaw(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    run = Running(Trigger.SCHEDULE, scheduled_at=NOON, started_at=NOON)
+    started = trio.current_time()
+    run.freeze(NOON)
+    run.start_timeout(10)
+    async with trio.open_nursery() as nursery:
+
+        async def thaw_later() -> None:
+            await trio.sleep(100)
+            run.thaw(NOON + 100)
+
+        nursery.start_soon(thaw_later)
+        with run.scope:
+            await trio.sleep_forever()
+    assert trio.current_time() - started == 110
+    assert run.scope.cancelled_caught and run.cancel_reason is None
 
 
 async def test_unknown_and_duplicate_ids(autojump_clock: trio.testing.MockClock) -> None:

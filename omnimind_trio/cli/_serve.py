@@ -95,8 +95,7 @@ async def serve(
                     nursery.cancel_scope.deadline = (
                         trio.current_time() + settings.stop_grace_seconds
                     )
-                    daemon.stop()
-                    nursery.start_soon(daemon.wait_stopped)
+                    daemon.stop()  # leaving open_daemon waits for it
 
             async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
                 await serve_api(

@@ -18,7 +18,6 @@ from collections.abc import Callable
 import trio
 
 from ..config import Settings
-from ..exceptions import ExecutorError
 from ..execution import Executor, Job, classify
 from ..models import ExecutionRecord, Outcome, Priority, TaskSpec, Trigger
 from ..scheduling import Clock, InProcessFunction, Running, TaskEntry
@@ -56,8 +55,11 @@ class ExecutionRunner:
         self.prom = prom
 
     async def run(self, entry: TaskEntry, running: Running) -> Outcome:
-        """One execution, from its running record to its final one. Cancellation (daemon
-        stop) propagates after the record says ``cancelled``."""
+        """One execution, from its running record to its final one, run inside
+        ``running.scope`` (cancelled with a reason, or timed out by its deadline).
+
+        Cancellation: a cancel from outside that scope (the daemon stops) propagates after
+        the record says ``cancelled`` ("the daemon was stopped")."""
         spec = entry.spec
         record = ExecutionRecord(
             execution_id=running.execution_id,
@@ -82,8 +84,6 @@ class ExecutionRunner:
                 await self._run_function(entry.function, record, running, limit)
             else:
                 await self._run_code(spec, record, running, limit)
-        except ExecutorError as exc:
-            record.outcome, record.reason = Outcome.FAILED, exc.detail
         finally:
             if record.outcome is Outcome.RUNNING:
                 # Cancelled may arrive bare or inside an exception group from a nursery
@@ -164,15 +164,12 @@ class ExecutionRunner:
             nice=0 if spec.priority is Priority.CRITICAL else self.settings.task_nice,
         )
 
-        result = await self.executor.run(
-            job,
-            cancel=running.cancel,
-            on_started=running.attach,
-            deadline=running.timeout_scope(limit),
-        )
+        running.start_timeout(limit)
+        result = await self.executor.run(job, scope=running.scope, on_started=running.attach)
         record.outcome, record.reason, record.result = classify(result, job)
-        if record.outcome is Outcome.CANCELLED and running.cancel_reason:
-            record.reason = running.cancel_reason
+        if result.ended_by != "exit" and running.cancel_reason is not None:
+            # The scope was cancelled on purpose (whatever its deadline said meanwhile).
+            record.outcome, record.reason = Outcome.CANCELLED, running.cancel_reason
         record.stdout, record.stderr = result.stdout, result.stderr
         record.cpu_seconds, record.max_rss_mb = result.cpu_seconds, result.max_rss_mb
 
@@ -183,26 +180,21 @@ class ExecutionRunner:
         running: Running,
         limit: float,
     ) -> None:
-        async with trio.open_nursery() as nursery:
-
-            async def watch_cancel() -> None:
-                await running.cancel.wait()
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch_cancel)
-            with running.timeout_scope(limit) as deadline:
-                try:
-                    record.result = await function()
-                    record.outcome = Outcome.SUCCEEDED
-                except Exception as exc:
-                    record.outcome = Outcome.FAILED
-                    record.reason = "".join(traceback.format_exception(exc)).rstrip()
-            nursery.cancel_scope.cancel()
-        if deadline.cancelled_caught:
+        running.start_timeout(limit)
+        with running.scope:
+            try:
+                record.result = await function()
+                record.outcome = Outcome.SUCCEEDED
+            except Exception as exc:
+                record.outcome = Outcome.FAILED
+                record.reason = "".join(traceback.format_exception(exc)).rstrip()
+        if not running.scope.cancelled_caught:
+            return
+        # A cancel() gives a reason; only the deadline cancels the scope without one.
+        if running.cancel_reason is not None:
+            record.outcome, record.reason = Outcome.CANCELLED, running.cancel_reason
+        else:
             record.outcome, record.reason = Outcome.TIMED_OUT, f"timed out after {limit:g} s"
-        elif record.outcome is Outcome.RUNNING:
-            record.outcome = Outcome.CANCELLED
-            record.reason = running.cancel_reason or "cancelled by request"
 
     def _count(self, entry: TaskEntry, record: ExecutionRecord) -> None:
         counters = entry.counters

@@ -104,42 +104,50 @@ class Supervisor:
         self._on_change()
 
     async def start(self) -> bool:
-        """Start the supervisor; False if it was already running."""
+        """Start the supervisor and return once it runs; False if it was already running.
+        A stop under way is waited for first."""
         async with self._lifecycle:
-            if self._phase is DaemonState.SHUTTING_DOWN:
-                await self._stopped.wait()  # a stop in progress ends first, then we start
-            if self.running:
+            if self._scope is not None and not self._scope.cancel_called:
                 return False
+            await self._stopped.wait()
             self.set_phase(DaemonState.INITIALIZING)
-            await self._nursery.start(self._supervise)
+            # Set before the supervisor runs, so that a stop() during the start cancels it.
+            self._scope, self._stopped = trio.CancelScope(), trio.Event()
+            # The supervisor outlives this call (POST /daemon/start returns while it runs),
+            # so it lives in the nursery open_daemon gave us.
+            await self._nursery.start(self._supervise, self._scope)
             return True
 
     def stop(self) -> bool:
-        """Begin stopping: every execution in flight is cancelled (and recorded as
-        cancelled). Returns at once; :meth:`wait_stopped` waits for the end. False if the
-        supervisor was not running."""
-        if self._scope is None:
+        """Ask the supervisor to stop: every execution in flight is killed and recorded as
+        cancelled ("the daemon was stopped"). Returns at once, False if the daemon was not
+        running or is already stopping; :meth:`wait_stopped` waits for the end."""
+        if self._scope is None or self._scope.cancel_called:
             return False
         self.set_phase(DaemonState.SHUTTING_DOWN)
         self._scope.cancel()
         return True
 
     async def wait_stopped(self) -> None:
-        """Wait until the supervisor has stopped and every execution's record is written."""
+        """Return once the supervisor is down and every execution's record is written (at
+        once when it is not running)."""
         await self._stopped.wait()
 
-    async def _supervise(self, *, task_status: trio.TaskStatus[None]) -> None:
-        self._stopped = trio.Event()
+    async def _supervise(
+        self, scope: trio.CancelScope, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        started = False
         try:
-            with trio.CancelScope() as scope:
-                self._scope = scope
+            with scope:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self._monitor.run)
                     await nursery.start(self._scheduler.run)
                     nursery.start_soon(self._writes.recover, self._probe)
-                    self.set_phase(DaemonState.IDLE)
+                    if not scope.cancel_called:  # else a stop() came during the start
+                        self.set_phase(DaemonState.IDLE)
                     log.info("daemon started with %d tasks", len(self._scheduler.tasks))
                     task_status.started()
+                    started = True
         except Exception:
             self.set_phase(DaemonState.ERROR)
             log.exception("the daemon supervisor failed")
@@ -150,6 +158,8 @@ class Supervisor:
                 self.set_phase(DaemonState.STOPPED)
             self._stopped.set()
             log.info("daemon stopped")
+        if not started:  # stopped before it was up: the start is over all the same
+            task_status.started()
 
     def on_sample(self, metrics: SystemMetrics) -> None:
         """A new load sample: update the gates, notice a suspend, publish what changed."""

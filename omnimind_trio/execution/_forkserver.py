@@ -37,6 +37,9 @@ SEND_SECONDS = 5.0
 DRAIN_SECONDS = 0.5
 """After the process ends, how long to wait for its pipes to reach EOF."""
 MAX_RESTART_DELAY = 5.0
+SUBMIT_ATTEMPTS = 3
+"""How many workers may die before starting a run's child until the run fails: the request
+itself may be what kills them."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ class RunResult:
     cpu_seconds: float | None = None
     max_rss_mb: float | None = None
     worker_died: bool = False
+    error: str | None = None
+    """Why no child ran (no pipes, the fork failed, the workers kept dying): a failed run."""
 
 
 class CappedBuffer:
@@ -104,18 +109,45 @@ class CappedBuffer:
         )
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pending:
+    """One request to the worker, as the daemon tracks it."""
+
+    key: str
     started: trio.Event = field(default_factory=trio.Event)
-    exited: trio.Event = field(default_factory=trio.Event)
+    """Its ``started``, ``checked`` or ``failed`` message came, or it was lost."""
+    settled: trio.Event = field(default_factory=trio.Event)
+    """The worker will say nothing more of it: its last message came, or the worker died."""
     pid: int | None = None
-    exit: dict[str, Any] | None = None
-    failure: str | None = None
-    abandoned: bool = False
-    checked: dict[str, Any] | None = None
     pidfd: int | None = None
-    """Lets us see the child end even if the fork server (its parent) dies first."""
+    """Lets its run see the child end even if the fork server (its parent) dies first."""
+    exit: dict[str, Any] | None = None
+    checked: dict[str, Any] | None = None
+    failure: str | None = None
+    """Why no child was started."""
+    lost: bool = False
+    """No child was started for it, and none will be (the worker died or was stuck before):
+    it may be sent again."""
     orphaned: bool = False
+    """The worker died while the child ran: no exit message will come."""
+    ended: bool = False
+    """The child is known to have ended."""
+    abandoned: bool = False
+    """Its run is over: a child that starts now is killed, and forgotten when it ends."""
+
+    def lose(self, failure: str) -> None:
+        """Mark it lost, ``failure`` saying why, and wake whoever waits for it."""
+        self.lost, self.failure = True, failure
+        self.started.set()
+        self.settled.set()
+
+    async def wait_ended(self) -> None:
+        """Return once the child has ended: its exit message came, or, for an orphan, its
+        pidfd says so (an orphan without one was killed)."""
+        await self.settled.wait()
+        if self.orphaned and self.pidfd is not None:
+            await trio.lowlevel.wait_readable(self.pidfd)
+        self.ended = True
 
 
 class Executor:
@@ -127,10 +159,11 @@ class Executor:
         self._pending: dict[str, _Pending] = {}
         self._sock: trio.socket.SocketType | None = None
         self._ready = trio.Event()
+        self._gone = trio.Event()
+        """Set once the current worker's death has been dealt with."""
         self._send_lock = trio.Lock()
         self._closing = False
         self.worker_pid: int | None = None
-        self._nursery: trio.Nursery | None = None
         self._on_ready: Callable[[], None] | None = None
         self.worker_python: str | None = None
         self.restarts = 0
@@ -140,12 +173,15 @@ class Executor:
         return [p.pid for p in self._pending.values() if p.pid is not None and not p.abandoned]
 
     async def check_code(self, code: str) -> str | None:
-        """Check ``code`` with the task interpreter: None, or why it cannot be a task."""
-        pending, key = await self._submit({"op": "check", "code": code}, [])
+        """Check ``code`` with the task interpreter: None, or why it cannot be a task.
+
+        Raises ExecutorError when the worker died or was stuck before it answered.
+        """
+        pending = await self._submit({"op": "check", "code": code}, [])
         try:
             await pending.started.wait()
         finally:
-            self._pending.pop(key, None)
+            self._pending.pop(pending.key, None)
         if pending.failure is not None:
             raise ExecutorError(pending.failure)
         assert pending.checked is not None
@@ -156,29 +192,39 @@ class Executor:
         self,
         job: Job,
         *,
-        cancel: trio.Event | None = None,
+        scope: trio.CancelScope | None = None,
         on_started: Callable[[int], None] | None = None,
-        deadline: trio.CancelScope | None = None,
     ) -> RunResult:
         """Run ``job`` in a fresh child process and wait for it to end.
 
-        The child is killed, with its whole process group, when ``job.timeout_seconds`` pass
-        (or when the ``deadline`` scope given instead expires: the caller may move it)
-        (``ended_by="timeout"``), when ``cancel`` is set (``"cancel"``), or when this call
-        is cancelled (then ``trio.Cancelled`` propagates). After the child exits, what is
-        left of its process group is killed too.
+        The run happens inside ``scope``, by default a new one whose deadline is
+        ``job.timeout_seconds`` from now; a caller that gives its own may cancel it or move
+        its deadline while the run goes on. When the scope's deadline passes
+        (``ended_by="timeout"``) or it is cancelled (``"cancel"``), the child is killed
+        with its whole process group; waiting for the worker and for the child to start
+        counts too. After the child exits, what is left of its process group is killed.
 
-        Raises ExecutorError when the fork server could not start the child.
+        Error handling: every way a run can end is a :class:`RunResult`, never an
+        exception. A worker that dies before it started the child is replaced and the
+        request sent again (the child had run nothing); a child whose worker dies under it
+        is watched to its end (``worker_died``); when no child could be started at all,
+        ``error`` says why.
+
+        Cancellation: when this call is cancelled from outside ``scope`` (the daemon
+        stops), the child is killed with its group and ``trio.Cancelled`` propagates.
         """
         result = RunResult()
-        out, err, res = CappedBuffer(job.max_output_bytes), CappedBuffer(job.max_output_bytes), None
+        if scope is None:
+            scope = trio.CancelScope(deadline=trio.current_time() + job.timeout_seconds)
         pipes: list[tuple[int, int]] = []
         try:
             for _ in range(3):
                 pipes.append(os.pipe2(os.O_CLOEXEC))
         except OSError as exc:  # out of file descriptors: give back the ones we took
             _close_all([fd for pair in pipes for fd in pair])
-            raise ExecutorError(f"cannot create the pipes of an execution: {exc}") from exc
+            result.error = f"cannot create the pipes of an execution: {exc}"
+            return result
+        out, err = CappedBuffer(job.max_output_bytes), CappedBuffer(job.max_output_bytes)
         readers = [trio.lowlevel.FdStream(r) for r, _ in pipes]
         writers = [w for _, w in pipes]
         request = {
@@ -191,74 +237,70 @@ class Executor:
             "max_cpu_seconds": job.max_cpu_seconds,
             "nice": job.nice,
         }
-        if deadline is None:
-            deadline = trio.CancelScope(deadline=trio.current_time() + job.timeout_seconds)
-        key: str | None = None
         pending: _Pending | None = None
-        failure: str | None = None
         res_buffer = bytearray()
         try:
             async with trio.open_nursery() as pumps:
                 pumps.start_soon(_pump, readers[0], out.feed)
                 pumps.start_soon(_pump, readers[1], err.feed)
                 pumps.start_soon(_pump, readers[2], _capped_into(res_buffer, job.max_result_bytes))
-                # The timeout and the cancel event hold from the very start: waiting for
-                # the worker and for the child to start counts too.
-                with deadline:
-                    async with trio.open_nursery() as guard:
-                        if cancel is not None:
-                            guard.start_soon(_cancel_on, cancel, guard.cancel_scope)
-                        try:
-                            pending, key = await self._submit(request, writers)
-                        finally:
-                            writers = _close_all(writers)
-                        await pending.started.wait()
-                        if pending.failure is not None:
-                            failure = pending.failure
-                        else:
-                            assert pending.pid is not None
+                try:
+                    with scope:
+                        for _ in range(SUBMIT_ATTEMPTS):
+                            pending = await self._submit(request, writers)
+                            await pending.started.wait()
+                            if not pending.lost:
+                                break
+                        # From now on only the child (and its descendants) hold the write
+                        # ends: the pipes reach EOF when they are done.
+                        writers = _close_all(writers)
+                        if pending is not None and pending.pid is not None:
                             result.pid = pending.pid
                             if on_started is not None:
                                 on_started(pending.pid)
-                            await pending.exited.wait()
-                        guard.cancel_scope.cancel()  # done: stop the cancel watcher
-                if pending is None or not pending.exited.is_set():
-                    result.ended_by = "timeout" if deadline.cancelled_caught else "cancel"
+                            await pending.wait_ended()
+                finally:
+                    if pending is not None and pending.pid is not None:
+                        # What is left of the group (all of it, when the run was cut short).
+                        _kill_group(pending.pid)
+                if scope.cancelled_caught and (pending is None or not pending.ended):
+                    result.ended_by = (
+                        "timeout" if trio.current_time() >= scope.deadline else "cancel"
+                    )
+                elif pending is not None and pending.failure is not None:
+                    result.error = pending.failure
+                    if pending.lost:
+                        result.error = (
+                            f"the execution could not be started in {SUBMIT_ATTEMPTS} attempts:"
+                            f" {pending.failure}"
+                        )
                 if pending is not None and pending.pid is not None:
-                    # Kill what is left of the group (all of it, on timeout or cancel).
-                    _kill_group(pending.pid)
-                    with trio.move_on_after(DRAIN_SECONDS):
-                        await pending.exited.wait()
+                    with trio.move_on_after(DRAIN_SECONDS):  # for its exit status and usage
+                        await pending.wait_ended()
                 # A descendant that escaped the group may hold the pipes open: bounded wait.
                 pumps.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
         finally:
             _close_all(writers)
-            if pending is not None and not pending.exited.is_set():
-                pending.abandoned = True
-                if pending.pid is not None:
-                    _kill_group(pending.pid)
-            elif key is not None:
-                self._pending.pop(key, None)
-            if pending is not None and pending.pidfd is not None:
-                trio.lowlevel.notify_closing(pending.pidfd)
-                os.close(pending.pidfd)
-                pending.pidfd = None
+            if pending is not None:
+                if pending.settled.is_set():
+                    self._pending.pop(pending.key, None)
+                else:
+                    pending.abandoned = True
+                if pending.pidfd is not None:
+                    os.close(pending.pidfd)
+                    pending.pidfd = None
             for stream in readers:
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
-        if failure is not None:
-            raise ExecutorError(failure)
-        res = bytes(res_buffer)
-        if pending is None:  # timed out or cancelled before the worker took it
-            result.stdout, result.stderr = out.text(), err.text()
-            return result
-        assert pending is not None
         result.stdout, result.stderr = out.text(), err.text()
+        if pending is None or pending.pid is None:
+            return result
         if pending.exit is not None:
             result.wait_status = pending.exit["status"]
             result.cpu_seconds = pending.exit["cpu_seconds"]
             result.max_rss_mb = pending.exit["max_rss_kb"] / 1024.0
-        result.worker_died = pending.failure is not None or pending.orphaned
+        result.worker_died = pending.orphaned
+        res = bytes(res_buffer)
         if len(res) > job.max_result_bytes:
             result.report_error = f"the result is larger than {job.max_result_bytes} bytes"
         elif res:
@@ -268,36 +310,51 @@ class Executor:
                 result.report_error = "the result could not be read"
         return result
 
-    async def _submit(self, request: dict[str, Any], fds: list[int]) -> tuple[_Pending, str]:
+    async def _submit(self, request: dict[str, Any], fds: list[int]) -> _Pending:
+        """Send ``request`` to the worker once one is ready.
+
+        A worker that is dead or stuck did not get the request whole: it is replaced, and
+        the pending comes back ``lost`` (its ``failure`` says why) once it is gone, so that
+        the request may be sent again to the next one.
+        """
         await self._ready.wait()
-        key = f"{next(self._ids)}"
-        pending = _Pending()
-        self._pending[key] = pending
-        body = json.dumps({**request, "id": key}).encode()
+        pending = _Pending(f"{next(self._ids)}")
+        self._pending[pending.key] = pending
+        body = json.dumps({**request, "id": pending.key}).encode()
         frame = HEADER.pack(len(body)) + body
+        failure: str | None = None
         try:
             async with self._send_lock:
-                sock = self._sock
+                sock, gone = self._sock, self._gone
                 if sock is None:
-                    raise ExecutorError("the task worker is not running")
-                ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array("i", fds))] if fds else []
-                # Half a frame would corrupt the protocol for every later request: once
-                # started, a frame is sent whole (shielded), or the worker is replaced.
-                with trio.move_on_after(SEND_SECONDS, shield=True) as sending:
-                    sent = await sock.sendmsg([frame], ancillary)
-                    view = memoryview(frame)[sent:]
-                    while view:
-                        view = view[await sock.send(view) :]
-                if sending.cancelled_caught:
-                    self._restart_worker()
-                    raise ExecutorError("the task worker is not responding")
-        except OSError as exc:
-            self._pending.pop(key, None)
-            raise ExecutorError(f"the task worker is not reachable: {exc}") from exc
+                    failure = "the task worker is not running"
+                else:
+                    ancillary = (
+                        [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array("i", fds))] if fds else []
+                    )
+                    # Half a frame would corrupt the protocol for every later request: once
+                    # started, a frame is sent whole (shielded), or the worker is replaced.
+                    with trio.move_on_after(SEND_SECONDS, shield=True) as sending:
+                        try:
+                            sent = await sock.sendmsg([frame], ancillary)
+                            view = memoryview(frame)[sent:]
+                            while view:
+                                view = view[await sock.send(view) :]
+                        except OSError as exc:
+                            failure = f"the task worker is not reachable: {exc}"
+                    if sending.cancelled_caught:
+                        failure = "the task worker is not responding"
+                    if failure is not None and self._sock is sock:  # not a newer one
+                        self._restart_worker()
+            if failure is not None:
+                self._pending.pop(pending.key, None)
+                if sock is not None:
+                    await gone.wait()
+                pending.lose(failure)
         except BaseException:
-            self._pending.pop(key, None)
+            self._pending.pop(pending.key, None)
             raise
-        return pending, key
+        return pending
 
     async def _serve(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -329,7 +386,9 @@ class Executor:
                 self._ready = trio.Event()
                 sock, self._sock = self._sock, None
                 sock.close()
-                self._worker_gone("the task worker process died during the execution")
+                self._worker_gone()
+                gone, self._gone = self._gone, trio.Event()
+                gone.set()
                 with trio.CancelScope(shield=True):
                     _kill_group(process.pid)
                     await process.wait()
@@ -353,9 +412,15 @@ class Executor:
             await trio.sleep(delay)
 
     async def _read_replies(self, sock: trio.socket.SocketType) -> None:
+        """Dispatch the worker's messages until it closes the socket or dies."""
         buffer = bytearray()
         while True:
-            chunk = await sock.recv(65536)
+            try:
+                chunk = await sock.recv(65536)
+            except ConnectionResetError:
+                # It died with requests unread. What it sent before comes first: nothing
+                # it said is lost.
+                return
             if not chunk:
                 return
             buffer += chunk
@@ -384,22 +449,24 @@ class Executor:
             if pending.abandoned:
                 _kill_group(message["pid"])
             else:
-                # If it has already ended, the worker's exit message is on its way.
-                with contextlib.suppress(ProcessLookupError):
+                # Failing that (it has ended: its exit message is on its way; or no fd to
+                # spare), the child is killed if the worker dies under it.
+                with contextlib.suppress(OSError):
                     pending.pidfd = os.pidfd_open(message["pid"])
             pending.started.set()
         elif op == "exit":
             pending.exit = message
-            pending.exited.set()
+            pending.settled.set()
             if pending.abandoned:
                 self._pending.pop(message["id"], None)
         elif op == "checked":
             pending.checked = message
             pending.started.set()
+            pending.settled.set()
         elif op == "failed":
             pending.failure = f"the task worker could not start the execution: {message['error']}"
             pending.started.set()
-            pending.exited.set()
+            pending.settled.set()
 
     def _restart_worker(self) -> None:
         """Kill the fork server; ``_serve`` starts a new one (runs in flight go on)."""
@@ -407,36 +474,38 @@ class Executor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.worker_pid, signal.SIGKILL)
 
-    def _worker_gone(self, reason: str) -> None:
-        """The fork server died (or we are closing). Executions it had started go on
-        running, watched through their pidfds, unless we are closing: then all are killed.
-        The rest fail with ``reason``."""
+    def _worker_gone(self) -> None:
+        """The fork server died (or we are closing).
+
+        A request it had not started a child for is lost: its run sends it again (the
+        child, if there was one, ran nothing; see ``_worker.py``). A child it had started
+        goes on running, watched by its run through its pidfd, unless we are closing, its
+        run is over or it has no pidfd: then it is killed.
+        """
         for pending in self._pending.values():
-            if pending.exited.is_set():
+            if pending.settled.is_set():
                 continue
-            can_watch = pending.pidfd is not None and self._nursery is not None
-            if can_watch and not pending.abandoned and not self._closing:
-                pending.orphaned = True
-                assert self._nursery is not None and pending.pidfd is not None
-                self._nursery.start_soon(_watch_orphan, pending, pending.pidfd)
+            if pending.pid is None:
+                pending.lose("the task worker process died")
                 continue
-            if pending.pid is not None:
+            pending.orphaned = True
+            if self._closing or pending.abandoned or pending.pidfd is None:
                 _kill_group(pending.pid)
-            pending.failure = reason
-            pending.started.set()
-            pending.exited.set()
+            pending.settled.set()
         self._pending = {
-            k: p for k, p in self._pending.items() if p.orphaned or not p.exited.is_set()
+            key: p for key, p in self._pending.items() if p.orphaned and not p.abandoned
         }
 
 
 @asynccontextmanager
 async def open_executor(python: str) -> AsyncIterator[Executor]:
-    """Start the fork server under ``python``; on exit, stop it and kill every child."""
+    """Start the fork server under ``python``; on exit, stop it and kill every child.
+
+    Error handling: raises ExecutorError when ``python`` cannot start the fork server.
+    """
     executor = Executor(python)
     try:
         async with trio.open_nursery() as nursery:
-            executor._nursery = nursery
             await nursery.start(executor._serve)
             try:
                 yield executor
@@ -457,6 +526,8 @@ def classify(result: RunResult, job: Job) -> tuple[Outcome, str | None, Any]:
         return Outcome.CANCELLED, "cancelled by request", None
     if result.ended_by == "timeout":
         return Outcome.TIMED_OUT, f"timed out after {job.timeout_seconds:g} s", None
+    if result.error is not None:
+        return Outcome.FAILED, result.error, None
     if result.report_error is not None:
         return Outcome.FAILED, result.report_error, None
     report = result.report
@@ -509,17 +580,6 @@ def _close_all(fds: list[int]) -> list[int]:
     for fd in fds:
         os.close(fd)
     return []
-
-
-async def _cancel_on(event: trio.Event, scope: trio.CancelScope) -> None:
-    await event.wait()
-    scope.cancel()
-
-
-async def _watch_orphan(pending: _Pending, pidfd: int) -> None:
-    with contextlib.suppress(trio.ClosedResourceError, OSError):
-        await trio.lowlevel.wait_readable(pidfd)
-    pending.exited.set()
 
 
 def _signal_name(signum: int) -> str:

@@ -19,6 +19,11 @@ big-endian length and a JSON object, both ways.
   ``{"op": "checked", "id", "problem"}``; ``{"op": "failed", "id", "error"}`` when
   no child could be forked.
 
+A child runs no task code before its ``started`` message is on its way: it waits for the
+worker's word, sent after that message. So if the worker dies before the daemon reads
+``started``, the task did not run and the daemon may send the request to the next worker;
+once the daemon has the pid, it watches the child even if the worker dies.
+
 The child is a session leader (its pid is its process group id), so the daemon can kill it
 with every descendant by ``killpg``. When the socket closes, the worker kills every child
 it still has and exits.
@@ -121,13 +126,18 @@ def _run_task(request: dict[str, Any], result_fd: int) -> NoReturn:
     os._exit(0)
 
 
-def _child(request: dict[str, Any], fds: list[int], session_w: int) -> NoReturn:
+def _child(request: dict[str, Any], fds: list[int], session_w: int, go_r: int) -> NoReturn:
     stdout_fd, stderr_fd, result_fd = fds
     try:
         os.setsid()
         os.write(session_w, b"s")
         os.close(session_w)
         signal.set_wakeup_fd(-1)
+        # EOF instead of the word: the worker died before the daemon learnt our pid, and
+        # the daemon sends the request again, so this child must not run it.
+        if os.read(go_r, 1) != b"g":
+            os._exit(0)
+        os.close(go_r)
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -244,10 +254,11 @@ def main() -> None:
                 _send(sock, {"op": "failed", "id": request["id"], "error": "missing pipes"})
                 continue
             session_r, session_w = os.pipe()
+            go_r, go_w = os.pipe()
             try:
                 pid = os.fork()
             except OSError as exc:
-                for fd in (*fds, session_r, session_w):
+                for fd in (*fds, session_r, session_w, go_r, go_w):
                     os.close(fd)
                 _send(sock, {"op": "failed", "id": request["id"], "error": f"fork: {exc}"})
                 continue
@@ -256,8 +267,9 @@ def main() -> None:
                 os.close(wake_r)
                 os.close(wake_w)
                 os.close(session_r)
-                _child(request, fds, session_w)
-            for fd in (*fds, session_w):
+                os.close(go_w)
+                _child(request, fds, session_w, go_r)
+            for fd in (*fds, session_w, go_r):
                 os.close(fd)
             # Report the child only once it leads its own session: from then on a killpg
             # or SIGSTOP of its group reaches it (before, the group did not exist yet).
@@ -266,6 +278,9 @@ def main() -> None:
             os.close(session_r)
             children[pid] = request["id"]
             _send(sock, {"op": "started", "id": request["id"], "pid": pid})
+            with contextlib.suppress(BrokenPipeError):  # it died already
+                os.write(go_w, b"g")
+            os.close(go_w)
     finally:
         for pid in children:
             with contextlib.suppress(OSError):

@@ -1,4 +1,9 @@
-"""One execution in flight: its identity, how to cancel it, and how to freeze it.
+"""One execution in flight: its identity, its cancel scope, and how to freeze it.
+
+The execution runs inside :attr:`Running.scope`. Whatever ends it early (a cancel request,
+``overlap=replace``, ``on_busy=cancel``, the task's deletion) calls :meth:`Running.cancel`
+with the reason its record gives; the timeout is the scope's deadline. A stop of the daemon
+is not one of these: it cancels the supervisor's scope around every execution.
 
 Freezing stops the whole process group (SIGSTOP) and suspends the timeout; thawing sends
 SIGCONT and gives the timeout back what was left of it, so frozen time never counts.
@@ -26,8 +31,11 @@ class Running:
     scheduled_at: float
     started_at: float
     execution_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    cancel: trio.Event = field(default_factory=trio.Event)
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    """The runner runs the execution inside it; cancelled by :meth:`cancel`, its deadline
+    is the timeout (see :meth:`start_timeout`)."""
     cancel_reason: str | None = None
+    """Why it was cancelled, once :meth:`cancel` was called (None: not cancelled)."""
     pid: int | None = None
     attempt: int = 0
     gated: bool = False
@@ -35,20 +43,28 @@ class Running:
     critical_slot: bool = False
     """Holds a CRITICAL slot (decided at start: a PATCH of the priority must not move it)."""
     pauses: list[tuple[float, float | None]] = field(default_factory=list)
-    _deadline: trio.CancelScope | None = None
+    _timed: bool = False
     _remaining: float | None = None
+    """While frozen: what is left of the timeout."""
 
     @property
     def frozen(self) -> bool:
         return bool(self.pauses) and self.pauses[-1][1] is None
 
-    def timeout_scope(self, seconds: float) -> trio.CancelScope:
-        """The scope that enforces the timeout; frozen time does not count against it."""
+    def cancel(self, reason: str) -> None:
+        """End the execution; the first reason given is the one its record keeps. It may be
+        called before the scope is entered: the execution then ends as soon as it starts."""
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
+        self.scope.cancel()
+
+    def start_timeout(self, seconds: float) -> None:
+        """Give the execution ``seconds`` from now, frozen time not counted."""
+        self._timed = True
         if self.frozen:
-            self._deadline, self._remaining = trio.CancelScope(deadline=math.inf), seconds
+            self._remaining = seconds
         else:
-            self._deadline = trio.CancelScope(deadline=trio.current_time() + seconds)
-        return self._deadline
+            self.scope.deadline = trio.current_time() + seconds
 
     def attach(self, pid: int) -> None:
         """The process has started: a freeze requested before it existed applies now."""
@@ -60,9 +76,9 @@ class Running:
         if self.frozen:
             return False
         self.pauses.append((now, None))
-        if self._deadline is not None:
-            self._remaining = max(0.0, self._deadline.deadline - trio.current_time())
-            self._deadline.deadline = math.inf
+        if self._timed:
+            self._remaining = max(0.0, self.scope.deadline - trio.current_time())
+            self.scope.deadline = math.inf
         self._signal(signal.SIGSTOP)
         return True
 
@@ -70,8 +86,9 @@ class Running:
         if not self.frozen:
             return False
         self.pauses[-1] = (self.pauses[-1][0], now)
-        if self._deadline is not None and self._remaining is not None:
-            self._deadline.deadline = trio.current_time() + self._remaining
+        if self._remaining is not None:
+            self.scope.deadline = trio.current_time() + self._remaining
+            self._remaining = None
         self._signal(signal.SIGCONT)
         return True
 

@@ -2,7 +2,8 @@
 
 Due times live in a heap (O(log n) per dispatch, whatever the number of tasks). A task whose
 due time has come moves to a ready queue (FIFO per priority) and leaves it when its gate is
-open and a slot is free. Every execution runs in its own task in the scheduler's nursery:
+open and a slot is free. Every execution runs in its own task in the scheduler's nursery,
+inside the cancel scope of its :class:`Running` (which the scheduler cancels with a reason):
 cancelling the scheduler (daemon stop) cancels them all.
 
 Policies, per task (see :mod:`.models`): ``overlap`` (a run due while one runs),
@@ -332,7 +333,7 @@ class Scheduler:
         del self.tasks[task_id]
         self._unready(entry)
         for run in entry.runs:
-            self._cancel(run, "the task was deleted")
+            run.cancel("the task was deleted")
         self._changed()
         return entry
 
@@ -399,7 +400,7 @@ class Scheduler:
         if not entry.runs:
             raise Conflict(f"Task is not running: {task_id}")
         for run in entry.runs:
-            self._cancel(run, reason)
+            run.cancel(reason)
         return entry
 
     def wake(self) -> None:
@@ -466,7 +467,7 @@ class Scheduler:
             entry.queued = True
         elif overlap is Overlap.REPLACE:
             for run in entry.runs:
-                self._cancel(run, "replaced by a newer run (overlap=replace)")
+                run.cancel("replaced by a newer run (overlap=replace)")
             self._ready_up(entry, Trigger.SCHEDULE)
         elif overlap is Overlap.ALLOW:
             self._ready_up(entry, Trigger.SCHEDULE)
@@ -519,7 +520,7 @@ class Scheduler:
                     self._notify("execution_frozen", entry, run)
             elif policy is OnBusy.CANCEL:
                 gate = self.gates.closed_reason(entry.spec.priority) or "its gate closed"
-                self._cancel(run, f"the machine became busy: {gate} (on_busy=cancel)")
+                run.cancel(f"the machine became busy: {gate} (on_busy=cancel)")
 
     def _dispatch(self, now: float) -> None:
         self._drain(self._ready_now, now, _bypasses_gates, mixed=True)
@@ -706,11 +707,6 @@ class Scheduler:
             entry.ready_since = None  # its queue slot is dropped lazily by _drain
             entry.forced = False
             self._pending -= 1
-
-    def _cancel(self, run: Running, reason: str) -> None:
-        if run.cancel_reason is None:
-            run.cancel_reason = reason
-        run.cancel.set()
 
     def _changed(self) -> None:
         self.wake()
