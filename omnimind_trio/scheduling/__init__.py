@@ -7,10 +7,11 @@ exceptions.
 """
 
 from ._clock import Clock, SystemClock, TrioWallClock, deadline_for
+from ._entry import InProcessFunction, TaskEntry
 from ._gates import Gate, GateSet, SleepWindow, parse_weekdays
 from ._load import FakeSource, LoadMonitor, MetricsSource, PsutilSource
 from ._running import Running
-from ._scheduler import InProcessFunction, Scheduler, TaskEntry
+from ._scheduler import Scheduler
 
 __all__ = [
     "Clock",

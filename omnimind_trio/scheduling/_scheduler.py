@@ -18,114 +18,39 @@ given, so tests drive it on a fake clock with a fake runner.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import math
 import random
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
 from ..exceptions import Conflict, TaskExists, TaskNotFound
 from ..models import (
-    OnBusy,
     OnMissed,
     Outcome,
     Overlap,
     Priority,
-    TaskCounters,
     TaskSpec,
-    TaskStatus,
     Trigger,
 )
 from ._clock import Clock, deadline_for
+from ._due import DueTimes
+from ._entry import Notify, Recorder, Runner, TaskEntry
+from ._explain import explain
 from ._gates import GateSet
+from ._policies import Backoff, apply_on_busy
+from ._queues import ReadyQueues
 from ._running import Running
+from ._slots import Slots
 
 log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
 MAX_SLEEP_SECONDS = 60.0
 """Re-check at least this often, so a wall-clock jump is noticed."""
 RETRY_OUTCOMES = frozenset({Outcome.FAILED, Outcome.TIMED_OUT, Outcome.KILLED})
-
-InProcessFunction = Callable[[], Awaitable[Any]]
-
-
-@dataclass(eq=False)
-class TaskEntry:
-    """A registered task and its live scheduling state."""
-
-    spec: TaskSpec
-    counters: TaskCounters
-    seq: int
-    created_at: float
-    next_due: float | None
-    paused: bool = False
-    function: InProcessFunction | None = None
-    runs: list[Running] = field(default_factory=list)
-    ready_since: float | None = None
-    """When the task joined a ready queue (due, waiting for its gate or a slot)."""
-    ready_trigger: Trigger = Trigger.SCHEDULE
-    forced: bool = False
-    """Waited ``max_delay_hours`` for its gate: it runs at the next free slot anyway."""
-    queued: bool = False
-    """``overlap=queue``: a run fell due while one ran; it starts when that one ends."""
-    retry_attempt: int = 0
-    """Retries made since the last run that was not a failure."""
-    retry_at: float | None = None
-    requested_id: str | None = None
-    """The execution id promised to a pending run-now request (its run will carry it)."""
-
-    @property
-    def task_id(self) -> str:
-        return self.spec.task_id
-
-    @property
-    def running(self) -> Running | None:
-        """The newest execution in flight, if any."""
-        return self.runs[-1] if self.runs else None
-
-    @property
-    def status(self) -> TaskStatus:
-        if self.runs:
-            return TaskStatus.FROZEN if all(r.frozen for r in self.runs) else TaskStatus.RUNNING
-        if self.paused:
-            return TaskStatus.PAUSED
-        if self.ready_since is not None:
-            return TaskStatus.WAITING
-        if self.next_due is None and self.retry_at is None:
-            return TaskStatus.DONE
-        return TaskStatus.SCHEDULED
-
-
-Runner = Callable[[TaskEntry, Running], Awaitable[Outcome | None]]
-Recorder = Callable[[TaskEntry, float, Trigger, str], Awaitable[None]]
-"""Records a run that was skipped: (task, when it was due, trigger, reason)."""
-Notify = Callable[[str, TaskEntry, Running | None], None]
-"""Told of ``task_waiting`` (run None), ``execution_frozen`` and ``execution_thawed``."""
-
-
-def _bypasses_gates(entry: TaskEntry) -> bool:
-    return entry.ready_trigger is Trigger.RUN_NOW or entry.forced
-
-
-def _catches_up(entry: TaskEntry) -> bool:
-    return entry.ready_trigger is Trigger.CATCH_UP
-
-
-def _queued_at(priority: Priority) -> Callable[[TaskEntry], bool]:
-    def belongs(entry: TaskEntry) -> bool:
-        return entry.spec.priority is priority and entry.ready_trigger in (
-            Trigger.SCHEDULE,
-            Trigger.RETRY,
-        )
-
-    return belongs
 
 
 async def _no_record(entry: TaskEntry, due: float, trigger: Trigger, reason: str) -> None:
@@ -156,29 +81,17 @@ class Scheduler:
         self.gates = gates
         self.tasks: dict[str, TaskEntry] = {}
         """Registered tasks, in insertion order (``seq``)."""
-        self.max_concurrent = max_concurrent
-        self.max_concurrent_critical = max_concurrent_critical
+        self.slots = Slots(gated=max_concurrent, critical=max_concurrent_critical)
         self.missed_grace_seconds = missed_grace_seconds
-        self.retry_base_seconds = retry_base_seconds
-        self.retry_max_seconds = retry_max_seconds
-        self._rng = rng or random.Random()
+        self.backoff = Backoff(retry_base_seconds, retry_max_seconds, rng or random.Random())
         self._runner = runner
         self._recorder = recorder
         self._persist = persist
         self._notify = notify
         self._on_change = on_change
         self._last_seq = 0
-        self._heap: list[tuple[float, int, str, str]] = []
-        self._heap_seq = itertools.count()
-        self._ready: dict[Priority, deque[TaskEntry]] = {p: deque() for p in Priority}
-        self._ready_now: deque[TaskEntry] = deque()
-        """Run-now requests and tasks forced by ``max_delay_hours``: no gate applies."""
-        self._catch_up: deque[TaskEntry] = deque()
-        """Catch-ups of missed runs: released one at a time, each through its gate."""
-        self._catch_up_running = 0
-        self._pending = 0
-        self._running_gated = 0
-        self._running_critical = 0
+        self._due = DueTimes()
+        self._queues = ReadyQueues(lambda entry: self.tasks.get(entry.task_id) is entry)
         self._active: dict[str, tuple[TaskEntry, Running]] = {}
         self._wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -189,11 +102,11 @@ class Scheduler:
     @property
     def pending_count(self) -> int:
         """Tasks that are due but not running (waiting for their gate or a slot)."""
-        return self._pending
+        return self._queues.pending
 
     @property
     def running_count(self) -> int:
-        return self._running_gated + self._running_critical
+        return self.slots.running
 
     def find_run(self, execution_id: str) -> Running | None:
         """The execution in flight with that id, if it is one."""
@@ -208,69 +121,8 @@ class Scheduler:
 
     def explain(self, entry: TaskEntry) -> dict[str, Any] | None:
         """Why a task is not running now and when it is expected to, as data; None when
-        it runs. ``reason`` is one of paused, done, scheduled, backoff, gate, slot,
-        catch_up, starting; ``detail`` says it in words."""
-        now = self.clock.now()
-        if entry.runs:
-            if all(run.frozen for run in entry.runs):
-                closed = self.gates.explain(entry.spec.priority, now)
-                return {
-                    "reason": "frozen",
-                    **closed,
-                    "detail": "frozen until the machine is free again: " + closed["detail"],
-                    "expected_start": None,
-                }
-            return None
-        if entry.paused:
-            return {"reason": "paused", "detail": "paused (POST .../resume to resume)"}
-        if entry.ready_since is None:
-            if entry.retry_at is not None and (
-                entry.next_due is None or entry.retry_at <= entry.next_due
-            ):
-                return {
-                    "reason": "backoff",
-                    "detail": f"retry {entry.retry_attempt} of {entry.spec.max_retries} "
-                    "after a failed run",
-                    "until": entry.retry_at,
-                    "expected_start": entry.retry_at,
-                }
-            if entry.next_due is None:
-                return {"reason": "done", "detail": "a one-shot task that has run"}
-            return {
-                "reason": "scheduled",
-                "detail": "not due yet",
-                "until": entry.next_due,
-                "expected_start": self._expected_start(entry, entry.next_due),
-            }
-        priority = entry.spec.priority
-        if not _bypasses_gates(entry) and not self.gates.is_open(priority):
-            why = self.gates.explain(priority, now)
-            run_by = self._forced_at(entry)
-            return {
-                "reason": "gate",
-                **why,
-                "run_by": run_by,
-                "expected_start": self._expected_start(entry, now),
-            }
-        if entry.ready_trigger is Trigger.CATCH_UP and self._catch_up_running:
-            return {
-                "reason": "catch_up",
-                "detail": "catch-ups of missed runs go one at a time; another is running",
-                "expected_start": None,
-            }
-        if priority is Priority.CRITICAL:
-            used, limit = self._running_critical, self.max_concurrent_critical
-        else:
-            used, limit = self._running_gated, self.max_concurrent
-        if used >= limit:
-            return {
-                "reason": "slot",
-                "detail": f"waiting for a free slot ({used} of {limit} in use)",
-                "in_use": used,
-                "limit": limit,
-                "expected_start": None,
-            }
-        return {"reason": "starting", "detail": "starting", "expected_start": now}
+        it runs (see :func:`._explain.explain`)."""
+        return explain(entry, self.gates, self.slots, self.clock.now())
 
     def waiting_reason(self, entry: TaskEntry) -> str | None:
         """Why a due task is not running, in words; None when it is not waiting."""
@@ -278,24 +130,6 @@ class Scheduler:
             return None
         explained = self.explain(entry)
         return None if explained is None else str(explained["detail"])
-
-    def _forced_at(self, entry: TaskEntry) -> float | None:
-        delay = entry.spec.max_delay_seconds
-        if delay is None or entry.ready_since is None:
-            return None
-        return entry.ready_since + delay
-
-    def _expected_start(self, entry: TaskEntry, earliest: float) -> float | None:
-        """When the task should start, if the gates can say: the sleep window's next
-        opening for LOW, else unknown (None) while a load gate is closed."""
-        priority = entry.spec.priority
-        if priority is Priority.CRITICAL or self.gates.is_open(priority):
-            return earliest
-        forced = self._forced_at(entry)
-        if priority is Priority.LOW:
-            opening = self.gates.window.next_start(earliest)
-            return min(opening, forced) if forced is not None else opening
-        return forced
 
     # -- changes -----------------------------------------------------------------
 
@@ -321,10 +155,10 @@ class Scheduler:
             if entry.paused:
                 continue
             if entry.next_due is not None:
-                self._heap.append((entry.next_due, next(self._heap_seq), entry.task_id, "due"))
+                self._due.append(entry.next_due, entry.task_id, "due")
             if entry.retry_at is not None:
-                self._heap.append((entry.retry_at, next(self._heap_seq), entry.task_id, "retry"))
-        heapq.heapify(self._heap)
+                self._due.append(entry.retry_at, entry.task_id, "retry")
+        self._due.heapify()
         self._changed()
 
     def remove(self, task_id: str) -> TaskEntry:
@@ -422,24 +256,22 @@ class Scheduler:
                     self._apply_gates(now)
                     self._dispatch(now)
                     deadline = trio.current_time() + MAX_SLEEP_SECONDS
-                    if self._heap:
-                        deadline = min(deadline, deadline_for(self.clock, self._heap[0][0]))
+                    earliest = self._due.earliest
+                    if earliest is not None:
+                        deadline = min(deadline, deadline_for(self.clock, earliest))
                     with trio.move_on_at(deadline):
                         await self._wakeup.wait()
             finally:
                 self._nursery = None
 
     def _promote_due(self, now: float) -> None:
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            due, _, task_id, kind = heapq.heappop(heap)
+        for due, task_id, kind in self._due.pop_until(now):
             entry = self.tasks.get(task_id)
             if entry is None or entry.paused:
                 continue
             if kind == "force":
-                if entry.ready_since is not None and self._forced_at(entry) == due:
-                    entry.forced = True
-                    self._ready_now.append(entry)
+                if entry.ready_since is not None and entry.forced_at == due:
+                    self._queues.force(entry)
                 continue
             if kind == "retry":
                 if entry.retry_at != due or entry.ready_since is not None:
@@ -505,78 +337,10 @@ class Scheduler:
             self._nursery.start_soon(self._recorder, entry, due, trigger, reason)
 
     def _apply_gates(self, now: float) -> None:
-        """Freeze, cancel or let run the executions whose gate closed; thaw the ones
-        whose gate reopened."""
-        for entry, run in self._active.values():
-            if not run.gated:
-                continue
-            if self.gates.is_open(entry.spec.priority):
-                if run.thaw(now):
-                    self._notify("execution_thawed", entry, run)
-                continue
-            policy = entry.spec.on_busy
-            if policy is OnBusy.FREEZE and entry.function is None:
-                if run.freeze(now):
-                    self._notify("execution_frozen", entry, run)
-            elif policy is OnBusy.CANCEL:
-                gate = self.gates.closed_reason(entry.spec.priority) or "its gate closed"
-                run.cancel(f"the machine became busy: {gate} (on_busy=cancel)")
+        apply_on_busy(self._active.values(), self.gates, now, self._notify)
 
     def _dispatch(self, now: float) -> None:
-        self._drain(self._ready_now, now, _bypasses_gates, mixed=True)
-        if self._catch_up and not self._catch_up_running:
-            self._drain(
-                self._catch_up, now, _catches_up, admit=self._gate_open, limit=1, mixed=True
-            )
-        for priority in Priority:
-            if self.gates.is_open(priority):
-                self._drain(self._ready[priority], now, _queued_at(priority))
-
-    def _gate_open(self, entry: TaskEntry) -> bool:
-        return self.gates.is_open(entry.spec.priority)
-
-    def _drain(
-        self,
-        queue: deque[TaskEntry],
-        now: float,
-        belongs: Callable[[TaskEntry], bool],
-        *,
-        admit: Callable[[TaskEntry], bool] = lambda entry: True,
-        limit: int | None = None,
-        mixed: bool = False,
-    ) -> None:
-        """Start queued tasks in order while slots are free. Entries are dropped lazily
-        from a queue they no longer belong to (started, removed, paused, moved)."""
-        started = 0
-        index = 0
-        while index < len(queue) and (limit is None or started < limit):
-            entry = queue[index]
-            if (
-                entry.ready_since is None
-                or self.tasks.get(entry.task_id) is not entry
-                or not belongs(entry)
-            ):
-                del queue[index]
-                continue
-            if not admit(entry):
-                # Only the catch-up queue mixes priorities and has an admit rule: one
-                # closed gate must not hold back the catch-ups of the others.
-                index += 1
-                continue
-            critical = entry.spec.priority is Priority.CRITICAL
-            if critical and self._running_critical >= self.max_concurrent_critical:
-                if not mixed:
-                    return
-                index += 1  # the run-now and catch-up queues mix both kinds of slot:
-                continue  # a full kind must not hold back the other
-            if not critical and self._running_gated >= self.max_concurrent:
-                if not mixed:
-                    return
-                index += 1
-                continue
-            del queue[index]
-            self._start(entry, now)
-            started += 1
+        self._queues.dispatch(self.gates, self.slots, lambda entry: self._start(entry, now))
 
     def _start(self, entry: TaskEntry, now: float) -> None:
         assert self._nursery is not None
@@ -591,7 +355,7 @@ class Scheduler:
             # Repeat counts from the start of the last run; a one-shot is done once started.
             entry.next_due = now + repeat if repeat is not None else None
             if entry.next_due is not None:  # due again while running? overlap decides
-                self._heap_push(entry.next_due, entry, "due")
+                self._due.push(entry.next_due, entry.task_id, "due")
         gated = (
             entry.spec.priority is not Priority.CRITICAL
             and trigger is not Trigger.RUN_NOW
@@ -611,12 +375,7 @@ class Scheduler:
         entry.runs.append(run)
         self._active[run.execution_id] = (entry, run)
         entry.counters.last_execution = now
-        if run.critical_slot:
-            self._running_critical += 1
-        else:
-            self._running_gated += 1
-        if trigger is Trigger.CATCH_UP:
-            self._catch_up_running += 1
+        self.slots.take(run)
         self.dispatches += 1
         self._nursery.start_soon(self._execute, entry, run, name=f"execution:{entry.task_id}")
         self._changed()
@@ -634,12 +393,7 @@ class Scheduler:
         finally:
             entry.runs.remove(run)
             self._active.pop(run.execution_id, None)
-            if run.critical_slot:  # the slot it took, whatever its priority is now
-                self._running_critical -= 1
-            else:
-                self._running_gated -= 1
-            if run.trigger is Trigger.CATCH_UP:
-                self._catch_up_running -= 1
+            self.slots.give_back(run)
             if self.tasks.get(entry.task_id) is entry:
                 self._after_run(entry, run, outcome)
             self._changed()
@@ -667,46 +421,25 @@ class Scheduler:
         if self._persist is not None and self._nursery is not None:
             self._nursery.start_soon(self._persist, entry)
 
-    def backoff(self, attempt: int) -> float:
-        """Seconds before retry ``attempt`` (1, 2, ...): exponential, capped, with jitter
-        (uniform between half and all of it), so failing tasks do not retry in lockstep."""
-        ceiling = min(self.retry_max_seconds, self.retry_base_seconds * 2 ** (attempt - 1))
-        return float(ceiling * self._rng.uniform(0.5, 1.0))
-
     # -- helpers -----------------------------------------------------------------
 
     def _push(self, entry: TaskEntry) -> None:
         if not entry.paused:
             if entry.next_due is not None:
-                self._heap_push(entry.next_due, entry, "due")
+                self._due.push(entry.next_due, entry.task_id, "due")
             if entry.retry_at is not None:
-                self._heap_push(entry.retry_at, entry, "retry")
+                self._due.push(entry.retry_at, entry.task_id, "retry")
         self._changed()
 
-    def _heap_push(self, when: float, entry: TaskEntry, kind: str) -> None:
-        heapq.heappush(self._heap, (when, next(self._heap_seq), entry.task_id, kind))
-
     def _ready_up(self, entry: TaskEntry, trigger: Trigger, since: float | None = None) -> None:
-        entry.ready_since = self.clock.now() if since is None else since
-        entry.ready_trigger = trigger
-        entry.forced = False
-        if trigger is Trigger.RUN_NOW:
-            self._ready_now.append(entry)
-        elif trigger is Trigger.CATCH_UP:
-            self._catch_up.append(entry)
-        else:
-            self._ready[entry.spec.priority].append(entry)
-        forced_at = self._forced_at(entry)
+        self._queues.add(entry, trigger, self.clock.now() if since is None else since)
+        forced_at = entry.forced_at
         if forced_at is not None and trigger is not Trigger.RUN_NOW:
-            self._heap_push(forced_at, entry, "force")
-        self._pending += 1
+            self._due.push(forced_at, entry.task_id, "force")
         self._notify("task_waiting", entry, None)
 
     def _unready(self, entry: TaskEntry) -> None:
-        if entry.ready_since is not None:
-            entry.ready_since = None  # its queue slot is dropped lazily by _drain
-            entry.forced = False
-            self._pending -= 1
+        self._queues.remove(entry)
 
     def _changed(self) -> None:
         self.wake()

@@ -1,0 +1,86 @@
+"""Why a task is not running, and when it should: the words and the data the API shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..models import Priority, Trigger
+from ._entry import TaskEntry
+from ._gates import GateSet
+from ._slots import Slots
+
+
+def explain(entry: TaskEntry, gates: GateSet, slots: Slots, now: float) -> dict[str, Any] | None:
+    """Why ``entry`` is not running at ``now`` and when it is expected to, as data; None
+    when it runs. ``reason`` is one of frozen, paused, done, scheduled, backoff, gate, slot,
+    catch_up, starting; ``detail`` says it in words."""
+    if entry.runs:
+        if all(run.frozen for run in entry.runs):
+            closed = gates.explain(entry.spec.priority, now)
+            return {
+                "reason": "frozen",
+                **closed,
+                "detail": "frozen until the machine is free again: " + closed["detail"],
+                "expected_start": None,
+            }
+        return None
+    if entry.paused:
+        return {"reason": "paused", "detail": "paused (POST .../resume to resume)"}
+    if entry.ready_since is None:
+        if entry.retry_at is not None and (
+            entry.next_due is None or entry.retry_at <= entry.next_due
+        ):
+            return {
+                "reason": "backoff",
+                "detail": f"retry {entry.retry_attempt} of {entry.spec.max_retries} "
+                "after a failed run",
+                "until": entry.retry_at,
+                "expected_start": entry.retry_at,
+            }
+        if entry.next_due is None:
+            return {"reason": "done", "detail": "a one-shot task that has run"}
+        return {
+            "reason": "scheduled",
+            "detail": "not due yet",
+            "until": entry.next_due,
+            "expected_start": _expected_start(entry, gates, entry.next_due),
+        }
+    priority = entry.spec.priority
+    if not entry.bypasses_gates and not gates.is_open(priority):
+        why = gates.explain(priority, now)
+        run_by = entry.forced_at
+        return {
+            "reason": "gate",
+            **why,
+            "run_by": run_by,
+            "expected_start": _expected_start(entry, gates, now),
+        }
+    if entry.ready_trigger is Trigger.CATCH_UP and slots.catch_up_running:
+        return {
+            "reason": "catch_up",
+            "detail": "catch-ups of missed runs go one at a time; another is running",
+            "expected_start": None,
+        }
+    used, limit = slots.use(critical=priority is Priority.CRITICAL)
+    if used >= limit:
+        return {
+            "reason": "slot",
+            "detail": f"waiting for a free slot ({used} of {limit} in use)",
+            "in_use": used,
+            "limit": limit,
+            "expected_start": None,
+        }
+    return {"reason": "starting", "detail": "starting", "expected_start": now}
+
+
+def _expected_start(entry: TaskEntry, gates: GateSet, earliest: float) -> float | None:
+    """When the task should start, if the gates can say: the sleep window's next
+    opening for LOW, else unknown (None) while a load gate is closed."""
+    priority = entry.spec.priority
+    if priority is Priority.CRITICAL or gates.is_open(priority):
+        return earliest
+    forced = entry.forced_at
+    if priority is Priority.LOW:
+        opening = gates.window.next_start(earliest)
+        return min(opening, forced) if forced is not None else opening
+    return forced

@@ -1,0 +1,49 @@
+"""Per-task policies that need no scheduler state: what a run does when its gate closes
+(``on_busy``), and how long a failed run waits before its retry."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..models import OnBusy
+from ._entry import Notify, TaskEntry
+from ._gates import GateSet
+from ._running import Running
+
+
+def apply_on_busy(
+    active: Iterable[tuple[TaskEntry, Running]], gates: GateSet, now: float, notify: Notify
+) -> None:
+    """Freeze, cancel or let run the executions whose gate closed; thaw the ones whose gate
+    reopened. Runs admitted without a gate (CRITICAL, run-now, forced) are left alone."""
+    for entry, run in active:
+        if not run.gated:
+            continue
+        if gates.is_open(entry.spec.priority):
+            if run.thaw(now):
+                notify("execution_thawed", entry, run)
+            continue
+        policy = entry.spec.on_busy
+        if policy is OnBusy.FREEZE and entry.function is None:
+            if run.freeze(now):
+                notify("execution_frozen", entry, run)
+        elif policy is OnBusy.CANCEL:
+            gate = gates.closed_reason(entry.spec.priority) or "its gate closed"
+            run.cancel(f"the machine became busy: {gate} (on_busy=cancel)")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Seconds before retry ``attempt`` (1, 2, ...): exponential from ``base_seconds``,
+    capped at ``max_seconds``, with jitter (uniform between half and all of it), so failing
+    tasks do not retry in lockstep."""
+
+    base_seconds: float
+    max_seconds: float
+    rng: random.Random
+
+    def __call__(self, attempt: int) -> float:
+        ceiling = min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1))
+        return float(ceiling * self.rng.uniform(0.5, 1.0))

@@ -1,0 +1,118 @@
+"""The ready queues: due tasks waiting for their gate or a slot, started in order.
+
+FIFO within a priority; run-now requests (and tasks forced by ``max_delay_hours``) in a
+queue no gate holds; catch-ups of missed runs in a queue released one at a time, each
+through its own gate. Entries leave a queue lazily: one that no longer belongs (started,
+removed, paused, moved to another priority) is dropped when the queue is next drained.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from ..models import Priority, Trigger
+from ._entry import TaskEntry
+from ._gates import GateSet
+from ._slots import Slots
+
+
+class ReadyQueues:
+    """The due tasks not yet running. ``registered(entry)`` says whether an entry is still
+    the scheduler's (a removed or replaced one is dropped)."""
+
+    def __init__(self, registered: Callable[[TaskEntry], bool]) -> None:
+        self._registered = registered
+        self._by_priority: dict[Priority, deque[TaskEntry]] = {p: deque() for p in Priority}
+        self._now: deque[TaskEntry] = deque()
+        """Run-now requests and tasks forced by ``max_delay_hours``: no gate applies."""
+        self._catch_up: deque[TaskEntry] = deque()
+        """Catch-ups of missed runs: released one at a time, each through its gate."""
+        self.pending = 0
+        """Tasks in a queue (due, not running)."""
+
+    def add(self, entry: TaskEntry, trigger: Trigger, since: float) -> None:
+        entry.ready_since, entry.ready_trigger, entry.forced = since, trigger, False
+        if trigger is Trigger.RUN_NOW:
+            self._now.append(entry)
+        elif trigger is Trigger.CATCH_UP:
+            self._catch_up.append(entry)
+        else:
+            self._by_priority[entry.spec.priority].append(entry)
+        self.pending += 1
+
+    def force(self, entry: TaskEntry) -> None:
+        """``entry`` waited ``max_delay_hours``: it runs at the next free slot anyway."""
+        entry.forced = True
+        self._now.append(entry)
+
+    def remove(self, entry: TaskEntry) -> None:
+        if entry.ready_since is not None:
+            entry.ready_since = None  # its place in a queue is dropped lazily
+            entry.forced = False
+            self.pending -= 1
+
+    def dispatch(self, gates: GateSet, slots: Slots, start: Callable[[TaskEntry], None]) -> None:
+        """``start`` what may start now, in order, while slots are free."""
+        self._drain(self._now, _bypasses_gates, slots, start, mixed=True)
+        if self._catch_up and not slots.catch_up_running:
+
+            def gate_open(entry: TaskEntry) -> bool:
+                return gates.is_open(entry.spec.priority)
+
+            self._drain(
+                self._catch_up, _catches_up, slots, start, admit=gate_open, limit=1, mixed=True
+            )
+        for priority in Priority:
+            if gates.is_open(priority):
+                self._drain(self._by_priority[priority], _queued_at(priority), slots, start)
+
+    def _drain(
+        self,
+        queue: deque[TaskEntry],
+        belongs: Callable[[TaskEntry], bool],
+        slots: Slots,
+        start: Callable[[TaskEntry], None],
+        *,
+        admit: Callable[[TaskEntry], bool] = lambda entry: True,
+        limit: int | None = None,
+        mixed: bool = False,
+    ) -> None:
+        started = 0
+        index = 0
+        while index < len(queue) and (limit is None or started < limit):
+            entry = queue[index]
+            if entry.ready_since is None or not self._registered(entry) or not belongs(entry):
+                del queue[index]
+                continue
+            if not admit(entry):
+                # Only the catch-up queue mixes priorities and has an admit rule: one
+                # closed gate must not hold back the catch-ups of the others.
+                index += 1
+                continue
+            if slots.full(critical=entry.spec.priority is Priority.CRITICAL):
+                if not mixed:
+                    return
+                index += 1  # the run-now and catch-up queues mix both kinds of slot:
+                continue  # a full kind must not hold back the other
+            del queue[index]
+            start(entry)
+            started += 1
+
+
+def _bypasses_gates(entry: TaskEntry) -> bool:
+    return entry.bypasses_gates
+
+
+def _catches_up(entry: TaskEntry) -> bool:
+    return entry.ready_trigger is Trigger.CATCH_UP
+
+
+def _queued_at(priority: Priority) -> Callable[[TaskEntry], bool]:
+    def belongs(entry: TaskEntry) -> bool:
+        return entry.spec.priority is priority and entry.ready_trigger in (
+            Trigger.SCHEDULE,
+            Trigger.RETRY,
+        )
+
+    return belongs
