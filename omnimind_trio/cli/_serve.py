@@ -102,6 +102,7 @@ async def serve(
                     create_app(daemon, credentials),
                     hypercorn_config(settings),
                     shutdown_trigger=shutdown.wait,
+                    connection_fix=settings.http_connection_fix,
                     task_status=task_status,
                 )
                 nursery.cancel_scope.cancel()  # served its last request: we are done
