@@ -525,7 +525,7 @@ async def open_daemon(
     started raise here, before anything runs.
     """
     settings = settings or Settings()
-    if not settings.workspace.is_dir():
+    if not await trio.to_thread.run_sync(settings.workspace.is_dir):
         raise StartupError(f"the workspace {settings.workspace} is not a directory")
     async with (
         open_store(settings.database_path) as store,

@@ -370,7 +370,6 @@ async def open_store(path: Path) -> AsyncIterator[Store]:
     """Open (and create) the database at ``path``; closes it on exit."""
 
     def connect() -> sqlite3.Connection:
-        path.parent.mkdir(parents=True, exist_ok=True)
         # Task code and output are private: create the file 0600 before SQLite does
         # (SQLite gives its -wal and -shm files the database file's mode).
         with contextlib.suppress(FileExistsError):
@@ -389,9 +388,19 @@ async def open_store(path: Path) -> AsyncIterator[Store]:
         db.commit()
         return db
 
-    lock = _lock(path)
+    def lock_and_connect() -> tuple[int, sqlite3.Connection]:
+        lock = _lock(path)
+        try:
+            return lock, connect()
+        except BaseException:
+            os.close(lock)
+            raise
+
+    # The directory, the lock file and the database are opened in the worker thread: the
+    # event loop never waits on the disk. (run_sync waits for its thread even when
+    # cancelled, so a lock it took always reaches the finally below.)
+    lock, db = await trio.to_thread.run_sync(lock_and_connect)
     try:
-        db = await trio.to_thread.run_sync(connect)
         try:
             yield Store(db)
         finally:
