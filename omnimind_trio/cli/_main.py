@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 from pydantic import ValidationError
@@ -24,22 +24,23 @@ from .. import __version__
 from ..config import Settings
 from ..credentials import read_credentials_file
 from ..exceptions import OmniMindError
-from ._client import (
-    DEFAULT_URL,
-    ApiError,
-    Auth,
-    ConnectionLost,
-    DaemonUnreachable,
-    OmniMindClient,
-    follow_events,
-)
 from ._logs import LOG_FORMATS, configure_logging
-from ._render import RENDER, format_event, is_wanted_event, render_message
+
+# The client side (httpx, trio-websocket, the rendering) is imported by the client
+# commands only: `omnimind serve` never needs it, and it was about 5 MB of the daemon's
+# idle RSS (bench B2).
+if TYPE_CHECKING:
+    from ._client import Auth, OmniMindClient
 
 EXIT_OK: Final = 0
 EXIT_API_ERROR: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_UNREACHABLE: Final = 3
+
+DEFAULT_URL: Final = (
+    f"http://{Settings.model_fields['host'].default}:{Settings.model_fields['port'].default}"
+)
+"""Where ``omnimind serve`` listens by default (``_client.DEFAULT_URL`` says the same)."""
 
 PRIORITIES: Final = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
 
@@ -244,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command == "serve":
         return _serve(args)
+    from ._client import ApiError, ConnectionLost, DaemonUnreachable
+
     try:
         return _client_command(args)
     except BrokenPipeError:
@@ -319,6 +322,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _client_command(args: argparse.Namespace) -> int:
+    from ._client import OmniMindClient
+    from ._render import RENDER, render_message
+
     url = _check_url(args.url)
     auth = resolve_auth(args.user, args.password, os.environ)
     code = None
@@ -408,6 +414,8 @@ def _call(client: OmniMindClient, args: argparse.Namespace, code: str | None) ->
 def latest_execution(client: OmniMindClient, ident: str | None) -> dict[str, Any]:
     """The full record (with stdout and stderr) of the latest execution of task ``ident``,
     or of the execution ``ident``, or of the latest execution of any task."""
+    from ._client import ApiError
+
     page = client.list_executions(task_id=ident, limit=1)
     if page["executions"]:
         return client.get_execution(page["executions"][0]["execution_id"])
@@ -465,6 +473,9 @@ def _read_code(source: str) -> str:
 
 
 def _follow(url: str, auth: Auth | None, ident: str | None, *, as_json: bool) -> int:
+    from ._client import follow_events
+    from ._render import format_event, is_wanted_event
+
     def handle(message: dict[str, Any]) -> None:
         if as_json:
             if is_wanted_event(message, ident):
