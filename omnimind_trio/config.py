@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     allowed_origins: str = ""
     """Comma-separated origins (``http://host:port``) whose pages may call the API from a
     browser. Same-origin calls and clients that send no ``Origin`` are always allowed."""
+    http_connection_fix: bool = True
+    """Serve HTTP connections with omnimind's fix of hypercorn's keep-alive timer and close
+    (:mod:`omnimind_trio.http._connection`); false: with hypercorn's own class."""
 
     dashboard_user: str | None = None
     dashboard_pass: str | None = None

@@ -869,3 +869,10 @@ def test_edit_changes_only_what_is_given_and_batch_reports_each_operation(
     assert api.get_task("policy")["paused"] is True
     ran = cli(capsys, *at(served, "--json", "batch", "--atomic", operations))
     assert ran.code == 1 and ran.json()["applied"] == 0
+
+
+def test_the_default_url_is_where_serve_listens_by_default() -> None:
+    from omnimind_trio.cli import _client, _parser
+
+    assert _parser.DEFAULT_URL == "http://127.0.0.1:8000"
+    assert OmniMindClient().base_url == _client.DEFAULT_URL == _parser.DEFAULT_URL

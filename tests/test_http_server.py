@@ -5,26 +5,33 @@ from __future__ import annotations
 import base64
 import gc
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import h2.config
 import h2.connection
 import h2.events
 import httpx
+import hypercorn.trio
+import hypercorn.trio.run
 import pytest
 import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio.tcp_server import TCPServer
 from trio_websocket import open_websocket_url
 
 from omnimind_trio import FakeSource, open_daemon
 from omnimind_trio.cli._serve import serve
 from omnimind_trio.credentials import Credentials
 from omnimind_trio.exceptions import StartupError
-from omnimind_trio.http import create_app, hypercorn_config, serve_http
+from omnimind_trio.http import _connection, create_app, hypercorn_config, serve_http
+from omnimind_trio.http._connection import Connection
 
 from .conftest import make_settings
 
@@ -39,7 +46,9 @@ STATUS_REQUEST = (
 
 
 @asynccontextmanager
-async def serving(tmp_path: Path) -> AsyncIterator[tuple[str, trio.Event]]:
+async def serving(
+    tmp_path: Path, *, connection_fix: bool = True
+) -> AsyncIterator[tuple[str, trio.Event]]:
     """The API on a free port, with a short keep-alive timeout and a long graceful timeout
     (so that a shutdown held up by a connection shows); set the event to shut down."""
     settings = make_settings(tmp_path, port=0)
@@ -58,6 +67,7 @@ async def serving(tmp_path: Path) -> AsyncIterator[tuple[str, trio.Event]]:
                 create_app(daemon, credentials),
                 config,
                 shutdown_trigger=shutdown.wait,
+                connection_fix=connection_fix,
             )
         )
         yield urls[0], shutdown
@@ -336,3 +346,113 @@ async def test_a_failed_start_up_leaves_the_collector_on(tmp_path: Path) -> None
         await serve(settings)
     assert gc.isenabled()
     assert gc.get_freeze_count() == 0
+
+
+# -- which connection class serves (the fix is per server, and can be turned off) ---------
+
+
+@pytest.fixture
+def connection_classes(monkeypatch: pytest.MonkeyPatch) -> list[type[TCPServer]]:
+    """The class of every connection any hypercorn trio server makes from now on."""
+    seen: list[type[TCPServer]] = []
+    original = TCPServer.__init__
+
+    def spy(self: TCPServer, *args: Any, **kwargs: Any) -> None:
+        seen.append(type(self))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(TCPServer, "__init__", spy)
+    return seen
+
+
+async def one_request(base_url: str) -> bytes:
+    """The status line of ``GET /`` on a new connection (whatever the answer)."""
+    async with await open_connection(base_url) as stream:
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        with trio.fail_after(10):
+            head = await receive_response(stream)
+    return head.split(b"\r\n", 1)[0]
+
+
+async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A bare ASGI app: another hypercorn server's, in the same process as the API."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    headers = [(b"content-length", b"5")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+async def test_another_hypercorn_server_in_the_process_keeps_hypercorn_s_connection(
+    tmp_path: Path, connection_classes: list[type[TCPServer]]
+) -> None:
+    config = HypercornConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    other_shutdown = trio.Event()
+    async with serving(tmp_path) as (ours, _), trio.open_nursery() as nursery:
+        # Started after ours: a process-wide install would have reached it.
+        [theirs] = await nursery.start(
+            partial(hypercorn.trio.serve, hello, config, shutdown_trigger=other_shutdown.wait)
+        )
+        assert await one_request(theirs) == b"HTTP/1.1 200 "
+        assert await one_request(ours) == b"HTTP/1.1 401 "
+        assert await one_request(theirs) == b"HTTP/1.1 200 "
+        other_shutdown.set()
+    assert connection_classes == [TCPServer, Connection, TCPServer]
+    assert hypercorn.trio.run.TCPServer is TCPServer  # nothing of hypercorn's was rebound
+
+
+async def test_without_the_fix_the_api_is_served_with_hypercorn_s_class(
+    tmp_path: Path, connection_classes: list[type[TCPServer]]
+) -> None:
+    async with serving(tmp_path, connection_fix=False) as (url, _):
+        assert await one_request(url) == b"HTTP/1.1 401 "
+    assert connection_classes == [TCPServer]
+
+
+async def test_the_setting_turns_the_fix_off_for_omnimind_serve(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    connection_classes: list[type[TCPServer]],
+) -> None:
+    monkeypatch.setenv("OMNIMIND_HTTP_CONNECTION_FIX", "false")
+    settings = make_settings(tmp_path, port=0)
+    assert settings.http_connection_fix is False
+    try:
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(partial(serve, settings))
+            assert await one_request(urls[0]) == b"HTTP/1.1 401 "
+            nursery.cancel_scope.cancel()
+    finally:
+        gc.unfreeze()  # serve froze what its start-up made
+    assert connection_classes == [TCPServer]
+
+
+async def test_on_a_hypercorn_it_was_not_written_for_it_warns_once_and_falls_back(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    connection_classes: list[type[TCPServer]],
+) -> None:
+    monkeypatch.setattr(_connection, "HYPERCORN_VERSION", "0.19.0")
+    with caplog.at_level(logging.WARNING, logger=_connection.__name__):
+        async with serving(tmp_path) as (url, _):
+            assert await one_request(url) == b"HTTP/1.1 401 "
+            assert await one_request(url) == b"HTTP/1.1 401 "
+    assert connection_classes == [TCPServer, TCPServer]
+    [warning] = [r for r in caplog.records if r.name == _connection.__name__]
+    assert warning.levelno == logging.WARNING
+    assert "hypercorn 0.19.0 is not a version" in warning.getMessage()
+    assert "OMNIMIND_HTTP_CONNECTION_FIX=false" in warning.getMessage()
+
+
+def test_the_versions_the_connection_class_was_written_for() -> None:
+    assert _connection.unsupported_because() is None  # the installed one
+    assert _connection.unsupported_because("0.17.2") is None
+    assert _connection.unsupported_because("0.18.0") is None
+    for other in ("0.16.0", "0.19.0", "1.0.0"):
+        assert f"hypercorn {other} is not" in str(_connection.unsupported_because(other))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from omnimind_trio.scheduling import PsutilSource
+from omnimind_trio.models import SystemMetrics
+from omnimind_trio.scheduling import LoadMonitor, PsutilSource
 from omnimind_trio.scheduling import _load as load
 
 from .test_process import Served, add, read_marker, spawn, wait_for
@@ -154,3 +156,23 @@ def test_one_sample_reads_the_process_table_once_whatever_the_number_of_tasks() 
         for sleeper in sleepers:
             sleeper.kill()
             sleeper.wait()
+
+
+async def test_the_monitor_reads_proc_in_a_worker_thread_only_while_tasks_run() -> None:
+    """No task: the cheap sample stays in the event loop. Tasks: their process trees are
+    read in a worker thread, while the pids are taken in the loop (the executor's state)."""
+    running: list[int] = []
+    threads: list[tuple[list[int], bool]] = []
+
+    class Recording(PsutilSource):
+        def measure(self, own_pids: list[int]) -> SystemMetrics:
+            threads.append((own_pids, threading.current_thread() is threading.main_thread()))
+            return super().measure(own_pids)
+
+    samples: list[SystemMetrics] = []
+    monitor = LoadMonitor(Recording(lambda: running), 0.01, samples.append)
+    await monitor.sample_now()
+    running.append(os.getpid())
+    await monitor.sample_now()
+    assert threads == [([], True), ([os.getpid()], False)]
+    assert len(samples) == 2

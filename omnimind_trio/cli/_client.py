@@ -25,7 +25,8 @@ from urllib.parse import quote
 
 import httpx
 
-DEFAULT_URL: Final = "http://127.0.0.1:8000"
+from ._parser import DEFAULT_URL
+
 DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 from pydantic import ValidationError
@@ -23,11 +23,14 @@ from pydantic import ValidationError
 from ..config import Settings
 from ..credentials import read_credentials_file
 from ..exceptions import OmniMindError
-from ._client import ApiError, Auth, ConnectionLost, DaemonUnreachable, OmniMindClient
-from ._follow import follow_events
 from ._logs import configure_logging
 from ._parser import build_parser, given_options
-from ._render import RENDER, format_event, is_wanted_event, render_message
+
+# The client side (httpx, trio-websocket, the rendering) is imported by the client
+# commands only: `omnimind serve` never needs it, and it was about 5 MB of the daemon's
+# idle RSS (bench B2).
+if TYPE_CHECKING:
+    from ._client import Auth, OmniMindClient
 
 EXIT_OK: Final = 0
 EXIT_API_ERROR: Final = 1
@@ -54,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command == "serve":
         return _serve(args)
+    from ._client import ApiError, ConnectionLost, DaemonUnreachable
+
     try:
         return _client_command(args)
     except BrokenPipeError:
@@ -129,6 +134,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _client_command(args: argparse.Namespace) -> int:
+    from ._client import OmniMindClient
+    from ._render import RENDER, render_message
+
     url = _check_url(args.url)
     auth = resolve_auth(args.user, args.password, os.environ)
     code = None
@@ -218,6 +226,8 @@ def _call(client: OmniMindClient, args: argparse.Namespace, code: str | None) ->
 def latest_execution(client: OmniMindClient, ident: str | None) -> dict[str, Any]:
     """The full record (with stdout and stderr) of the latest execution of task ``ident``,
     or of the execution ``ident``, or of the latest execution of any task."""
+    from ._client import ApiError
+
     page = client.list_executions(task_id=ident, limit=1)
     if page["executions"]:
         return client.get_execution(page["executions"][0]["execution_id"])
@@ -275,6 +285,9 @@ def _read_code(source: str) -> str:
 
 
 def _follow(url: str, auth: Auth | None, ident: str | None, *, as_json: bool) -> int:
+    from ._follow import follow_events
+    from ._render import format_event, is_wanted_event
+
     def handle(message: dict[str, Any]) -> None:
         if as_json:
             if is_wanted_event(message, ident):

@@ -9,6 +9,7 @@ import os
 from typing import Any, Final
 
 from .._version import __version__
+from ..config import Settings
 from ..models import (
     OPTION_FIELDS,
     TASK_FIELD_TYPES,
@@ -16,10 +17,13 @@ from ..models import (
     base_type,
     field_description,
 )
-from ._client import DEFAULT_URL
 from ._logs import LOG_FORMATS
 
 PRIORITIES: Final = tuple(p.value for p in Priority)
+DEFAULT_URL: Final = (
+    f"http://{Settings.model_fields['host'].default}:{Settings.model_fields['port'].default}"
+)
+"""Where ``omnimind serve`` listens by default."""
 
 
 def build_parser() -> argparse.ArgumentParser:

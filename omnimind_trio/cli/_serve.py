@@ -74,7 +74,8 @@ async def serve(
         start_up_without_collections(),
         trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals,
     ):
-        credentials = load_credentials(settings)
+        # Reads (or creates) a file: in a worker thread, not the event loop.
+        credentials = await trio.to_thread.run_sync(load_credentials, settings)
         announce(credentials)
         shutdown = trio.Event()
         async with (

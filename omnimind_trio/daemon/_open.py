@@ -46,7 +46,7 @@ async def open_daemon(
     started raise here (:class:`StartupError`, :class:`ExecutorError`), before anything runs.
     """
     settings = settings or Settings()
-    if not settings.workspace.is_dir():
+    if not await trio.to_thread.run_sync(settings.workspace.is_dir):
         raise StartupError(f"the workspace {settings.workspace} is not a directory")
     clock = clock or SystemClock()
     async with (

@@ -25,25 +25,36 @@ lock, no checkpoint, so there is nothing quart-trio can cancel. Writes (with the
 the send lock) and the socket's close are shielded, and once the socket is closed the
 connection's helper tasks are cancelled.
 
-hypercorn's worker offers no hook for its connection class; :func:`install` replaces the
-name ``hypercorn.trio.run.TCPServer``, which ``worker_serve`` reads when it starts serving.
-This is process-wide, and harmless to any other hypercorn server in the process: the
-class behaves as hypercorn's with the fixes above.
+How a server gets this class, and only that server: see :func:`serve_function`. It was
+written for hypercorn 0.17 and 0.18 (it overrides private methods); on another version, or
+with ``OMNIMIND_HTTP_CONNECTION_FIX=false``, hypercorn serves with its own class.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import logging
 import math
+import types
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+import hypercorn.trio
 import hypercorn.trio.run
 import trio
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData
+from hypercorn.trio.task_group import TaskGroup as HypercornTaskGroup
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, LifespanState, TaskGroup
 from hypercorn.typing import Event as WorkerEvent
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_VERSIONS = ("0.17.", "0.18.")
+"""The hypercorn lines :class:`Connection` was written and tested for."""
+HYPERCORN_VERSION = importlib.metadata.version("hypercorn")
 
 
 class IdleTimer:
@@ -163,6 +174,79 @@ class Connection(TCPServer):
             await super().protocol_send(event)
 
 
-def install() -> None:
-    """Make hypercorn's trio worker serve every connection with :class:`Connection`."""
-    hypercorn.trio.run.TCPServer = Connection  # type: ignore[attr-defined]
+Serve = Callable[..., Awaitable[None]]
+"""``hypercorn.trio.serve``'s signature: ``(app, config, *, shutdown_trigger, task_status)``."""
+
+
+def serve_function(*, enabled: bool = True) -> Serve:
+    """``hypercorn.trio.serve`` itself, or a copy of it whose connections are
+    :class:`Connection` s (the default, on a hypercorn this class was written for).
+
+    Not ``enabled``, hypercorn serves with its own class. On a hypercorn other than 0.17 or
+    0.18, or one whose worker is not built as this expects, it does too, after one
+    WARNING: the class overrides hypercorn's private methods, and on a version it was not
+    written for it could break connections in ways no test of ours has seen.
+    """
+    if not enabled:
+        return hypercorn.trio.serve
+    problem = unsupported_because()
+    if problem is not None:
+        log.warning(
+            "%s: serving HTTP with hypercorn's own connection class, without omnimind's"
+            " keep-alive and shutdown fixes (idle keep-alive connections may hold a"
+            " graceful stop up to its deadline). Set OMNIMIND_HTTP_CONNECTION_FIX=false"
+            " to choose this without the warning.",
+            problem,
+        )
+        return hypercorn.trio.serve
+    # hypercorn's worker has no hook for its connection class: ``worker_serve`` reads the
+    # global name ``TCPServer`` of its module when it starts serving. Rebinding that name
+    # (what this module did before) changes every hypercorn server in the process, an
+    # embedder's included. Instead, run hypercorn's own code for ``serve`` and
+    # ``worker_serve`` with private globals, copies of their modules' in which only
+    # ``worker_serve`` and ``TCPServer`` differ: only servers started through this
+    # function see ``Connection``, and no attribute of hypercorn changes. (A context
+    # variable read by a stand-in class would still have to be installed in hypercorn's
+    # module, for every server; this copies two functions per server started.)
+    worker_serve = _with_globals(hypercorn.trio.run.worker_serve, TCPServer=Connection)
+    return _with_globals(hypercorn.trio.serve, worker_serve=worker_serve)
+
+
+def unsupported_because(version: str | None = None) -> str | None:
+    """Why :class:`Connection` cannot be used with the installed hypercorn (at ``version``,
+    default the installed one), or None when it can."""
+    version = HYPERCORN_VERSION if version is None else version
+    if not version.startswith(SUPPORTED_VERSIONS):
+        supported = " and ".join(f"{v}x" for v in SUPPORTED_VERSIONS)
+        return (
+            f"hypercorn {version} is not a version omnimind's connection class was"
+            f" written for ({supported})"
+        )
+    if "TCPServer" not in hypercorn.trio.run.worker_serve.__code__.co_names:
+        return f"hypercorn {version}'s trio worker no longer builds its connections by name"
+    if "worker_serve" not in hypercorn.trio.serve.__code__.co_names:
+        return f"hypercorn {version}'s trio serve() no longer calls worker_serve"
+    missing = [
+        name
+        for name in ("_read_data", "protocol_send", "_close", "_initiate_server_close")
+        if not callable(getattr(TCPServer, name, None))
+    ]
+    if missing or not hasattr(HypercornTaskGroup(), "_nursery"):
+        return f"hypercorn {version}'s connection class is not built as omnimind's expects"
+    return None
+
+
+def _with_globals(function: Callable[..., Any], **names: Any) -> Callable[..., Any]:
+    """A copy of ``function`` (same code, defaults, closure) that sees ``names`` in place of
+    its module's globals of those names."""
+    copy = types.FunctionType(
+        function.__code__,
+        {**function.__globals__, **names},
+        function.__name__,
+        function.__defaults__,
+        function.__closure__,
+    )
+    copy.__kwdefaults__ = function.__kwdefaults__
+    copy.__qualname__ = function.__qualname__
+    copy.__doc__ = function.__doc__
+    return copy

@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 from hypercorn.typing import ASGIFramework
 
 from ..config import Settings
@@ -40,17 +39,17 @@ async def serve_http(
     config: HypercornConfig,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]],
+    connection_fix: bool = True,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` with hypercorn's trio worker and this package's connection class
-    (see :mod:`omnimind_trio.http._connection`) until ``shutdown_trigger`` returns."""
-    _connection.install()
-    await hypercorn_serve(
-        app,
-        config,
-        shutdown_trigger=shutdown_trigger,
-        task_status=task_status,
-    )
+    """Serve ``app`` with hypercorn's trio worker until ``shutdown_trigger`` returns.
+
+    With ``connection_fix`` (``Settings.http_connection_fix``), and on a hypercorn it was
+    written for, this server's connections are :class:`~._connection.Connection` s (the
+    keep-alive and shutdown fixes); other hypercorn servers in the process are untouched.
+    """
+    serve = _connection.serve_function(enabled=connection_fix)
+    await serve(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)
 
 
 async def serve_api(
@@ -77,5 +76,6 @@ async def serve_api(
         create_app(daemon, credentials),
         config or hypercorn_config(daemon.settings),
         shutdown_trigger=shutdown_trigger,
+        connection_fix=daemon.settings.http_connection_fix,
         task_status=task_status,
     )

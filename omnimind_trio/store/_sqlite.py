@@ -330,7 +330,6 @@ async def open_sqlite_store(path: Path) -> AsyncIterator[SQLiteStore]:
     """
 
     def connect() -> sqlite3.Connection:
-        path.parent.mkdir(parents=True, exist_ok=True)
         # Task code and output are private: create the file 0600 before SQLite does
         # (SQLite gives its -wal and -shm files the database file's mode).
         with contextlib.suppress(FileExistsError):
