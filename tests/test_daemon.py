@@ -282,16 +282,18 @@ async def test_stop_signals_and_wait_stopped_waits_even_during_a_start(
         assert not daemon.stop()  # not running
         await daemon.wait_stopped()  # at once
         results: list[bool] = []
-        async with trio.open_nursery() as nursery:
+        with daemon.events.subscribe() as events:
+            async with trio.open_nursery() as nursery:
 
-            async def start() -> None:
-                results.append(await daemon.start())
+                async def start() -> None:
+                    results.append(await daemon.start())
 
-            nursery.start_soon(start)
-            while daemon.state.value != "initializing":
-                await trio.sleep(0)
-            assert daemon.stop()  # the supervisor is not up yet: it never comes up
-            await daemon.wait_stopped()
+                nursery.start_soon(start)
+                async for message in events:
+                    if json.loads(message)["state"] == "initializing":
+                        break
+                assert daemon.stop()  # the supervisor is not up yet: it never comes up
+                await daemon.wait_stopped()
         assert results == [True]
         assert not daemon.running
         assert daemon.state.value == "stopped"

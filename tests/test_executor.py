@@ -435,18 +435,23 @@ async def test_a_child_that_cannot_be_watched_is_killed_with_its_worker(
 
     monkeypatch.setattr(os, "pidfd_open", no_fd_to_spare)
     pids: list[int] = []
-    job = Job(code="def execute():\n    import time\n    time.sleep(300)", filename="t",
-              cwd=str(tmp_path))  # fmt: skip
+    started = trio.Event()
+    job = Job(
+        code="def execute():\n    import time\n    time.sleep(300)", filename="t", cwd=str(tmp_path)
+    )
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             results: list[RunResult] = []
 
             async def one() -> None:
-                results.append(await executor.run(job, on_started=pids.append))
+                def attach(pid: int) -> None:
+                    pids.append(pid)
+                    started.set()
+
+                results.append(await executor.run(job, on_started=attach))
 
             nursery.start_soon(one)
-            while not pids:
-                await trio.sleep(0.01)
+            await started.wait()
             assert executor.worker_pid is not None
             os.kill(executor.worker_pid, signal.SIGKILL)
     outcome, reason, _ = classify(results[0], job)
