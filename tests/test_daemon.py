@@ -282,7 +282,7 @@ async def test_stop_signals_and_wait_stopped_waits_even_during_a_start(
         assert not daemon.stop()  # not running
         await daemon.wait_stopped()  # at once
         results: list[bool] = []
-        with daemon.events.subscribe() as events:
+        with daemon.subscribe() as events:
             async with trio.open_nursery() as nursery:
 
                 async def start() -> None:
@@ -290,7 +290,7 @@ async def test_stop_signals_and_wait_stopped_waits_even_during_a_start(
 
                 nursery.start_soon(start)
                 async for message in events:
-                    if json.loads(message)["state"] == "initializing":
+                    if message.state == "initializing":
                         break
                 assert daemon.stop()  # the supervisor is not up yet: it never comes up
                 await daemon.wait_stopped()

@@ -5,7 +5,9 @@ the daemon's client for it, and the classification of how a child ended. Imports
 exceptions.
 """
 
-from ._forkserver import Executor, Job, RunResult, classify, open_executor
+from ._forkserver import Executor, open_executor
+from ._job import Job, RunResult
+from ._outcome import classify
 from ._worker import describe_code_problem
 
 __all__ = ["Executor", "Job", "RunResult", "classify", "describe_code_problem", "open_executor"]

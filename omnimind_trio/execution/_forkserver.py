@@ -19,14 +19,15 @@ import subprocess
 from array import array
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import trio
 
 from ..exceptions import ExecutorError
-from ..models import Outcome
+from ._job import Job, RunResult
+from ._output import CappedBuffer, capped_into, pump
+from ._pending import Pending
 
 log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
@@ -42,121 +43,13 @@ SUBMIT_ATTEMPTS = 3
 itself may be what kills them."""
 
 
-@dataclass(frozen=True)
-class Job:
-    """One execution's inputs."""
-
-    code: str
-    filename: str
-    cwd: str
-    env: dict[str, str] = field(default_factory=dict)
-    max_memory_mb: int | None = None
-    max_cpu_seconds: int | None = None
-    nice: int = 0
-    """Added to the task process's niceness: the user's own programs come first."""
-    max_output_bytes: int = 64 * 1024
-    max_result_bytes: int = 1024 * 1024
-    timeout_seconds: float = 3600.0
-
-
-@dataclass
-class RunResult:
-    """What the child did. ``ended_by`` is ``"exit"``, ``"timeout"`` or ``"cancel"``."""
-
-    ended_by: str = "exit"
-    pid: int | None = None
-    wait_status: int | None = None
-    report: dict[str, Any] | None = None
-    report_error: str | None = None
-    stdout: str = ""
-    stderr: str = ""
-    cpu_seconds: float | None = None
-    max_rss_mb: float | None = None
-    worker_died: bool = False
-    error: str | None = None
-    """Why no child ran (no pipes, the fork failed, the workers kept dying): a failed run."""
-
-
-class CappedBuffer:
-    """Keeps the first and last ``limit // 2`` bytes of a stream and counts the rest."""
-
-    def __init__(self, limit: int) -> None:
-        self._half = max(1, limit // 2)
-        self._head = bytearray()
-        self._tail = bytearray()
-        self.total = 0
-
-    def feed(self, data: bytes) -> None:
-        self.total += len(data)
-        room = self._half - len(self._head)
-        if room > 0:
-            self._head += data[:room]
-            data = data[room:]
-        if data:
-            self._tail += data
-            if len(self._tail) > 2 * self._half:
-                del self._tail[: len(self._tail) - self._half]
-
-    def text(self) -> str:
-        tail = self._tail[-self._half :]
-        omitted = self.total - len(self._head) - len(tail)
-        if omitted <= 0:
-            return (self._head + tail).decode("utf-8", "replace")
-        return (
-            self._head.decode("utf-8", "replace")
-            + f"\n[... {omitted} bytes truncated ...]\n"
-            + tail.decode("utf-8", "replace")
-        )
-
-
-@dataclass(eq=False)
-class _Pending:
-    """One request to the worker, as the daemon tracks it."""
-
-    key: str
-    started: trio.Event = field(default_factory=trio.Event)
-    """Its ``started``, ``checked`` or ``failed`` message came, or it was lost."""
-    settled: trio.Event = field(default_factory=trio.Event)
-    """The worker will say nothing more of it: its last message came, or the worker died."""
-    pid: int | None = None
-    pidfd: int | None = None
-    """Lets its run see the child end even if the fork server (its parent) dies first."""
-    exit: dict[str, Any] | None = None
-    checked: dict[str, Any] | None = None
-    failure: str | None = None
-    """Why no child was started."""
-    lost: bool = False
-    """No child was started for it, and none will be (the worker died or was stuck before):
-    it may be sent again."""
-    orphaned: bool = False
-    """The worker died while the child ran: no exit message will come."""
-    ended: bool = False
-    """The child is known to have ended."""
-    abandoned: bool = False
-    """Its run is over: a child that starts now is killed, and forgotten when it ends."""
-
-    def lose(self, failure: str) -> None:
-        """Mark it lost, ``failure`` saying why, and wake whoever waits for it."""
-        self.lost, self.failure = True, failure
-        self.started.set()
-        self.settled.set()
-
-    async def wait_ended(self) -> None:
-        """Return once the child has ended: its exit message came, or, for an orphan, its
-        pidfd says so (an orphan without one was killed)."""
-        await self.settled.wait()
-        if self.orphaned and self.pidfd is not None:
-            await trio.lowlevel.wait_readable(self.pidfd)
-        self.ended = True
-
-
 class Executor:
     """The daemon's side of the fork server. Create it with :func:`open_executor`."""
 
     def __init__(self, python: str) -> None:
         self.python = python
         self._ids = itertools.count(1)
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[str, Pending] = {}
         self._sock: trio.socket.SocketType | None = None
         self._ready = trio.Event()
         self._gone = trio.Event()
@@ -237,13 +130,13 @@ class Executor:
             "max_cpu_seconds": job.max_cpu_seconds,
             "nice": job.nice,
         }
-        pending: _Pending | None = None
+        pending: Pending | None = None
         res_buffer = bytearray()
         try:
             async with trio.open_nursery() as pumps:
-                pumps.start_soon(_pump, readers[0], out.feed)
-                pumps.start_soon(_pump, readers[1], err.feed)
-                pumps.start_soon(_pump, readers[2], _capped_into(res_buffer, job.max_result_bytes))
+                pumps.start_soon(pump, readers[0], out.feed)
+                pumps.start_soon(pump, readers[1], err.feed)
+                pumps.start_soon(pump, readers[2], capped_into(res_buffer, job.max_result_bytes))
                 try:
                     with scope:
                         for _ in range(SUBMIT_ATTEMPTS):
@@ -310,7 +203,7 @@ class Executor:
                 result.report_error = "the result could not be read"
         return result
 
-    async def _submit(self, request: dict[str, Any], fds: list[int]) -> _Pending:
+    async def _submit(self, request: dict[str, Any], fds: list[int]) -> Pending:
         """Send ``request`` to the worker once one is ready.
 
         A worker that is dead or stuck did not get the request whole: it is replaced, and
@@ -318,7 +211,7 @@ class Executor:
         the request may be sent again to the next one.
         """
         await self._ready.wait()
-        pending = _Pending(f"{next(self._ids)}")
+        pending = Pending(f"{next(self._ids)}")
         self._pending[pending.key] = pending
         body = json.dumps({**request, "id": pending.key}).encode()
         frame = HEADER.pack(len(body)) + body
@@ -520,48 +413,6 @@ async def open_executor(python: str) -> AsyncIterator[Executor]:
         raise
 
 
-def classify(result: RunResult, job: Job) -> tuple[Outcome, str | None, Any]:
-    """Map a :class:`RunResult` to (outcome, reason, result value)."""
-    if result.ended_by == "cancel":
-        return Outcome.CANCELLED, "cancelled by request", None
-    if result.ended_by == "timeout":
-        return Outcome.TIMED_OUT, f"timed out after {job.timeout_seconds:g} s", None
-    if result.error is not None:
-        return Outcome.FAILED, result.error, None
-    if result.report_error is not None:
-        return Outcome.FAILED, result.report_error, None
-    report = result.report
-    if report is not None and report.get("ok"):
-        return Outcome.SUCCEEDED, None, report.get("result")
-    if report is not None:
-        reason = str(report.get("error"))
-        if report.get("exception") == "MemoryError" and job.max_memory_mb:
-            reason += f" (memory limit of {job.max_memory_mb} MB)"
-        if report.get("traceback"):
-            reason += "\n" + str(report["traceback"]).rstrip()
-        return Outcome.FAILED, reason, None
-    if result.worker_died:
-        return (
-            Outcome.FAILED,
-            "the task worker process died during the execution, and the task process ended"
-            " without a result",
-            None,
-        )
-    status = result.wait_status
-    if status is not None and os.WIFSIGNALED(status):
-        signum = os.WTERMSIG(status)
-        # The kernel sends SIGXCPU at the soft CPU limit and SIGKILL at the hard one.
-        cpu = result.cpu_seconds or 0.0
-        if job.max_cpu_seconds and (
-            signum == signal.SIGXCPU
-            or (signum == signal.SIGKILL and cpu >= job.max_cpu_seconds * 0.95)
-        ):
-            return Outcome.KILLED, f"CPU time limit of {job.max_cpu_seconds} s exceeded", None
-        return Outcome.KILLED, f"killed by signal {signum} ({_signal_name(signum)})", None
-    code = os.WEXITSTATUS(status) if status is not None else None
-    return Outcome.FAILED, f"the process exited with status {code} before execute() returned", None
-
-
 SECRET_VARIABLES = ("OMNIMIND_DASHBOARD_USER", "OMNIMIND_DASHBOARD_PASS")
 
 
@@ -582,29 +433,6 @@ def _close_all(fds: list[int]) -> list[int]:
     return []
 
 
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return "unknown signal"
-
-
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-
-
-async def _pump(stream: trio.lowlevel.FdStream, sink: Callable[[bytes], None]) -> None:
-    try:
-        while data := await stream.receive_some(65536):
-            sink(data)
-    except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
-        pass
-
-
-def _capped_into(buffer: bytearray, limit: int) -> Callable[[bytes], None]:
-    def feed(data: bytes) -> None:
-        if len(buffer) <= limit:
-            buffer.extend(data[: limit + 1 - len(buffer)])
-
-    return feed

@@ -1,0 +1,41 @@
+"""One execution's inputs (:class:`Job`) and what its child did (:class:`RunResult`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Job:
+    """One execution's inputs."""
+
+    code: str
+    filename: str
+    cwd: str
+    env: dict[str, str] = field(default_factory=dict)
+    max_memory_mb: int | None = None
+    max_cpu_seconds: int | None = None
+    nice: int = 0
+    """Added to the task process's niceness: the user's own programs come first."""
+    max_output_bytes: int = 64 * 1024
+    max_result_bytes: int = 1024 * 1024
+    timeout_seconds: float = 3600.0
+
+
+@dataclass
+class RunResult:
+    """What the child did. ``ended_by`` is ``"exit"``, ``"timeout"`` or ``"cancel"``."""
+
+    ended_by: str = "exit"
+    pid: int | None = None
+    wait_status: int | None = None
+    report: dict[str, Any] | None = None
+    report_error: str | None = None
+    stdout: str = ""
+    stderr: str = ""
+    cpu_seconds: float | None = None
+    max_rss_mb: float | None = None
+    worker_died: bool = False
+    error: str | None = None
+    """Why no child ran (no pipes, the fork failed, the workers kept dying): a failed run."""
