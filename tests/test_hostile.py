@@ -111,7 +111,13 @@ async def test_hostile_code_cannot_hurt_the_daemon(tmp_path: Path) -> None:
             daemon, Credentials("tester", "secret-pass", "environment")
         ).test_client()
         for task_id, (code, _, _) in HOSTILE.items():
-            spec = TaskSpec(task_id, task_id, "hostile", Priority.CRITICAL, code, timeout_seconds=3)
+            # 1 GiB through a pipe takes about 1 s here, and several times that on a loaded
+            # 2-core machine beside the fork bomb and the CPU hogs: the flood is about
+            # capping the output, not speed, so it gets more time than the sleepers.
+            timeout = 15 if task_id == "floods_stdout" else 3
+            spec = TaskSpec(
+                task_id, task_id, "hostile", Priority.CRITICAL, code, timeout_seconds=timeout
+            )
             await daemon.add_task(spec)
         await daemon.add_task(TaskSpec("bystander", "b", "", Priority.CRITICAL, BYSTANDER))
 
