@@ -16,6 +16,7 @@ import trio.testing
 
 from omnimind_trio import (
     DaemonState,
+    ExecutionNotFound,
     FakeSource,
     InvalidInput,
     Outcome,
@@ -635,3 +636,44 @@ async def test_a_start_while_a_stop_is_in_progress_starts_after_it(daemon: Daemo
     assert daemon.running
     [record] = await history(daemon, "long")
     assert record.outcome is Outcome.CANCELLED
+
+
+async def test_run_now_promises_an_execution_id_and_wait_execution_returns_its_record(
+    daemon: Daemon,
+) -> None:
+    await daemon.add_task(code_task("low", "def execute():\n    return 7\n", Priority.LOW))
+    await daemon.pause_task("low")  # its first, scheduled run must not be the one we wait on
+    first = daemon.run_task_now("low")
+    assert daemon.run_task_now("low") == first  # a request while one is pending joins it
+    with trio.fail_after(10):
+        record = await daemon.wait_execution(first)
+    assert (record.execution_id, record.trigger, record.outcome, record.result) == (
+        first,
+        Trigger.RUN_NOW,
+        Outcome.SUCCEEDED,
+        7,
+    )
+    assert await daemon.wait_execution(first) == record  # a finished one answers at once
+    with pytest.raises(ExecutionNotFound):
+        await daemon.wait_execution("no-such-run")
+
+
+async def test_waiting_on_a_run_that_is_dropped_before_it_starts_raises(
+    settings: Settings, source: FakeSource
+) -> None:
+    async with open_daemon(settings, metrics_source=source, autostart=False) as daemon:
+        await daemon.add_task(code_task("later", "def execute():\n    return 1\n"))
+        promised = daemon.run_task_now("later")  # stopped: it waits for a start
+        async with trio.open_nursery() as nursery:
+            outcome: list[str] = []
+
+            async def wait() -> None:
+                try:
+                    await daemon.wait_execution(promised)
+                except ExecutionNotFound:
+                    outcome.append("dropped")
+
+            nursery.start_soon(wait)
+            await trio.sleep(0.05)
+            await daemon.delete_task("later")
+        assert outcome == ["dropped"]
