@@ -4,8 +4,8 @@
 ``python -m bench._hello PORT`` serves the bare app with hypercorn's own connection class.
 ``python -m bench._hello PORT fixed`` serves it as ``omnimind serve`` serves its own app:
 through ``server.serve_http``, with the product's connection class
-(``omnimind_trio.http._connection``: the keep-alive timer as a moving deadline, the close
-shielded). The difference between the two baselines is what that class changes.
+(``omnimind_trio.http._connection``: the keep-alive timer as a moving deadline, the
+close shielded). The difference between the two baselines is what that class changes.
 """
 
 from __future__ import annotations

@@ -197,7 +197,7 @@ def run(mode: Mode) -> list[Figure]:
             "req/s ratio ours / hello-world",
             "x",
             [ratio(o["rps"], h["rps"]) for o, h in zip(ours, hello, strict=True)],
-            (">=", 0.85),
+            (">=", 0.90),
             note=note,
         ),
         Figure(

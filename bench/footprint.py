@@ -151,7 +151,7 @@ def run(mode: Mode) -> list[Figure]:
             "idle RSS, daemon process (omnimind serve)",
             "MB",
             series("rss_daemon"),
-            ("<", 80.0),
+            ("<", 55.0),
         ),
         Figure(
             "B3",

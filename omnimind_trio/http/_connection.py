@@ -201,13 +201,13 @@ def serve_function(*, enabled: bool = True) -> Serve:
         return hypercorn.trio.serve
     # hypercorn's worker has no hook for its connection class: ``worker_serve`` reads the
     # global name ``TCPServer`` of its module when it starts serving. Rebinding that name
-    # (what this module did before) changes every hypercorn server in the process, an
-    # embedder's included. Instead, run hypercorn's own code for ``serve`` and
-    # ``worker_serve`` with private globals, copies of their modules' in which only
-    # ``worker_serve`` and ``TCPServer`` differ: only servers started through this
-    # function see ``Connection``, and no attribute of hypercorn changes. (A context
-    # variable read by a stand-in class would still have to be installed in hypercorn's
-    # module, for every server; this copies two functions per server started.)
+    # would change every hypercorn server in the process, an embedder's included.
+    # Instead, run hypercorn's own code for ``serve`` and ``worker_serve`` with private
+    # globals, copies of their modules' in which only ``worker_serve`` and ``TCPServer``
+    # differ: only servers started through this function see ``Connection``, and no
+    # attribute of hypercorn changes. (A context variable read by a stand-in class would
+    # still have to be installed in hypercorn's module, for every server; this copies two
+    # functions per server started.)
     worker_serve = _with_globals(hypercorn.trio.run.worker_serve, TCPServer=Connection)
     return _with_globals(hypercorn.trio.serve, worker_serve=worker_serve)
 
