@@ -560,6 +560,8 @@ async def test_a_database_that_refuses_writes_does_not_stop_the_daemon(
     with daemon.subscribe() as events:
         daemon.run_task_now("job")
         await wait_for(lambda: entry.counters.execution_count == 2)
+        # The counters move before the final record is written (and refused): wait for it.
+        await wait_for(lambda: daemon.state is DaemonState.ERROR)
         changes = []
         while True:
             try:
