@@ -21,7 +21,7 @@ import time
 
 import trio
 
-from omnimind_trio import FakeSource, open_daemon
+from omnimind_trio import FakeSource, Priority, open_daemon
 
 from .common import (
     Figure,
@@ -36,7 +36,6 @@ from .common import (
 )
 from .executor import settings_for
 
-CRITICAL = 0
 LEAD_SECONDS = 1.5
 """The first task is due this long after the database is written (start-up fits in it)."""
 
@@ -49,7 +48,7 @@ async def one_run(count: int, spread: float) -> dict[str, float]:
         fill_tasks(
             settings.database_path,
             count,
-            priority=CRITICAL,
+            priority=Priority.CRITICAL,
             next_due=lambda i: first + i * spread / count,
         )
         async with open_daemon(settings, metrics_source=FakeSource(5.0)) as daemon:

@@ -30,6 +30,8 @@ from typing import Any
 import httpx
 import psutil
 
+from omnimind_trio import Priority
+
 HOST = "127.0.0.1"
 USER = "bench"
 PASSWORD = "bench-pass"
@@ -464,12 +466,6 @@ def rss_mb(processes: Sequence[psutil.Process]) -> float:
 
 # -- a task database, filled before the daemon starts ------------------------------
 
-TASK_COLUMNS = (
-    "task_id, seq, name, description, priority, code, repeat_hours, timeout_seconds,"
-    " max_memory_mb, max_cpu_seconds, paused, created_at, next_due, execution_count,"
-    " success_count, failure_count, last_execution"
-)
-
 
 def create_database(path: Path) -> None:
     """Create the product's schema at ``path`` through the product's own store (in a
@@ -503,45 +499,49 @@ def fill_tasks(
     path: Path,
     count: int,
     *,
-    priority: int | Callable[[int], int],
+    priority: Priority | Callable[[int], Priority],
     next_due: Callable[[int], float | None],
     code: str = TRIVIAL_CODE,
     repeat_hours: int | None = None,
     prefix: str = "bench",
 ) -> None:
     """Insert ``count`` code tasks as rows of the product's ``tasks`` table, in one
-    transaction (100k separate adds through the API would take minutes). The daemon
-    loads them at start like any stored task; callers check it reports them all."""
+    transaction (100k separate adds through the API would take minutes), written as the
+    store writes them (its own column list and row conversion). The daemon loads them at
+    start like any stored task; callers check it reports them all."""
+    from omnimind_trio.models import TaskCounters, TaskSpec
+    from omnimind_trio.store import StoredTask
+    from omnimind_trio.store._schema import TASK_COLUMNS, task_row
+
     if not path.exists():
         create_database(path)
     now = time.time()
     rows = (
-        (
-            f"{prefix}-{i:06d}",
-            i + 1,
-            f"Bench task {i}",
-            "benchmark task",
-            priority(i) if callable(priority) else priority,
-            code,
-            repeat_hours,
-            None,
-            None,
-            None,
-            0,
-            now,
-            next_due(i),
-            0,
-            0,
-            0,
-            None,
+        task_row(
+            StoredTask(
+                TaskSpec(
+                    f"{prefix}-{i:06d}",
+                    f"Bench task {i}",
+                    "benchmark task",
+                    priority(i) if callable(priority) else priority,
+                    code,
+                    repeat_hours,
+                ),
+                TaskCounters(),
+                seq=i + 1,
+                paused=False,
+                created_at=now,
+                next_due=next_due(i),
+            )
         )
         for i in range(count)
     )
+    names = ", ".join(column.name for column in TASK_COLUMNS)
     db = sqlite3.connect(path)
     try:
         with db:
             db.executemany(
-                f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({','.join('?' * 17)})", rows
+                f"INSERT INTO tasks ({names}) VALUES ({','.join('?' * len(TASK_COLUMNS))})", rows
             )
     finally:
         db.close()

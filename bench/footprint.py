@@ -27,6 +27,8 @@ import time
 
 import psutil
 
+from omnimind_trio import Priority
+
 from .common import (
     Figure,
     Mode,
@@ -44,7 +46,6 @@ from .common import (
     window_excluding_now,
 )
 
-LOW = 3
 SETTLE_SECONDS = 2.0
 
 
@@ -100,7 +101,7 @@ def run(mode: Mode) -> list[Figure]:
             fill_tasks(
                 home / "omnimind.db",
                 mode.footprint_tasks,
-                priority=LOW,
+                priority=Priority.LOW,
                 next_due=lambda _i: time.time(),
                 repeat_hours=24,
             )

@@ -57,7 +57,7 @@ def build_database(directory: Path, n: int) -> Path:
     fill_tasks(
         path,
         n,
-        priority=lambda i: i % 4,
+        priority=lambda i: list(Priority)[i % 4],
         next_due=lambda i: start + (i * 86400.0 / n),
         repeat_hours=24,
     )
