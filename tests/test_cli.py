@@ -739,6 +739,9 @@ def test_logs_follow_against_the_live_daemon(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a suite started in the background (`make test &`) runs with
+        # SIGINT ignored, which its children inherit, and Ctrl-C would not reach them.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: queue.Queue[str] = queue.Queue()
 
