@@ -674,7 +674,8 @@ def test_status_latency_while_two_tasks_burn_cpu(spawn: Callable[..., Served]) -
     for i, marker in enumerate(markers):
         add(client, f"burn{i}", burn_code(str(marker)), timeout_seconds=30)
     for marker in markers:
-        wait_for(marker.exists, 5.0, f"{marker.name} to start burning")
+        # Written, not only created: the task opens the file, then writes its pid.
+        wait_for(lambda m=marker: m.exists() and m.read_text() != "", 5.0, f"{marker.name}")
     burners = [int(marker.read_text()) for marker in markers]
     assert all(alive(pid) for pid in burners)
     for _ in range(5):  # warm up
