@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import signal
 from collections.abc import Iterator
 
@@ -23,6 +24,7 @@ from ..config import Settings
 from ..credentials import Credentials, load_credentials
 from ..daemon import open_daemon
 from ..http import serve_api
+from ._systemd import Systemd
 
 log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
@@ -77,6 +79,8 @@ async def serve(
         # Reads (or creates) a file: in a worker thread, not the event loop.
         credentials = await trio.to_thread.run_sync(load_credentials, settings)
         announce(credentials)
+        # Read (and removed from the environment) before the fork server inherits it.
+        systemd = Systemd.from_environment(os.environ)  # None without $NOTIFY_SOCKET
         shutdown = trio.Event()
         async with (
             open_daemon(settings, autostart=False) as daemon,
@@ -90,6 +94,8 @@ async def serve(
                         nursery.cancel_scope.cancel()
                         return
                     log.info("%s received: stopping", signal.Signals(signum).name)
+                    if systemd is not None:
+                        systemd.stopping()
                     daemon.close_events()  # WebSocket clients get a clean 1001 "going away"
                     shutdown.set()
                     # Backstop: whatever still runs after the grace period is cancelled.
@@ -105,11 +111,15 @@ async def serve(
                 nursery.cancel_scope.cancel()  # served its last request: we are done
 
             nursery.start_soon(watch_signals)
+            if systemd is not None:
+                nursery.start_soon(systemd.run, daemon)
             # Bind first: a daemon that cannot serve its API must not start running tasks.
             urls = await nursery.start(http)
             log.info("serving on %s", ", ".join(urls))
             if autostart:
                 await daemon.start()
             end_of_start_up()
+            if systemd is not None:
+                systemd.ready(daemon)
             task_status.started(urls)
     log.info("stopped")

@@ -185,6 +185,16 @@ class Daemon:
             workspace=str(self.settings.workspace),
         )
 
+    @property
+    def executions_running(self) -> int:
+        return self._scheduler.running_count
+
+    def scheduler_pass(self) -> int | None:
+        """Wake the scheduler and answer how many passes its loop has made: a watchdog
+        sees it alive when the count moves. None while the daemon is stopped."""
+        self._scheduler.wake()
+        return self._scheduler.passes if self.running else None
+
     def prometheus(self) -> bytes:
         """The metrics in Prometheus's text exposition format."""
         return self._prom.render()
@@ -233,6 +243,10 @@ class Daemon:
     def events_closed(self) -> bool:
         return self._events.closed
 
+    async def wait_changed(self) -> None:
+        """Return at the next change of the state, the tasks or the runs in flight."""
+        await self._changed.wait()
+
     def _notify_change(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
@@ -256,8 +270,6 @@ class Daemon:
             return STOPPED
         explained = self._scheduler.explain(entry)
         return None if explained is None else Waiting(**explained)
-
-    # -- tasks: changing ---------------------------------------------------------------
 
     # -- tasks: changing ---------------------------------------------------------------
 

@@ -28,14 +28,7 @@ from typing import Any
 import trio
 
 from ..exceptions import Conflict, TaskExists, TaskNotFound
-from ..models import (
-    OnMissed,
-    Outcome,
-    Overlap,
-    Priority,
-    TaskSpec,
-    Trigger,
-)
+from ..models import OnMissed, Outcome, Overlap, Priority, TaskSpec, Trigger
 from ._clock import Clock, deadline_for
 from ._due import DueTimes
 from ._entry import Notify, Recorder, Runner, TaskEntry
@@ -96,6 +89,8 @@ class Scheduler:
         self._wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.dispatches = 0
+        self.passes = 0
+        """Passes of the loop made: a watchdog wakes it and waits for this to move."""
 
     # -- queries -----------------------------------------------------------------
 
@@ -255,6 +250,7 @@ class Scheduler:
                     self._promote_due(now)
                     self._apply_gates(now)
                     self._dispatch(now)
+                    self.passes += 1
                     deadline = trio.current_time() + MAX_SLEEP_SECONDS
                     earliest = self._due.earliest
                     if earliest is not None:
