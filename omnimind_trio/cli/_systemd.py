@@ -5,7 +5,7 @@ socket named by ``$NOTIFY_SOCKET``; a leading ``@`` names Linux's abstract names
 standard library's socket speaks it; without ``$NOTIFY_SOCKET`` nothing here runs at all.
 
 - ``READY=1`` once the API is bound and the scheduler runs;
-- ``STATUS=idle, 12 tasks, 1 running, 0 pending``, sent again when it reads differently;
+- ``STATUS=working, 12 tasks, 1 running, 0 pending``, sent again when it reads differently;
 - ``STOPPING=1`` when the first SIGTERM/SIGINT begins the stop;
 - ``WATCHDOG=1`` every half of ``$WATCHDOG_USEC`` (when ``$WATCHDOG_PID`` is unset or names
   this process), on evidence of progress only, so that systemd restarts a wedged daemon:
@@ -123,7 +123,7 @@ class Watchdog:
 
 
 def status_line(daemon: Daemon) -> str:
-    """What ``systemctl status`` shows: ``idle, 12 tasks, 1 running, 0 pending``."""
+    """What ``systemctl status`` shows: ``working, 12 tasks, 1 running, 0 pending``."""
     status = daemon.status()
     tasks = status.tasks_registered
     line = (
