@@ -167,7 +167,12 @@ class Systemd:
             if address:
                 log.warning("ignoring NOTIFY_SOCKET=%r: not a Unix socket address", address)
             return None
-        return cls(Notifier(address), interval)
+        try:
+            notifier = Notifier(address)
+        except OSError as error:  # no AF_UNIX here (a sandbox): run without systemd
+            log.warning("cannot open a socket to notify systemd: %s", error)
+            return None
+        return cls(notifier, interval)
 
     def ready(self, daemon: Daemon) -> None:
         self._last_status = status_line(daemon)
