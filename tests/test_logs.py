@@ -25,6 +25,7 @@ from omnimind_trio.cli._logs import (
 )
 from omnimind_trio.daemon import Daemon
 from omnimind_trio.scheduling import FakeSource
+from omnimind_trio.store import MemoryStore
 
 from .test_daemon import code_task, history, wait_for
 from .test_process import Served, add, spawn
@@ -115,6 +116,36 @@ async def test_a_killed_run_is_a_warning_with_the_last_line_of_its_stderr(
         ": killed (killed by signal 9 (SIGKILL)); stderr: out of disk"
     )
     assert killed.__dict__["stderr_tail"] == "out of disk"
+
+
+class SlowStore(MemoryStore):
+    """A store whose final records take a minute to write."""
+
+    async def finish_execution(self, record: Any, counters: Any) -> None:
+        await trio.sleep(60)
+        await super().finish_execution(record, counters)
+
+
+async def test_a_final_record_not_written_in_time_is_an_error_in_the_log(
+    settings: Settings,
+    source: FakeSource,
+    daemon_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def quick() -> None:
+        pass
+
+    caplog.set_level(logging.INFO, logger=DAEMON_LOGGER)
+    async with open_daemon(settings, metrics_source=source, store=SlowStore()) as daemon:
+        await daemon.register("quick", quick, name="Quick", priority=Priority.CRITICAL)
+        await trio.sleep(5)
+    [lost] = [
+        r
+        for r in caplog.records
+        if "was not written" in r.getMessage() and getattr(r, "task_id", None) == "quick"
+    ]
+    assert lost.levelno == logging.ERROR
+    assert lost.getMessage().endswith(" of quick (succeeded) was not written within 2 s")
 
 
 def failed_run_record() -> logging.LogRecord:

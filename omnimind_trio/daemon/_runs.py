@@ -168,10 +168,21 @@ class ExecutionRunner:
     async def _finish(self, record: ExecutionRecord, entry: TaskEntry) -> None:
         """Write the final record with the task's counters (shielded and bounded: this runs
         during cancellation too), then announce it."""
-        with trio.move_on_after(FINALIZE_SECONDS, shield=True):
+        with trio.move_on_after(FINALIZE_SECONDS, shield=True) as finalizing:
             await self.writes.write(
                 self.store.finish_execution(record, entry.counters),
                 f"the record of execution {record.execution_id} of {entry.task_id}",
+            )
+        if finalizing.cancelled_caught:
+            # Lost, not refused (the database is slow, or busy with other writes): the row
+            # still says running until the next start closes it as interrupted.
+            log.error(
+                "the record of execution %s of %s (%s) was not written within %g s",
+                record.execution_id,
+                entry.task_id,
+                record.outcome.value,
+                FINALIZE_SECONDS,
+                extra={"task_id": entry.task_id, "execution_id": record.execution_id},
             )
         self.events.publish("execution_finished", record.summary())
         self._on_finished(record)
