@@ -23,7 +23,11 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="OMNIMIND_", frozen=True, extra="forbid", populate_by_name=True
+        env_prefix="OMNIMIND_",
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        allow_inf_nan=False,  # OMNIMIND_TIMEOUT_SECONDS=nan: "must be a finite number"
     )
 
     home: Path = Field(default_factory=Path.cwd)

@@ -1,13 +1,20 @@
 """Log output of ``omnimind serve``: a line for people, or one JSON object per line.
 
 Fields passed with ``extra=`` (``task_id``, ``execution_id``, ...) are kept in both
-formats: appended as ``key=value`` to a text line, as top-level keys of a JSON line.
+formats: appended as ``key=value`` to a text line, as top-level keys of a JSON line. A
+multi-line field (a failed run's ``traceback``) is kept whole in JSON only, so a text
+record stays one line per run.
+
+Under systemd, when stderr is the journal (``$JOURNAL_STREAM``), every line starts with
+its syslog priority (``<4>`` for WARNING, as ``sd-daemon.h`` defines it), so the journal
+files it at that level: ``journalctl -p warning`` shows the failed runs.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
@@ -31,17 +38,32 @@ def record_extras(record: logging.LogRecord) -> dict[str, Any]:
 
 
 class TextFormatter(logging.Formatter):
-    """``2025-11-19 02:30:00,123 INFO omnimind_trio.daemon: message task_id=x``."""
+    """``2025-11-19 02:30:00,123 INFO omnimind_trio.daemon: message task_id=x``.
+
+    A value with a space, a quote or an ``=`` is written as a JSON string
+    (``reason="ValueError: boom"``); a multi-line one is left to the JSON format.
+    """
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
-        extras = record_extras(record)
-        if extras:
-            line += " " + " ".join(f"{key}={value}" for key, value in extras.items())
+        pairs = [
+            f"{key}={_text_value(value)}"
+            for key, value in record_extras(record).items()
+            if not (isinstance(value, str) and "\n" in value)
+        ]
+        if pairs:
+            line += " " + " ".join(pairs)
         return line
+
+
+def _text_value(value: Any) -> str:
+    text = str(value)
+    if not text or any(c in text for c in ' "='):
+        return json.dumps(text, ensure_ascii=False)
+    return text
 
 
 class JsonFormatter(logging.Formatter):
@@ -72,6 +94,44 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class JournalPriorityFormatter(logging.Formatter):
+    """Another formatter's output with each line prefixed by the record's syslog priority
+    (``<3>`` ERROR, ``<4>`` WARNING, ``<6>`` INFO, ``<7>`` DEBUG), which journald reads
+    from a service's stderr and strips (``SyslogLevelPrefix=``, on by default)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{syslog_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in self.inner.format(record).split("\n"))
+
+
+def syslog_priority(levelno: int) -> int:
+    """The syslog priority of a logging level (CRITICAL 2, ERROR 3, WARNING 4, INFO 6,
+    DEBUG 7)."""
+    if levelno >= logging.CRITICAL:
+        return 2
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    return 6 if levelno >= logging.INFO else 7
+
+
+def is_journal(stream: TextIO) -> bool:
+    """Whether ``stream`` is the journal's stream for this service: systemd sets
+    ``$JOURNAL_STREAM`` to ``<device>:<inode>`` of the stream it connects (it is inherited,
+    so it counts only when it names this very file)."""
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        status = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # no file behind it (tests, StringIO)
+        return False
+    return expected == f"{status.st_dev}:{status.st_ino}"
+
+
 def make_formatter(log_format: str) -> logging.Formatter:
     """The formatter for ``"text"`` or ``"json"``; ValueError for anything else."""
     if log_format == "text":
@@ -84,13 +144,18 @@ def make_formatter(log_format: str) -> logging.Formatter:
 def configure_logging(
     level: int | str = "INFO", log_format: str = "text", stream: TextIO | None = None
 ) -> None:
-    """Send the root logger's records to ``stream`` (default stderr) in ``log_format``.
+    """Send the root logger's records to ``stream`` (default stderr) in ``log_format``,
+    each line prefixed with its syslog priority when ``stream`` is the journal.
 
     Like :func:`logging.basicConfig`, it does nothing when the root logger already has
     handlers (an embedding program's own logging setup wins).
     """
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(make_formatter(log_format))
+    stream = stream if stream is not None else sys.stderr
+    formatter = make_formatter(log_format)
+    if is_journal(stream):
+        formatter = JournalPriorityFormatter(formatter)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
     logging.basicConfig(level=level, handlers=[handler])
 
 

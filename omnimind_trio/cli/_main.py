@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import sys
@@ -125,6 +126,9 @@ def _serve(args: argparse.Namespace) -> int:
         problems += [f"cannot serve on {where}: {exc}" for exc in _leaves(group)]
     except* (OmniMindError, RuntimeError) as group:  # e.g. another daemon owns the database
         problems += [getattr(exc, "detail", None) or str(exc) for exc in _leaves(group)]
+    except* Exception as group:  # a bug: its traceback goes to the log (JSON included)
+        logging.getLogger(__package__).critical("the daemon crashed", exc_info=group)
+        problems.append("the daemon crashed; the log above has the traceback")
     for problem in problems:
         print(f"omnimind: {problem}", file=sys.stderr)
     return 1 if problems else 0

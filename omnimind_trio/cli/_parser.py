@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import math
 import os
 from typing import Any, Final
 
@@ -175,10 +176,24 @@ def _task_options(parser: argparse.ArgumentParser) -> None:
         help_text = field_description(name)
         if isinstance(base, type) and issubclass(base, enum.Enum):
             parser.add_argument(flag, choices=[m.value for m in base], help=help_text)
-        elif base in (int, float):
-            parser.add_argument(flag, type=base, help=help_text)
+        elif base is float:
+            parser.add_argument(flag, type=finite_float, help=help_text)
+        elif base is int:
+            parser.add_argument(flag, type=int, help=help_text)
         else:
             parser.add_argument(flag, help=help_text)
+
+
+def finite_float(text: str) -> float:
+    """A float option's value; ``nan`` and ``inf`` are a usage error (JSON cannot carry
+    them, and no option means them)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
+    return value
 
 
 def given_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -30,6 +30,45 @@ log = logging.getLogger(__package__)  # the subpackage: a stable name for operat
 
 FINALIZE_SECONDS = 2.0
 """Bound on the shielded clean-up of one execution (writing its record)."""
+WARNED_OUTCOMES = frozenset({Outcome.FAILED, Outcome.TIMED_OUT, Outcome.KILLED})
+"""Logged at WARNING, for ``journalctl -p warning``; a run cancelled on request, or by a
+stop, is INFO: someone asked for it."""
+STDERR_TAIL_CHARS = 200
+"""A failed run's last line of stderr is quoted in its log line when no longer than this."""
+
+
+def log_finished(record: ExecutionRecord, internal_error: BaseException | None = None) -> None:
+    """One line for a finished run: WARNING when it failed, timed out or was killed (with
+    the first line of its reason, and its last stderr line when short), else INFO. The rest
+    of the reason (a traceback) is in the ``traceback`` field, kept by the JSON log format;
+    an error of the daemon itself is an ERROR with its own traceback."""
+    lines = (record.reason or "").splitlines()
+    warned = record.outcome in WARNED_OUTCOMES
+    extra: dict[str, object] = {
+        "task_id": record.task_id,
+        "execution_id": record.execution_id,
+        "outcome": record.outcome.value,
+        "duration_seconds": record.duration_seconds,
+    }
+    message = f"execution {record.execution_id} of {record.task_id}: {record.outcome.value}"
+    if lines:
+        extra["reason"] = lines[0]
+        message += f" ({lines[0]})"
+    if len(lines) > 1:
+        extra["traceback"] = "\n".join(lines[1:])
+    tail = _last_line(record.stderr) if warned else ""
+    if tail and len(tail) <= STDERR_TAIL_CHARS:
+        extra["stderr_tail"] = tail
+        message += f"; stderr: {tail}"
+    if internal_error is not None:
+        log.error(message, exc_info=internal_error, extra=extra)
+    else:
+        log.log(logging.WARNING if warned else logging.INFO, message, extra=extra)
+
+
+def _last_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1].strip() if lines else ""
 
 
 class ExecutionRunner:
@@ -85,6 +124,7 @@ class ExecutionRunner:
             else:
                 await self._run_code(spec, record, running, limit)
         finally:
+            internal_error = None
             if record.outcome is Outcome.RUNNING:
                 # Cancelled may arrive bare or inside an exception group from a nursery
                 # below, so ask Trio whether we are being cancelled instead of matching it.
@@ -92,25 +132,14 @@ class ExecutionRunner:
                     record.outcome = Outcome.CANCELLED
                     record.reason = running.cancel_reason or "the daemon was stopped"
                 else:
+                    internal_error = sys.exc_info()[1]
                     record.outcome = Outcome.FAILED
-                    record.reason = f"internal error of the daemon: {sys.exc_info()[1]!r}"
+                    record.reason = f"internal error of the daemon: {internal_error!r}"
             record.finished_at = self.clock.now()
             record.pauses = list(running.pauses)
             self._count(entry, record)
             await self._finish(record, entry)
-            log.info(
-                "execution %s of %s: %s%s",
-                record.execution_id,
-                spec.task_id,
-                record.outcome.value,
-                f" ({record.reason.splitlines()[0]})" if record.reason else "",
-                extra={
-                    "task_id": spec.task_id,
-                    "execution_id": record.execution_id,
-                    "outcome": record.outcome.value,
-                    "duration_seconds": record.duration_seconds,
-                },
-            )
+            log_finished(record, internal_error)
         return record.outcome
 
     async def record_skip(
@@ -139,10 +168,21 @@ class ExecutionRunner:
     async def _finish(self, record: ExecutionRecord, entry: TaskEntry) -> None:
         """Write the final record with the task's counters (shielded and bounded: this runs
         during cancellation too), then announce it."""
-        with trio.move_on_after(FINALIZE_SECONDS, shield=True):
+        with trio.move_on_after(FINALIZE_SECONDS, shield=True) as finalizing:
             await self.writes.write(
                 self.store.finish_execution(record, entry.counters),
                 f"the record of execution {record.execution_id} of {entry.task_id}",
+            )
+        if finalizing.cancelled_caught:
+            # Lost, not refused (the database is slow, or busy with other writes): the row
+            # still says running until the next start closes it as interrupted.
+            log.error(
+                "the record of execution %s of %s (%s) was not written within %g s",
+                record.execution_id,
+                entry.task_id,
+                record.outcome.value,
+                FINALIZE_SECONDS,
+                extra={"task_id": entry.task_id, "execution_id": record.execution_id},
             )
         self.events.publish("execution_finished", record.summary())
         self._on_finished(record)
@@ -187,7 +227,10 @@ class ExecutionRunner:
                 record.outcome = Outcome.SUCCEEDED
             except Exception as exc:
                 record.outcome = Outcome.FAILED
-                record.reason = "".join(traceback.format_exception(exc)).rstrip()
+                # As a code task's: the exception first, then its traceback.
+                record.reason = "".join(
+                    traceback.format_exception_only(exc) + traceback.format_exception(exc)
+                ).rstrip()
         if not running.scope.cancelled_caught:
             return
         # A cancel() gives a reason; only the deadline cancels the scope without one.

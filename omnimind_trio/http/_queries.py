@@ -26,9 +26,10 @@ from pydantic_core import PydanticCustomError
 
 from ..exceptions import InvalidInput
 from ..models import (
-    MAX_LIMIT,
-    MAX_OFFSET,
+    PAGE_BOUNDS,
     ExecutionQuery,
+    Limit,
+    Offset,
     Outcome,
     Priority,
     TaskQuery,
@@ -106,9 +107,9 @@ _MOMENT_SCHEMA = {
     "description": "ISO-8601 (UTC unless zoned) or epoch seconds",
 }
 Moment = Annotated[float, BeforeValidator(_moment), WithJsonSchema(_MOMENT_SCHEMA)]
-Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT), BeforeValidator(_integer)]
-Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET), BeforeValidator(_integer)]
-BOUNDS = {"limit": (1, MAX_LIMIT), "offset": (0, MAX_OFFSET)}
+# The daemon's own page types (one definition of their bounds), read from a query string.
+LimitParameter = Annotated[Limit, BeforeValidator(_integer)]
+OffsetParameter = Annotated[Offset, BeforeValidator(_integer)]
 _SORT_SCHEMA = {
     "type": "string",
     "enum": [f"{sign}{key.value}" for key in TaskSortKey for sign in ("", "-")],
@@ -135,8 +136,8 @@ class TaskListParameters(BaseModel):
         description="Sort field, descending with a - prefix: "
         + ", ".join(key.value for key in TaskSortKey),
     )
-    limit: Limit | None = None
-    offset: Offset = 0
+    limit: LimitParameter | None = None
+    offset: OffsetParameter = 0
 
     def to_query(self) -> TaskQuery:
         descending = self.sort is not None and self.sort.startswith("-")
@@ -164,8 +165,8 @@ class ExecutionListParameters(BaseModel):
     outcome: Annotated[Outcome, _one_of("outcome", Outcome)] | None = None
     since: Moment | None = Field(default=None, description="Scheduled at or after")
     until: Moment | None = Field(default=None, description="Scheduled before")
-    limit: Limit = 100
-    offset: Offset = 0
+    limit: LimitParameter = 100
+    offset: OffsetParameter = 0
 
     def to_query(self, task_id: str | None = None) -> ExecutionQuery:
         return ExecutionQuery(task_id=task_id, **self.model_dump())
@@ -201,6 +202,6 @@ def _describe(exc: ValidationError, model: type[BaseModel]) -> str:
     if kind in ("one_of", "empty"):
         return str(error["msg"])
     if kind in ("greater_than_equal", "less_than_equal"):
-        low, high = BOUNDS[name]
+        low, high = PAGE_BOUNDS[name]
         return f"{name} must be between {low} and {high}"
     return f"{name} {error['msg']}"

@@ -20,12 +20,27 @@ from ..daemon import Daemon
 from . import _connection
 from ._app import create_app
 
+SERVER_LOGGER = "omnimind_trio.http.server"
+"""hypercorn's error log, in our namespace: its errors (an ASGI error, a lifespan failure)
+at WARNING and above."""
+
+
+def server_logger() -> logging.Logger:
+    """hypercorn's error log, levelled WARNING unless someone set its level: its only INFO
+    line is "Running on http://... (CTRL + C to quit)", which ``serving on`` already says."""
+    logger = logging.getLogger(SERVER_LOGGER)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+    return logger
+
 
 def hypercorn_config(settings: Settings) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = [f"{settings.host}:{settings.port}"]
+    # No access log: a line per request is what /metrics counts, and hypercorn builds the
+    # line's fields for every request even when the logger would drop it.
     config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
+    config.errorlog = server_logger()
     config.graceful_timeout = settings.stop_grace_seconds * 2 / 3
     # A backstop for a client that stops sending mid-request; idle keep-alive
     # connections are closed after keep_alive_timeout (5 s) by connection.IdleTimer.

@@ -25,7 +25,17 @@ from ._execution import (
     ExecutionSummary,
     Pause,
 )
-from ._queries import MAX_LIMIT, MAX_OFFSET, ExecutionQuery, TaskQuery, TaskSortKey
+from ._queries import (
+    MAX_LIMIT,
+    MAX_OFFSET,
+    PAGE_BOUNDS,
+    ExecutionQuery,
+    Limit,
+    Offset,
+    TaskQuery,
+    TaskSortKey,
+    integer_bounds,
+)
 from ._system import SystemMetrics
 from ._task import (
     IDENTITY_FIELDS,
@@ -71,6 +81,7 @@ __all__ = [
     "MAX_OFFSET",
     "OPTION_FIELDS",
     "OUTPUT_FIELDS",
+    "PAGE_BOUNDS",
     "TASK_FIELDS",
     "TASK_FIELD_TYPES",
     "TASK_ID_PATTERN",
@@ -84,7 +95,9 @@ __all__ = [
     "ExecutionRecord",
     "ExecutionSummary",
     "Instant",
+    "Limit",
     "Measure",
+    "Offset",
     "OnBusy",
     "OnMissed",
     "Outcome",
@@ -116,6 +129,7 @@ __all__ = [
     "check_code_size",
     "describe_validation_error",
     "field_description",
+    "integer_bounds",
     "iso_utc",
     "parse_task_patch",
     "parse_task_spec",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import typing
 from enum import StrEnum
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,7 +30,29 @@ class TaskSortKey(StrEnum):
 
 
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description="At most this many")]
+"""A page's size: the one definition the daemon's queries, the query strings and the OpenAPI
+document share."""
 Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET, description="Skip this many")]
+"""How many to skip before a page: shared like :data:`Limit`."""
+
+
+def integer_bounds(annotated: Any) -> tuple[int | None, int | None]:
+    """The inclusive (lowest, highest) an ``Annotated[int, Field(ge=..., le=...)]`` allows
+    (None where it sets no bound)."""
+    low: int | None = None
+    high: int | None = None
+    for meta in typing.get_args(annotated)[1:]:
+        # A Field's constraints are annotated_types' Ge/Le (pydantic's own dependency).
+        for item in getattr(meta, "metadata", [meta]):
+            if isinstance(getattr(item, "ge", None), int):
+                low = item.ge
+            elif isinstance(getattr(item, "le", None), int):
+                high = item.le
+    return low, high
+
+
+PAGE_BOUNDS: Final = {"limit": integer_bounds(Limit), "offset": integer_bounds(Offset)}
+"""The bounds of ``limit`` and ``offset``, for the 400's wording."""
 
 
 class TaskQuery(BaseModel):

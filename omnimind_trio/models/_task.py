@@ -56,7 +56,8 @@ def _choice(description: str) -> Any:
 class TaskSpec:
     """A task's definition: what ``POST /daemon/tasks/add`` carries and ``PATCH`` changes."""
 
-    __pydantic_config__ = ConfigDict(extra="forbid", strict=True)
+    # No NaN or infinity in any float field: "Input should be a finite number".
+    __pydantic_config__ = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     task_id: Annotated[
         str,
@@ -79,7 +80,7 @@ class TaskSpec:
     ] = None
     timeout_seconds: Annotated[
         float | None,
-        Field(gt=0, le=7 * 86400, allow_inf_nan=False, description="Kill a run after this long"),
+        Field(gt=0, le=7 * 86400, description="Kill a run after this long"),
     ] = None
     max_memory_mb: Annotated[
         int | None, Field(ge=16, le=1024 * 1024, description="Address-space cap of a run")
@@ -98,7 +99,6 @@ class TaskSpec:
         Field(
             gt=0,
             le=24 * 366,
-            allow_inf_nan=False,
             description="Run anyway after waiting this long for its gate",
         ),
     ] = None
@@ -159,7 +159,7 @@ def _field_default(name: str) -> Any:
     return ... if field.default is dataclasses.MISSING else field.default
 
 
-_BODY_CONFIG = ConfigDict(extra="forbid", strict=True, frozen=True)
+_BODY_CONFIG = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 TaskCreate: type[BaseModel] = create_model(  # type: ignore[call-overload]
     "TaskCreate",
