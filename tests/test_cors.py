@@ -308,3 +308,10 @@ def test_an_allowed_host_that_is_no_host_name_is_refused(tmp_path: Path, bad: st
 def test_allowed_hosts_accept_names_addresses_and_a_star(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, allowed_hosts=" Omni.LAN, 192.0.2.1,[::1], ::2 ,*")
     assert settings.allowed_hosts == "omni.lan,192.0.2.1,[::1],::2,*"
+
+
+async def test_the_openapi_document_names_the_421_on_every_operation(client: Any) -> None:
+    document = await (await call(client, "GET", "/openapi.json")).get_json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            assert "421" in operation["responses"], (method, path)
