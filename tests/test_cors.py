@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from pydantic import ValidationError
@@ -18,12 +19,17 @@ from omnimind_trio.http import create_app
 
 from .conftest import make_settings, task_ids
 from .test_api import AUTH, TASK, call
+from .test_http_server import base_url, open_connection, receive_response
 from .test_websocket import rejected
 
 APP = "http://127.0.0.1:5173"
 """A web app on its own dev server, allowed by the settings."""
 EVIL = "http://evil.example"
 PREFLIGHT = {"Origin": APP, "Access-Control-Request-Method": "POST"}
+
+AUTH_LINE = f"Authorization: {AUTH['Authorization']}"
+
+__all__ = ["base_url"]  # the fixture, re-used
 
 
 @pytest.fixture
@@ -239,6 +245,26 @@ async def test_the_address_the_connection_arrived_on_is_served(client: Any) -> N
     other = {**AUTH, "Host": "192.0.2.11:8000"}
     assert (await call(client, "GET", "/", headers=own, scope_base=arrived)).status_code == 404
     assert (await call(client, "GET", "/", headers=other, scope_base=arrived)).status_code == 421
+
+
+@pytest.mark.slow
+async def test_on_a_socket_bound_to_port_0_the_served_names_answer_on_the_real_port(
+    base_url: str,
+) -> None:
+    port = urlsplit(base_url).port
+    for host, status in [
+        (f"localhost:{port}", 200),
+        (f"127.0.0.1:{port}", 200),
+        (f"[::1]:{port}", 200),
+        ("evil.example", 421),
+        (f"evil.example:{port}", 421),
+    ]:
+        stream = await open_connection(base_url)
+        request = f"GET /daemon/status HTTP/1.1\r\nHost: {host}\r\n{AUTH_LINE}\r\n\r\n"
+        await stream.send_all(request.encode())
+        head = await receive_response(stream)
+        assert head.startswith(f"HTTP/1.1 {status} ".encode()), (host, head)
+        await stream.aclose()
 
 
 async def test_the_bound_host_is_served(tmp_path: Path) -> None:
