@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -42,9 +44,44 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+
+    # Browsers (http/_origins.py): which pages may call the API, under which host names
     allowed_origins: str = ""
     """Comma-separated origins (``http://host:port``) whose pages may call the API from a
-    browser. Same-origin calls and clients that send no ``Origin`` are always allowed."""
+    browser (CORS). Same-origin calls and clients that send no ``Origin`` are always allowed.
+    Stored in the form browsers send (lower case, no default port, no trailing slash)."""
+    allowed_hosts: str = ""
+    """Comma-separated host names the API answers to (the ``Host`` header; any port), beside
+    localhost, 127.0.0.1, [::1], ``host`` and the address a request arrived on; ``*``: any
+    name (no defence against DNS rebinding). Other names get 421."""
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _check_origins(cls, value: str) -> str:
+        origins = []
+        for entry in filter(None, (e.strip().rstrip("/").lower() for e in value.split(","))):
+            match = re.fullmatch(
+                r"(https?)://([a-z0-9.-]+|\[[0-9a-f:.]+\])(?::([0-9]{1,5}))?", entry
+            )
+            if match is None:
+                raise ValueError(
+                    f"{entry!r} is not an origin: scheme://host[:port], like http://localhost:3000"
+                )
+            default = {"http": "80", "https": "443"}[match[1]]
+            origins.append(entry if match[3] != default else entry.rpartition(":")[0])
+        return ",".join(origins)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: str) -> str:
+        names = [e.strip().lower() for e in value.split(",") if e.strip()]
+        for name in names:
+            if name != "*" and not re.fullmatch(r"[a-z0-9.-]+", name) and not _is_ip(name):
+                raise ValueError(
+                    f"{name!r} is not a host name: a name or address without scheme or port"
+                )
+        return ",".join(names)
+
     http_connection_fix: bool = True
     """Serve HTTP connections with omnimind's fix of hypercorn's keep-alive timer and close
     (:mod:`omnimind_trio.http._connection`); false: with hypercorn's own class."""
@@ -143,3 +180,12 @@ class Settings(BaseSettings):
     @property
     def auth_file(self) -> Path:
         return self.home / "config" / "dashboard_auth.json"
+
+
+def _is_ip(name: str) -> bool:
+    """Whether ``name`` is an IP address (IPv6 with or without brackets)."""
+    try:
+        ipaddress.ip_address(name.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return False
+    return True

@@ -1,6 +1,7 @@
 """The REST API: the Quart app over the :class:`~omnimind_trio.Daemon` facade.
 
-Every route requires HTTP Basic credentials. Errors are JSON ``{"detail": ...}``; the one
+Every route requires HTTP Basic credentials, checked after the browser rules of
+:mod:`._origins` (Host, Origin, CORS preflight). Errors are JSON ``{"detail": ...}``; the one
 place that maps exceptions to status codes is :mod:`._errors`. Route handlers are thin:
 parse a model, call the daemon, dump a model.
 """
@@ -11,7 +12,6 @@ import logging
 
 from quart import Response, g, request, websocket
 from quart_trio import QuartTrio
-from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
@@ -24,6 +24,7 @@ from ._body import has_body
 from ._errors import error_response, status_for, unauthenticated
 from ._executions import add_execution_routes
 from ._metrics import RequestMetrics
+from ._origins import install_origin_checks
 from ._routing import Routes
 from ._service import add_service_routes
 from ._tasks import add_task_routes
@@ -47,36 +48,16 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
     add_execution_routes(routes, daemon)
     app.extensions["omnimind_routes"] = routes
 
-    extra_origins = {o.strip().rstrip("/") for o in daemon.settings.allowed_origins.split(",")}
-
-    def foreign_origin(headers: Headers, host: str) -> Response | None:
-        """Refuse a browser request from another site (CSRF: a page must not be able to
-        drive the daemon with credentials the browser cached). Only browsers send Origin."""
-        origin = headers.get("Origin")
-        if origin is None or origin in extra_origins:
-            return None
-        if origin in (f"http://{host}", f"https://{host}"):
-            return None
-        return error_response(
-            403,
-            f"Cross-origin request refused: {origin} is not allowed (OMNIMIND_ALLOWED_ORIGINS)",
-        )
+    install_origin_checks(app, daemon.settings)  # first: before credentials are asked for
 
     @app.before_request
     async def authenticate() -> Response | None:
-        if request.method not in ("GET", "HEAD", "OPTIONS"):
-            refused = foreign_origin(request.headers, request.host)
-            if refused is not None:
-                return refused
         if credentials.check_header(request.headers.get("Authorization")):
             return None
         return unauthenticated()
 
     @app.before_websocket
     async def authenticate_websocket() -> Response | None:
-        refused = foreign_origin(websocket.headers, websocket.host)
-        if refused is not None:
-            return refused
         if credentials.check_header(websocket.headers.get("Authorization")):
             return None
         if tokens.redeem(websocket.args.get("token")):

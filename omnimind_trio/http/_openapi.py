@@ -28,6 +28,7 @@ ERROR_WORDS: Final = {
     409: "Conflicts with the current state",
     413: "Body over the size limit",
     415: "The body is not application/json",
+    421: "The Host header names a host the daemon does not serve (see OMNIMIND_ALLOWED_HOSTS)",
     503: "The database refused the write, or the task worker is unreachable; nothing was changed",
 }
 PATH_PARAMETERS: Final = {
@@ -86,7 +87,7 @@ def _operation(op: Operation, keys: dict[Any, dict[str, Any]]) -> dict[str, Any]
             "content": {JSON: {"schema": keys[(op.response, "serialization")]}},
         }
     error = {"content": {JSON: {"schema": keys[(ErrorBody, "serialization")]}}}
-    codes = sorted({401, *op.errors, *((404,) if op.path_parameters else ())})
+    codes = sorted({401, 421, *op.errors, *((404,) if op.path_parameters else ())})
     described: dict[str, Any] = {
         "summary": op.summary,
         "operationId": _operation_id(op),
