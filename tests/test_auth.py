@@ -42,6 +42,7 @@ def test_an_existing_file_from_an_earlier_install_keeps_working(tmp_path: Path) 
     path = tmp_path / "config" / "dashboard_auth.json"
     path.parent.mkdir()
     path.write_text('{"user": "fabricio", "pass": "old-secret"}')
+    path.chmod(0o600)
     creds = load_credentials(make_settings(tmp_path, dashboard_user=None, dashboard_pass=None))
     assert (creds.user, creds.password) == ("fabricio", "old-secret")
 
@@ -50,6 +51,7 @@ def test_a_broken_file_is_a_clear_error_not_a_silent_new_password(tmp_path: Path
     path = tmp_path / "config" / "dashboard_auth.json"
     path.parent.mkdir()
     path.write_text('{"user": "x"}')
+    path.chmod(0o600)
     with pytest.raises(RuntimeError, match="must hold"):
         load_credentials(make_settings(tmp_path, dashboard_user=None, dashboard_pass=None))
 
