@@ -31,6 +31,9 @@ class Keyring:
     def __init__(self, credentials: Credentials) -> None:
         self._current = credentials
         self._changed = trio.Event()
+        self.reloading = trio.Lock()
+        """Held by a reload: two at once (SIGHUP and the file watch) could otherwise put
+        the older read in force last."""
 
     @property
     def current(self) -> Credentials:
@@ -63,6 +66,11 @@ async def reload_credentials(keyring: Keyring, settings: Settings, why: str) -> 
             settings.auth_file,
         )
         return False
+    async with keyring.reloading:
+        return await _reload(keyring, settings, why)
+
+
+async def _reload(keyring: Keyring, settings: Settings, why: str) -> bool:
     try:
         new = await trio.to_thread.run_sync(read_credentials, settings)
     except Exception as exc:  # a bad file must never stop the daemon nor lock anyone out
