@@ -163,11 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("start", "start the daemon's scheduler (the API keeps serving either way)")
     command("stop", "stop the daemon's scheduler, killing running executions")
-    _credentials_command(commands, output)
+    _credentials_command(commands)
     return parser
 
 
-def _credentials_command(commands: Any, output: argparse.ArgumentParser) -> None:
+def _credentials_command(commands: Any) -> None:
     """``omnimind credentials rotate``: works on the daemon's home, not through its API."""
     credentials = commands.add_parser(
         "credentials", help="manage the daemon's credentials file (no daemon needed)"
@@ -175,7 +175,6 @@ def _credentials_command(commands: Any, output: argparse.ArgumentParser) -> None
     actions = credentials.add_subparsers(dest="action", required=True, metavar="ACTION")
     rotate = actions.add_parser(
         "rotate",
-        parents=[output],
         help="write new passwords to the credentials file and print them once",
         description=(
             "Write freshly generated passwords (same user names) to "
@@ -183,6 +182,12 @@ def _credentials_command(commands: Any, output: argparse.ArgumentParser) -> None
             "once. A running daemon takes them up within 2 s, or at once on SIGHUP; the old "
             "passwords stop working and WebSocket clients that used them are closed."
         ),
+    )
+    rotate.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,  # the global --json otherwise
+        help="print the new credentials as JSON",
     )
     rotate.add_argument(
         "--home", help="the daemon's home (default: $OMNIMIND_HOME, else the current directory)"
