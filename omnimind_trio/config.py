@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .scheduling import SleepWindow, parse_weekdays
@@ -89,6 +89,14 @@ class Settings(BaseSettings):
     dashboard_user: str | None = None
     dashboard_pass: str | None = None
 
+    # Read-only credential and failed-authentication throttling
+    viewer_user: str | None = None
+    """A read-only credential (with ``viewer_pass``): GET routes, /metrics, the WebSocket."""
+    viewer_pass: str | None = None
+    auth_failure_limit: Annotated[int, Field(ge=0, le=1000)] = 10
+    """Failed authentication attempts one client address may make in 60 s before it gets
+    429 until its window clears; 0 turns the throttling off."""
+
     # Executions
     task_python: str = sys.executable
     """Interpreter that runs task code (point it at a Python 3.12+ for 3.12 syntax)."""
@@ -137,6 +145,12 @@ class Settings(BaseSettings):
     """Messages a WebSocket subscriber may fall behind before it is disconnected."""
 
     stop_grace_seconds: Annotated[float, Field(gt=0)] = 1.5
+
+    @model_validator(mode="after")
+    def _check_viewer(self) -> Settings:
+        if bool(self.viewer_user) != bool(self.viewer_pass):
+            raise ValueError("OMNIMIND_VIEWER_USER and OMNIMIND_VIEWER_PASS go together")
+        return self
 
     @field_validator("sleep_window")
     @classmethod

@@ -448,6 +448,7 @@ def test_credentials_from_the_environment_or_the_home_file(
     home = tmp_path / "other_home"
     (home / "config").mkdir(parents=True)
     (home / "config" / "dashboard_auth.json").write_text(json.dumps({"user": USER, "pass": PASS}))
+    (home / "config" / "dashboard_auth.json").chmod(0o600)
     monkeypatch.setenv("OMNIMIND_HOME", str(home))
     assert cli(capsys, "status").code == 0
     # The home defaults to the current directory.
@@ -511,6 +512,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     home = tmp_path / "config"
     home.mkdir()
     (home / "dashboard_auth.json").write_text("{not json")
+    (home / "dashboard_auth.json").chmod(0o600)
     ran = cli(capsys, "--url", url, "status")
     assert ran.code == 2 and "dashboard_auth.json" in ran.err
     assert cli(capsys, "--help").code == 0
@@ -520,6 +522,7 @@ def test_resolve_auth_order(tmp_path: Path) -> None:
     env = {"OMNIMIND_DASHBOARD_USER": "env-user", "OMNIMIND_DASHBOARD_PASS": "env-pass"}
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "dashboard_auth.json").write_text('{"user": "f", "pass": "p"}')
+    (tmp_path / "config" / "dashboard_auth.json").chmod(0o600)
     home = {"OMNIMIND_HOME": str(tmp_path)}
     assert resolve_auth("a", "b", {**env, **home}) == ("a", "b")
     assert resolve_auth(None, None, {**env, **home}) == ("env-user", "env-pass")

@@ -374,8 +374,13 @@ async def test_tasks_never_see_the_dashboard_credentials(
     tmp_path: Path, source: FakeSource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OMNIMIND_DASHBOARD_PASS", "hunter2")
+    monkeypatch.setenv("OMNIMIND_VIEWER_USER", "peeker")
+    monkeypatch.setenv("OMNIMIND_VIEWER_PASS", "hunter3")
     async with open_daemon(make_settings(tmp_path), metrics_source=source) as daemon:
-        code = "def execute():\n    import os\n    return os.environ.get('OMNIMIND_DASHBOARD_PASS')"
+        code = (
+            "def execute():\n    import os\n    return os.environ.get('OMNIMIND_DASHBOARD_PASS')"
+            " or os.environ.get('OMNIMIND_VIEWER_PASS')"
+        )
         await daemon.add_task(code_task("snoop", code))
         await wait_for(lambda: daemon.get_task("snoop").execution_count == 1)
         [record] = await history(daemon, "snoop")

@@ -366,7 +366,9 @@ PROTECTED = [
 def test_every_endpoint_answers_401_without_or_with_wrong_credentials(
     spawn: Callable[..., Served],
 ) -> None:
-    served = spawn()
+    # 18 wrong attempts from one address: without the throttle, to see every 401 (the
+    # throttle has its own tests).
+    served = spawn(env={"OMNIMIND_AUTH_FAILURE_LIMIT": "0"})
     body = task_body("sneaky", QUICK_CODE)
     for auth in (None, (USER, "wrong-pass"), ("wrong-user", PASS), ("", "")):
         for method, path in PROTECTED:
@@ -801,7 +803,7 @@ def test_connection_still_answers_after_a_rejected_large_body(
 def test_connection_still_answers_after_a_401_to_a_post(spawn: Callable[..., Served]) -> None:
     """The same, for the everyday case: a client that POSTs a task with a typo in its
     password, then retries on the same connection (the hang was intermittent: 60 tries)."""
-    served = spawn()
+    served = spawn(env={"OMNIMIND_AUTH_FAILURE_LIMIT": "0"})  # 60 typos: no throttle
     body = task_body("typo", QUICK_CODE)
     for attempt in range(1, 61):
         with httpx.Client(base_url=served.url, timeout=0.5) as client:

@@ -58,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command == "serve":
         return _serve(args)
+    if args.command == "credentials":
+        from ._credentials import rotate
+
+        return rotate(args)
     from ._client import ApiError, ConnectionLost, DaemonUnreachable
 
     try:

@@ -164,7 +164,52 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("start", "start the daemon's scheduler (the API keeps serving either way)")
     command("stop", "stop the daemon's scheduler, killing running executions")
+    _credentials_command(commands)
     return parser
+
+
+def _credentials_command(commands: Any) -> None:
+    """``omnimind credentials rotate``: works on the daemon's home, not through its API."""
+    credentials = commands.add_parser(
+        "credentials", help="manage the daemon's credentials file (no daemon needed)"
+    )
+    actions = credentials.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rotate = actions.add_parser(
+        "rotate",
+        help="write new passwords to the credentials file and print them once",
+        description=(
+            "Write freshly generated passwords (same user names) to "
+            "HOME/config/dashboard_auth.json, atomically and with mode 0600, and print them "
+            "once. A running daemon takes them up within 2 s, or at once on SIGHUP; the old "
+            "passwords stop working and WebSocket clients that used them are closed."
+        ),
+    )
+    rotate.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,  # the global --json otherwise
+        help="print the new credentials as JSON",
+    )
+    rotate.add_argument(
+        "--home", help="the daemon's home (default: $OMNIMIND_HOME, else the current directory)"
+    )
+    viewer = rotate.add_mutually_exclusive_group()
+    viewer.add_argument(
+        "--viewer",
+        dest="viewer",
+        action="store_const",
+        const="new",
+        default="keep",
+        help="give the read-only viewer a new password too (adds a 'viewer' user if none); "
+        "by default a viewer entry is kept as it is",
+    )
+    viewer.add_argument(
+        "--no-viewer",
+        dest="viewer",
+        action="store_const",
+        const="drop",
+        help="remove the read-only viewer credential",
+    )
 
 
 def _task_options(parser: argparse.ArgumentParser) -> None:

@@ -5,6 +5,7 @@
     trio.run(serve)
     └── root nursery
         ├── signal watcher     # 1st SIGTERM/SIGINT: graceful, with a deadline; 2nd: now
+        ├── credentials        # reloaded on SIGHUP, and when their file changes
         ├── HTTP (hypercorn)   # stays up while the daemon is stopped
         └── open_daemon(...)   # the daemon's own tree
 """
@@ -21,7 +22,13 @@ from collections.abc import Iterator
 import trio
 
 from ..config import Settings
-from ..credentials import Credentials, load_credentials
+from ..credentials import (
+    Credentials,
+    Keyring,
+    load_credentials,
+    reload_credentials,
+    watch_credentials_file,
+)
 from ..daemon import open_daemon
 from ..http import serve_api
 from ._systemd import Systemd
@@ -75,12 +82,14 @@ async def serve(
     with (
         start_up_without_collections(),
         trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals,
+        trio.open_signal_receiver(signal.SIGHUP) as hangups,  # from here, HUP cannot kill us
     ):
         # Reads (or creates) a file: in a worker thread, not the event loop.
         credentials = await trio.to_thread.run_sync(load_credentials, settings)
         announce(credentials)
         # Read (and removed from the environment) before the fork server inherits it.
         systemd = Systemd.from_environment(os.environ)  # None without $NOTIFY_SOCKET
+        keyring = Keyring(credentials)
         shutdown = trio.Event()
         async with (
             open_daemon(settings, autostart=False) as daemon,
@@ -104,15 +113,21 @@ async def serve(
                     )
                     daemon.stop()  # leaving open_daemon waits for it
 
+            async def watch_hangups() -> None:
+                async for _ in hangups:
+                    await reload_credentials(keyring, settings, "SIGHUP")
+
             async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
                 await serve_api(
-                    daemon, credentials, shutdown_trigger=shutdown.wait, task_status=task_status
+                    daemon, keyring, shutdown_trigger=shutdown.wait, task_status=task_status
                 )
                 nursery.cancel_scope.cancel()  # served its last request: we are done
 
             nursery.start_soon(watch_signals)
             if systemd is not None:
                 nursery.start_soon(systemd.run, daemon)
+            nursery.start_soon(watch_hangups)
+            await nursery.start(watch_credentials_file, keyring, settings)
             # Bind first: a daemon that cannot serve its API must not start running tasks.
             urls = await nursery.start(http)
             log.info("serving on %s", ", ".join(urls))

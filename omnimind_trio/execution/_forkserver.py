@@ -413,11 +413,17 @@ async def open_executor(python: str) -> AsyncIterator[Executor]:
         raise
 
 
-SECRET_VARIABLES = ("OMNIMIND_DASHBOARD_USER", "OMNIMIND_DASHBOARD_PASS")
+SECRET_VARIABLES = (
+    "OMNIMIND_DASHBOARD_USER",
+    "OMNIMIND_DASHBOARD_PASS",
+    "OMNIMIND_VIEWER_USER",
+    "OMNIMIND_VIEWER_PASS",
+)
 
 
 def _task_environment() -> dict[str, str]:
-    """The daemon's environment without the dashboard credentials: tasks never see them."""
+    """The daemon's environment without the credentials (admin and viewer): tasks never
+    see them."""
     return {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
 
 

@@ -1,9 +1,9 @@
 """The REST API: the Quart app over the :class:`~omnimind_trio.Daemon` facade.
 
-Every route requires HTTP Basic credentials, checked after the browser rules of
-:mod:`._origins` (Host, Origin, CORS preflight). Errors are JSON ``{"detail": ...}``; the one
-place that maps exceptions to status codes is :mod:`._errors`. Route handlers are thin:
-parse a model, call the daemon, dump a model.
+Every route requires HTTP Basic credentials (:mod:`._auth` checks them), after the browser
+rules of :mod:`._origins` (Host, Origin, CORS preflight). Errors are JSON ``{"detail": ...}``;
+the one place that maps exceptions to status codes is :mod:`._errors`. Route handlers are
+thin: parse a model, call the daemon, dump a model.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from ..credentials import Credentials
+from ..credentials import Credentials, Keyring
 from ..daemon import Daemon
 from ..exceptions import OmniMindError
-from ._auth import WebSocketTokens
+from ._auth import Guard
 from ._batch import add_batch_route
 from ._body import has_body
-from ._errors import error_response, status_for, unauthenticated
+from ._errors import error_response, status_for
 from ._executions import add_execution_routes
 from ._metrics import RequestMetrics
 from ._origins import install_origin_checks
@@ -32,17 +32,19 @@ from ._tasks import add_task_routes
 log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
 
-def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
-    """The ASGI app serving ``daemon``."""
+def create_app(daemon: Daemon, credentials: Credentials | Keyring) -> QuartTrio:
+    """The ASGI app serving ``daemon``, behind ``credentials`` (a :class:`Keyring` to
+    replace them while it serves)."""
     app = QuartTrio("omnimind_trio")
     app.url_map.converters["task_id"] = TaskIdConverter
     app.config["MAX_CONTENT_LENGTH"] = daemon.settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    tokens = WebSocketTokens()
     requests = RequestMetrics()
     routes = Routes(app)
-    add_service_routes(routes, daemon, tokens, requests)
+    keyring = credentials if isinstance(credentials, Keyring) else Keyring(credentials)
+    guard = Guard(keyring, routes, requests, failure_limit=daemon.settings.auth_failure_limit)
+    add_service_routes(routes, daemon, guard, requests)
     add_task_routes(routes, daemon)
     add_batch_route(routes, daemon)
     add_execution_routes(routes, daemon)
@@ -52,17 +54,11 @@ def create_app(daemon: Daemon, credentials: Credentials) -> QuartTrio:
 
     @app.before_request
     async def authenticate() -> Response | None:
-        if credentials.check_header(request.headers.get("Authorization")):
-            return None
-        return unauthenticated()
+        return guard.check_request(request)
 
     @app.before_websocket
     async def authenticate_websocket() -> Response | None:
-        if credentials.check_header(websocket.headers.get("Authorization")):
-            return None
-        if tokens.redeem(websocket.args.get("token")):
-            return None
-        return unauthenticated()
+        return guard.check_websocket(websocket)
 
     @app.after_request
     async def finish(response: Response) -> Response:

@@ -8,7 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 
 class RequestMetrics:
-    """``omnimind_http_requests_total`` by method, route and status."""
+    """``omnimind_http_requests_total`` by method, route and status, and
+    ``omnimind_auth_failures_total``."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -19,6 +20,11 @@ class RequestMetrics:
             registry=self.registry,
         )
         self._children: dict[tuple[str, str, int], Any] = {}
+        self._auth_failures = Counter(
+            "omnimind_auth_failures",
+            "Failed authentication attempts: wrong credentials, or an unknown WebSocket token.",
+            registry=self.registry,
+        )
 
     def count(self, method: str, route: str, status: int) -> None:
         """Count one request (children cached: ``labels()`` is slow on a hot path)."""
@@ -27,6 +33,9 @@ class RequestMetrics:
         if child is None:
             child = self._children[key] = self._requests.labels(method, route, str(status))
         child.inc()
+
+    def count_auth_failure(self) -> None:
+        self._auth_failures.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -23,12 +23,13 @@ JSON: Final = "application/json"
 ERROR_WORDS: Final = {
     400: "Invalid input; nothing was changed",
     401: "Missing or invalid credentials",
-    403: "A browser request from another origin",
+    403: "Refused: a browser request from another origin, or a read-only credential",
     404: "Unknown id",
     409: "Conflicts with the current state",
     413: "Body over the size limit",
     415: "The body is not application/json",
     421: "The Host header names a host the daemon does not serve (see OMNIMIND_ALLOWED_HOSTS)",
+    429: "Too many failed authentication attempts from this address (see Retry-After)",
     503: "The database refused the write, or the task worker is unreachable; nothing was changed",
 }
 PATH_PARAMETERS: Final = {
@@ -38,7 +39,10 @@ PATH_PARAMETERS: Final = {
 DESCRIPTION: Final = (
     "Local background-task daemon. WebSocket live updates at /daemon/ws (see docs/api.md). "
     "Any request that changes state, and the WebSocket, is refused with 403 when a browser "
-    "sends it from another origin (see OMNIMIND_ALLOWED_ORIGINS)."
+    "sends it from another origin (see OMNIMIND_ALLOWED_ORIGINS). A viewer credential "
+    "(OMNIMIND_VIEWER_USER) may only read: GET, /metrics, the WebSocket and its token; "
+    "anything else answers 403. An address with too many failed authentication attempts "
+    "gets 429 with Retry-After."
 )
 Mode = Literal["validation", "serialization"]
 
@@ -87,7 +91,9 @@ def _operation(op: Operation, keys: dict[Any, dict[str, Any]]) -> dict[str, Any]
             "content": {JSON: {"schema": keys[(op.response, "serialization")]}},
         }
     error = {"content": {JSON: {"schema": keys[(ErrorBody, "serialization")]}}}
-    codes = sorted({401, 421, *op.errors, *((404,) if op.path_parameters else ())})
+    # 403: a viewer may only read; 421: a Host the daemon does not serve.
+    refusals = (401, 421, 429) if op.reads else (401, 403, 421, 429)
+    codes = sorted({*refusals, *op.errors, *((404,) if op.path_parameters else ())})
     described: dict[str, Any] = {
         "summary": op.summary,
         "operationId": _operation_id(op),

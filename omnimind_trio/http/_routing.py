@@ -2,7 +2,8 @@
 :class:`Operation`, from which the OpenAPI document is generated.
 
 A route states its response model, its body and query models and the errors it can
-answer; the document cannot drift from what is served.
+answer; the document cannot drift from what is served. It also states whether it only reads
+(GET does; a POST may say so): what a viewer credential may call.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class Operation:
     query: type[BaseModel] | None = None
     content_type: str = "application/json"
     response_description: str = "OK"
+    reads: bool = True
+    """Whether a read-only (viewer) credential may call it: it changes nothing."""
 
     @property
     def path_parameters(self) -> list[str]:
@@ -47,6 +50,7 @@ class Routes:
     def __init__(self, app: QuartTrio) -> None:
         self.app = app
         self.operations: list[Operation] = []
+        self._reading: set[tuple[str, str]] = set()
 
     def route(
         self,
@@ -59,11 +63,16 @@ class Routes:
         body: type[BaseModel] | None = None,
         query: type[BaseModel] | None = None,
         content_type: str = "application/json",
+        reads: bool | None = None,
     ) -> Callable[[View], View]:
-        """Serve ``method rule`` with the decorated view, and describe it."""
+        """Serve ``method rule`` with the decorated view, and describe it. ``reads``: it
+        changes nothing (default: true for GET only)."""
+        reading = method == "GET" if reads is None else reads
 
         def register(view: View) -> View:
             self.app.add_url_rule(rule, view_func=view, methods=[method])
+            if reading:
+                self._reading.add((method, rule))
             self.operations.append(
                 Operation(
                     method=method.lower(),
@@ -74,8 +83,18 @@ class Routes:
                     body=body,
                     query=query,
                     content_type=content_type,
+                    reads=reading,
                 )
             )
             return view
 
         return register
+
+    def reads(self, method: str, rule: str | None) -> bool:
+        """Whether ``method`` on the route ``rule`` (None: no route matched) only reads.
+        HEAD and OPTIONS (which werkzeug adds to routes) read, as a GET to nowhere does."""
+        if method in ("HEAD", "OPTIONS"):
+            return True
+        if rule is None:
+            return method == "GET"
+        return (method, rule) in self._reading

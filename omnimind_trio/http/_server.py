@@ -15,7 +15,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.typing import ASGIFramework
 
 from ..config import Settings
-from ..credentials import Credentials, load_credentials
+from ..credentials import Credentials, Keyring, load_credentials
 from ..daemon import Daemon
 from . import _connection
 from ._app import create_app
@@ -69,7 +69,7 @@ async def serve_http(
 
 async def serve_api(
     daemon: Daemon,
-    credentials: Credentials | None = None,
+    credentials: Credentials | Keyring | None = None,
     *,
     config: HypercornConfig | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] = trio.sleep_forever,
@@ -79,7 +79,8 @@ async def serve_api(
     ``shutdown_trigger`` returns, then finish the requests in flight. A startable: ``urls =
     await nursery.start(serve_api, daemon, credentials)`` returns once the socket is bound,
     with the URLs it serves. ``credentials`` default to the daemon's settings (the
-    environment, else ``config/dashboard_auth.json``, generated on first use); ``config``
+    environment, else ``config/dashboard_auth.json``, generated on first use); give a
+    :class:`~omnimind_trio.credentials.Keyring` to replace them while it serves; ``config``
     (hypercorn's) defaults to the daemon's settings (host, port).
 
     Cancellation: cancelling it closes every connection at once; for a graceful end, make

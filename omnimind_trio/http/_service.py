@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
 import trio
-from quart import Response, request, websocket
+from quart import Response, g, request, websocket
 
 from ..daemon import Daemon
 from ..models import DaemonAction, Status, WebSocketToken
-from ._auth import WebSocketTokens
+from ._auth import Guard
 from ._body import respond
 from ._metrics import CONTENT_TYPE, RequestMetrics
 from ._routing import Routes
 
 
 def add_service_routes(
-    routes: Routes, daemon: Daemon, tokens: WebSocketTokens, requests: RequestMetrics
+    routes: Routes, daemon: Daemon, guard: Guard, requests: RequestMetrics
 ) -> None:
     route = routes.route
+    tokens = guard.tokens
 
     @route("GET", "/daemon/status", "The daemon's state and load", response=Status)
     async def status() -> Response:
@@ -48,9 +50,10 @@ def add_service_routes(
         "/daemon/ws/token",
         "A single-use token for /daemon/ws?token=... (browsers cannot send a header)",
         response=WebSocketToken,
+        reads=True,  # it opens the WebSocket, which only reads: a viewer may have one
     )
     async def websocket_token() -> dict[str, Any]:
-        return {"token": tokens.issue(), "expires_in": tokens.lifetime_seconds}
+        return {"token": tokens.issue(g.holder), "expires_in": tokens.lifetime_seconds}
 
     @route(
         "GET",
@@ -64,17 +67,32 @@ def add_service_routes(
 
     @routes.app.websocket("/daemon/ws")
     async def live() -> None:
-        """A status snapshot, then every event until the client leaves or falls behind."""
+        """A status snapshot, then every event until the client leaves or falls behind,
+        or the credential it came in with is replaced."""
+        holder = g.holder
         with daemon.subscribe() as events:
             await websocket.accept()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_ignore_incoming)
+                revoked = trio.Event()
+
+                async def close_when_revoked() -> None:
+                    await guard.keyring.wait_revoked(holder.role, holder.fingerprint)
+                    revoked.set()
+                    # Ends the loop below between two sends: cancelling a send midway
+                    # would leave the connection's stream in an unknown state.
+                    events.close()
+
+                nursery.start_soon(close_when_revoked)
                 snapshot = {"type": "status", **daemon.status().json_body()}
                 await websocket.send(json.dumps(snapshot))
-                async for event in events:
-                    await websocket.send(event.as_json())
+                with contextlib.suppress(trio.ClosedResourceError):  # closed: revoked
+                    async for event in events:
+                        await websocket.send(event.as_json())
                 nursery.cancel_scope.cancel()
-        if daemon.events_closed:
+        if revoked.is_set():
+            await websocket.close(1008, "the credentials changed: reconnect with the new ones")
+        elif daemon.events_closed:
             await websocket.close(1001, "the daemon is shutting down")
         else:  # the bus dropped us: we fell more than a buffer behind
             await websocket.close(1013, "too slow: more than the buffer behind; reconnect")
