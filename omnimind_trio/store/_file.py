@@ -155,9 +155,21 @@ def describe_open_error(path: Path, exc: sqlite3.Error) -> str:
             f" the file and its directory (SQLite creates {path.name}-wal and {path.name}-shm"
             " beside it)"
         )
-    if name == "SQLITE_FULL":
-        return f"cannot open the database {path}: the disk is full ({exc}); nothing was changed"
+    if name == "SQLITE_FULL" or (name.startswith("SQLITE_IOERR") and _disk_full(path)):
+        # (SQLite says "disk I/O error" when it cannot grow its -shm file.)
+        return (
+            f"cannot open the database {path}: the disk that holds it is full ({exc}). Free"
+            " some space and start again; the database was not changed"
+        )
     return f"cannot open the database {path}: {exc}"
+
+
+def _disk_full(path: Path) -> bool:
+    try:
+        free = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return free.f_bavail * free.f_frsize < 1024 * 1024
 
 
 def recreate(db: sqlite3.Connection, path: Path) -> None:
