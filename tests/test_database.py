@@ -300,7 +300,9 @@ def tmpfs(size: str) -> Iterator[Path]:
     root_only()
     where = Path(tempfile.mkdtemp(prefix="omnimind-tmpfs-"))
     try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True
+        )
     except (subprocess.CalledProcessError, FileNotFoundError):
         where.rmdir()
         pytest.skip("cannot mount a tmpfs here")
@@ -352,9 +354,7 @@ def test_a_database_on_a_read_only_file_system_is_refused_at_start(tmp_path: Pat
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
-def test_a_corrupt_database_is_refused_at_start_never_repaired(
-    tmp_path: Path, damage: str
-) -> None:
+def test_a_corrupt_database_is_refused_at_start_never_repaired(tmp_path: Path, damage: str) -> None:
     database = tmp_path / "data" / "omnimind.db"
     stored = stored_database(database)
     if damage == "garbage":
@@ -408,7 +408,6 @@ def test_a_second_daemon_on_the_same_file_by_another_name_is_refused(
     code, stderr = serve(tmp_path / "second", symlink)
     assert code == 1, stderr
     assert (
-        f"omnimind: another omnimind daemon is using the database {symlink} (the file"
-        f" {database})"
+        f"omnimind: another omnimind daemon is using the database {symlink} (the file {database})"
     ) in stderr
     assert running.proc.poll() is None

@@ -132,7 +132,5 @@ class WriteGuard:
         except StoreUnavailable as exc:
             self._set_file(f"{problem} ({exc.reason}; tried again every {PROBE_SECONDS:.0f} s)")
             return
-        log.warning(
-            "the database file was re-created from the open database; nothing was lost"
-        )
+        log.warning("the database file was re-created from the open database; nothing was lost")
         self._set_file(None)

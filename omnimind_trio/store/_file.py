@@ -2,7 +2,7 @@
 
 Locking. The daemon holds an exclusive ``flock(2)`` on a descriptor of the database file
 itself, so a second daemon on the same file by any name (a symlink, a hard link, a bind
-mount, a relative path) is refused: a lock keyed on the path (``<db>.lock``, before 0.5)
+mount, a relative path) is refused: a lock keyed on the path (``<db>.lock``, in earlier versions)
 let a daemon on a symlink in. Why ``flock`` and not ``fcntl``: SQLite takes POSIX
 (``fcntl``) byte-range locks on the same file, and a process's POSIX locks on a file are
 all dropped when *any* of its descriptors on that file is closed. ``flock`` locks belong
@@ -71,7 +71,9 @@ class DatabaseFile:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise StartupError(f"another omnimind daemon is using the database {_named(path)}")
+            raise StartupError(
+                f"another omnimind daemon is using the database {_named(path)}"
+            ) from None
         opened = cls(path, fd)
         try:
             opened._check(existed)
