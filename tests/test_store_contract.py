@@ -669,9 +669,10 @@ async def test_a_sqlite_database_is_used_by_one_store_at_a_time(tmp_path: Path) 
 
 async def test_a_file_that_is_not_a_database_is_a_startup_error(tmp_path: Path) -> None:
     (tmp_path / "db.sqlite").write_bytes(b"not a database, " * 512)
-    with pytest.raises(StartupError, match="cannot open the database"):
+    with pytest.raises(StartupError, match="is not a SQLite database"):
         async with open_store(tmp_path / "db.sqlite"):
             pass  # pragma: no cover
+    assert (tmp_path / "db.sqlite").read_bytes() == b"not a database, " * 512
 
 
 def test_settings_name_the_database_location(tmp_path: Path) -> None:

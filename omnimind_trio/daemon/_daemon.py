@@ -129,7 +129,7 @@ class Daemon:
             writes=self._writes,
             events=self._events,
             clock=clock,
-            probe=store.probe_write,
+            store=store,
             nursery=nursery,
             on_change=self._notify_change,
         )

@@ -5,7 +5,8 @@
     supervisor                  # start() opens its scope, stop() cancels it
     ├── load monitor            # samples the machine; each sample updates the gates
     ├── scheduler               # one cancel scope per execution
-    └── write probe             # while the database refuses writes, tries one every 10 s
+    └── database watch          # every 10 s: is the file still there? (re-created if
+                                # deleted); while writes are refused, a probe
 
 The state (``initializing``, ``idle``, ``working``, ``sleeping``, ``shutting_down``,
 ``stopped``, ``error``) is derived from the lifecycle, the scheduler, the gates and the
@@ -15,12 +16,13 @@ write guard; every change of it is published as a ``state_changed`` event.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import trio
 
 from ..models import DaemonState, SystemMetrics
 from ..scheduling import Clock, GateSet, LoadMonitor, Scheduler
+from ..store import Store
 from ._events import EventBus
 from ._writes import WriteGuard
 
@@ -31,7 +33,7 @@ SUSPEND_GAP_SECONDS = 30.0
 
 
 class Supervisor:
-    """Runs the load monitor, the scheduler and the write probe between start and stop."""
+    """Runs the load monitor, the scheduler and the database watch between start and stop."""
 
     def __init__(
         self,
@@ -42,7 +44,7 @@ class Supervisor:
         writes: WriteGuard,
         events: EventBus,
         clock: Clock,
-        probe: Callable[[], Awaitable[None]],
+        store: Store,
         nursery: trio.Nursery,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
@@ -52,7 +54,7 @@ class Supervisor:
         self._writes = writes
         self._events = events
         self._clock = clock
-        self._probe = probe
+        self._store = store
         self._nursery = nursery
         self._on_change = on_change
         self._phase = DaemonState.INITIALIZING
@@ -72,8 +74,8 @@ class Supervisor:
     def state(self) -> DaemonState:
         if self._phase is not DaemonState.IDLE:
             return self._phase
-        if self._writes.problem is not None:
-            return DaemonState.ERROR  # running, but nothing can be saved
+        if self._writes.problem is not None or self._writes.file_problem is not None:
+            return DaemonState.ERROR  # running, but what is saved may be lost
         if self._scheduler.running_count:
             return DaemonState.WORKING
         if self._gates.in_sleep_window:
@@ -83,6 +85,8 @@ class Supervisor:
     @property
     def error(self) -> str | None:
         """Why the state is ``error``, while it is."""
+        if self._writes.file_problem is not None:
+            return self._writes.file_problem
         if self._writes.problem is not None:
             return f"the database refuses writes ({self._writes.problem})"
         if self._phase is DaemonState.ERROR:
@@ -142,7 +146,7 @@ class Supervisor:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self._monitor.run)
                     await nursery.start(self._scheduler.run)
-                    nursery.start_soon(self._writes.recover, self._probe)
+                    nursery.start_soon(self._writes.watch, self._store)
                     if not scope.cancel_called:  # else a stop() came during the start
                         self.set_phase(DaemonState.IDLE)
                     log.info("daemon started with %d tasks", len(self._scheduler.tasks))

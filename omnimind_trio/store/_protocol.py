@@ -79,9 +79,28 @@ class Store(Protocol):
         ...
 
     async def probe_write(self) -> None:
-        """A write that changes nothing: raises
-        :class:`~omnimind_trio.exceptions.StoreUnavailable` exactly when other writes
-        would, so the daemon can tell when a refusing store accepts writes again."""
+        """A write that needs new space and leaves nothing behind (SQLite: a row of many
+        pages, then deleted): raises :class:`~omnimind_trio.exceptions.StoreUnavailable`
+        when a write that grows the store would, so the daemon can tell when a refusing
+        store accepts writes again. A write that changes nothing is no evidence: on a full
+        disk it commits where a new record is refused."""
+        ...
+
+    async def check_file(self) -> str | None:
+        """Why the store's file is no longer where it was opened (``the database file ...
+        was deleted``, ``... replaced by another file``), or None: it is, or the backend
+        has no file. Cheap (no write): the daemon calls it every few seconds."""
+        ...
+
+    async def restore_file(self) -> None:
+        """After :meth:`check_file` found the file deleted: write what the open store
+        holds to a new file where it was, and go on with that one. A file that stands
+        there now is never replaced.
+
+        Error handling: raises :class:`~omnimind_trio.exceptions.StoreUnavailable` when
+        it cannot (the path is taken, the directory is gone or read-only); the store goes
+        on with the deleted file, whose content a restart would lose.
+        """
         ...
 
     async def set_schedule(

@@ -8,9 +8,6 @@ translated at one place (``SQLiteStore._run``) into the store's own exceptions.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,6 +18,7 @@ import trio
 
 from ..exceptions import StartupError, StoreUnavailable, TaskExists
 from ..models import ExecutionRecord, Outcome, TaskCounters, TaskSpec
+from ._file import DatabaseFile, describe_open_error, recreate
 from ._protocol import INTERRUPTED_REASON, StoredTask
 from ._schema import (
     COUNTER_COLUMNS,
@@ -76,8 +74,12 @@ def _migrate(db: sqlite3.Connection) -> None:
             " 'HIGH' WHEN 2 THEN 'MEDIUM' WHEN 3 THEN 'LOW' END"
             " WHERE typeof(priority) = 'integer'"
         )
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    if version != SCHEMA_VERSION:  # a write only when it changes (a full disk may refuse it)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
+
+PROBE_BYTES = 64 * 1024
+"""The size of :meth:`SQLiteStore.probe_write`'s row: many new pages, more than a record."""
 
 RETENTION_CHUNK = 500
 """Rows deleted per transaction by the history retention (SQLite allows 999 parameters)."""
@@ -87,8 +89,10 @@ class SQLiteStore:
     """The SQLite store (see :class:`~omnimind_trio.store.Store` for the contract).
     Open it with :func:`open_sqlite_store`."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, file: DatabaseFile | None = None) -> None:
         self._db = connection
+        self._file = file
+        """The locked database file (None: a connection handed over as it is, in tests)."""
         self._limiter = trio.CapacityLimiter(1)
 
     async def _run(self, fn: Callable[[], T]) -> T:
@@ -153,15 +157,51 @@ class SQLiteStore:
         )
 
     async def probe_write(self) -> None:
-        """A write that changes nothing: rewrites one task row in place. Fails as any
-        write would while the database refuses writes (disk full, read-only, I/O error)."""
-        await self._run(
-            self._tx(
-                lambda db: db.execute(
-                    "UPDATE tasks SET seq = seq WHERE rowid = (SELECT min(rowid) FROM tasks)"
-                )
-            )
-        )
+        """A write that needs new space and leaves nothing behind: the WAL folded back
+        and truncated, then a PROBE_BYTES row committed (so the WAL must grow on disk) and
+        deleted. (A row rewritten in place commits on a full disk: its frames fit in the
+        WAL's old space, while a new run record is refused.)"""
+
+        def probe() -> None:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            with self._db:  # (made here: opening an older database writes nothing)
+                self._db.execute("CREATE TABLE IF NOT EXISTS space_probe (data BLOB)")
+                self._db.execute("INSERT INTO space_probe VALUES (zeroblob(?))", (PROBE_BYTES,))
+            with self._db:
+                self._db.execute("DELETE FROM space_probe")
+
+        await self._run(probe)
+
+    async def check_file(self) -> str | None:
+        """Why the database file is no longer at its path (deleted, replaced), or None."""
+        file = self._file
+        return None if file is None else await trio.to_thread.run_sync(file.lost)
+
+    async def restore_file(self) -> None:
+        """Write what the open database holds to a new file at its path and go on with
+        that one (after :meth:`check_file` found the file deleted). A file that stands at
+        the path now is never replaced."""
+        if self._file is None:
+            return
+        path = self._file.path
+
+        def restore() -> None:
+            if path.exists():
+                raise FileExistsError("another file stands there, and is left alone")
+            recreate(self._db, path)
+            # Close the old connection before opening the new one: on close, SQLite
+            # deletes its -wal and -shm files by name, which the new ones will take.
+            new_file = DatabaseFile.open(path)
+            assert self._file is not None
+            self._db.close()
+            self._file.close()
+            self._file = new_file
+            self._db = _connect(path)
+
+        try:
+            await self._run(restore)
+        except (OSError, StartupError) as exc:
+            raise StoreUnavailable(f"it cannot be re-created: {exc}") from exc
 
     async def set_schedule(
         self,
@@ -321,61 +361,49 @@ class SQLiteStore:
         await self._run(run)
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False)
+    try:
+        db.commit()
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA busy_timeout = 5000")
+        db.executescript(SCHEMA)
+        _migrate(db)
+        db.commit()
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 @asynccontextmanager
 async def open_sqlite_store(path: Path) -> AsyncIterator[SQLiteStore]:
     """Open (and create) the database at ``path``; closes it on exit.
 
     Error handling: a database another daemon holds, or one that cannot be opened or
-    created (permissions, not a database), raises StartupError.
+    created (read-only, not a database, corrupt, disk full), raises StartupError saying
+    what is wrong; an existing file is not changed then.
     """
-
-    def connect() -> sqlite3.Connection:
-        # Task code and output are private: create the file 0600 before SQLite does
-        # (SQLite gives its -wal and -shm files the database file's mode).
-        with contextlib.suppress(FileExistsError):
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        db = sqlite3.connect(path, check_same_thread=False)
-        try:
-            db.commit()
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA busy_timeout = 5000")
-            db.executescript(SCHEMA)
-            _migrate(db)
-            db.commit()
-        except BaseException:
-            db.close()
-            raise
-        return db
-
     try:
-        lock = await trio.to_thread.run_sync(_lock, path)
+        file = await trio.to_thread.run_sync(DatabaseFile.open, path)
     except OSError as exc:
         raise StartupError(f"cannot open the database {path}: {exc}") from exc
+    store: SQLiteStore | None = None
     try:
         try:
-            db = await trio.to_thread.run_sync(connect)
-        except (sqlite3.Error, OSError) as exc:
+            db = await trio.to_thread.run_sync(_connect, path)
+        except sqlite3.Error as exc:
+            raise StartupError(describe_open_error(path, exc)) from exc
+        except OSError as exc:
             raise StartupError(f"cannot open the database {path}: {exc}") from exc
-        try:
-            yield SQLiteStore(db)
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(db.close)
+        store = SQLiteStore(db, file)
+        yield store
     finally:
-        os.close(lock)
-
-
-def _lock(path: Path) -> int:
-    """One daemon per database: hold an exclusive lock on ``<db>.lock`` while open."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise StartupError(f"another omnimind daemon is using {path}") from None
-    return fd
+        with trio.CancelScope(shield=True):
+            if store is not None:
+                await trio.to_thread.run_sync(store._db.close, limiter=store._limiter)
+        (store._file if store is not None and store._file is not None else file).close()
 
 
 def _upsert_execution(db: sqlite3.Connection, record: ExecutionRecord) -> None:
