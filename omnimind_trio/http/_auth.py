@@ -106,9 +106,10 @@ class Guard:
         if role is None:
             return self._failed(address, presented=header is not None, channel="HTTP")
         g.holder = Holder(role, credentials.fingerprint(role))
-        rule = request.url_rule.rule if request.url_rule is not None else None
-        if role is Role.VIEWER and not self._routes.reads(request.method, rule):
-            return error_response(403, READ_ONLY)
+        if role is Role.VIEWER:
+            rule = request.url_rule.rule if request.url_rule is not None else None
+            if not self._routes.reads(request.method, rule):
+                return error_response(403, READ_ONLY)
         return None
 
     def check_websocket(self, ws: Websocket) -> Response | None:
