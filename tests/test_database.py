@@ -25,6 +25,7 @@ from omnimind_trio.daemon import Daemon, _writes
 from omnimind_trio.models import DaemonState, Outcome
 from omnimind_trio.store import MemoryStore, SQLiteStore, open_store
 
+from .conftest import make_settings
 from .test_daemon import code_task, history, wait_for
 from .test_process import Served, spawn  # noqa: F401 (a fixture)
 from .test_store_contract import full_task
@@ -208,6 +209,26 @@ async def test_a_deleted_database_file_is_noticed_said_and_re_created(
         assert {"before", "after"} <= set(daemon._scheduler.tasks)
         assert len(await history(daemon, "before")) == 1
         assert len(await history(daemon, "after")) == 1
+
+
+async def test_a_deleted_database_that_cannot_be_re_created_keeps_the_error(
+    tmp_path: Path, source: FakeSource, daemon_clock: trio.testing.MockClock
+) -> None:
+    """Its directory is gone too: the state stays ``error`` and says why; the daemon goes
+    on (with the deleted file) and tries again at every check."""
+    path = tmp_path / "data" / "omnimind.db"
+    async with open_daemon(make_settings(tmp_path, database=path), metrics_source=source) as d:
+        shutil.rmtree(path.parent)
+        await trio.sleep(_writes.PROBE_SECONDS + 1)
+        await wait_for(lambda: "cannot be re-created" in (d.error or ""))
+        assert d.state is DaemonState.ERROR
+        assert (d.error or "").startswith(f"the database file {path} was deleted (it cannot")
+        await d.add_task(code_task("later", ONE))  # still served, from the open file
+        path.parent.mkdir()  # the directory is back: the next check re-creates the file
+        await trio.sleep(_writes.PROBE_SECONDS + 1)
+        await wait_for(lambda: d.state is not DaemonState.ERROR)
+    async with open_daemon(make_settings(tmp_path, database=path), metrics_source=source) as d:
+        assert "later" in d._scheduler.tasks
 
 
 async def test_a_database_file_replaced_by_another_is_said_and_left_alone(

@@ -174,12 +174,15 @@ def _disk_full(path: Path) -> bool:
     return free.f_bavail * free.f_frsize < 1024 * 1024
 
 
-def recreate(db: sqlite3.Connection, path: Path) -> None:
+def recreate(db: sqlite3.Connection, path: Path) -> DatabaseFile:
     """Write a copy of the open database ``db`` (everything it holds, its WAL included) to
     a new file at ``path``, which must be free: a file that stands there now (another
-    daemon's new database) is never replaced.
+    daemon's new database) is never replaced. Returns the new file, opened and locked.
 
-    Error handling: raises OSError or sqlite3.Error; ``path`` is then left as it was."""
+    Error handling: raises OSError, sqlite3.Error or StartupError; ``path`` is then left
+    as it was (or holds the complete copy, when only opening it failed)."""
+    if path.exists():
+        raise FileExistsError("another file stands there, and is left alone")
     temporary = path.with_name(f".{path.name}.recreating-{os.getpid()}")
     temporary.unlink(missing_ok=True)
     os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
@@ -192,3 +195,4 @@ def recreate(db: sqlite3.Connection, path: Path) -> None:
         os.link(temporary, path)  # FileExistsError when the path was taken meanwhile
     finally:
         temporary.unlink(missing_ok=True)
+    return DatabaseFile.open(path)

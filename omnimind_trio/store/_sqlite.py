@@ -186,16 +186,13 @@ class SQLiteStore:
         path = self._file.path
 
         def restore() -> None:
-            if path.exists():
-                raise FileExistsError("another file stands there, and is left alone")
-            recreate(self._db, path)
+            new_file, old_file = recreate(self._db, path), self._file
             # Close the old connection before opening the new one: on close, SQLite
             # deletes its -wal and -shm files by name, which the new ones will take.
-            new_file = DatabaseFile.open(path)
-            assert self._file is not None
             self._db.close()
-            self._file.close()
             self._file = new_file
+            if old_file is not None:
+                old_file.close()
             self._db = _connect(path)
 
         try:
@@ -402,7 +399,9 @@ async def open_sqlite_store(path: Path) -> AsyncIterator[SQLiteStore]:
     finally:
         with trio.CancelScope(shield=True):
             if store is not None:
-                await trio.to_thread.run_sync(store._db.close, limiter=store._limiter)
+                # (read under the limiter: a restore_file may be swapping the connection)
+                opened = store
+                await trio.to_thread.run_sync(lambda: opened._db.close(), limiter=opened._limiter)
         (store._file if store is not None and store._file is not None else file).close()
 
 
