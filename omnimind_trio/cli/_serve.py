@@ -4,7 +4,8 @@
 
     trio.run(serve)
     └── root nursery
-        ├── signal watcher     # 1st SIGTERM/SIGINT: graceful, with a deadline; 2nd: now
+        ├── signal watcher     # 1st SIGTERM/SIGINT: graceful, with a deadline; 2nd: now;
+        │                      # 3rd, or still running 10 s after the deadline: os._exit
         ├── credentials        # reloaded on SIGHUP, and when their file changes
         ├── HTTP (hypercorn)   # stays up while the daemon is stopped
         └── open_daemon(...)   # the daemon's own tree
@@ -18,6 +19,7 @@ import logging
 import os
 import signal
 from collections.abc import Iterator
+from typing import NoReturn
 
 import trio
 
@@ -34,6 +36,24 @@ from ..http import serve_api
 from ._systemd import Systemd
 
 log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
+
+STOP_BACKSTOP_SECONDS = 10.0
+"""How long after the stop's grace period a process that has still not stopped (something
+ignores cancellation) exits at once, without cleaning up."""
+
+
+def exit_now(why: str) -> NoReturn:
+    """End the process at once: a stop that cannot finish must not need a SIGKILL."""
+    log.critical("%s: exiting without a clean stop", why)
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    os._exit(1)
+
+
+async def backstop(deadline: float) -> None:
+    await trio.sleep_until(deadline)
+    exit_now(f"still running {STOP_BACKSTOP_SECONDS:g} s after the stop's grace period")
 
 
 @contextlib.contextmanager
@@ -91,50 +111,58 @@ async def serve(
         systemd = Systemd.from_environment(os.environ)  # None without $NOTIFY_SOCKET
         keyring = Keyring(credentials)
         shutdown = trio.Event()
-        async with (
-            open_daemon(settings, autostart=False) as daemon,
-            trio.open_nursery() as nursery,
-        ):
+        # The signal watcher lives outside the nursery a second signal cancels: a third
+        # signal, or the backstop, must still end a process that does not stop.
+        async with trio.open_nursery() as guard:
+            async with (
+                open_daemon(settings, autostart=False) as daemon,
+                trio.open_nursery() as nursery,
+            ):
 
-            async def watch_signals() -> None:
-                async for signum in signals:
-                    if shutdown.is_set():
-                        log.info("second signal: stopping now")
-                        nursery.cancel_scope.cancel()
-                        return
-                    log.info("%s received: stopping", signal.Signals(signum).name)
-                    if systemd is not None:
-                        systemd.stopping()
-                    daemon.close_events()  # WebSocket clients get a clean 1001 "going away"
-                    shutdown.set()
-                    # Backstop: whatever still runs after the grace period is cancelled.
-                    nursery.cancel_scope.deadline = (
-                        trio.current_time() + settings.stop_grace_seconds
+                async def watch_signals() -> None:
+                    async for signum in signals:
+                        name = signal.Signals(signum).name
+                        if nursery.cancel_scope.cancel_called:
+                            exit_now(f"{name} received while stopping now")
+                        if shutdown.is_set():
+                            log.info("second signal: stopping now")
+                            nursery.cancel_scope.cancel()
+                            continue
+                        log.info("%s received: stopping", name)
+                        if systemd is not None:
+                            systemd.stopping()
+                        daemon.close_events()  # WebSocket clients: a clean 1001 "going away"
+                        shutdown.set()
+                        # Backstop: whatever still runs after the grace period is cancelled,
+                        # and a process still there well after that exits.
+                        deadline = trio.current_time() + settings.stop_grace_seconds
+                        nursery.cancel_scope.deadline = deadline
+                        guard.start_soon(backstop, deadline + STOP_BACKSTOP_SECONDS)
+                        daemon.stop()  # leaving open_daemon waits for it
+
+                async def watch_hangups() -> None:
+                    async for _ in hangups:
+                        await reload_credentials(keyring, settings, "SIGHUP")
+
+                async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
+                    await serve_api(
+                        daemon, keyring, shutdown_trigger=shutdown.wait, task_status=task_status
                     )
-                    daemon.stop()  # leaving open_daemon waits for it
+                    nursery.cancel_scope.cancel()  # served its last request: we are done
 
-            async def watch_hangups() -> None:
-                async for _ in hangups:
-                    await reload_credentials(keyring, settings, "SIGHUP")
-
-            async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
-                await serve_api(
-                    daemon, keyring, shutdown_trigger=shutdown.wait, task_status=task_status
-                )
-                nursery.cancel_scope.cancel()  # served its last request: we are done
-
-            nursery.start_soon(watch_signals)
-            if systemd is not None:
-                nursery.start_soon(systemd.run, daemon)
-            nursery.start_soon(watch_hangups)
-            await nursery.start(watch_credentials_file, keyring, settings)
-            # Bind first: a daemon that cannot serve its API must not start running tasks.
-            urls = await nursery.start(http)
-            log.info("serving on %s", ", ".join(urls))
-            if autostart:
-                await daemon.start()
-            end_of_start_up()
-            if systemd is not None:
-                systemd.ready(daemon)
-            task_status.started(urls)
+                guard.start_soon(watch_signals)
+                if systemd is not None:
+                    nursery.start_soon(systemd.run, daemon)
+                nursery.start_soon(watch_hangups)
+                await nursery.start(watch_credentials_file, keyring, settings)
+                # Bind first: a daemon that cannot serve its API must not start running tasks.
+                urls = await nursery.start(http)
+                log.info("serving on %s", ", ".join(urls))
+                if autostart:
+                    await daemon.start()
+                end_of_start_up()
+                if systemd is not None:
+                    systemd.ready(daemon)
+                task_status.started(urls)
+            guard.cancel_scope.cancel()  # stopped in time: no backstop
     log.info("stopped")

@@ -1,6 +1,6 @@
 """hypercorn's Trio connection, with the fixes ``omnimind serve`` needs.
 
-hypercorn's trio worker (0.17, 0.18) handles one TCP connection in a ``TCPServer``. Three of
+hypercorn's trio worker (0.17, 0.18) handles one TCP connection in a ``TCPServer``. Four of
 its habits hurt a keep-alive API served by quart-trio:
 
 1. **A task per request for the keep-alive timer.** When a request arrives hypercorn
@@ -17,6 +17,13 @@ its habits hurt a keep-alive API served by quart-trio:
 3. **Its connection task outlives the connection.** When the socket is closed, hypercorn
    still waits for the connection's helper tasks: a WebSocket's pinger sleeps on for up
    to ``websocket_ping_interval``, and a graceful shutdown waits for it.
+4. **Its writes have no timeout, and are shielded.** A client that pipelines requests and
+   never reads the answers fills the socket's buffers; the write then waits for ever, and
+   no cancellation reaches it: SIGTERM, a second SIGTERM, nothing but SIGKILL stopped the
+   process. Here a write that makes no progress for ``SEND_TIMEOUT`` seconds aborts the
+   connection. (With ``OMNIMIND_HTTP_CONNECTION_FIX=false`` hypercorn's own class has
+   this hang; ``omnimind serve`` then ends such a stop with its backstop, ``os._exit``
+   10 s after the grace period.)
 
 Here the timer is one task per connection (:class:`IdleTimer`), asleep in a cancel scope
 whose deadline moves: now + ``keep_alive_timeout`` while the connection is idle, never
@@ -55,6 +62,10 @@ log = logging.getLogger(__name__)
 SUPPORTED_VERSIONS = ("0.17.", "0.18.")
 """The hypercorn lines :class:`Connection` was written and tested for."""
 HYPERCORN_VERSION = importlib.metadata.version("hypercorn")
+SEND_TIMEOUT = 5.0
+"""Seconds a client may take none of an answer's chunk before its connection is aborted."""
+SEND_CHUNK = 64 * 1024
+"""The chunk ``SEND_TIMEOUT`` applies to: a client must read 64 KiB per 5 s (13 kB/s)."""
 
 
 class IdleTimer:
@@ -133,8 +144,38 @@ class Connection(TCPServer):
     ) -> None:
         super().__init__(app, config, context, state, stream)
         self.idle_task = IdleTimer(  # type: ignore[assignment]
-            config.keep_alive_timeout, context.terminated, self._initiate_server_close
+            config.keep_alive_timeout,
+            context.terminated,
+            lambda: self._bounded(self._initiate_server_close),
         )
+
+    async def _send(self, data: bytes) -> None:
+        """Write ``data``; a client that takes none of a chunk of it for ``SEND_TIMEOUT``
+        seconds is cut off (the stream aborted, BrokenResourceError raised).
+
+        hypercorn has no write timeout, and its writes are shielded: a client that sends
+        requests and never reads the answers held its connection, and every stop of the
+        process, for ever. The bound is per chunk, so a slow client still gets a large
+        answer as long as it keeps reading.
+        """
+        view = memoryview(data)
+        for start in range(0, len(view), SEND_CHUNK):
+            with trio.move_on_after(SEND_TIMEOUT) as scope:
+                await self.stream.send_all(view[start : start + SEND_CHUNK])
+            if scope.cancelled_caught:
+                await trio.aclose_forcefully(self.stream)
+                raise trio.BrokenResourceError(
+                    f"the client took no data for {SEND_TIMEOUT:g} s: connection aborted"
+                )
+
+    async def _bounded(self, close: Callable[[], Awaitable[None]]) -> None:
+        """Run ``close`` shielded, but for ``SEND_TIMEOUT`` seconds at most: a TLS close
+        writes its close_notify to the client. After that, abort the stream."""
+        with trio.move_on_after(SEND_TIMEOUT, shield=True) as scope:
+            await close()
+        if scope.cancelled_caught:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.stream)
 
     async def _read_data(self) -> None:
         try:
@@ -154,21 +195,22 @@ class Connection(TCPServer):
         if isinstance(event, RawData):
             # hypercorn's own handling of RawData, with the wait for the send lock
             # shielded as well as the write: HTTP/2's last frames of a stream (and its
-            # GOAWAY at shutdown) would be lost at the lock. Telling the protocol that the
-            # peer is gone stays cancellable: it hands a disconnect to the app, and that
-            # can wait for ever on a WebSocket app that reads nothing.
+            # GOAWAY at shutdown) would be lost at the lock. The write is bounded (see
+            # _send): a shielded write to a client that reads nothing would never end,
+            # and no stop could end the process. Telling the protocol that the peer is
+            # gone stays cancellable: it hands a disconnect to the app, and that can wait
+            # for ever on a WebSocket app that reads nothing.
             try:
                 with trio.CancelScope(shield=True):
                     async with self.send_lock:
-                        await self.stream.send_all(event.data)
+                        await self._send(event.data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self.protocol.handle(Closed())
         elif isinstance(event, Closed):
             # hypercorn's own handling of Closed, with the socket's close shielded: a
             # close cancelled half-way leaves the client waiting on an open connection.
             # Telling the protocol (which hands a disconnect to the app) stays cancellable.
-            with trio.CancelScope(shield=True):
-                await self._close()
+            await self._bounded(self._close)
             await self.protocol.handle(Closed())
         else:
             await super().protocol_send(event)

@@ -6,6 +6,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""The methods counted under their own name; any other is counted as ``other``: the method
+comes from the client, and a label per made-up method would grow the series without bound."""
+
 
 class RequestMetrics:
     """``omnimind_http_requests_total`` by method, route and status, and
@@ -28,6 +32,8 @@ class RequestMetrics:
 
     def count(self, method: str, route: str, status: int) -> None:
         """Count one request (children cached: ``labels()`` is slow on a hot path)."""
+        if method not in METHODS:
+            method = "other"
         key = (method, route, status)
         child = self._children.get(key)
         if child is None:

@@ -1,0 +1,93 @@
+"""Review findings of issue 11: what a client, a failing sampler, or an operator's mistake
+must not do to a daemon meant to run for a year."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+
+from .test_process import Served, spawn, wait_for  # noqa: F401  (spawn: the fixture)
+
+GRACE = 1.0
+SEND_TIMEOUT = 5.0  # omnimind_trio.http._connection.SEND_TIMEOUT
+BACKSTOP = 10.0  # omnimind_trio.cli._serve.STOP_BACKSTOP_SECONDS
+
+
+def stuff_without_reading(served: Served) -> socket.socket:
+    """An unauthenticated connection that pipelines ``GET /x`` until the daemon stops
+    reading (its answers fill the socket buffers), and never reads an answer."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", served.port))
+    sock.settimeout(1.0)
+    request = b"GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 1000
+    sent = 0
+    deadline = time.monotonic() + 30
+    try:
+        while sent < 4_000_000 and time.monotonic() < deadline:
+            sent += sock.send(request)
+    except TimeoutError:
+        pass  # the daemon no longer reads: its writes are blocked
+    else:
+        pytest.fail(f"the daemon still read after {sent} bytes of requests")
+    return sock
+
+
+def stop_seconds(served: Served, signals: int = 1, timeout: float = 30.0) -> float:
+    t0 = time.monotonic()
+    for _ in range(signals):
+        served.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+    served.proc.wait(timeout=timeout)
+    return time.monotonic() - t0
+
+
+@pytest.mark.slow
+def test_a_client_that_reads_nothing_cannot_hold_a_stop(spawn: Callable[..., Served]) -> None:
+    served = spawn(env={"OMNIMIND_STOP_GRACE_SECONDS": str(GRACE)})
+    sock = stuff_without_reading(served)
+    try:
+        seconds = stop_seconds(served)
+    finally:
+        sock.close()
+    print(f"\nSIGTERM with a client that reads nothing: exited in {seconds:.1f} s")
+    assert served.proc.returncode == 0, served.stderr()[-3000:]
+    assert seconds < GRACE + SEND_TIMEOUT + 3
+    assert "without a clean stop" not in served.stderr()
+
+
+@pytest.mark.slow
+def test_hypercorns_own_class_hangs_until_the_backstop(spawn: Callable[..., Served]) -> None:
+    # With the connection fix off, hypercorn's unbounded shielded write holds the stop:
+    # the process ends by itself anyway, BACKSTOP seconds after the grace period.
+    served = spawn(
+        env={"OMNIMIND_STOP_GRACE_SECONDS": str(GRACE), "OMNIMIND_HTTP_CONNECTION_FIX": "false"}
+    )
+    sock = stuff_without_reading(served)
+    try:
+        seconds = stop_seconds(served)
+    finally:
+        sock.close()
+    print(f"\nSIGTERM, hypercorn's class, a client that reads nothing: exited in {seconds:.1f} s")
+    assert served.proc.returncode == 1
+    assert GRACE + BACKSTOP - 1 < seconds < GRACE + BACKSTOP + 4
+    assert "still running 10 s after the stop's grace period" in served.stderr()
+
+
+@pytest.mark.slow
+def test_a_third_signal_ends_a_stop_that_hangs(spawn: Callable[..., Served]) -> None:
+    served = spawn(
+        env={"OMNIMIND_STOP_GRACE_SECONDS": "30", "OMNIMIND_HTTP_CONNECTION_FIX": "false"}
+    )
+    sock = stuff_without_reading(served)
+    try:
+        seconds = stop_seconds(served, signals=3)
+    finally:
+        sock.close()
+    assert served.proc.returncode == 1
+    assert seconds < 4
+    assert "SIGTERM received while stopping now" in served.stderr()
