@@ -9,7 +9,13 @@ import time
 from collections.abc import Callable
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from omnimind_trio.credentials import Credentials
+from omnimind_trio.daemon import Daemon
+from omnimind_trio.http import create_app
+
+from .test_api import AUTH
 from .test_process import Served, spawn, wait_for  # noqa: F401  (spawn: the fixture)
 
 GRACE = 1.0
@@ -91,3 +97,23 @@ def test_a_third_signal_ends_a_stop_that_hangs(spawn: Callable[..., Served]) -> 
     assert served.proc.returncode == 1
     assert seconds < 4
     assert "SIGTERM received while stopping now" in served.stderr()
+
+
+# -- 2. HTTP metrics: the method label is bounded ---------------------------------------------
+
+
+async def test_made_up_methods_share_one_series(daemon: Daemon) -> None:
+    app = create_app(daemon, Credentials("tester", "secret-pass", "environment"))
+    client = app.test_client()
+    for index in range(50):
+        await client.open("/daemon/status", method=f"BREW{index}")
+    await client.open("/daemon/status", method="GET")
+    response = await client.get("/metrics", headers=AUTH)
+    methods = {
+        sample.labels["method"]
+        for family in text_string_to_metric_families((await response.get_data()).decode())
+        if family.name == "omnimind_http_requests"
+        for sample in family.samples
+        if sample.name == "omnimind_http_requests_total"
+    }
+    assert methods == {"GET", "other"}
