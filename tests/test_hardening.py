@@ -7,8 +7,10 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from omnimind_trio.credentials import Credentials
@@ -16,7 +18,8 @@ from omnimind_trio.daemon import Daemon
 from omnimind_trio.http import create_app
 
 from .test_api import AUTH
-from .test_process import Served, spawn, wait_for  # noqa: F401  (spawn: the fixture)
+from .test_daemon import code_task, wait_for
+from .test_process import Served, spawn  # noqa: F401  (spawn: the fixture)
 
 GRACE = 1.0
 SEND_TIMEOUT = 5.0  # omnimind_trio.http._connection.SEND_TIMEOUT
@@ -117,3 +120,34 @@ async def test_made_up_methods_share_one_series(daemon: Daemon) -> None:
         if sample.name == "omnimind_http_requests_total"
     }
     assert methods == {"GET", "other"}
+
+
+# -- 3. Daemon metrics: a deleted task leaves no series ----------------------------------------
+
+
+def series_of(daemon: Daemon, task_id: str) -> list[str]:
+    return [
+        line
+        for line in daemon.prometheus().decode().splitlines()
+        if f'task_id="{task_id}"' in line
+    ]
+
+
+async def test_a_deleted_task_leaves_no_series(daemon: Daemon, tmp_path: Path) -> None:
+    await daemon.add_task(code_task("quick", "def execute():\n    return 1"))
+    await daemon.add_task(code_task("broken", "def execute():\n    1 / 0"))
+    marker = tmp_path / "started"
+    sleeper = f"def execute():\n    open({str(marker)!r}, 'w').close()\n    import time\n"
+    await daemon.add_task(code_task("sleeper", sleeper + "    time.sleep(300)"))
+    await wait_for(
+        lambda: daemon.get_task("quick").success_count and daemon.get_task("broken").failure_count
+    )
+    await wait_for(marker.exists)
+    assert series_of(daemon, "quick") and series_of(daemon, "broken")
+    for task_id in ("quick", "broken", "sleeper"):
+        await daemon.delete_task(task_id)
+    # The sleeper's run, cancelled by the delete, ends after it: it must not count.
+    await wait_for(lambda: daemon._scheduler.running_count == 0)
+    await trio.sleep(0.1)
+    for task_id in ("quick", "broken", "sleeper"):
+        assert series_of(daemon, task_id) == [], task_id

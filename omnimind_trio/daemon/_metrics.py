@@ -7,6 +7,7 @@ a custom collector, so nothing is updated on the hot path that nobody asked for.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..models import ExecutionRecord, Priority, SystemMetrics
+from ..models import ExecutionRecord, Outcome, Priority, SystemMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +34,8 @@ class LiveState:
 class DaemonMetrics:
     """One registry per daemon (never the global one: embedders may run several)."""
 
-    def __init__(self, live: Callable[[], LiveState]) -> None:
+    def __init__(self, live: Callable[[], LiveState], registered: Callable[[str], bool]) -> None:
+        self._registered = registered
         self.registry = CollectorRegistry(auto_describe=True)
         self.executions = Counter(
             "omnimind_executions",
@@ -68,14 +70,23 @@ class DaemonMetrics:
         self.registry.register(_LiveCollector(live, self))
 
     def observe(self, record: ExecutionRecord) -> None:
-        self.executions.labels(record.task_id, record.outcome.value).inc()
         if record.duration_seconds is not None:
             self.duration.observe(record.duration_seconds)
+        if not self._registered(record.task_id):
+            # A run that ends after its task was deleted (the delete cancels it, and the
+            # run finishes later): its series are gone and must stay gone.
+            return
+        self.executions.labels(record.task_id, record.outcome.value).inc()
         if record.outcome.is_success and record.finished_at is not None:
             self.last_success[record.task_id] = record.finished_at
 
     def forget(self, task_id: str) -> None:
+        """Drop a deleted task's series: a daemon that runs for a year sees many tasks come
+        and go, and each left a series per outcome behind."""
         self.last_success.pop(task_id, None)
+        for outcome in Outcome:
+            with contextlib.suppress(KeyError):
+                self.executions.remove(task_id, outcome.value)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
