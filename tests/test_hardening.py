@@ -11,12 +11,16 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
+from omnimind_trio import FakeSource, open_daemon
 from omnimind_trio.credentials import Credentials
 from omnimind_trio.daemon import Daemon
 from omnimind_trio.http import create_app
+from omnimind_trio.models import DaemonState, Priority
 
+from .conftest import make_settings
 from .test_api import AUTH
 from .test_daemon import code_task, wait_for
 from .test_process import Served, spawn  # noqa: F401  (spawn: the fixture)
@@ -151,3 +155,37 @@ async def test_a_deleted_task_leaves_no_series(daemon: Daemon, tmp_path: Path) -
     await trio.sleep(0.1)
     for task_id in ("quick", "broken", "sleeper"):
         assert series_of(daemon, task_id) == [], task_id
+
+
+# -- 4. A load that cannot be sampled ----------------------------------------------------------
+
+
+async def test_a_machine_that_cannot_be_measured_counts_as_busy(
+    tmp_path: Path, daemon_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = FakeSource(cpu_percent=5.0)
+    async with open_daemon(make_settings(tmp_path), metrics_source=source) as daemon:
+        await trio.sleep(2)
+        assert daemon._gates.is_open(Priority.HIGH) and daemon.state is DaemonState.IDLE
+        source.error = OSError(24, "Too many open files")
+        await trio.sleep(5)  # a short outage: the last good sample still holds
+        assert daemon.state is DaemonState.IDLE
+        assert daemon._gates.is_open(Priority.HIGH)
+        await trio.sleep(60)
+        assert daemon.state is DaemonState.ERROR
+        assert daemon.error == (
+            "cannot sample the machine's load: OSError(24, 'Too many open files')"
+        )
+        assert not daemon._gates.is_open(Priority.HIGH)
+        assert not daemon._gates.is_open(Priority.MEDIUM)
+        assert daemon._gates.is_open(Priority.CRITICAL)
+        await daemon.add_task(code_task("heavy", "def execute():\n    return 1", Priority.HIGH))
+        await trio.sleep(30)
+        assert daemon.get_task("heavy").execution_count == 0
+        failures = [r for r in caplog.records if "load sample failed" in r.getMessage()]
+        assert len(failures) == 1  # once per outage, not once a second
+        assert failures[0].exc_info is not None
+        source.error = None
+        await wait_for(lambda: daemon.get_task("heavy").success_count == 1, 30)
+        assert daemon.state is not DaemonState.ERROR and daemon.error is None
+        assert any("load sampling works again" in r.getMessage() for r in caplog.records)

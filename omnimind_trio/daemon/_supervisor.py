@@ -76,6 +76,8 @@ class Supervisor:
             return self._phase
         if self._writes.problem is not None or self._writes.file_problem is not None:
             return DaemonState.ERROR  # running, but what is saved may be lost
+        if self._monitor.problem is not None:
+            return DaemonState.ERROR  # running, blind to the machine's load
         if self._scheduler.running_count:
             return DaemonState.WORKING
         if self._gates.in_sleep_window:
@@ -89,6 +91,8 @@ class Supervisor:
             return self._writes.file_problem
         if self._writes.problem is not None:
             return f"the database refuses writes ({self._writes.problem})"
+        if self._monitor.problem is not None and self.running:
+            return self._monitor.problem
         if self._phase is DaemonState.ERROR:
             return "the scheduler failed; see the log"
         return None
@@ -168,7 +172,10 @@ class Supervisor:
     def on_sample(self, metrics: SystemMetrics) -> None:
         """A new load sample: update the gates, notice a suspend, publish what changed."""
         mono, wall = trio.current_time(), self._clock.now()
-        changed = self._gates.update(metrics.external_cpu_percent, mono, wall)
+        # A load that cannot be measured counts as a busy machine: the last good sample may
+        # be long gone, and heavy work must not start on a machine we cannot see.
+        cpu = 100.0 if self._monitor.problem is not None else metrics.external_cpu_percent
+        changed = self._gates.update(cpu, mono, wall)
         if changed:
             self._scheduler.wake()
         if self._last_sample_clocks is not None:

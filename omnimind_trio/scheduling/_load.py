@@ -119,18 +119,31 @@ def _ppid_map() -> dict[int, int]:
 
 
 class FakeSource:
-    """A settable source for tests and embedding without psutil readings."""
+    """A settable source for tests and embedding without psutil readings. Set ``error`` to
+    an exception to make every sample raise it (a machine that cannot be measured)."""
 
     def __init__(self, cpu_percent: float = 0.0, memory_percent: float = 10.0) -> None:
         self.cpu_percent = cpu_percent
         self.memory_percent = memory_percent
+        self.error: Exception | None = None
 
     def sample(self) -> SystemMetrics:
+        if self.error is not None:
+            raise self.error
         return SystemMetrics(self.cpu_percent, self.memory_percent, self.cpu_percent)
 
 
+STALE_AFTER_FAILURES = 10
+"""Failed samples in a row after which the last good one is too old to judge the load by."""
+
+
 class LoadMonitor:
-    """Samples ``source`` every ``interval`` seconds and calls ``on_sample`` with each."""
+    """Samples ``source`` every ``interval`` seconds and calls ``on_sample`` with each.
+
+    A failed sample keeps the previous one. After ``STALE_AFTER_FAILURES`` failures in a
+    row, :attr:`problem` says why: the load is unknown (the supervisor then treats the
+    machine as busy and reports the ``error`` state), until a sample succeeds again.
+    """
 
     def __init__(
         self,
@@ -142,14 +155,40 @@ class LoadMonitor:
         self.interval = interval
         self._on_sample = on_sample
         self.latest = SystemMetrics(0.0, 0.0, 0.0)
+        self.failures = 0
+        """Failed samples in a row."""
+        self.problem: str | None = None
+        """Why the load is unknown, while it is (``STALE_AFTER_FAILURES`` failures in a row)."""
 
     async def sample_now(self) -> SystemMetrics:
         try:
             self.latest = await self._sample()
-        except Exception:  # a broken reading must not stop the daemon
-            log.exception("load sample failed; keeping the previous one")
+        except Exception as exc:  # a broken reading must not stop the daemon
+            self._failed(exc)
+        else:
+            if self.failures:
+                log.warning("load sampling works again, after %d failed samples", self.failures)
+            self.failures, self.problem = 0, None
         self._on_sample(self.latest)
         return self.latest
+
+    def _failed(self, exc: Exception) -> None:
+        # Logged once per outage (with its traceback), not once a second for ever.
+        self.failures += 1
+        if self.failures == 1:
+            log.error(
+                "load sample failed; keeping the previous one (logged once until sampling"
+                " works again)",
+                exc_info=exc,
+            )
+        if self.failures == STALE_AFTER_FAILURES:
+            self.problem = f"cannot sample the machine's load: {exc!r}"
+            log.error(
+                "%s; %d samples failed in a row: the machine counts as busy (HIGH and"
+                " MEDIUM wait) until sampling works again",
+                self.problem,
+                self.failures,
+            )
 
     async def _sample(self) -> SystemMetrics:
         source = self.source
