@@ -60,7 +60,9 @@ def stop_seconds(served: Served, signals: int = 1, timeout: float = 30.0) -> flo
 
 
 @pytest.mark.slow
-def test_a_client_that_reads_nothing_cannot_hold_a_stop(spawn: Callable[..., Served]) -> None:
+def test_a_client_that_reads_nothing_cannot_hold_a_stop(
+    spawn: Callable[..., Served],  # noqa: F811 (the fixture)
+) -> None:
     served = spawn(env={"OMNIMIND_STOP_GRACE_SECONDS": str(GRACE)})
     sock = stuff_without_reading(served)
     try:
@@ -74,7 +76,9 @@ def test_a_client_that_reads_nothing_cannot_hold_a_stop(spawn: Callable[..., Ser
 
 
 @pytest.mark.slow
-def test_hypercorns_own_class_hangs_until_the_backstop(spawn: Callable[..., Served]) -> None:
+def test_hypercorns_own_class_hangs_until_the_backstop(
+    spawn: Callable[..., Served],  # noqa: F811 (the fixture)
+) -> None:
     # With the connection fix off, hypercorn's unbounded shielded write holds the stop:
     # the process ends by itself anyway, BACKSTOP seconds after the grace period.
     served = spawn(
@@ -92,7 +96,9 @@ def test_hypercorns_own_class_hangs_until_the_backstop(spawn: Callable[..., Serv
 
 
 @pytest.mark.slow
-def test_a_third_signal_ends_a_stop_that_hangs(spawn: Callable[..., Served]) -> None:
+def test_a_third_signal_ends_a_stop_that_hangs(
+    spawn: Callable[..., Served],  # noqa: F811 (the fixture)
+) -> None:
     served = spawn(
         env={"OMNIMIND_STOP_GRACE_SECONDS": "30", "OMNIMIND_HTTP_CONNECTION_FIX": "false"}
     )
@@ -131,9 +137,7 @@ async def test_made_up_methods_share_one_series(daemon: Daemon) -> None:
 
 def series_of(daemon: Daemon, task_id: str) -> list[str]:
     return [
-        line
-        for line in daemon.prometheus().decode().splitlines()
-        if f'task_id="{task_id}"' in line
+        line for line in daemon.prometheus().decode().splitlines() if f'task_id="{task_id}"' in line
     ]
 
 
