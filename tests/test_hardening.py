@@ -3,11 +3,15 @@ must not do to a daemon meant to run for a year."""
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -17,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from omnimind_trio import FakeSource, open_daemon
 from omnimind_trio.credentials import Credentials
 from omnimind_trio.daemon import Daemon
+from omnimind_trio.execution import Job, open_executor
 from omnimind_trio.http import create_app
 from omnimind_trio.models import DaemonState, Priority
 
@@ -193,3 +198,38 @@ async def test_a_machine_that_cannot_be_measured_counts_as_busy(
         await wait_for(lambda: daemon.get_task("heavy").success_count == 1, 30)
         assert daemon.state is not DaemonState.ERROR and daemon.error is None
         assert any("load sampling works again" in r.getMessage() for r in caplog.records)
+
+
+# -- 5. A task worker that cannot be restarted -------------------------------------------------
+
+
+async def test_a_worker_that_cannot_be_restarted_fails_runs_not_the_daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open_process = trio.lowlevel.open_process
+    refusing = True
+
+    async def open_process(*args: Any, **kwargs: Any) -> Any:
+        if refusing:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return await real_open_process(*args, **kwargs)
+
+    job = Job(code="def execute():\n    return 7", filename="<task t>", cwd=str(tmp_path))
+    async with open_executor(sys.executable) as executor:
+        monkeypatch.setattr(trio.lowlevel, "open_process", open_process)
+        first_worker = executor.worker_pid
+        assert first_worker is not None
+        os.kill(first_worker, signal.SIGKILL)
+        await wait_for(lambda: executor._start_failure is not None)
+        with trio.fail_after(10):
+            result = await executor.run(job)
+        assert result.error == (
+            "the execution could not be started in 3 attempts: the task worker cannot be"
+            " restarted: [Errno 24] Too many open files"
+        )
+        refusing = False  # the next attempt of the backoff starts it
+        await wait_for(lambda: executor._start_failure is None and executor._ready.is_set())
+        with trio.fail_after(15):
+            result = await executor.run(job)
+        assert result.report is not None and result.error is None, result
+        assert executor.worker_pid != first_worker

@@ -15,11 +15,9 @@ import os
 import signal
 import socket
 import struct
-import subprocess
 from array import array
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -28,10 +26,10 @@ from ..exceptions import ExecutorError
 from ._job import Job, RunResult
 from ._output import CappedBuffer, capped_into, pump
 from ._pending import Pending
+from ._spawn import start_worker
 
 log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
-WORKER = Path(__file__).with_name("_worker.py")
 HEADER = struct.Struct(">I")
 SEND_SECONDS = 5.0
 """How long a request frame may take to reach the worker before it is deemed stuck."""
@@ -58,6 +56,7 @@ class Executor:
         self._closing = False
         self.worker_pid: int | None = None
         self._on_ready: Callable[[], None] | None = None
+        self._start_failure: str | None = None  # why the worker cannot be restarted
         self.worker_python: str | None = None
         self.restarts = 0
 
@@ -220,7 +219,7 @@ class Executor:
             async with self._send_lock:
                 sock, gone = self._sock, self._gone
                 if sock is None:
-                    failure = "the task worker is not running"
+                    failure = self._start_failure or "the task worker is not running"
                 else:
                     ancillary = (
                         [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array("i", fds))] if fds else []
@@ -256,17 +255,18 @@ class Executor:
         delay = 0.1
         first = True
         while True:
-            parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                process = await trio.lowlevel.open_process(
-                    [self.python, str(WORKER), str(child.fileno())],
-                    pass_fds=(child.fileno(),),
-                    env=_task_environment(),
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            finally:
-                child.close()
+                process, parent = await start_worker(self.python)
+            except OSError as exc:  # no fd or memory to spare, the interpreter upgraded...
+                if first:
+                    raise
+                self._start_failure = f"the task worker cannot be restarted: {exc}"
+                log.error("%s; trying again in %g s", self._start_failure, delay)
+                self._ready.set()  # meanwhile, runs fail at once, saying why (_submit)
+                await trio.sleep(delay)
+                self._ready, delay = trio.Event(), min(delay * 2, MAX_RESTART_DELAY)
+                continue
+            self._start_failure = None
             self.worker_pid = process.pid
             self._sock = trio.socket.from_stdlib_socket(parent)
             # Executions are sent only once the worker says it is ready (imports done):
@@ -411,20 +411,6 @@ async def open_executor(python: str) -> AsyncIterator[Executor]:
         if rest is None and failed is not None:
             raise _first_leaf(failed) from None
         raise
-
-
-SECRET_VARIABLES = (
-    "OMNIMIND_DASHBOARD_USER",
-    "OMNIMIND_DASHBOARD_PASS",
-    "OMNIMIND_VIEWER_USER",
-    "OMNIMIND_VIEWER_PASS",
-)
-
-
-def _task_environment() -> dict[str, str]:
-    """The daemon's environment without the credentials (admin and viewer): tasks never
-    see them."""
-    return {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
 
 
 def _first_leaf(group: BaseExceptionGroup[ExecutorError]) -> ExecutorError:
