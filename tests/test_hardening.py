@@ -27,7 +27,7 @@ from omnimind_trio.models import DaemonState, Priority
 
 from .conftest import make_settings
 from .test_api import AUTH
-from .test_daemon import code_task, wait_for
+from .test_daemon import code_task, history, wait_for
 from .test_process import Served, spawn  # noqa: F401  (spawn: the fixture)
 
 GRACE = 1.0
@@ -233,3 +233,32 @@ async def test_a_worker_that_cannot_be_restarted_fails_runs_not_the_daemon(
             result = await executor.run(job)
         assert result.report is not None and result.error is None, result
         assert executor.worker_pid != first_worker
+
+
+# -- 6. History retention does not depend on the built-in task ---------------------------------
+
+
+async def test_retention_goes_on_with_the_builtin_task_paused(
+    tmp_path: Path, daemon_clock: trio.testing.MockClock
+) -> None:
+    settings = make_settings(tmp_path, history_max_per_task=2)
+    async with open_daemon(settings, metrics_source=FakeSource(cpu_percent=5.0)) as daemon:
+        await daemon.pause_task("database_optimization")
+        runs = 0
+
+        async def job() -> int:
+            nonlocal runs
+            runs += 1
+            return runs
+
+        await daemon.register("job", job, name="Job", priority=Priority.CRITICAL)
+        await wait_for(lambda: daemon.get_task("job").success_count == 1)
+        for count in range(2, 6):
+            daemon.run_task_now("job")
+            await wait_for(lambda c=count: daemon.get_task("job").success_count == c)  # type: ignore[misc]
+        assert len(await history(daemon, "job")) == 5
+        daemon_clock.jump(3600)  # not trio.sleep: 3600 samples, 20 ms of real time each
+        with trio.fail_after(60):
+            while len(await history(daemon, "job")) != 2:
+                await trio.sleep(1)
+        assert daemon.get_task("database_optimization").paused

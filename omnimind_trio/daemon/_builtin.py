@@ -28,16 +28,23 @@ class Register(Protocol):
     ) -> Awaitable[Any]: ...
 
 
+async def apply_retention(store: Store, settings: Settings, clock: Clock) -> int:
+    """Delete the history beyond the retention settings; returns how many runs went."""
+    return await store.apply_retention(
+        max_per_task=settings.history_max_per_task,
+        older_than=clock.now() - settings.history_max_days * 86400,
+    )
+
+
 async def register_builtins(
     register: Register, *, store: Store, settings: Settings, clock: Clock
 ) -> None:
-    """Register ``database_optimization`` (MEDIUM, every 6 hours)."""
+    """Register ``database_optimization`` (MEDIUM, every 6 hours). (The retention does not
+    depend on it: the supervisor applies it every hour, whether this task is paused,
+    patched or never runs; see ``Supervisor``.)"""
 
     async def optimize() -> dict[str, Any]:
-        deleted = await store.apply_retention(
-            max_per_task=settings.history_max_per_task,
-            older_than=clock.now() - settings.history_max_days * 86400,
-        )
+        deleted = await apply_retention(store, settings, clock)
         await store.optimize()
         return {"status": "completed", "deleted_executions": deleted}
 

@@ -50,6 +50,7 @@ from ..scheduling import (
     TaskEntry,
 )
 from ..store import Store
+from ._builtin import apply_retention
 from ._events import EventBus
 from ._listing import select
 from ._metrics import DaemonMetrics, LiveState
@@ -134,6 +135,7 @@ class Daemon:
             store=store,
             nursery=nursery,
             on_change=self._notify_change,
+            retention=lambda: apply_retention(store, settings, clock),
         )
         self._tasks = TaskRegistry(
             settings,

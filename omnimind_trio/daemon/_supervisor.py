@@ -5,8 +5,9 @@
     supervisor                  # start() opens its scope, stop() cancels it
     ├── load monitor            # samples the machine; each sample updates the gates
     ├── scheduler               # one cancel scope per execution
-    └── database watch          # every 10 s: is the file still there? (re-created if
-                                # deleted); while writes are refused, a probe
+    ├── database watch          # every 10 s: is the file still there? (re-created if
+    │                           # deleted); while writes are refused, a probe
+    └── history retention       # every hour, whatever becomes of database_optimization
 
 The state (``initializing``, ``idle``, ``working``, ``sleeping``, ``shutting_down``,
 ``stopped``, ``error``) is derived from the lifecycle, the scheduler, the gates and the
@@ -16,7 +17,7 @@ write guard; every change of it is published as a ``state_changed`` event.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -27,6 +28,11 @@ from ._events import EventBus
 from ._writes import WriteGuard
 
 log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
+
+RETENTION_SECONDS = 3600.0
+"""How often the supervisor applies the history retention. The built-in task
+``database_optimization`` applies it too, but it can be paused or patched, or wait for its
+gate for ever: the history must not grow without limit then."""
 
 SUSPEND_GAP_SECONDS = 30.0
 """A wall-clock jump beyond the monotonic clock this large means suspend or a clock change."""
@@ -47,7 +53,9 @@ class Supervisor:
         store: Store,
         nursery: trio.Nursery,
         on_change: Callable[[], None] = lambda: None,
+        retention: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
+        self._retention = retention
         self._scheduler = scheduler
         self._gates = gates
         self._monitor = monitor
@@ -151,6 +159,8 @@ class Supervisor:
                     await nursery.start(self._monitor.run)
                     await nursery.start(self._scheduler.run)
                     nursery.start_soon(self._writes.watch, self._store)
+                    if self._retention is not None:
+                        nursery.start_soon(self._retain, self._retention)
                     if not scope.cancel_called:  # else a stop() came during the start
                         self.set_phase(DaemonState.IDLE)
                     log.info("daemon started with %d tasks", len(self._scheduler.tasks))
@@ -168,6 +178,15 @@ class Supervisor:
             log.info("daemon stopped")
         if not started:  # stopped before it was up: the start is over all the same
             task_status.started()
+
+    async def _retain(self, retention: Callable[[], Awaitable[object]]) -> None:
+        async def apply() -> None:
+            await retention()
+
+        while True:
+            await trio.sleep(RETENTION_SECONDS)
+            # A refused write is the write guard's outage (logged once, state error).
+            await self._writes.write(apply(), "the history retention")
 
     def on_sample(self, metrics: SystemMetrics) -> None:
         """A new load sample: update the gates, notice a suspend, publish what changed."""
