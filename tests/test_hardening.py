@@ -204,7 +204,7 @@ async def test_a_machine_that_cannot_be_measured_counts_as_busy(
 
 
 async def test_a_worker_that_cannot_be_restarted_fails_runs_not_the_daemon(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     real_open_process = trio.lowlevel.open_process
     refusing = True
@@ -221,6 +221,7 @@ async def test_a_worker_that_cannot_be_restarted_fails_runs_not_the_daemon(
         assert first_worker is not None
         os.kill(first_worker, signal.SIGKILL)
         await wait_for(lambda: executor._start_failure is not None)
+        assert executor.worker_pid is None  # reaped: never signalled again
         with trio.fail_after(10):
             result = await executor.run(job)
         assert result.error == (
@@ -232,7 +233,10 @@ async def test_a_worker_that_cannot_be_restarted_fails_runs_not_the_daemon(
         with trio.fail_after(15):
             result = await executor.run(job)
         assert result.report is not None and result.error is None, result
-        assert executor.worker_pid != first_worker
+        assert executor.worker_pid not in (None, first_worker)
+        failures = [r for r in caplog.records if "cannot be restarted" in r.getMessage()]
+        assert len(failures) == 1  # once per outage
+        assert any("restarted again" in r.getMessage() for r in caplog.records)
 
 
 # -- 6. History retention does not depend on the built-in task ---------------------------------

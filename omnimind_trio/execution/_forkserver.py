@@ -260,12 +260,17 @@ class Executor:
             except OSError as exc:  # no fd or memory to spare, the interpreter upgraded...
                 if first:
                     raise
-                self._start_failure = f"the task worker cannot be restarted: {exc}"
-                log.error("%s; trying again in %g s", self._start_failure, delay)
+                failure = f"the task worker cannot be restarted: {exc}"
+                if self._start_failure is None:  # once per outage
+                    log.error("%s; trying again, every %g s at most", failure, MAX_RESTART_DELAY)
+                self._start_failure = failure
+                self.worker_pid = None  # reaped: its pid may be another process's now
                 self._ready.set()  # meanwhile, runs fail at once, saying why (_submit)
                 await trio.sleep(delay)
                 self._ready, delay = trio.Event(), min(delay * 2, MAX_RESTART_DELAY)
                 continue
+            if self._start_failure is not None:
+                log.warning("the task worker could be restarted again")
             self._start_failure = None
             self.worker_pid = process.pid
             self._sock = trio.socket.from_stdlib_socket(parent)
