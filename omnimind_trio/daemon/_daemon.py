@@ -98,9 +98,7 @@ class Daemon:
             metrics_source, settings.sample_seconds, lambda m: self._supervisor.on_sample(m)
         )
         self._events = EventBus(lambda: self._supervisor.state, settings.ws_buffer_messages)
-        self._prom = DaemonMetrics(
-            self._live_state, lambda task_id: task_id in self._scheduler.tasks
-        )
+        self._prom = DaemonMetrics(self._live_state, lambda t: t in self._scheduler.tasks)
         self._runner = ExecutionRunner(
             settings,
             store=store,
