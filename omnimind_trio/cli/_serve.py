@@ -19,7 +19,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 import trio
@@ -52,13 +52,23 @@ def exit_now(why: str) -> NoReturn:
     os._exit(1)
 
 
-def stop_backstop(seconds: float) -> threading.Timer:
-    """Exit in ``seconds`` unless cancelled (a daemon thread)."""
-    why = f"still running {STOP_BACKSTOP_SECONDS:g} s after the stop's grace period"
-    timer = threading.Timer(seconds, exit_now, (why,))
-    timer.daemon = True
-    timer.start()
-    return timer
+@contextlib.contextmanager
+def stop_backstop() -> Iterator[Callable[[float], None]]:
+    """``arm(seconds)``: exit in ``seconds`` unless the block is left first. A thread: it
+    fires even if the event loop is stuck."""
+    timers: list[threading.Timer] = []
+
+    def arm(seconds: float) -> None:
+        why = f"still running {STOP_BACKSTOP_SECONDS:g} s after the stop's grace period"
+        timers.append(threading.Timer(seconds, exit_now, (why,)))
+        timers[-1].daemon = True
+        timers[-1].start()
+
+    try:
+        yield arm
+    finally:
+        for timer in timers:
+            timer.cancel()
 
 
 @contextlib.contextmanager
@@ -108,6 +118,7 @@ async def serve(
         start_up_without_collections(),
         trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals,
         trio.open_signal_receiver(signal.SIGHUP) as hangups,  # from here, HUP cannot kill us
+        stop_backstop() as arm_backstop,
     ):
         # Reads (or creates) a file: in a worker thread, not the event loop.
         credentials = await trio.to_thread.run_sync(load_credentials, settings)
@@ -116,64 +127,56 @@ async def serve(
         systemd = Systemd.from_environment(os.environ)  # None without $NOTIFY_SOCKET
         keyring = Keyring(credentials)
         shutdown = trio.Event()
-        backstop: list[threading.Timer] = []  # started by the first signal
-        # The signal watcher lives outside the nursery a second signal cancels: a third
-        # signal must still end a process that does not stop.
-        try:
-            async with (
-                open_daemon(settings, autostart=False) as daemon,
-                trio.open_nursery() as guard,
-            ):
-                async with trio.open_nursery() as nursery:
+        async with (
+            open_daemon(settings, autostart=False) as daemon,
+            trio.open_nursery() as nursery,
+        ):
 
-                    async def watch_signals() -> None:
-                        async for signum in signals:
-                            name = signal.Signals(signum).name
-                            if nursery.cancel_scope.cancel_called:
-                                exit_now(f"{name} received while stopping now")
-                            if shutdown.is_set():
-                                log.info("second signal: stopping now")
-                                nursery.cancel_scope.cancel()
-                                continue
-                            log.info("%s received: stopping", name)
-                            if systemd is not None:
-                                systemd.stopping()
-                            daemon.close_events()  # WebSocket clients: a clean 1001 "going away"
-                            shutdown.set()
-                            # Backstop: whatever still runs after the grace period is cancelled,
-                            # and a process still there well after that exits. (A thread: it
-                            # fires even if the event loop is stuck.)
-                            grace = settings.stop_grace_seconds
-                            nursery.cancel_scope.deadline = trio.current_time() + grace
-                            backstop.append(stop_backstop(grace + STOP_BACKSTOP_SECONDS))
-                            daemon.stop()  # leaving open_daemon waits for it
-
-                    async def watch_hangups() -> None:
-                        async for _ in hangups:
-                            await reload_credentials(keyring, settings, "SIGHUP")
-
-                    async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
-                        await serve_api(
-                            daemon, keyring, shutdown_trigger=shutdown.wait, task_status=task_status
-                        )
-                        nursery.cancel_scope.cancel()  # served its last request: we are done
-
-                    guard.start_soon(watch_signals)
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    if nursery.cancel_scope.cancel_called:
+                        exit_now(f"{signal.Signals(signum).name} received while stopping now")
+                    if shutdown.is_set():
+                        log.info("second signal: stopping now")
+                        nursery.cancel_scope.cancel()
+                        continue
+                    log.info("%s received: stopping", signal.Signals(signum).name)
                     if systemd is not None:
-                        nursery.start_soon(systemd.run, daemon)
-                    nursery.start_soon(watch_hangups)
-                    await nursery.start(watch_credentials_file, keyring, settings)
-                    # Bind first: a daemon that cannot serve its API must not start running tasks.
-                    urls = await nursery.start(http)
-                    log.info("serving on %s", ", ".join(urls))
-                    if autostart:
-                        await daemon.start()
-                    end_of_start_up()
-                    if systemd is not None:
-                        systemd.ready(daemon)
-                    task_status.started(urls)
-                guard.cancel_scope.cancel()
-        finally:
-            for timer in backstop:  # stopped in time, or failed: no exit
-                timer.cancel()
+                        systemd.stopping()
+                    daemon.close_events()  # WebSocket clients get a clean 1001 "going away"
+                    shutdown.set()
+                    # Backstop: whatever still runs after the grace period is cancelled,
+                    # and a process still there well after that exits.
+                    nursery.cancel_scope.deadline = (
+                        trio.current_time() + settings.stop_grace_seconds
+                    )
+                    arm_backstop(settings.stop_grace_seconds + STOP_BACKSTOP_SECONDS)
+                    daemon.stop()  # leaving open_daemon waits for it
+
+            async def watch_hangups() -> None:
+                async for _ in hangups:
+                    await reload_credentials(keyring, settings, "SIGHUP")
+
+            async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
+                await serve_api(
+                    daemon, keyring, shutdown_trigger=shutdown.wait, task_status=task_status
+                )
+                nursery.cancel_scope.cancel()  # served its last request: we are done
+
+            # A system task: the nursery's cancel (a second signal, the deadline) must not
+            # end it, or a third signal would go unheard. It waits for ever once we return.
+            trio.lowlevel.spawn_system_task(watch_signals)
+            if systemd is not None:
+                nursery.start_soon(systemd.run, daemon)
+            nursery.start_soon(watch_hangups)
+            await nursery.start(watch_credentials_file, keyring, settings)
+            # Bind first: a daemon that cannot serve its API must not start running tasks.
+            urls = await nursery.start(http)
+            log.info("serving on %s", ", ".join(urls))
+            if autostart:
+                await daemon.start()
+            end_of_start_up()
+            if systemd is not None:
+                systemd.ready(daemon)
+            task_status.started(urls)
     log.info("stopped")
