@@ -23,6 +23,7 @@ from ..config import Settings
 from ..credentials import Credentials, load_credentials
 from ..daemon import open_daemon
 from ..http import serve_api
+from ._runtime import announced
 
 log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
@@ -73,6 +74,7 @@ async def serve(
     with (
         start_up_without_collections(),
         trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals,
+        contextlib.ExitStack() as on_exit,
     ):
         # Reads (or creates) a file: in a worker thread, not the event loop.
         credentials = await trio.to_thread.run_sync(load_credentials, settings)
@@ -108,6 +110,8 @@ async def serve(
             # Bind first: a daemon that cannot serve its API must not start running tasks.
             urls = await nursery.start(http)
             log.info("serving on %s", ", ".join(urls))
+            # Where the CLI finds us from any directory; removed when we exit.
+            on_exit.enter_context(announced(urls, settings.home))
             if autostart:
                 await daemon.start()
             end_of_start_up()
