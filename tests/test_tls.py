@@ -31,6 +31,7 @@ from omnimind_trio.cli._runtime import (
     RuntimeInfo,
     announced,
     find_daemon,
+    local_url,
     read_runtime,
     runtime_path,
     write_runtime,
@@ -285,11 +286,13 @@ def test_plain_http_beyond_loopback_is_refused_unless_allowed(tmp_path: Path) ->
     assert f"refusing to serve plain HTTP on {host}" in refused.stderr
     assert "--allow-plain-http" in refused.stderr and "Traceback" not in refused.stderr
     assert not (runtime / "omnimind" / "daemon.json").exists()
+    # Refused before anything was made: no credentials, no database.
+    assert sorted(p.name for p in (tmp_path / "refused" / "home").iterdir()) == ["workspace"]
 
     served = start(tmp_path / "allowed", "--host", host, "--allow-plain-http", env=env)
     try:
         info = wait_announced(served, runtime / "omnimind" / "daemon.json")
-        assert info.url == f"http://{host}:{served.port}"
+        assert info.url == local_url(f"http://{host}:{served.port}")
         served.proc.send_signal(signal.SIGTERM)
         assert served.proc.wait(timeout=START_DEADLINE) == 0
     finally:
@@ -417,6 +420,12 @@ def test_the_last_daemon_started_owns_the_file(tmp_path: Path) -> None:
     # ... and the first one, leaving, does not remove the second one's file.
     assert read_runtime(path) == later
     assert not [p for p in path.parent.iterdir() if p.name != "daemon.json"]  # no temp left
+
+
+def test_a_wildcard_address_is_announced_as_loopback() -> None:
+    assert local_url("http://0.0.0.0:8000") == "http://127.0.0.1:8000"
+    assert local_url("https://[::]:8443") == "https://[::1]:8443"
+    assert local_url("https://192.0.2.7:8443") == "https://192.0.2.7:8443"
 
 
 def test_runtime_path_prefers_xdg_runtime_dir(tmp_path: Path) -> None:

@@ -92,13 +92,21 @@ def remove_runtime(path: Path, pid: int) -> None:
         pass
 
 
+def local_url(url: str) -> str:
+    """``url`` with a wildcard address (``0.0.0.0``, ``::``, as hypercorn reports them) made
+    the loopback address it also serves: clients connect to an address, not to "any"."""
+    for wildcard, loopback in (("//0.0.0.0:", "//127.0.0.1:"), ("//[::]:", "//[::1]:")):
+        url = url.replace(wildcard, loopback, 1)
+    return url
+
+
 @contextlib.contextmanager
 def announced(urls: list[str], home: Path, path: Path | None = None) -> Iterator[None]:
     """The runtime file exists, naming this process, while the block runs."""
     path = path or runtime_path()
     pid = os.getpid()
     try:
-        write_runtime(RuntimeInfo(url=urls[0], home=str(home.resolve()), pid=pid), path)
+        write_runtime(RuntimeInfo(url=local_url(urls[0]), home=str(home.resolve()), pid=pid), path)
     except OSError as exc:  # the CLI will need --url; the daemon works all the same
         log.warning("cannot write the runtime file %s: %s", path, exc)
     try:

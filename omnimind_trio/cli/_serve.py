@@ -22,7 +22,7 @@ import trio
 from ..config import Settings
 from ..credentials import Credentials, load_credentials
 from ..daemon import open_daemon
-from ..http import serve_api
+from ..http import check_transport, hypercorn_config, serve_api
 from ._runtime import announced
 
 log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
@@ -76,6 +76,9 @@ async def serve(
         trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals,
         contextlib.ExitStack() as on_exit,
     ):
+        # Plain HTTP beyond loopback, or a certificate that cannot be loaded: refused before
+        # anything is created (credentials, database). Reads files: in a worker thread.
+        await trio.to_thread.run_sync(check_transport, settings, hypercorn_config(settings))
         # Reads (or creates) a file: in a worker thread, not the event loop.
         credentials = await trio.to_thread.run_sync(load_credentials, settings)
         announce(credentials)
