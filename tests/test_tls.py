@@ -13,6 +13,7 @@ import ssl
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,6 +216,21 @@ def test_http2_and_http11_over_tls(https_daemon: tuple[Served, str], certs: Cert
         httpx.get(f"{url}/daemon/status", auth=(USER, PASS), timeout=10)
     with OmniMindClient(url, auth=(USER, PASS), cacert=certs.ca) as client:
         assert client.status()["workspace"] == str(served.workspace)
+
+
+@pytest.mark.slow
+def test_a_stalled_handshake_is_closed_like_an_idle_connection(
+    https_daemon: tuple[Served, str], tmp_path: Path, certs: Certs
+) -> None:
+    served, _ = https_daemon
+    settings = Settings(home=tmp_path, tls_certfile=certs.cert, tls_keyfile=certs.key)
+    timeout = hypercorn_config(settings).ssl_handshake_timeout
+    assert timeout == 5
+    with socket.create_connection(("127.0.0.1", served.port), timeout=30) as raw:
+        began = time.monotonic()
+        assert raw.recv(1) == b""  # closed by the daemon: we never sent a ClientHello
+        elapsed = time.monotonic() - began
+    assert timeout - 0.5 < elapsed < 30  # far from hypercorn's default of 60 s
 
 
 @pytest.mark.slow

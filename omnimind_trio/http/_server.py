@@ -38,6 +38,9 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
         # HTTPS and WSS; hypercorn offers HTTP/2 and HTTP/1.1 by ALPN.
         config.certfile = str(settings.tls_certfile)
         config.keyfile = str(settings.tls_keyfile)
+        # A client that connects and never completes the handshake is closed as soon as an
+        # idle keep-alive connection would be, not after hypercorn's default of 60 s.
+        config.ssl_handshake_timeout = config.keep_alive_timeout
     return config
 
 
