@@ -409,9 +409,12 @@ def test_the_cli_finds_the_daemon_from_any_directory(
 
 def test_a_stale_or_foreign_runtime_file_is_ignored(tmp_path: Path) -> None:
     path = tmp_path / "omnimind" / "daemon.json"
+    path.parent.mkdir(mode=0o755)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     write_runtime(RuntimeInfo("http://127.0.0.1:1", str(tmp_path), gone.pid), path)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert read_runtime(path) is None  # its daemon was killed without removing it
 
     me = RuntimeInfo("http://127.0.0.1:2", str(tmp_path), os.getpid())

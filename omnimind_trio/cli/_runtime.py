@@ -48,6 +48,8 @@ def runtime_path(environ: Mapping[str, str] = os.environ) -> Path:
 def write_runtime(info: RuntimeInfo, path: Path) -> None:
     """Write ``info`` to ``path``: mode 0600 from the first byte, then renamed into place."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.parent.stat().st_mode & 0o077:
+        path.parent.chmod(0o700)  # made by someone (or some umask) more generous: ours
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
