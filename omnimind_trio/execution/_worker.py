@@ -135,25 +135,24 @@ def _run_task(request: dict[str, Any], result_fd: int) -> NoReturn:
 
 
 def _child(request: dict[str, Any], fds: list[int], session_w: int, go_r: int) -> NoReturn:
-    """The run's keeper (see ``_containment.py``): leads its own session, then forks the
-    task's process and stays until the run ends; exits as the task's process did."""
+    """The run's keeper (see ``_containment.py``): leads its own session, forks the task's
+    process and stays until the run ends; exits as the task's process did."""
     try:
         os.setsid()
-        os.write(session_w, b"s")
-        os.close(session_w)
         signal.set_wakeup_fd(-1)
-        # EOF instead of the word: the worker died before the daemon learnt our pid, and
-        # the daemon sends the request again, so this child must not run it.
-        if os.read(go_r, 1) != b"g":
-            os._exit(0)
-        os.close(go_r)
         _containment.prctl(_containment.PR_SET_CHILD_SUBREAPER, 1)
         keeper = os.getpid()
+        # Forked before the worker's word, which the task's process waits for: the fork
+        # overlaps the round trip to the daemon.
         pid = os.fork()
+        if pid == 0:
+            os.close(session_w)
+            _task_process(request, fds, keeper, go_r)
+        os.close(go_r)
+        os.write(session_w, b"s")
+        os.close(session_w)
     except BaseException:
         os._exit(72)
-    if pid == 0:
-        _task_process(request, fds, keeper)
     for fd in fds[:2]:
         os.close(fd)
     # The keeper itself ignores the terminal's and the task's own group signals (a task
@@ -175,7 +174,7 @@ def _child(request: dict[str, Any], fds: list[int], session_w: int, go_r: int) -
         os._exit(73)  # never back into the worker's loop
 
 
-def _task_process(request: dict[str, Any], fds: list[int], keeper: int) -> NoReturn:
+def _task_process(request: dict[str, Any], fds: list[int], keeper: int, go_r: int) -> NoReturn:
     stdout_fd, stderr_fd, result_fd = fds
     try:
         # Dies with its keeper: a task process never outlives its run's keeper.
@@ -185,6 +184,11 @@ def _task_process(request: dict[str, Any], fds: list[int], keeper: int) -> NoRet
         # The run's cgroup holds the task's processes, not the keeper: killing it leaves
         # the keeper to reap them (their CPU time counts) and report how the task ended.
         _cgroups.enter(request.get("cgroup"))
+        # EOF instead of the word: the worker died before the daemon learnt our pid, and
+        # the daemon sends the request again, so this child must not run it.
+        if os.read(go_r, 1) != b"g":
+            os._exit(0)
+        os.close(go_r)
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
