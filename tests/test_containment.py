@@ -87,6 +87,13 @@ def assert_all_gone(pids: list[int]) -> None:
     wait_for(lambda: not any(running(pid) for pid in pids), GONE_SECONDS, f"{pids} to end")
 
 
+def assert_all_reaped(pids: list[int]) -> None:
+    """Gone, not even zombies: the run's keeper reaped the orphans it inherited."""
+    wait_for(
+        lambda: not any(psutil.pid_exists(pid) for pid in pids), GONE_SECONDS, f"{pids} reaped"
+    )
+
+
 def cleanup(pids: list[int]) -> None:
     for pid in pids:
         if running(pid):
@@ -138,7 +145,7 @@ async def test_escapees_end_with_a_run_that_returns(executor: Executor, tmp_path
     outcome, pids, _ = await run_escaping(executor, tmp_path, "return 1")
     try:
         assert outcome is Outcome.SUCCEEDED  # the outcome is still the task's own
-        assert_all_gone(pids)
+        assert_all_reaped(pids)
     finally:
         cleanup(pids)
 
@@ -150,7 +157,7 @@ async def test_escapees_end_with_a_timeout(executor: Executor, tmp_path: Path) -
     )
     try:
         assert outcome is Outcome.TIMED_OUT
-        assert_all_gone(pids)
+        assert_all_reaped(pids)
     finally:
         cleanup(pids)
 
@@ -160,7 +167,7 @@ async def test_escapees_end_with_a_cancel(executor: Executor, tmp_path: Path) ->
     outcome, pids, _ = await run_escaping(executor, tmp_path, "time.sleep(300)")
     try:
         assert outcome is Outcome.CANCELLED
-        assert_all_gone(pids)
+        assert_all_reaped(pids)
     finally:
         cleanup(pids)
 

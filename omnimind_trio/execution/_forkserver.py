@@ -414,6 +414,7 @@ async def open_executor(python: str, *, cgroup_key: str | None = None) -> AsyncI
     base = None if cgroup_key is None else _cgroups.runs_base(cgroup_key)
     if base is not None and (swept := _cgroups.sweep(base)):
         log.warning("killed what was left of %d run(s) of an earlier daemon", swept)
+    log.info("runs are contained by %s", f"cgroups under {base}" if base else "subreapers")
     executor = Executor(python, base)
     try:
         async with trio.open_nursery() as nursery:

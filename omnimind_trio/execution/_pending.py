@@ -68,8 +68,11 @@ class Pending:
         the event loop, unless its run is gone."""
         if self.cgroup is not None:
             _cgroups.kill(self.cgroup)
-        if self.pid is not None:
+        if self.pid is not None and self.start is not None:
             kill_tree(self.pid, self.start, include_root=keeper)
+        elif self.pid is not None:  # gone when it started, or /proc unreadable: its group
+            with contextlib.suppress(OSError):
+                os.killpg(self.pid, signal.SIGKILL)
         if self.cgroup is not None and keeper:
             _cgroups.remove(self.cgroup)
 
