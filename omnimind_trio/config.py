@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     max_result_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     max_code_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
 
+    # Containment (issue 11): every process of a run ends with the run
+    task_cgroups: bool = True
+    """Give each execution a cgroup of its own (killed with ``cgroup.kill``) where a cgroup
+    v2 subtree is delegated to the daemon (systemd ``Delegate=yes``); without one, or when
+    false, a run's processes are contained by its subreaper keeper alone."""
+
     # Load gates
     sample_seconds: Annotated[float, Field(gt=0)] = 1.0
     idle_cpu_percent: Annotated[float, Field(gt=0, le=100)] = 20.0

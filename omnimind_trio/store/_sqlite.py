@@ -19,16 +19,18 @@ import trio
 from ..exceptions import StartupError, StoreUnavailable, TaskExists
 from ..models import ExecutionRecord, Outcome, TaskCounters, TaskSpec
 from ._file import DatabaseFile, describe_open_error, recreate
-from ._protocol import INTERRUPTED_REASON, StoredTask
+from ._protocol import INTERRUPTED_REASON, RunProcess, StoredTask
 from ._schema import (
     COUNTER_COLUMNS,
     EXECUTION_COLUMNS,
+    PROCESS_COLUMNS,
     SPEC_COLUMNS,
     TASK_COLUMNS,
     Column,
     counters_row,
     execution_from_row,
     execution_row,
+    process_row,
     spec_row,
     task_from_row,
     task_row,
@@ -36,8 +38,9 @@ from ._schema import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
-"""``PRAGMA user_version`` of a database this code wrote: 2 stores priorities by name."""
+SCHEMA_VERSION = 3
+"""``PRAGMA user_version`` of a database this code wrote: 2 stores priorities by name, 3 the
+process of each running execution."""
 
 
 def _create_table(name: str, columns: tuple[Column, ...], key: str) -> str:
@@ -47,7 +50,7 @@ def _create_table(name: str, columns: tuple[Column, ...], key: str) -> str:
 
 SCHEMA = (
     _create_table("tasks", TASK_COLUMNS, "task_id")
-    + _create_table("executions", EXECUTION_COLUMNS, "execution_id")
+    + _create_table("executions", (*EXECUTION_COLUMNS, *PROCESS_COLUMNS), "execution_id")
     + """
 CREATE INDEX IF NOT EXISTS tasks_by_seq ON tasks (seq);
 CREATE INDEX IF NOT EXISTS executions_by_task ON executions (task_id, scheduled_at);
@@ -60,7 +63,10 @@ CREATE INDEX IF NOT EXISTS executions_by_outcome ON executions (outcome);
 def _migrate(db: sqlite3.Connection) -> None:
     """Bring an older database up to :data:`SCHEMA_VERSION`: columns added to a model since
     it was written are added (with their defaults), then each numbered step runs once."""
-    for table, columns in (("tasks", TASK_COLUMNS), ("executions", EXECUTION_COLUMNS)):
+    for table, columns in (
+        ("tasks", TASK_COLUMNS),
+        ("executions", (*EXECUTION_COLUMNS, *PROCESS_COLUMNS)),
+    ):
         present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
         for column in columns:
             if column.name not in present:
@@ -74,6 +80,8 @@ def _migrate(db: sqlite3.Connection) -> None:
             " 'HIGH' WHEN 2 THEN 'MEDIUM' WHEN 3 THEN 'LOW' END"
             " WHERE typeof(priority) = 'integer'"
         )
+    # Version 3 added the process columns of the executions (PROCESS_COLUMNS), which the
+    # loop above adds; rows written before have none (NULL): nothing else to change.
     if version != SCHEMA_VERSION:  # a write only when it changes (a full disk may refuse it)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -248,6 +256,28 @@ class SQLiteStore:
             )
 
         await self._run(self._tx(finish))
+
+    async def record_process(self, execution_id: str, process: RunProcess) -> None:
+        await self._run(
+            self._tx(
+                lambda db: db.execute(
+                    f"UPDATE executions SET {_assignments(PROCESS_COLUMNS)}"
+                    " WHERE execution_id = ? AND outcome = ?",
+                    (*process_row(process), execution_id, Outcome.RUNNING.value),
+                )
+            )
+        )
+
+    async def running_processes(self) -> dict[str, RunProcess]:
+        def query(db: sqlite3.Connection) -> dict[str, RunProcess]:
+            rows = db.execute(
+                f"SELECT execution_id, {_names(PROCESS_COLUMNS)} FROM executions"
+                " WHERE outcome = ? AND process_id IS NOT NULL",
+                (Outcome.RUNNING.value,),
+            ).fetchall()
+            return {row[0]: RunProcess(*row[1:]) for row in rows}
+
+        return await self._run(self._tx(query))
 
     async def close_interrupted(self, now: float) -> int:
         """Close runs a crash left ``running`` as ``interrupted``; returns how many."""
