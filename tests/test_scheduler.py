@@ -678,3 +678,84 @@ async def test_a_priority_change_keeps_the_time_already_waited(
         h.scheduler.update("w", dataclasses.replace(entry.spec, priority=Priority.HIGH))
         await trio.sleep(1801)
         assert h.runner.started("w") == [3600.0]  # forced an hour after it first waited
+
+
+# -- run-now requests: each accepted one runs, or it is refused -----------------------
+
+
+async def test_run_now_while_one_is_requested_is_refused_under_skip(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Two requests before the first has started (the race of two POSTs): under the default
+    ``skip`` the second is refused and says which run it would have been merged into."""
+    async with harness() as h:
+        h.add("s", Priority.LOW, due_in=3600)
+        first = h.scheduler.run_now("s")
+        with pytest.raises(Conflict) as refused:
+            h.scheduler.run_now("s")
+        assert refused.value.detail == f"Task already has a run requested: s (execution {first})"
+        await trio.sleep(1)
+        assert [run.execution_id for _, run in h.runner.runs] == [first]
+
+
+async def test_run_now_under_queue_runs_every_request_one_after_the_other(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        h.runner.durations["q"] = 60
+        h.add("q", Priority.LOW, due_in=3600, overlap=Overlap.QUEUE)
+        ids = [h.scheduler.run_now("q"), h.scheduler.run_now("q")]
+        await trio.sleep(10)
+        ids.append(h.scheduler.run_now("q"))  # while the first runs: queued, no 409
+        await trio.sleep(300)
+        assert len(set(ids)) == 3
+        assert [run.execution_id for _, run in h.runner.runs] == ids
+        assert h.runner.started("q") == [0.0, 60.0, 120.0]  # never two at once
+        assert all(trigger is Trigger.RUN_NOW for _, trigger, _ in h.runner.starts)
+
+
+async def test_run_now_under_allow_runs_every_request_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness(max_concurrent=4) as h:
+        h.runner.durations["a"] = 60
+        h.add("a", Priority.LOW, due_in=3600, overlap=Overlap.ALLOW)
+        ids = [h.scheduler.run_now("a") for _ in range(3)]
+        await trio.sleep(1)
+        assert len(set(ids)) == 3
+        assert sorted(run.execution_id for _, run in h.runner.runs) == sorted(ids)
+        assert h.runner.started("a") == [0.0, 0.0, 0.0]
+
+
+async def test_run_now_under_replace_replaces_the_running_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        h.runner.durations["r"] = 60
+        h.add("r", Priority.LOW, due_in=3600, overlap=Overlap.REPLACE)
+        first = h.scheduler.run_now("r")
+        with pytest.raises(Conflict, match=f"already has a run requested: r .execution {first}"):
+            h.scheduler.run_now("r")  # nothing runs yet: nothing to replace
+        await trio.sleep(10)
+        second = h.scheduler.run_now("r")
+        await trio.sleep(100)
+        assert [run.execution_id for _, run in h.runner.runs] == [first, second]
+        assert h.runner.runs[0][1].cancel_reason == "replaced by a newer run (overlap=replace)"
+        assert h.runner.started("r") == [0.0, 10.0]
+
+
+async def test_queued_run_now_requests_are_dropped_by_a_pause(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """As the pending request is: pause drops what has not started (the facade's
+    wait_execution then says so)."""
+    async with harness() as h:
+        h.runner.durations["q"] = 60
+        h.add("q", Priority.LOW, due_in=3600, overlap=Overlap.QUEUE)
+        h.scheduler.run_now("q")
+        await trio.sleep(1)
+        h.scheduler.run_now("q")
+        h.scheduler.pause("q")
+        await trio.sleep(300)
+        assert h.runner.started("q") == [0.0]
+        assert not h.scheduler.tasks["q"].requests

@@ -17,11 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..daemon import Daemon
 from ..exceptions import Conflict, InvalidInput, OmniMindError, TaskExists, TaskNotFound
-from ..models import ActionResult, Overlap, Response, TaskSpec, TaskStatus, parse_task_spec
+from ..models import ActionResult, Response, TaskSpec, TaskStatus, parse_task_spec
 from ._body import json_body
 from ._errors import status_for
 from ._routing import Routes
-from ._tasks import action
+from ._tasks import action, run_requested
 
 MAX_OPERATIONS = 1000
 TASK_OPS = ("delete", "pause", "resume", "run", "cancel")
@@ -212,8 +212,11 @@ async def _problem(
             )
         deleted.add(task_id)
         added.discard(task_id)
-    elif op == "run" and running and task is not None and task.overlap is not Overlap.ALLOW:
-        return Conflict(f"Task is already running: {task_id}")
+    elif op == "run" and task is not None:
+        try:
+            daemon.check_run_now(task_id)
+        except OmniMindError as exc:
+            return exc
     elif op == "cancel" and not running:
         return Conflict(f"Task is not running: {task_id}")
     return None
@@ -230,8 +233,7 @@ async def _apply(daemon: Daemon, op: str, task_id: str, spec: TaskSpec | None) -
     if op == "resume":
         return action("resumed", await daemon.resume_task(task_id), "resumed")
     if op == "run":
-        daemon.run_task_now(task_id)
-        return action("run_requested", daemon.get_task(task_id), "will run now")
+        return run_requested(daemon, task_id)
     return action("cancel_requested", daemon.cancel_task(task_id), "is being cancelled")
 
 

@@ -93,6 +93,9 @@ class Scheduler:
         self._due = DueTimes()
         self._queues = ReadyQueues(lambda entry: self.tasks.get(entry.task_id) is entry)
         self._active: dict[str, tuple[TaskEntry, Running]] = {}
+        self._promised: dict[str, TaskEntry] = {}
+        """Execution ids given to run-now requests not started yet (kept only until they
+        start or are dropped: a daemon run by run-now for a year must not grow)."""
         self._wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.dispatches = 0
@@ -166,6 +169,7 @@ class Scheduler:
         entry = self.get(task_id)
         del self.tasks[task_id]
         self._unready(entry)
+        self._drop_promises(entry)
         for run in entry.runs:
             run.cancel("the task was deleted")
         self._changed()
@@ -201,6 +205,7 @@ class Scheduler:
         entry = self.get(task_id)
         entry.paused = True
         self._unready(entry)
+        self._drop_promises(entry)  # what has not started does not run (documented)
         self._changed()
         return entry
 
@@ -213,20 +218,72 @@ class Scheduler:
 
     def run_now(self, task_id: str) -> str:
         """Start the task as soon as a slot is free, whatever its gate says. Returns the
-        id its execution will have; a request made while one is pending joins it (same id).
+        id its execution will have. Every accepted request runs once; what happens to one
+        made while another is pending (requested, not started) or running follows the
+        task's ``overlap``: ``queue`` runs it after them, ``allow`` beside them,
+        ``replace`` cancels the running one (but refuses while one is pending: nothing
+        to replace yet) and ``skip`` refuses it.
 
-        Raises Conflict while it runs, unless its overlap policy is ``allow``."""
+        Raises Conflict for a request that is refused."""
         entry = self.get(task_id)
-        if entry.runs and entry.spec.overlap is not Overlap.ALLOW:
-            raise Conflict(f"Task is already running: {task_id}")
-        pending = entry.ready_since is not None and entry.ready_trigger is Trigger.RUN_NOW
-        if pending and entry.requested_id is not None:
-            return entry.requested_id
+        self.check_run_now(entry)
+        overlap = entry.spec.overlap
+        if self._run_now_pending(entry) or (entry.runs and overlap is Overlap.QUEUE):
+            execution_id = uuid.uuid4().hex
+            entry.requests.append(execution_id)  # released by _start or _after_run
+            self._promised[execution_id] = entry
+            return execution_id
+        if overlap is Overlap.REPLACE:
+            for run in entry.runs:
+                run.cancel("replaced by a newer run (overlap=replace)")
         self._unready(entry)
-        entry.requested_id = uuid.uuid4().hex
+        self._drop_promises(entry, pending_only=True)
+        entry.requested_id = execution_id = uuid.uuid4().hex
+        self._promised[execution_id] = entry
         self._ready_up(entry, Trigger.RUN_NOW)
         self.wake()
-        return entry.requested_id
+        return execution_id
+
+    def check_run_now(self, entry: TaskEntry) -> None:
+        """Raise Conflict if a run-now request for this task would be refused now."""
+        overlap = entry.spec.overlap
+        if overlap in (Overlap.QUEUE, Overlap.ALLOW):
+            return
+        if self._run_now_pending(entry):
+            raise Conflict(
+                f"Task already has a run requested: {entry.task_id} "
+                f"(execution {entry.requested_id})"
+            )
+        if entry.runs and overlap is Overlap.SKIP:
+            raise Conflict(f"Task is already running: {entry.task_id}")
+
+    def is_promised(self, execution_id: str) -> bool:
+        """Whether the id was given to a run-now request that has not started (and was
+        not dropped by a pause or a delete)."""
+        entry = self._promised.get(execution_id)
+        if entry is None:
+            return False
+        pending = self._run_now_pending(entry) and entry.requested_id == execution_id
+        if self.tasks.get(entry.task_id) is entry and (pending or execution_id in entry.requests):
+            return True
+        del self._promised[execution_id]  # stale: forget it
+        return False
+
+    def _drop_promises(self, entry: TaskEntry, *, pending_only: bool = False) -> None:
+        if entry.requested_id is not None:
+            self._promised.pop(entry.requested_id, None)
+        if not pending_only:
+            for execution_id in entry.requests:
+                self._promised.pop(execution_id, None)
+            entry.requests.clear()
+
+    @staticmethod
+    def _run_now_pending(entry: TaskEntry) -> bool:
+        return (
+            entry.ready_since is not None
+            and entry.ready_trigger is Trigger.RUN_NOW
+            and entry.requested_id is not None
+        )
 
     def cancel(self, task_id: str, reason: str = "cancelled by request") -> TaskEntry:
         """Kill the task's running executions. Raises Conflict when none runs."""
@@ -362,6 +419,8 @@ class Scheduler:
             and not forced
         )
         execution_id = entry.requested_id if trigger is Trigger.RUN_NOW else None
+        if execution_id is not None:
+            self._promised.pop(execution_id, None)
         entry.requested_id = None
         run = Running(
             execution_id=execution_id or uuid.uuid4().hex,
@@ -378,6 +437,8 @@ class Scheduler:
         self.slots.take(run)
         self.dispatches += 1
         self._nursery.start_soon(self._execute, entry, run, name=f"execution:{entry.task_id}")
+        if entry.requests and entry.spec.overlap is not Overlap.QUEUE:
+            self._next_request(entry)  # allow: the next one starts beside this one
         self._changed()
 
     async def _execute(self, entry: TaskEntry, run: Running) -> None:
@@ -409,6 +470,10 @@ class Scheduler:
         elif outcome is not None:
             entry.retry_attempt, entry.retry_at = 0, None
         self._save(entry)
+        if entry.requests and not entry.runs and entry.ready_since is None:
+            self._next_request(entry)  # queue: accepted run-now requests go first
+            self._push(entry)
+            return
         if entry.queued and not entry.runs:
             entry.queued = False
             if not entry.paused and entry.ready_since is None:
@@ -422,6 +487,13 @@ class Scheduler:
             self._nursery.start_soon(self._persist, entry)
 
     # -- helpers -----------------------------------------------------------------
+
+    def _next_request(self, entry: TaskEntry) -> None:
+        if entry.paused:
+            self._drop_promises(entry)
+            return
+        entry.requested_id = entry.requests.popleft()
+        self._ready_up(entry, Trigger.RUN_NOW)
 
     def _push(self, entry: TaskEntry) -> None:
         if not entry.paused:

@@ -1,0 +1,158 @@
+"""Every accepted request is carried out: concurrent run-now requests, and ``kill -9`` of a
+real daemon while it acknowledges adds and runs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from omnimind_trio import Daemon, FakeSource, open_daemon
+from omnimind_trio.credentials import Credentials
+from omnimind_trio.exceptions import Conflict
+from omnimind_trio.http import create_app, hypercorn_config, serve_http
+from omnimind_trio.models import ExecutionQuery, Outcome, Overlap, Priority, TaskSpec, Trigger
+
+from .conftest import make_settings
+
+AUTH = ("tester", "secret-pass")
+QUICK = "def execute():\n    return 1\n"
+REQUESTS = 8
+"""Run-now requests sent at once, per task."""
+
+
+def quick_task(task_id: str, overlap: Overlap) -> TaskSpec:
+    # LOW and due in a day: only run-now requests run it during the test.
+    spec = TaskSpec(task_id, task_id, "", Priority.LOW, QUICK, 24, overlap=overlap)
+    return spec
+
+
+@asynccontextmanager
+async def serving(tmp_path: Path) -> AsyncIterator[tuple[str, Daemon]]:
+    """The API on a free port, as ``omnimind serve`` serves it."""
+    settings = make_settings(tmp_path, port=0, max_concurrent=REQUESTS)
+    shutdown = trio.Event()
+    async with (
+        open_daemon(settings, metrics_source=FakeSource(5)) as daemon,
+        trio.open_nursery() as nursery,
+    ):
+        app = create_app(daemon, Credentials(*AUTH, "environment"))
+        urls = await nursery.start(
+            partial(serve_http, app, hypercorn_config(settings), shutdown_trigger=shutdown.wait)
+        )
+        yield urls[0], daemon
+        shutdown.set()
+
+
+async def settle(daemon: Daemon, task_ids: list[str]) -> None:
+    """Wait until nothing of these tasks runs or waits to run."""
+    with trio.fail_after(20):
+        while any(
+            daemon.get_task(t).status.value in ("running", "waiting", "frozen") for t in task_ids
+        ):
+            await trio.sleep(0.02)
+        await trio.sleep(0.1)  # the last records' final writes
+
+
+async def runs_of(daemon: Daemon, task_id: str) -> dict[str, Outcome]:
+    listed = await daemon.list_executions(ExecutionQuery(task_id=task_id, limit=1000))
+    return {
+        record.execution_id: record.outcome
+        for record in listed.executions
+        if record.trigger is Trigger.RUN_NOW
+    }
+
+
+def check_answers(
+    overlap: Overlap, accepted: list[str], refused: list[str], ran: dict[str, Outcome]
+) -> None:
+    """Every 200 is one execution that ran; every other answer is a 409 that says why."""
+    assert len(accepted) + len(refused) == REQUESTS
+    assert len(set(accepted)) == len(accepted)  # no two answers share a run
+    assert set(ran) == set(accepted)
+    finished = {Outcome.SUCCEEDED} | ({Outcome.CANCELLED} if overlap is Overlap.REPLACE else set())
+    assert set(ran.values()) <= finished, ran
+    if overlap in (Overlap.QUEUE, Overlap.ALLOW):
+        assert len(accepted) == REQUESTS and not refused
+    else:
+        assert accepted, "at least the first request runs"
+        for detail in refused:
+            assert detail.startswith(
+                ("Task already has a run requested: ", "Task is already running: ")
+            ), detail
+
+
+@pytest.mark.slow
+async def test_concurrent_run_now_requests_over_http_each_run_or_are_refused(
+    tmp_path: Path,
+) -> None:
+    async with (
+        serving(tmp_path) as (url, daemon),
+        httpx.AsyncClient(base_url=url, auth=AUTH, timeout=10) as client,
+    ):
+        for overlap in Overlap:
+            await daemon.add_task(quick_task(overlap.value, overlap))
+        answers: dict[str, list[httpx.Response]] = {o.value: [] for o in Overlap}
+
+        async def request(task_id: str) -> None:
+            answers[task_id].append(await client.post(f"/daemon/tasks/{task_id}/run"))
+
+        await client.get("/daemon/status")  # a connection is open before the burst
+        async with trio.open_nursery() as nursery:
+            for overlap in Overlap:
+                for _ in range(REQUESTS):
+                    nursery.start_soon(request, overlap.value)
+        await settle(daemon, [o.value for o in Overlap])
+        for overlap in Overlap:
+            got = answers[overlap.value]
+            assert Counter(r.status_code for r in got).keys() <= {200, 409}
+            accepted = [r.json()["execution_id"] for r in got if r.status_code == 200]
+            refused = [r.json()["detail"] for r in got if r.status_code == 409]
+            check_answers(overlap, accepted, refused, await runs_of(daemon, overlap.value))
+            for answer in got:
+                if answer.status_code == 200:
+                    body = answer.json()
+                    assert body["status"] == "run_requested"
+                    record = await client.get(f"/daemon/executions/{body['execution_id']}")
+                    assert record.status_code == 200
+
+
+async def test_concurrent_run_now_requests_through_the_facade(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, max_concurrent=REQUESTS)
+    async with open_daemon(settings, metrics_source=FakeSource(5)) as daemon:
+        for overlap in Overlap:
+            await daemon.add_task(quick_task(overlap.value, overlap))
+        accepted: dict[str, list[str]] = {o.value: [] for o in Overlap}
+        refused: dict[str, list[str]] = {o.value: [] for o in Overlap}
+
+        async def request(task_id: str) -> None:
+            await trio.sleep(0)  # all requests are made in the same scheduler pass
+            try:
+                accepted[task_id].append(daemon.run_task_now(task_id))
+            except Conflict as exc:
+                refused[task_id].append(exc.detail)
+
+        async def wait_all(task_id: str) -> None:
+            for execution_id in accepted[task_id]:
+                with trio.fail_after(20):
+                    await daemon.wait_execution(execution_id)
+
+        async with trio.open_nursery() as nursery:
+            for overlap in Overlap:
+                for _ in range(REQUESTS):
+                    nursery.start_soon(request, overlap.value)
+        async with trio.open_nursery() as nursery:
+            for overlap in Overlap:
+                nursery.start_soon(wait_all, overlap.value)
+        await settle(daemon, [o.value for o in Overlap])
+        for overlap in Overlap:
+            ran = await runs_of(daemon, overlap.value)
+            check_answers(overlap, accepted[overlap.value], refused[overlap.value], ran)
+            assert len(ran) == (1 if overlap in (Overlap.SKIP, Overlap.REPLACE) else REQUESTS)
+        assert not daemon._scheduler._promised  # nothing kept once the runs have started
