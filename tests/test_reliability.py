@@ -3,8 +3,11 @@ real daemon while it acknowledges adds and runs."""
 
 from __future__ import annotations
 
+import random
+import threading
+import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -20,6 +23,9 @@ from omnimind_trio.http import create_app, hypercorn_config, serve_http
 from omnimind_trio.models import ExecutionQuery, Outcome, Overlap, Priority, TaskSpec, Trigger
 
 from .conftest import make_settings
+from .test_process import QUICK_CODE, Served, spawn, task_body
+
+__all__ = ["spawn"]  # the fixture, shared with test_process
 
 AUTH = ("tester", "secret-pass")
 QUICK = "def execute():\n    return 1\n"
@@ -156,3 +162,76 @@ async def test_concurrent_run_now_requests_through_the_facade(tmp_path: Path) ->
             check_answers(overlap, accepted[overlap.value], refused[overlap.value], ran)
             assert len(ran) == (1 if overlap in (Overlap.SKIP, Overlap.REPLACE) else REQUESTS)
         assert not daemon._scheduler._promised  # nothing kept once the runs have started
+
+
+# -- kill -9 while acknowledging adds and runs ----------------------------------------
+
+ADDS = 200
+RUNS = 50
+KILLS = 4
+
+
+@pytest.mark.slow
+def test_nothing_acknowledged_is_lost_to_kill_9(spawn: Callable[..., Served]) -> None:
+    """200 adds and 50 run-now requests against a real daemon, killed with SIGKILL at random
+    moments (a timer, whatever request is in flight) and restarted on the same home: every
+    add that got a 2xx is registered, every run that got a 2xx has its execution record
+    (finished, or ``interrupted`` by the kill)."""
+    rng = random.Random()
+    served = spawn()
+    operations = ["add"] * ADDS + ["run"] * RUNS
+    rng.shuffle(operations)
+    added: list[str] = []
+    acknowledged_runs: list[str] = []
+    kill_points: list[str] = []
+    kills_left = KILLS
+    killer: threading.Timer | None = None
+    index = 0
+    client = served.client()
+    while index < len(operations):
+        if killer is None and kills_left:
+            killer = threading.Timer(rng.uniform(0.2, 1.5), served.proc.kill)
+            killer.start()
+        op = operations[index]
+        try:
+            if op == "add" or not added:
+                task_id = f"t{index}"
+                body = task_body(task_id, QUICK_CODE, "LOW", repeat_hours=24, overlap="queue")
+                answer = client.post("/daemon/tasks/add", json=body)
+                if answer.status_code == 200:
+                    added.append(task_id)
+                else:  # an add retried after a kill it survived: not acknowledged, but stored
+                    assert answer.status_code == 409, answer.text
+            else:
+                answer = client.post(f"/daemon/tasks/{rng.choice(added)}/run")
+                assert answer.status_code == 200, answer.text
+                acknowledged_runs.append(answer.json()["execution_id"])
+            index += 1
+        except httpx.TransportError:
+            assert killer is not None
+            killer.join()
+            served.proc.wait(timeout=10)
+            kill_points.append(f"{op} #{index} ({len(added)} added, {len(acknowledged_runs)} runs)")
+            kills_left -= 1
+            killer = None
+            served = spawn(served.home)
+            client = served.client()
+    if killer is not None:
+        killer.cancel()
+    print(f"\nkill points tried: {kill_points}")
+
+    listed = client.get("/daemon/tasks", params={"limit": 1000}).json()["tasks"]
+    lost_tasks = set(added) - {task["task_id"] for task in listed}
+    missing = set(acknowledged_runs)
+    deadline = time.monotonic() + 20
+    while missing and time.monotonic() < deadline:  # the last ones may still run
+        for execution_id in list(missing):
+            answer = client.get(f"/daemon/executions/{execution_id}")
+            if answer.status_code == 200 and answer.json()["outcome"] != "running":
+                missing.discard(execution_id)
+        time.sleep(0.1)
+    lost_runs = sorted(missing)
+    print(f"rows lost: {len(lost_tasks)} tasks, {len(lost_runs)} runs")
+    assert len(kill_points) == KILLS
+    assert not lost_tasks
+    assert not lost_runs
