@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..daemon import Daemon
 from ..exceptions import Conflict, InvalidInput, OmniMindError, TaskExists, TaskNotFound
-from ..models import ActionResult, Response, TaskSpec, TaskStatus, parse_task_spec
+from ..models import ActionResult, Overlap, Response, TaskSpec, TaskStatus, parse_task_spec
 from ._body import json_body
 from ._errors import status_for
 from ._routing import Routes
@@ -167,13 +167,14 @@ async def _precheck(
     """What would fail, operation by operation, if the batch ran in order now."""
     added: set[str] = set()
     deleted: set[str] = set()
+    requested: set[str] = set()
     problems: list[OmniMindError | None] = []
     for item in parsed:
         if isinstance(item, OmniMindError):
             problems.append(item)
             continue
         op, task_id, spec = item
-        problems.append(await _problem(daemon, op, task_id, spec, added, deleted))
+        problems.append(await _problem(daemon, op, task_id, spec, added, deleted, requested))
     return problems
 
 
@@ -184,9 +185,10 @@ async def _problem(
     spec: TaskSpec | None,
     added: set[str],
     deleted: set[str],
+    requested: set[str],
 ) -> OmniMindError | None:
-    """What would go wrong with one operation, after the ones before it (``added`` and
-    ``deleted`` so far)."""
+    """What would go wrong with one operation, after the ones before it (``added``,
+    ``deleted`` and run ``requested`` so far)."""
     try:
         task = None if task_id in deleted or task_id in added else daemon.get_task(task_id)
     except TaskNotFound:
@@ -217,6 +219,9 @@ async def _problem(
             daemon.check_run_now(task_id)
         except OmniMindError as exc:
             return exc
+        if task_id in requested and task.overlap in (Overlap.SKIP, Overlap.REPLACE):
+            return Conflict(f"Task already has a run requested: {task_id} (earlier in the batch)")
+        requested.add(task_id)
     elif op == "cancel" and not running:
         return Conflict(f"Task is not running: {task_id}")
     return None
