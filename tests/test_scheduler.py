@@ -81,6 +81,12 @@ class FakeRunner:
         return [when for name, _, when in self.starts if name == task_id]
 
 
+def waiting_reason(scheduler: Scheduler, entry: TaskEntry) -> str | None:
+    """Why a due task is not running, in words; None when it is not waiting."""
+    explained = scheduler.explain(entry) if entry.ready_since is not None else None
+    return None if explained is None else str(explained["detail"])
+
+
 @dataclass
 class Harness:
     scheduler: Scheduler
@@ -163,7 +169,7 @@ async def test_high_waits_for_idle_and_medium_for_low_activity(
         await trio.sleep(10)
         assert h.runner.starts == []
         assert h.scheduler.pending_count == 2
-        reason = h.scheduler.waiting_reason(h.scheduler.tasks["high"]) or ""
+        reason = waiting_reason(h.scheduler, h.scheduler.tasks["high"]) or ""
         assert reason == (
             "waiting for the machine to be idle: CPU outside the daemon 90 %, needs < 20 %"
             " (CPU is above the threshold)"
@@ -227,7 +233,7 @@ async def test_concurrency_limit_and_critical_slots_are_separate(
         assert {name for name, _, _ in h.runner.starts} == {"a", "c1", "c2"}
         assert h.scheduler.running_count == 3
         assert "free slot (1 of 1 in use)" in (
-            h.scheduler.waiting_reason(h.scheduler.tasks["b"]) or ""
+            waiting_reason(h.scheduler, h.scheduler.tasks["b"]) or ""
         )
         await trio.sleep(10)
         assert h.runner.started("b") == [10.0]
@@ -470,7 +476,7 @@ async def test_catch_ups_are_released_one_at_a_time(
             h.add(name, repeat_hours=24, due_in=-86400 * 2)
         await trio.sleep(1)
         assert "catch-ups of missed runs go one at a time" in (
-            h.scheduler.waiting_reason(h.scheduler.tasks["b"]) or ""
+            waiting_reason(h.scheduler, h.scheduler.tasks["b"]) or ""
         )
         await trio.sleep(60)
         assert [(n, when) for n, _, when in h.runner.starts] == [

@@ -48,6 +48,7 @@ from ..scheduling import (
     Running,
     Scheduler,
     TaskEntry,
+    check_run_now,
 )
 from ..store import Store
 from ._events import EventBus
@@ -329,7 +330,7 @@ class Daemon:
 
     def check_run_now(self, task_id: str) -> None:
         """Raise what :meth:`run_task_now` would raise now, without requesting a run."""
-        self._scheduler.check_run_now(self._scheduler.get(task_id))
+        check_run_now(self._scheduler.get(task_id))
 
     def cancel_task(self, task_id: str) -> TaskSummary:
         """Kill the task's running executions. Raises TaskNotFound, or Conflict when it
@@ -385,7 +386,7 @@ class Daemon:
 
     def _is_promised(self, execution_id: str) -> bool:
         return (
-            self._scheduler.is_promised(execution_id)
+            execution_id in self._scheduler.promises
             or self._scheduler.find_run(execution_id) is not None
         )
 

@@ -36,12 +36,13 @@ from ..models import (
     TaskSpec,
     Trigger,
 )
+from . import _requests as requests
 from ._clock import Clock, deadline_for
 from ._due import DueTimes
 from ._entry import Notify, Recorder, Runner, TaskEntry
 from ._explain import explain
 from ._gates import GateSet
-from ._policies import Backoff, apply_on_busy
+from ._policies import Backoff, apply_on_busy, settle_retry
 from ._queues import ReadyQueues
 from ._running import Running
 from ._slots import Slots
@@ -50,7 +51,6 @@ log = logging.getLogger(__package__)  # the subpackage: a stable name for operat
 
 MAX_SLEEP_SECONDS = 60.0
 """Re-check at least this often, so a wall-clock jump is noticed."""
-RETRY_OUTCOMES = frozenset({Outcome.FAILED, Outcome.TIMED_OUT, Outcome.KILLED})
 
 
 async def _no_record(entry: TaskEntry, due: float, trigger: Trigger, reason: str) -> None:
@@ -93,9 +93,7 @@ class Scheduler:
         self._due = DueTimes()
         self._queues = ReadyQueues(lambda entry: self.tasks.get(entry.task_id) is entry)
         self._active: dict[str, tuple[TaskEntry, Running]] = {}
-        self._promised: dict[str, TaskEntry] = {}
-        """Execution ids given to run-now requests not started yet (kept only until they
-        start or are dropped: a daemon run by run-now for a year must not grow)."""
+        self.promises = requests.Promises(lambda entry: self.tasks.get(entry.task_id) is entry)
         self._wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.dispatches = 0
@@ -126,13 +124,6 @@ class Scheduler:
         """Why a task is not running now and when it is expected to, as data; None when
         it runs (see :func:`._explain.explain`)."""
         return explain(entry, self.gates, self.slots, self.clock.now())
-
-    def waiting_reason(self, entry: TaskEntry) -> str | None:
-        """Why a due task is not running, in words; None when it is not waiting."""
-        if entry.ready_since is None:
-            return None
-        explained = self.explain(entry)
-        return None if explained is None else str(explained["detail"])
 
     # -- changes -----------------------------------------------------------------
 
@@ -169,7 +160,7 @@ class Scheduler:
         entry = self.get(task_id)
         del self.tasks[task_id]
         self._unready(entry)
-        self._drop_promises(entry)
+        self.promises.drop(entry)
         for run in entry.runs:
             run.cancel("the task was deleted")
         self._changed()
@@ -205,7 +196,7 @@ class Scheduler:
         entry = self.get(task_id)
         entry.paused = True
         self._unready(entry)
-        self._drop_promises(entry)  # what has not started does not run (documented)
+        self.promises.drop(entry)  # what has not started does not run (documented)
         self._changed()
         return entry
 
@@ -218,72 +209,23 @@ class Scheduler:
 
     def run_now(self, task_id: str) -> str:
         """Start the task as soon as a slot is free, whatever its gate says. Returns the
-        id its execution will have. Every accepted request runs once; what happens to one
-        made while another is pending (requested, not started) or running follows the
-        task's ``overlap``: ``queue`` runs it after them, ``allow`` beside them,
-        ``replace`` cancels the running one (but refuses while one is pending: nothing
-        to replace yet) and ``skip`` refuses it.
-
-        Raises Conflict for a request that is refused."""
+        id its execution will have. Raises Conflict for a request that is refused (see
+        :mod:`._requests`: every accepted one runs once)."""
         entry = self.get(task_id)
-        self.check_run_now(entry)
-        overlap = entry.spec.overlap
-        if self._run_now_pending(entry) or (entry.runs and overlap is Overlap.QUEUE):
-            execution_id = uuid.uuid4().hex
+        requests.check(entry)
+        if requests.pending(entry) or (entry.runs and entry.spec.overlap is Overlap.QUEUE):
+            execution_id = self.promises.new(entry)
             entry.requests.append(execution_id)  # released by _start or _after_run
-            self._promised[execution_id] = entry
             return execution_id
-        if overlap is Overlap.REPLACE:
+        if entry.spec.overlap is Overlap.REPLACE:
             for run in entry.runs:
                 run.cancel("replaced by a newer run (overlap=replace)")
         self._unready(entry)
-        self._drop_promises(entry, pending_only=True)
-        entry.requested_id = execution_id = uuid.uuid4().hex
-        self._promised[execution_id] = entry
+        self.promises.drop(entry, queued=False)
+        entry.requested_id = execution_id = self.promises.new(entry)
         self._ready_up(entry, Trigger.RUN_NOW)
         self.wake()
         return execution_id
-
-    def check_run_now(self, entry: TaskEntry) -> None:
-        """Raise Conflict if a run-now request for this task would be refused now."""
-        overlap = entry.spec.overlap
-        if overlap in (Overlap.QUEUE, Overlap.ALLOW):
-            return
-        if self._run_now_pending(entry):
-            raise Conflict(
-                f"Task already has a run requested: {entry.task_id} "
-                f"(execution {entry.requested_id})"
-            )
-        if entry.runs and overlap is Overlap.SKIP:
-            raise Conflict(f"Task is already running: {entry.task_id}")
-
-    def is_promised(self, execution_id: str) -> bool:
-        """Whether the id was given to a run-now request that has not started (and was
-        not dropped by a pause or a delete)."""
-        entry = self._promised.get(execution_id)
-        if entry is None:
-            return False
-        pending = self._run_now_pending(entry) and entry.requested_id == execution_id
-        if self.tasks.get(entry.task_id) is entry and (pending or execution_id in entry.requests):
-            return True
-        del self._promised[execution_id]  # stale: forget it
-        return False
-
-    def _drop_promises(self, entry: TaskEntry, *, pending_only: bool = False) -> None:
-        if entry.requested_id is not None:
-            self._promised.pop(entry.requested_id, None)
-        if not pending_only:
-            for execution_id in entry.requests:
-                self._promised.pop(execution_id, None)
-            entry.requests.clear()
-
-    @staticmethod
-    def _run_now_pending(entry: TaskEntry) -> bool:
-        return (
-            entry.ready_since is not None
-            and entry.ready_trigger is Trigger.RUN_NOW
-            and entry.requested_id is not None
-        )
 
     def cancel(self, task_id: str, reason: str = "cancelled by request") -> TaskEntry:
         """Kill the task's running executions. Raises Conflict when none runs."""
@@ -420,7 +362,7 @@ class Scheduler:
         )
         execution_id = entry.requested_id if trigger is Trigger.RUN_NOW else None
         if execution_id is not None:
-            self._promised.pop(execution_id, None)
+            self.promises.started(execution_id)
         entry.requested_id = None
         run = Running(
             execution_id=execution_id or uuid.uuid4().hex,
@@ -461,14 +403,7 @@ class Scheduler:
 
     def _after_run(self, entry: TaskEntry, run: Running, outcome: Outcome | None) -> None:
         """Retries, queued overlaps, and the next due time once a run has ended."""
-        if outcome in RETRY_OUTCOMES and run.cancel_reason is None:
-            if entry.retry_attempt < entry.spec.max_retries:
-                entry.retry_attempt += 1
-                entry.retry_at = self.clock.now() + self.backoff(entry.retry_attempt)
-            else:
-                entry.retry_attempt, entry.retry_at = 0, None
-        elif outcome is not None:
-            entry.retry_attempt, entry.retry_at = 0, None
+        settle_retry(entry, run, outcome, self.backoff, self.clock.now())
         self._save(entry)
         if entry.requests and not entry.runs and entry.ready_since is None:
             self._next_request(entry)  # queue: accepted run-now requests go first
@@ -489,9 +424,6 @@ class Scheduler:
     # -- helpers -----------------------------------------------------------------
 
     def _next_request(self, entry: TaskEntry) -> None:
-        if entry.paused:
-            self._drop_promises(entry)
-            return
         entry.requested_id = entry.requests.popleft()
         self._ready_up(entry, Trigger.RUN_NOW)
 
