@@ -194,13 +194,16 @@ def test_nothing_acknowledged_is_lost_to_kill_9(spawn: Callable[..., Served]) ->
     acknowledged_runs: list[str] = []
     kill_points: list[str] = []
     last_before_kill: set[str] = set()
-    kills_left = KILLS
+    # At 4 random operations, a kill within 30 ms: during that request, or between it and
+    # the next ones (which then find the daemon gone).
+    kill_at = sorted(rng.sample(range(5, len(operations) - 10), KILLS))
     killer: threading.Timer | None = None
     index = 0
     client = served.client()
     while index < len(operations):
-        if killer is None and kills_left:
-            killer = threading.Timer(rng.uniform(0.2, 1.5), served.proc.kill)
+        if killer is None and kill_at and index >= kill_at[0]:
+            kill_at.pop(0)
+            killer = threading.Timer(rng.uniform(0, 0.03), served.proc.kill)
             killer.start()
         op = operations[index]
         try:
@@ -224,7 +227,6 @@ def test_nothing_acknowledged_is_lost_to_kill_9(spawn: Callable[..., Served]) ->
             kill_points.append(f"{op} #{index} ({len(added)} added, {len(acknowledged_runs)} runs)")
             if acknowledged_runs:
                 last_before_kill.add(acknowledged_runs[-1])
-            kills_left -= 1
             killer = None
             served = spawn(served.home)
             client = served.client()
