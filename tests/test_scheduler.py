@@ -765,3 +765,25 @@ async def test_queued_run_now_requests_are_dropped_by_a_pause(
         await trio.sleep(300)
         assert h.runner.started("q") == [0.0]
         assert not h.scheduler.tasks["q"].requests
+
+
+async def test_run_now_of_a_daily_task_does_not_grow_the_due_heap_for_ever(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Each run-now of a repeating task moves its next due time a day away, and the old
+    heap items stayed until their time came: 5000 run-nows left 10,000 items (a year of
+    runs, a leak). Stale items are dropped as the heap grows; the schedule still holds."""
+    async with harness() as h:
+        h.runner.durations["daily"] = 1
+        h.add("daily", Priority.CRITICAL, repeat_hours=24, due_in=3600)
+        h.add("other", Priority.CRITICAL, repeat_hours=24, due_in=7200)
+        for _ in range(5000):
+            h.scheduler.run_now("daily")
+            await trio.sleep(2)  # it runs (1 s) and ends
+        assert len(h.runner.started("daily")) == 5000
+        assert len(h.scheduler._due) < 2100  # it was 10,002
+        # The last run-now set the next run a day later; the other task's time is kept.
+        last = h.runner.started("daily")[-1]
+        await trio.sleep(last + 24 * 3600 + 10 - trio.current_time())
+        assert h.runner.started("daily")[-1] == last + 24 * 3600
+        assert h.runner.started("other")[0] == 7200.0

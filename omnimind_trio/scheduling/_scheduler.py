@@ -83,7 +83,7 @@ class Scheduler:
         self._notify = notify
         self._on_change = on_change
         self._last_seq = 0
-        self._due = DueTimes()
+        self._due = DueTimes(lambda task_id: self.tasks.get(task_id))
         self._queues = ReadyQueues(lambda entry: self.tasks.get(entry.task_id) is entry)
         self._active: dict[str, tuple[TaskEntry, Running]] = {}
         self.promises = requests.Promises(lambda entry: self.tasks.get(entry.task_id) is entry)
