@@ -191,3 +191,23 @@ def execution_from_row(row: tuple[Any, ...]) -> ExecutionRecord:
         if values[i] is not None:
             values[i] = read(values[i])
     return ExecutionRecord.model_validate(dict(zip(EXECUTION_FIELDS, values, strict=True)))
+
+
+# SQL fragments over columns: written from the same definitions.
+
+
+def create_table(name: str, columns: tuple[Column, ...], key: str) -> str:
+    body = ",\n    ".join([*(c.declaration for c in columns), f"PRIMARY KEY ({key})"])
+    return f"CREATE TABLE IF NOT EXISTS {name} (\n    {body}\n);\n"
+
+
+def names(columns: tuple[Column, ...]) -> str:
+    return ", ".join(column.name for column in columns)
+
+
+def marks(columns: tuple[Column, ...]) -> str:
+    return ", ".join("?" * len(columns))
+
+
+def assignments(columns: tuple[Column, ...]) -> str:
+    return ", ".join(f"{column.name} = ?" for column in columns)
