@@ -31,6 +31,8 @@ SECTIONS = {
     "F": ("peers", "Peers: APScheduler 3, RQ (issue 6.5)"),
     "G": ("stop", "Stop (issue 6.6)"),
     "H": ("websocket", "Live updates over the WebSocket (issue 4)"),
+    "I": ("soak", "Soak: memory and descriptors over many executions (issue 11)"),
+    "J": ("load", "Load: 50 clients of mixed reads and writes (issue 11)"),
 }
 RESULTS = Path(__file__).with_name("results.json")
 BUSY_PERCENT = 15
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="".join(SECTIONS),
-        help="sections to run, e.g. --only AD (default: all of A-H)",
+        help="sections to run, e.g. --only AD (default: all of A-J)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON path")
     args = parser.parse_args(argv)

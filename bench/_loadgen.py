@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import trio
@@ -18,15 +19,23 @@ from .common import percentile
 
 
 async def connection(
-    host: str, port: int, request: bytes, deadline: float, latencies: list[float]
+    host: str,
+    port: int,
+    request: bytes | Callable[[], bytes],
+    deadline: float,
+    latencies: list[float],
+    failed: Callable[[bytes], None] = lambda head: None,
 ) -> int:
+    """One keep-alive connection sending ``request`` (or what the callable makes, one per
+    request) until ``deadline``; returns the errors (non-2xx answers, a closed socket)."""
     errors = 0
     stream = await trio.open_tcp_stream(host, port)
     buffer = b""
     async with stream:
         while time.perf_counter() < deadline:
+            data = request if isinstance(request, bytes) else request()
             t0 = time.perf_counter()
-            await stream.send_all(request)
+            await stream.send_all(data)
             while b"\r\n\r\n" not in buffer:
                 chunk = await stream.receive_some(65536)
                 if not chunk:
@@ -47,6 +56,7 @@ async def connection(
             latencies.append((time.perf_counter() - t0) * 1000)
             if not head.startswith(b"HTTP/1.1 2"):
                 errors += 1
+                failed(head + b"\r\n\r\n" + buffer[:0])
     return errors
 
 

@@ -97,8 +97,8 @@ def cold_executors() -> Iterator[list[ColdExecutor]]:
     made: list[ColdExecutor] = []
 
     @contextlib.asynccontextmanager
-    async def open_cold(python: str) -> AsyncIterator[ColdExecutor]:
-        async with open_executor(python) as real:
+    async def open_cold(python: str, **options: Any) -> AsyncIterator[ColdExecutor]:
+        async with open_executor(python, **options) as real:
             cold = ColdExecutor(real)
             made.append(cold)
             yield cold

@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     """Serve HTTP connections with omnimind's fix of hypercorn's keep-alive timer and close
     (:mod:`omnimind_trio.http._connection`); false: with hypercorn's own class."""
 
+    # Transport security (docs/operations.md, "HTTPS")
+    tls_certfile: Path | None = None
+    """PEM certificate (with its chain) to serve HTTPS and WSS with; needs ``tls_keyfile``."""
+    tls_keyfile: Path | None = None
+    """PEM private key of ``tls_certfile``."""
+    allow_plain_http: bool = False
+    """Serve plain HTTP on an address that is not loopback. Refused by default: the
+    credentials would cross the network in clear text."""
+
     dashboard_user: str | None = None
     dashboard_pass: str | None = None
 
@@ -116,6 +125,12 @@ class Settings(BaseSettings):
     """Captured stdout and stderr, each; head and tail are kept."""
     max_result_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     max_code_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
+
+    # Containment (issue 11): every process of a run ends with the run
+    task_cgroups: bool = True
+    """Give each execution a cgroup of its own (killed with ``cgroup.kill``) where a cgroup
+    v2 subtree is delegated to the daemon (systemd ``Delegate=yes``); without one, or when
+    false, a run's processes are contained by its subreaper keeper alone."""
 
     # Load gates
     sample_seconds: Annotated[float, Field(gt=0)] = 1.0
@@ -174,6 +189,19 @@ class Settings(BaseSettings):
             except (ZoneInfoNotFoundError, ValueError) as exc:
                 raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _check_tls_pair(self) -> Settings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError(
+                "tls_certfile and tls_keyfile go together: give both (HTTPS) or neither"
+            )
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether the API is served over TLS (HTTPS, WSS)."""
+        return self.tls_certfile is not None
 
     @property
     def window(self) -> SleepWindow:

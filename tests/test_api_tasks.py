@@ -50,7 +50,9 @@ async def test_show_task_explains_why_it_waits(client: Any) -> None:
 
 async def test_run_now_cancel_and_history(client: Any, daemon: Daemon) -> None:
     await add(client, priority="LOW", code=SLEEPER)
-    assert await post(client, "/daemon/tasks/my_custom_task/run") == {
+    requested = await post(client, "/daemon/tasks/my_custom_task/run")
+    execution_id = requested.pop("execution_id")
+    assert requested == {
         "status": "run_requested",
         "task_id": "my_custom_task",
         "message": "Task 'My Custom Task' will run now",
@@ -58,7 +60,7 @@ async def test_run_now_cancel_and_history(client: Any, daemon: Daemon) -> None:
     await wait_for(lambda: daemon.get_task("my_custom_task").running_execution_id is not None)
     detail = await get(client, "/daemon/tasks/my_custom_task")
     assert detail["status"] == "running"
-    execution_id = detail["running_execution_id"]
+    assert detail["running_execution_id"] == execution_id  # the run the answer named
     running = await get(client, f"/daemon/executions/{execution_id}")
     assert running["outcome"] == "running" and running["trigger"] == "run_now"
     conflict = await post(client, "/daemon/tasks/my_custom_task/run", 409)

@@ -181,3 +181,24 @@ async def test_an_atomic_batch_stops_at_a_write_the_database_refuses(
     assert [r["status"] for r in body["results"]] == [200, 503, 424]
     assert body["applied"] == 1
     assert [daemon._scheduler.get(t).paused for t in "abc"] == [True, False, False]
+
+
+async def test_a_batch_runs_each_request_or_refuses_it(client: Any, daemon: Daemon) -> None:
+    """Two runs of one task in a batch: under ``skip`` the second would be merged into the
+    first, so an atomic batch is refused whole; under ``queue`` both run, each with its id."""
+    await batch(
+        client,
+        {"operations": [add_op("s", priority="LOW"), add_op("q", priority="LOW", overlap="queue")]},
+    )
+    twice = [{"op": "run", "task_id": "s"}, {"op": "run", "task_id": "s"}]
+    body = await batch(client, {"atomic": True, "operations": twice})
+    assert body["applied"] == 0
+    assert [r["status"] for r in body["results"]] == [424, 409]
+    assert body["results"][1]["detail"] == (
+        "Task already has a run requested: s (earlier in the batch)"
+    )
+    queued = [{"op": "run", "task_id": "q"}, {"op": "run", "task_id": "q"}]
+    body = await batch(client, {"atomic": True, "operations": queued})
+    assert [r["status"] for r in body["results"]] == [200, 200]
+    ids = {r["result"]["execution_id"] for r in body["results"]}
+    assert len(ids) == 2

@@ -29,7 +29,7 @@ from omnimind_trio import (
 )
 from omnimind_trio.daemon import Daemon
 from omnimind_trio.daemon import _writes as writes
-from omnimind_trio.exceptions import StoreUnavailable
+from omnimind_trio.exceptions import Conflict, StoreUnavailable
 from omnimind_trio.models import ExecutionRecord, TaskSpec, Trigger
 from omnimind_trio.scheduling import TrioWallClock
 from omnimind_trio.store import MemoryStore, SQLiteStore, open_store
@@ -657,7 +657,8 @@ async def test_run_now_promises_an_execution_id_and_wait_execution_returns_its_r
     await daemon.add_task(code_task("low", "def execute():\n    return 7\n", Priority.LOW))
     await daemon.pause_task("low")  # its first, scheduled run must not be the one we wait on
     first = daemon.run_task_now("low")
-    assert daemon.run_task_now("low") == first  # a request while one is pending joins it
+    with pytest.raises(Conflict, match=f"already has a run requested: low .execution {first}"):
+        daemon.run_task_now("low")  # overlap=skip: a second request is refused, not merged
     with trio.fail_after(10):
         record = await daemon.wait_execution(first)
     assert (record.execution_id, record.trigger, record.outcome, record.result) == (

@@ -276,9 +276,12 @@ async def test_each_run_is_a_fresh_process(executor: Executor, tmp_path: Path) -
 async def test_killing_the_fork_server_spares_the_runs_in_flight_and_it_comes_back(
     executor: Executor, tmp_path: Path
 ) -> None:
+    # The fork server is the parent of the run's keeper, the task's parent.
     killer = (
         "def execute():\n    import os, signal, time\n"
-        "    os.kill(os.getppid(), signal.SIGKILL)\n    time.sleep(0.3)\n    return 'killer'"
+        "    stat = open(f'/proc/{os.getppid()}/stat').read()\n"
+        "    os.kill(int(stat.rsplit(')', 1)[1].split()[1]), signal.SIGKILL)\n"
+        "    time.sleep(0.3)\n    return 'killer'"
     )
     bystander = "def execute():\n    import time\n    time.sleep(1)\n    return 'bystander'"
     crasher = "def execute():\n    import time, ctypes\n    time.sleep(1)\n    ctypes.string_at(0)"
@@ -416,7 +419,9 @@ async def test_a_child_that_kills_its_worker_first_thing_still_reports(
     # end even when its first act is to kill the worker (the flaky test's race).
     killer = (
         "def execute():\n    import os, signal\n"
-        "    os.kill(os.getppid(), signal.SIGKILL)\n    return 'killer'"
+        "    stat = open(f'/proc/{os.getppid()}/stat').read()\n"  # the keeper's parent
+        "    os.kill(int(stat.rsplit(')', 1)[1].split()[1]), signal.SIGKILL)\n"
+        "    return 'killer'"
     )
     with trio.fail_after(10):
         for _ in range(4):

@@ -81,6 +81,12 @@ class FakeRunner:
         return [when for name, _, when in self.starts if name == task_id]
 
 
+def waiting_reason(scheduler: Scheduler, entry: TaskEntry) -> str | None:
+    """Why a due task is not running, in words; None when it is not waiting."""
+    explained = scheduler.explain(entry) if entry.ready_since is not None else None
+    return None if explained is None else str(explained["detail"])
+
+
 @dataclass
 class Harness:
     scheduler: Scheduler
@@ -163,7 +169,7 @@ async def test_high_waits_for_idle_and_medium_for_low_activity(
         await trio.sleep(10)
         assert h.runner.starts == []
         assert h.scheduler.pending_count == 2
-        reason = h.scheduler.waiting_reason(h.scheduler.tasks["high"]) or ""
+        reason = waiting_reason(h.scheduler, h.scheduler.tasks["high"]) or ""
         assert reason == (
             "waiting for the machine to be idle: CPU outside the daemon 90 %, needs < 20 %"
             " (CPU is above the threshold)"
@@ -227,7 +233,7 @@ async def test_concurrency_limit_and_critical_slots_are_separate(
         assert {name for name, _, _ in h.runner.starts} == {"a", "c1", "c2"}
         assert h.scheduler.running_count == 3
         assert "free slot (1 of 1 in use)" in (
-            h.scheduler.waiting_reason(h.scheduler.tasks["b"]) or ""
+            waiting_reason(h.scheduler, h.scheduler.tasks["b"]) or ""
         )
         await trio.sleep(10)
         assert h.runner.started("b") == [10.0]
@@ -470,7 +476,7 @@ async def test_catch_ups_are_released_one_at_a_time(
             h.add(name, repeat_hours=24, due_in=-86400 * 2)
         await trio.sleep(1)
         assert "catch-ups of missed runs go one at a time" in (
-            h.scheduler.waiting_reason(h.scheduler.tasks["b"]) or ""
+            waiting_reason(h.scheduler, h.scheduler.tasks["b"]) or ""
         )
         await trio.sleep(60)
         assert [(n, when) for n, _, when in h.runner.starts] == [
@@ -678,3 +684,106 @@ async def test_a_priority_change_keeps_the_time_already_waited(
         h.scheduler.update("w", dataclasses.replace(entry.spec, priority=Priority.HIGH))
         await trio.sleep(1801)
         assert h.runner.started("w") == [3600.0]  # forced an hour after it first waited
+
+
+# -- run-now requests: each accepted one runs, or it is refused -----------------------
+
+
+async def test_run_now_while_one_is_requested_is_refused_under_skip(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Two requests before the first has started (the race of two POSTs): under the default
+    ``skip`` the second is refused and says which run it would have been merged into."""
+    async with harness() as h:
+        h.add("s", Priority.LOW, due_in=3600)
+        first = h.scheduler.run_now("s")
+        with pytest.raises(Conflict) as refused:
+            h.scheduler.run_now("s")
+        assert refused.value.detail == f"Task already has a run requested: s (execution {first})"
+        await trio.sleep(1)
+        assert [run.execution_id for _, run in h.runner.runs] == [first]
+
+
+async def test_run_now_under_queue_runs_every_request_one_after_the_other(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        h.runner.durations["q"] = 60
+        h.add("q", Priority.LOW, due_in=3600, overlap=Overlap.QUEUE)
+        ids = [h.scheduler.run_now("q"), h.scheduler.run_now("q")]
+        await trio.sleep(10)
+        ids.append(h.scheduler.run_now("q"))  # while the first runs: queued, no 409
+        await trio.sleep(300)
+        assert len(set(ids)) == 3
+        assert [run.execution_id for _, run in h.runner.runs] == ids
+        assert h.runner.started("q") == [0.0, 60.0, 120.0]  # never two at once
+        assert all(trigger is Trigger.RUN_NOW for _, trigger, _ in h.runner.starts)
+
+
+async def test_run_now_under_allow_runs_every_request_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness(max_concurrent=4) as h:
+        h.runner.durations["a"] = 60
+        h.add("a", Priority.LOW, due_in=3600, overlap=Overlap.ALLOW)
+        ids = [h.scheduler.run_now("a") for _ in range(3)]
+        await trio.sleep(1)
+        assert len(set(ids)) == 3
+        assert sorted(run.execution_id for _, run in h.runner.runs) == sorted(ids)
+        assert h.runner.started("a") == [0.0, 0.0, 0.0]
+
+
+async def test_run_now_under_replace_replaces_the_running_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        h.runner.durations["r"] = 60
+        h.add("r", Priority.LOW, due_in=3600, overlap=Overlap.REPLACE)
+        first = h.scheduler.run_now("r")
+        with pytest.raises(Conflict, match=f"already has a run requested: r .execution {first}"):
+            h.scheduler.run_now("r")  # nothing runs yet: nothing to replace
+        await trio.sleep(10)
+        second = h.scheduler.run_now("r")
+        await trio.sleep(100)
+        assert [run.execution_id for _, run in h.runner.runs] == [first, second]
+        assert h.runner.runs[0][1].cancel_reason == "replaced by a newer run (overlap=replace)"
+        assert h.runner.started("r") == [0.0, 10.0]
+
+
+async def test_queued_run_now_requests_are_dropped_by_a_pause(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """As the pending request is: pause drops what has not started (the facade's
+    wait_execution then says so)."""
+    async with harness() as h:
+        h.runner.durations["q"] = 60
+        h.add("q", Priority.LOW, due_in=3600, overlap=Overlap.QUEUE)
+        h.scheduler.run_now("q")
+        await trio.sleep(1)
+        h.scheduler.run_now("q")
+        h.scheduler.pause("q")
+        await trio.sleep(300)
+        assert h.runner.started("q") == [0.0]
+        assert not h.scheduler.tasks["q"].requests
+
+
+async def test_run_now_of_a_daily_task_does_not_grow_the_due_heap_for_ever(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Each run-now of a repeating task moves its next due time a day away, and the old
+    heap items stayed until their time came: 5000 run-nows left 10,000 items (a year of
+    runs, a leak). Stale items are dropped as the heap grows; the schedule still holds."""
+    async with harness() as h:
+        h.runner.durations["daily"] = 1
+        h.add("daily", Priority.CRITICAL, repeat_hours=24, due_in=3600)
+        h.add("other", Priority.CRITICAL, repeat_hours=24, due_in=7200)
+        for _ in range(5000):
+            h.scheduler.run_now("daily")
+            await trio.sleep(2)  # it runs (1 s) and ends
+        assert len(h.runner.started("daily")) == 5000
+        assert len(h.scheduler._due) < 2100  # it was 10,002
+        # The last run-now set the next run a day later; the other task's time is kept.
+        last = h.runner.started("daily")[-1]
+        await trio.sleep(last + 24 * 3600 + 10 - trio.current_time())
+        assert h.runner.started("daily")[-1] == last + 24 * 3600
+        assert h.runner.started("other")[0] == 7200.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from omnimind_trio.models import (
 from omnimind_trio.store import (
     INTERRUPTED_REASON,
     MemoryStore,
+    RunProcess,
     SQLiteStore,
     Store,
     StoredTask,
@@ -460,6 +462,54 @@ async def test_close_interrupted_closes_running_records_and_counts_them(store: S
     assert await store.close_interrupted(now=60.0) == 0
 
 
+async def test_the_process_of_a_running_record_is_kept_until_it_is_written_again(
+    store: Store,
+) -> None:
+    await store.insert_task(task("a"))
+    for i in (1, 2, 3):
+        await store.start_execution(
+            record(i, "a", Outcome.RUNNING), last_execution=float(i), next_due=None
+        )
+    await store.finish_execution(record(4, "a"), TaskCounters(1, 1))
+    assert await store.running_processes() == {}
+    await store.record_process("e1", RunProcess(101, "boot/11"))
+    await store.record_process("e2", RunProcess(102, None))
+    await store.record_process("e4", RunProcess(104, "boot/14"))  # finished: ignored
+    await store.record_process("nope", RunProcess(105, "boot/15"))  # unknown: ignored
+    assert await store.running_processes() == {
+        "e1": RunProcess(101, "boot/11"),
+        "e2": RunProcess(102, None),
+    }
+    assert await store.get_execution("e1") == record(1, "a", Outcome.RUNNING)  # not in it
+    await store.finish_execution(record(2, "a"), TaskCounters(2, 2))
+    assert await store.running_processes() == {"e1": RunProcess(101, "boot/11")}
+    await store.close_interrupted(now=50.0)
+    assert await store.running_processes() == {}
+    assert await store.apply_retention(max_per_task=0, older_than=0.0) == 4
+
+
+async def test_a_version_2_database_gets_the_process_columns(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    async with _sqlite.open_sqlite_store(path) as store:
+        await store.insert_task(task("a"))
+        await store.start_execution(
+            record(1, "a", Outcome.RUNNING), last_execution=1.0, next_due=None
+        )
+    with sqlite3.connect(path) as db:  # as version 2 wrote it: no process columns
+        for column in ("process_id", "process_start"):
+            db.execute(f"ALTER TABLE executions DROP COLUMN {column}")
+        db.execute("PRAGMA user_version = 2")
+    db.close()
+    async with _sqlite.open_sqlite_store(path) as store:
+        assert await store.running_processes() == {}
+        await store.record_process("e1", RunProcess(7, "boot/7"))
+        assert await store.running_processes() == {"e1": RunProcess(7, "boot/7")}
+        assert await store.get_execution("e1") == record(1, "a", Outcome.RUNNING)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == _sqlite.SCHEMA_VERSION == 3
+    db.close()
+
+
 async def test_history_is_newest_first_and_filtered(store: Store) -> None:
     await fill(store)
     page, total = await store.list_executions(limit=3)
@@ -621,6 +671,7 @@ async def test_refused_writes_raise_store_unavailable_and_change_nothing(
         ),
         "finish_execution": lambda: store.finish_execution(record(30, "a"), TaskCounters(1, 1)),
         "close_interrupted": lambda: store.close_interrupted(99.0),
+        "record_process": lambda: store.record_process("e30", RunProcess(1, "b/1")),
         "apply_retention": lambda: store.apply_retention(max_per_task=1, older_than=5.0),
     }
     for name, write in writes.items():

@@ -18,6 +18,8 @@ Error handling: every method returns the server's JSON and raises
 from __future__ import annotations
 
 import json
+import os
+import ssl
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final
@@ -68,8 +70,12 @@ class OmniMindClient:
     """One method per endpoint of the API; each returns the decoded JSON answer.
 
     Raises :class:`ApiError` for an error status, :class:`DaemonUnreachable` when no
-    answer comes. Use it as a context manager (or call :meth:`close`) to release the
-    connection pool.
+    answer comes (a certificate that does not verify included). Use it as a context
+    manager (or call :meth:`close`) to release the connection pool.
+
+    An ``https://`` daemon's certificate is verified against ``cacert`` (a PEM file of the
+    CAs to trust, like ``curl --cacert``), else the system's CAs; the constructor raises
+    ``OSError`` or ``ssl.SSLError`` when ``cacert`` cannot be read.
     """
 
     def __init__(
@@ -77,6 +83,7 @@ class OmniMindClient:
         base_url: str = DEFAULT_URL,
         *,
         auth: Auth | None = None,
+        cacert: str | os.PathLike[str] | None = None,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -85,6 +92,7 @@ class OmniMindClient:
         self._http = httpx.Client(
             base_url=self.base_url,
             auth=auth,
+            verify=tls_context(cacert),
             timeout=timeout_seconds,
             transport=transport,
             headers={"Accept": "application/json"},
@@ -301,7 +309,14 @@ class OmniMindClient:
         return response
 
 
-# -- live updates --------------------------------------------------------------------------
+# -- helpers -------------------------------------------------------------------------------
+
+
+def tls_context(cacert: str | os.PathLike[str] | None = None) -> ssl.SSLContext:
+    """A context verifying servers against ``cacert`` only (a PEM file of CAs), else
+    against the system's CAs. Raises ``OSError`` or ``ssl.SSLError`` if ``cacert`` cannot
+    be read or holds no certificate."""
+    return ssl.create_default_context(cafile=os.fspath(cacert) if cacert is not None else None)
 
 
 def _task_path(task_id: str, action: str | None = None) -> str:
@@ -334,4 +349,8 @@ def _describe_transport_error(exc: httpx.TransportError) -> str:
 def describe_os_error(exc: OSError) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: its certificate does not verify: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
     return exc.strerror or str(exc) or type(exc).__name__

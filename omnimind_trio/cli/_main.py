@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import ssl
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -25,7 +26,8 @@ from ..config import Settings
 from ..credentials import read_credentials_file
 from ..exceptions import OmniMindError
 from ._logs import configure_logging
-from ._parser import build_parser, given_options
+from ._parser import DEFAULT_URL, build_parser, given_options
+from ._runtime import find_daemon
 
 # The client side (httpx, trio-websocket, the rendering) is imported by the client
 # commands only: `omnimind serve` never needs it, and it was about 5 MB of the daemon's
@@ -90,10 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _complain(f"lost the connection to the daemon at {exc.url} ({exc.reason})")
         return EXIT_UNREACHABLE
     except DaemonUnreachable as exc:
-        _complain(
-            f"cannot reach the daemon at {exc.url} ({exc.reason}). "
-            "Is it running? Start it with `omnimind serve`."
+        hint = (
+            "Give the CA that signed it with --cacert or OMNIMIND_CACERT."
+            if exc.reason.startswith("TLS")
+            else "Is it running? Start it with `omnimind serve`."
         )
+        _complain(f"cannot reach the daemon at {exc.url} ({exc.reason}). {hint}")
         return EXIT_UNREACHABLE
 
 
@@ -113,7 +117,14 @@ def _leaves(error: BaseException) -> list[BaseException]:
 
 def _serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    given = {
+        "host": args.host,
+        "port": args.port,
+        "tls_certfile": args.certfile,
+        "tls_keyfile": args.keyfile,
+        "allow_plain_http": args.allow_plain_http,
+    }
+    overrides = {k: v for k, v in given.items() if v is not None}
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
@@ -142,17 +153,25 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _client_command(args: argparse.Namespace) -> int:
-    from ._client import OmniMindClient
+    from ._client import OmniMindClient, tls_context
     from ._render import RENDER, render_message
 
-    url = _check_url(args.url)
-    auth = resolve_auth(args.user, args.password, os.environ)
+    # --url and OMNIMIND_URL win; else the daemon this user runs, found from any directory.
+    found = None if args.url else find_daemon(os.environ)
+    url = _check_url(args.url or (found.url if found else DEFAULT_URL))
+    home = Path(found.home) if found else None
+    auth = resolve_auth(args.user, args.password, os.environ, home=home)
     code = None
     if args.command == "add" or (args.command == "edit" and args.code_file is not None):
         code = _read_code(args.code_file)
+    if args.cacert is not None:
+        try:
+            tls_context(args.cacert)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"cannot use the CA file {args.cacert}: {exc}") from None
     if args.command == "logs" and args.follow:
-        return _follow(url, auth, args.ident, as_json=args.json)
-    with OmniMindClient(url, auth=auth) as client:
+        return _follow(url, auth, args.ident, as_json=args.json, cacert=args.cacert)
+    with OmniMindClient(url, auth=auth, cacert=args.cacert) as client:
         data = _call(client, args, code)
         if args.json:
             print(json.dumps(data, indent=2, ensure_ascii=False))
@@ -255,9 +274,16 @@ def latest_execution(client: OmniMindClient, ident: str | None) -> dict[str, Any
     raise CommandFailed(f"task {ident!r} has not run yet")
 
 
-def resolve_auth(user: str | None, password: str | None, environ: Mapping[str, str]) -> Auth | None:
+def resolve_auth(
+    user: str | None,
+    password: str | None,
+    environ: Mapping[str, str],
+    *,
+    home: Path | None = None,
+) -> Auth | None:
     """``--user``/``--password``, else the daemon's environment variables, else its
-    credentials file under ``OMNIMIND_HOME`` (default: the current directory); else None."""
+    credentials file under ``OMNIMIND_HOME``, else under ``home`` (the home of the daemon
+    found by its runtime file), else under the current directory; else None."""
     if user is not None or password is not None:
         if user is None or password is None:
             raise UsageError("--user and --password go together")
@@ -266,7 +292,7 @@ def resolve_auth(user: str | None, password: str | None, environ: Mapping[str, s
     env_pass = environ.get("OMNIMIND_DASHBOARD_PASS")
     if env_user and env_pass:
         return env_user, env_pass
-    home = Path(environ.get("OMNIMIND_HOME") or Path.cwd())
+    home = Path(environ.get("OMNIMIND_HOME") or home or Path.cwd())
     try:
         stored = read_credentials_file(home / "config" / "dashboard_auth.json")
     except RuntimeError as exc:
@@ -292,7 +318,9 @@ def _read_code(source: str) -> str:
 # -- logs -f ---------------------------------------------------------------------------------
 
 
-def _follow(url: str, auth: Auth | None, ident: str | None, *, as_json: bool) -> int:
+def _follow(
+    url: str, auth: Auth | None, ident: str | None, *, as_json: bool, cacert: str | None
+) -> int:
     from ._follow import follow_events
     from ._render import format_event, is_wanted_event
 
@@ -309,7 +337,8 @@ def _follow(url: str, auth: Auth | None, ident: str | None, *, as_json: bool) ->
         _complain(f"reconnecting ({reason}): some events may be missing")
 
     try:
-        trio.run(partial(follow_events, on_reconnect=reconnected), url, auth, handle)
+        follow = partial(follow_events, cacert=cacert, on_reconnect=reconnected)
+        trio.run(follow, url, auth, handle)
     except KeyboardInterrupt:
         return EXIT_OK
     except BaseExceptionGroup as group:

@@ -37,15 +37,26 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "Credentials: --user/--password, else OMNIMIND_DASHBOARD_USER and "
             "OMNIMIND_DASHBOARD_PASS, else $OMNIMIND_HOME/config/dashboard_auth.json "
-            "(OMNIMIND_HOME defaults to the current directory). Exit status: 0 success, "
+            "(OMNIMIND_HOME defaults to the home of the daemon this user runs, from its "
+            "runtime file, else the current directory). Exit status: 0 success, "
             "1 API error, 2 usage error, 3 daemon not reachable."
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--url",
-        default=os.environ.get("OMNIMIND_URL") or DEFAULT_URL,
-        help=f"the daemon's base URL (default: $OMNIMIND_URL, else {DEFAULT_URL})",
+        default=os.environ.get("OMNIMIND_URL") or None,
+        help=(
+            "the daemon's base URL (default: $OMNIMIND_URL, else the daemon this user runs, "
+            f"from its runtime file, else {DEFAULT_URL})"
+        ),
+    )
+    parser.add_argument(
+        "--cacert",
+        metavar="FILE",
+        default=os.environ.get("OMNIMIND_CACERT") or None,
+        help="PEM file of the CA to trust for an https:// daemon (default: $OMNIMIND_CACERT, "
+        "else the system's CAs)",
     )
     parser.add_argument(
         "--json", action="store_true", help="print the server's JSON as is, for scripts"
@@ -66,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the daemon and its HTTP API")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8000)")
+    serve.add_argument(
+        "--certfile", metavar="FILE", help="serve HTTPS with this PEM certificate (chain)"
+    )
+    serve.add_argument("--keyfile", metavar="FILE", help="the certificate's PEM private key")
+    serve.add_argument(
+        "--allow-plain-http",
+        action="store_true",
+        default=None,
+        help="serve plain HTTP on an address that is not loopback (refused by default)",
+    )
     serve.add_argument(
         "--no-autostart",
         action="store_true",

@@ -33,7 +33,8 @@ from ..credentials import (
     watch_credentials_file,
 )
 from ..daemon import open_daemon
-from ..http import serve_api
+from ..http import check_transport, hypercorn_config, serve_api
+from ._runtime import announced
 from ._systemd import Systemd
 
 log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
@@ -118,8 +119,12 @@ async def serve(
         start_up_without_collections(),
         trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals,
         trio.open_signal_receiver(signal.SIGHUP) as hangups,  # from here, HUP cannot kill us
+        contextlib.ExitStack() as on_exit,
         stop_backstop() as arm_backstop,
     ):
+        # Plain HTTP beyond loopback, or a certificate that cannot be loaded: refused before
+        # anything is created (credentials, database). Reads files: in a worker thread.
+        await trio.to_thread.run_sync(check_transport, settings, hypercorn_config(settings))
         # Reads (or creates) a file: in a worker thread, not the event loop.
         credentials = await trio.to_thread.run_sync(load_credentials, settings)
         announce(credentials)
@@ -173,6 +178,8 @@ async def serve(
             # Bind first: a daemon that cannot serve its API must not start running tasks.
             urls = await nursery.start(http)
             log.info("serving on %s", ", ".join(urls))
+            # Where the CLI finds us from any directory; removed when we exit.
+            on_exit.enter_context(announced(urls, settings.home))
             if autostart:
                 await daemon.start()
             end_of_start_up()

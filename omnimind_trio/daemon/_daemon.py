@@ -48,6 +48,7 @@ from ..scheduling import (
     Running,
     Scheduler,
     TaskEntry,
+    check_run_now,
 )
 from ..store import Store
 from ._builtin import apply_retention
@@ -145,8 +146,6 @@ class Daemon:
             events=self._events,
             on_removed=self._prom.forget,
         )
-        self._requested: dict[str, str] = {}
-        """Execution ids promised by run_task_now, not started yet: id -> task id."""
 
     # -- state -------------------------------------------------------------------------
 
@@ -338,12 +337,16 @@ class Daemon:
         return self._changed_task(await self._tasks.resume(task_id))
 
     def run_task_now(self, task_id: str) -> str:
-        """Queue a run that skips the gates; returns the id its execution will have (a
-        request while one is pending joins it). Raises TaskNotFound, or Conflict while the
-        task runs (unless its overlap policy is ``allow``)."""
-        execution_id = self._scheduler.run_now(task_id)
-        self._requested[execution_id] = task_id
-        return execution_id
+        """Queue a run that skips the gates; returns the id its execution will have.
+        Every request that returns runs once: one made while another is pending or
+        running is queued (overlap ``queue``), runs beside it (``allow``), replaces the
+        running one (``replace``), or is refused. Raises TaskNotFound, or Conflict for a
+        refused request (it says whether the task runs or already has a run requested)."""
+        return self._scheduler.run_now(task_id)
+
+    def check_run_now(self, task_id: str) -> None:
+        """Raise what :meth:`run_task_now` would raise now, without requesting a run."""
+        check_run_now(self._scheduler.get(task_id))
 
     def cancel_task(self, task_id: str) -> TaskSummary:
         """Kill the task's running executions. Raises TaskNotFound, or Conflict when it
@@ -392,21 +395,16 @@ class Daemon:
             changed = self._changed
             record = await self._store.get_execution(execution_id)
             if record is not None and record.outcome is not Outcome.RUNNING:
-                self._requested.pop(execution_id, None)
                 return record
             if record is None and not self._is_promised(execution_id):
-                self._requested.pop(execution_id, None)
                 raise ExecutionNotFound(execution_id)
             await changed.wait()
 
     def _is_promised(self, execution_id: str) -> bool:
-        task_id = self._requested.get(execution_id)
-        entry = self._scheduler.tasks.get(task_id) if task_id is not None else None
         return (
-            entry is not None
-            and entry.requested_id == execution_id
-            and entry.ready_since is not None
-        ) or self._scheduler.find_run(execution_id) is not None
+            execution_id in self._scheduler.promises
+            or self._scheduler.find_run(execution_id) is not None
+        )
 
     # -- start-up ----------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
 
@@ -11,12 +13,23 @@ from ..config import Settings
 from ..exceptions import StartupError
 from ..execution import open_executor
 from ..scheduling import Clock, MetricsSource, PsutilSource, SystemClock
-from ..store import Store, open_store
+from ..store import Store, is_url, open_store
 from ._builtin import register_builtins
 from ._daemon import Daemon
 
 EXIT_STOP_SECONDS = 4.0
 """Bound on the shielded stop when the ``open_daemon`` block exits."""
+_daemons = itertools.count(1)
+
+
+def _cgroup_key(settings: Settings, store: Store | None) -> str | None:
+    """What names this daemon's run cgroups: its database file, which one daemon holds at a
+    time (so a restart finds what a crash left); else this daemon alone."""
+    if not settings.task_cgroups:
+        return None
+    if store is None and not is_url(settings.database_location):
+        return str(settings.database_path)
+    return f"{settings.database_location}#{os.getpid()}.{next(_daemons)}"
 
 
 @asynccontextmanager
@@ -53,7 +66,7 @@ async def open_daemon(
         (
             nullcontext(store) if store is not None else open_store(settings.database_location)
         ) as store,
-        open_executor(settings.task_python) as executor,
+        open_executor(settings.task_python, cgroup_key=_cgroup_key(settings, store)) as executor,
     ):
         source = metrics_source or PsutilSource(executor.running_pids)
         async with trio.open_nursery() as nursery:

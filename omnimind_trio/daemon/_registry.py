@@ -18,7 +18,7 @@ import trio
 
 from ..config import Settings
 from ..exceptions import Conflict, InvalidInput, StoreError, StoreUnavailable, TaskExists
-from ..execution import Executor, describe_code_problem
+from ..execution import Executor, describe_code_problem, kill_tree
 from ..models import Priority, TaskCounters, TaskSpec, parse_task_patch
 from ..scheduling import Clock, InProcessFunction, Scheduler, TaskEntry
 from ..store import Store, StoredTask
@@ -57,7 +57,21 @@ class TaskRegistry:
         """In-process tasks found in the store, until their program registers them."""
 
     async def load(self) -> None:
-        """Load stored tasks; close runs a crash left open as interrupted."""
+        """Load stored tasks; kill what is left of the runs a crash left open (their
+        recorded processes, with every descendant) and close them as interrupted."""
+        try:
+            left = await self._store.running_processes()
+        except StoreUnavailable:
+            left = {}
+        killed = 0
+        for process in left.values():
+            if process.process_id is not None:
+                pids = await trio.to_thread.run_sync(
+                    kill_tree, process.process_id, process.process_start
+                )
+                killed += bool(pids)
+        if killed:
+            log.warning("killed the processes of %d run(s) an unclean stop left running", killed)
         try:
             closed = await self._store.close_interrupted(self._clock.now())
         except StoreUnavailable as exc:

@@ -21,7 +21,7 @@ from ..config import Settings
 from ..execution import Executor, Job, classify
 from ..models import ExecutionRecord, Outcome, Priority, TaskSpec, Trigger
 from ..scheduling import Clock, InProcessFunction, Running, TaskEntry
-from ..store import Store
+from ..store import RunProcess, Store
 from ._events import EventBus
 from ._metrics import DaemonMetrics
 from ._writes import WriteGuard
@@ -204,8 +204,17 @@ class ExecutionRunner:
             nice=0 if spec.priority is Priority.CRITICAL else self.settings.task_nice,
         )
 
+        async def record_process(pid: int, start: str | None) -> None:
+            # So that the next start can kill what a crash of the daemon left of this run.
+            await self.writes.write(
+                self.store.record_process(record.execution_id, RunProcess(pid, start)),
+                f"the process of execution {record.execution_id}",
+            )
+
         running.start_timeout(limit)
-        result = await self.executor.run(job, scope=running.scope, on_started=running.attach)
+        result = await self.executor.run(
+            job, scope=running.scope, on_started=running.attach, on_process=record_process
+        )
         record.outcome, record.reason, record.result = classify(result, job)
         if result.ended_by != "exit" and running.cancel_reason is not None:
             # The scope was cancelled on purpose (whatever its deadline said meanwhile).

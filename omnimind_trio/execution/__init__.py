@@ -5,9 +5,19 @@ the daemon's client for it, and the classification of how a child ended. Imports
 exceptions.
 """
 
+from ._containment import kill_tree, process_start
 from ._forkserver import Executor, open_executor
 from ._job import Job, RunResult
 from ._outcome import classify
 from ._worker import describe_code_problem
 
-__all__ = ["Executor", "Job", "RunResult", "classify", "describe_code_problem", "open_executor"]
+__all__ = [
+    "Executor",
+    "Job",
+    "RunResult",
+    "classify",
+    "describe_code_problem",
+    "kill_tree",
+    "open_executor",
+    "process_start",
+]

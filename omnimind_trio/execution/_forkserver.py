@@ -16,15 +16,17 @@ import signal
 import socket
 import struct
 from array import array
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 
 from ..exceptions import ExecutorError
+from . import _cgroups
+from ._containment import process_start
 from ._job import Job, RunResult
-from ._output import CappedBuffer, capped_into, pump
+from ._output import CappedBuffer, capped_into, close_all, pump
 from ._pending import Pending
 from ._spawn import start_worker
 
@@ -44,9 +46,12 @@ itself may be what kills them."""
 class Executor:
     """The daemon's side of the fork server. Create it with :func:`open_executor`."""
 
-    def __init__(self, python: str) -> None:
+    def __init__(self, python: str, cgroups: str | None = None) -> None:
         self.python = python
+        self.cgroups = cgroups
+        """Where each run gets a cgroup of its own (a delegated cgroup v2 subtree), or None."""
         self._ids = itertools.count(1)
+        self._runs = itertools.count(1)
         self._pending: dict[str, Pending] = {}
         self._sock: trio.socket.SocketType | None = None
         self._ready = trio.Event()
@@ -86,6 +91,7 @@ class Executor:
         *,
         scope: trio.CancelScope | None = None,
         on_started: Callable[[int], None] | None = None,
+        on_process: Callable[[int, str | None], Awaitable[None]] | None = None,
     ) -> RunResult:
         """Run ``job`` in a fresh child process and wait for it to end.
 
@@ -93,8 +99,9 @@ class Executor:
         ``job.timeout_seconds`` from now; a caller that gives its own may cancel it or move
         its deadline while the run goes on. When the scope's deadline passes
         (``ended_by="timeout"``) or it is cancelled (``"cancel"``), the child is killed
-        with its whole process group; waiting for the worker and for the child to start
-        counts too. After the child exits, what is left of its process group is killed.
+        with every process it started (``_containment.py``); waiting for the worker and for
+        the child to start counts too. Once the child started, ``on_started(pid)`` is
+        called and ``on_process(pid, start)`` awaited (``start``: its identity, to record).
 
         Error handling: every way a run can end is a :class:`RunResult`, never an
         exception. A worker that dies before it started the child is replaced and the
@@ -103,7 +110,7 @@ class Executor:
         ``error`` says why.
 
         Cancellation: when this call is cancelled from outside ``scope`` (the daemon
-        stops), the child is killed with its group and ``trio.Cancelled`` propagates.
+        stops), the child is killed with its processes and ``trio.Cancelled`` propagates.
         """
         result = RunResult()
         if scope is None:
@@ -113,7 +120,7 @@ class Executor:
             for _ in range(3):
                 pipes.append(os.pipe2(os.O_CLOEXEC))
         except OSError as exc:  # out of file descriptors: give back the ones we took
-            _close_all([fd for pair in pipes for fd in pair])
+            close_all([fd for pair in pipes for fd in pair])
             result.error = f"cannot create the pipes of an execution: {exc}"
             return result
         out, err = CappedBuffer(job.max_output_bytes), CappedBuffer(job.max_output_bytes)
@@ -128,6 +135,7 @@ class Executor:
             "max_memory_mb": job.max_memory_mb,
             "max_cpu_seconds": job.max_cpu_seconds,
             "nice": job.nice,
+            "cgroup": self.cgroups and f"{self.cgroups}/run-{next(self._runs)}",
         }
         pending: Pending | None = None
         res_buffer = bytearray()
@@ -145,17 +153,19 @@ class Executor:
                                 break
                         # From now on only the child (and its descendants) hold the write
                         # ends: the pipes reach EOF when they are done.
-                        writers = _close_all(writers)
+                        writers = close_all(writers)
                         if pending is not None and pending.pid is not None:
                             result.pid = pending.pid
                             if on_started is not None:
                                 on_started(pending.pid)
+                            if on_process is not None:
+                                await on_process(pending.pid, pending.start)
                             await pending.wait_ended()
                 finally:
+                    ended = pending is not None and pending.ended  # by itself
                     if pending is not None and pending.pid is not None:
-                        # What is left of the group (all of it, when the run was cut short).
-                        _kill_group(pending.pid)
-                if scope.cancelled_caught and (pending is None or not pending.ended):
+                        await pending.end_processes()
+                if scope.cancelled_caught and not ended:
                     result.ended_by = (
                         "timeout" if trio.current_time() >= scope.deadline else "cancel"
                     )
@@ -172,7 +182,7 @@ class Executor:
                 # A descendant that escaped the group may hold the pipes open: bounded wait.
                 pumps.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
         finally:
-            _close_all(writers)
+            close_all(writers)
             if pending is not None:
                 if pending.settled.is_set():
                     self._pending.pop(pending.key, None)
@@ -210,7 +220,7 @@ class Executor:
         the request may be sent again to the next one.
         """
         await self._ready.wait()
-        pending = Pending(f"{next(self._ids)}")
+        pending = Pending(f"{next(self._ids)}", cgroup=request.get("cgroup"))
         self._pending[pending.key] = pending
         body = json.dumps({**request, "id": pending.key}).encode()
         frame = HEADER.pack(len(body)) + body
@@ -288,7 +298,8 @@ class Executor:
                 gone, self._gone = self._gone, trio.Event()
                 gone.set()
                 with trio.CancelScope(shield=True):
-                    _kill_group(process.pid)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
                     await process.wait()
             if self._closing:
                 return
@@ -344,8 +355,9 @@ class Executor:
         op = message["op"]
         if op == "started":
             pending.pid = message["pid"]
+            pending.start = process_start(message["pid"])
             if pending.abandoned:
-                _kill_group(message["pid"])
+                pending.kill()
             else:
                 # Failing that (it has ended: its exit message is on its way; or no fd to
                 # spare), the child is killed if the worker dies under it.
@@ -388,7 +400,7 @@ class Executor:
                 continue
             pending.orphaned = True
             if self._closing or pending.abandoned or pending.pidfd is None:
-                _kill_group(pending.pid)
+                pending.kill()
             pending.settled.set()
         self._pending = {
             key: p for key, p in self._pending.items() if p.orphaned and not p.abandoned
@@ -396,12 +408,19 @@ class Executor:
 
 
 @asynccontextmanager
-async def open_executor(python: str) -> AsyncIterator[Executor]:
+async def open_executor(python: str, *, cgroup_key: str | None = None) -> AsyncIterator[Executor]:
     """Start the fork server under ``python``; on exit, stop it and kill every child.
+
+    With ``cgroup_key`` (the daemon's database path) and a delegated cgroup v2 subtree,
+    each run gets a cgroup; those an earlier daemon left on that key are killed first.
 
     Error handling: raises ExecutorError when ``python`` cannot start the fork server.
     """
-    executor = Executor(python)
+    base = None if cgroup_key is None else _cgroups.runs_base(cgroup_key)
+    if base is not None and (swept := _cgroups.sweep(base)):
+        log.warning("killed what was left of %d run(s) of an earlier daemon", swept)
+    log.info("runs are contained by %s", f"cgroups under {base}" if base else "subreapers")
+    executor = Executor(python, base)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(executor._serve)
@@ -416,20 +435,11 @@ async def open_executor(python: str) -> AsyncIterator[Executor]:
         if rest is None and failed is not None:
             raise _first_leaf(failed) from None
         raise
+    finally:
+        if base is not None:
+            _cgroups.close_base(base)
 
 
 def _first_leaf(group: BaseExceptionGroup[ExecutorError]) -> ExecutorError:
     first = group.exceptions[0]
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
-
-
-def _close_all(fds: list[int]) -> list[int]:
-    """Close ``fds`` (once: returns the empty list to keep)."""
-    for fd in fds:
-        os.close(fd)
-    return []
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)

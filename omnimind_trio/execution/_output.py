@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import trio
@@ -53,3 +54,10 @@ def capped_into(buffer: bytearray, limit: int) -> Callable[[bytes], None]:
             buffer.extend(data[: limit + 1 - len(buffer)])
 
     return feed
+
+
+def close_all(fds: list[int]) -> list[int]:
+    """Close ``fds`` (once: returns the empty list to keep)."""
+    for fd in fds:
+        os.close(fd)
+    return []

@@ -24,9 +24,11 @@ worker's word, sent after that message. So if the worker dies before the daemon 
 ``started``, the task did not run and the daemon may send the request to the next worker;
 once the daemon has the pid, it watches the child even if the worker dies.
 
-The child is a session leader (its pid is its process group id), so the daemon can kill it
-with every descendant by ``killpg``. When the socket closes, the worker kills every child
-it still has and exits.
+The child is the run's keeper (``_containment.py``): a session leader and a child
+subreaper, it forks the process that runs the task and stays until the run ends, so every
+process the task starts stays in its tree and ends with the run. The worker is a subreaper
+too, and reaps whatever a killed keeper leaves. When the socket closes, the worker kills
+every keeper's tree and exits.
 """
 
 import ast
@@ -45,6 +47,12 @@ import traceback
 from collections.abc import Awaitable
 from types import TracebackType
 from typing import Any, NoReturn
+
+try:  # imported by the daemon, as part of the package
+    from . import _cgroups, _containment
+except ImportError:  # run as a script by the task interpreter: its folder is on sys.path
+    import _cgroups  # type: ignore[no-redef,import-not-found]
+    import _containment  # type: ignore[no-redef,import-not-found]
 
 HEADER = struct.Struct(">I")
 MAX_FDS = 3
@@ -127,12 +135,55 @@ def _run_task(request: dict[str, Any], result_fd: int) -> NoReturn:
 
 
 def _child(request: dict[str, Any], fds: list[int], session_w: int, go_r: int) -> NoReturn:
-    stdout_fd, stderr_fd, result_fd = fds
+    """The run's keeper (see ``_containment.py``): leads its own session, forks the task's
+    process and stays until the run ends; exits as the task's process did."""
     try:
         os.setsid()
+        signal.set_wakeup_fd(-1)
+        _containment.prctl(_containment.PR_SET_CHILD_SUBREAPER, 1)
+        keeper = os.getpid()
+        # Forked before the worker's word, which the task's process waits for: the fork
+        # overlaps the round trip to the daemon.
+        pid = os.fork()
+        if pid == 0:
+            os.close(session_w)
+            _task_process(request, fds, keeper, go_r)
+        os.close(go_r)
         os.write(session_w, b"s")
         os.close(session_w)
-        signal.set_wakeup_fd(-1)
+    except BaseException:
+        os._exit(72)
+    for fd in fds[:2]:
+        os.close(fd)
+    # The keeper itself ignores the terminal's and the task's own group signals (a task
+    # may killpg its group): SIGTERM from an operator kills the run's tree and exits.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        status = _containment.keep(pid, fds[2], [signal.SIGTERM])
+        if os.WIFSIGNALED(status):  # die of the same signal (without a core file)
+            signum = os.WTERMSIG(status)
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            if signum not in (signal.SIGKILL, signal.SIGSTOP):
+                signal.signal(signum, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
+            os.kill(os.getpid(), signum)
+            os._exit(128 + signum)
+        os._exit(os.WEXITSTATUS(status))
+    finally:
+        os._exit(73)  # never back into the worker's loop
+
+
+def _task_process(request: dict[str, Any], fds: list[int], keeper: int, go_r: int) -> NoReturn:
+    stdout_fd, stderr_fd, result_fd = fds
+    try:
+        # Dies with its keeper: a task process never outlives its run's keeper.
+        _containment.prctl(_containment.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != keeper:
+            os._exit(0)
+        # The run's cgroup holds the task's processes, not the keeper: killing it leaves
+        # the keeper to reap them (their CPU time counts) and report how the task ended.
+        _cgroups.enter(request.get("cgroup"))
         # EOF instead of the word: the worker died before the daemon learnt our pid, and
         # the daemon sends the request again, so this child must not run it.
         if os.read(go_r, 1) != b"g":
@@ -222,6 +273,7 @@ def main() -> None:
     os.set_blocking(wake_r, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
+    _containment.prctl(_containment.PR_SET_CHILD_SUBREAPER, 1)
     # The daemon decides when this process ends (by closing the socket), not a terminal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     children: dict[int, str] = {}  # pid -> execution id
@@ -283,12 +335,12 @@ def main() -> None:
             os.close(go_w)
     finally:
         for pid in children:
-            with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGKILL)
+            _containment.kill_tree(pid)
 
 
 def _reap(sock: socket.socket, children: dict[int, str]) -> None:
-    while children:
+    """Reap the keepers that ended (and report them), and the orphans of killed keepers."""
+    while True:
         try:
             pid, status, usage = os.wait4(-1, os.WNOHANG)
         except ChildProcessError:

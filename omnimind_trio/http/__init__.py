@@ -4,6 +4,6 @@ from them. Imports: the daemon facade, models, exceptions, config, credentials.
 """
 
 from ._app import create_app
-from ._server import hypercorn_config, serve_api, serve_http
+from ._server import check_transport, hypercorn_config, serve_api, serve_http
 
-__all__ = ["create_app", "hypercorn_config", "serve_api", "serve_http"]
+__all__ = ["check_transport", "create_app", "hypercorn_config", "serve_api", "serve_http"]

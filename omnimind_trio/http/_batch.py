@@ -21,7 +21,7 @@ from ..models import ActionResult, Overlap, Response, TaskSpec, TaskStatus, pars
 from ._body import json_body
 from ._errors import status_for
 from ._routing import Routes
-from ._tasks import action
+from ._tasks import action, run_requested
 
 MAX_OPERATIONS = 1000
 TASK_OPS = ("delete", "pause", "resume", "run", "cancel")
@@ -167,13 +167,14 @@ async def _precheck(
     """What would fail, operation by operation, if the batch ran in order now."""
     added: set[str] = set()
     deleted: set[str] = set()
+    requested: set[str] = set()
     problems: list[OmniMindError | None] = []
     for item in parsed:
         if isinstance(item, OmniMindError):
             problems.append(item)
             continue
         op, task_id, spec = item
-        problems.append(await _problem(daemon, op, task_id, spec, added, deleted))
+        problems.append(await _problem(daemon, op, task_id, spec, added, deleted, requested))
     return problems
 
 
@@ -184,9 +185,10 @@ async def _problem(
     spec: TaskSpec | None,
     added: set[str],
     deleted: set[str],
+    requested: set[str],
 ) -> OmniMindError | None:
-    """What would go wrong with one operation, after the ones before it (``added`` and
-    ``deleted`` so far)."""
+    """What would go wrong with one operation, after the ones before it (``added``,
+    ``deleted`` and run ``requested`` so far)."""
     try:
         task = None if task_id in deleted or task_id in added else daemon.get_task(task_id)
     except TaskNotFound:
@@ -212,8 +214,14 @@ async def _problem(
             )
         deleted.add(task_id)
         added.discard(task_id)
-    elif op == "run" and running and task is not None and task.overlap is not Overlap.ALLOW:
-        return Conflict(f"Task is already running: {task_id}")
+    elif op == "run" and task is not None:
+        try:
+            daemon.check_run_now(task_id)
+        except OmniMindError as exc:
+            return exc
+        if task_id in requested and task.overlap in (Overlap.SKIP, Overlap.REPLACE):
+            return Conflict(f"Task already has a run requested: {task_id} (earlier in the batch)")
+        requested.add(task_id)
     elif op == "cancel" and not running:
         return Conflict(f"Task is not running: {task_id}")
     return None
@@ -230,8 +238,7 @@ async def _apply(daemon: Daemon, op: str, task_id: str, spec: TaskSpec | None) -
     if op == "resume":
         return action("resumed", await daemon.resume_task(task_id), "resumed")
     if op == "run":
-        daemon.run_task_now(task_id)
-        return action("run_requested", daemon.get_task(task_id), "will run now")
+        return run_requested(daemon, task_id)
     return action("cancel_requested", daemon.cancel_task(task_id), "is being cancelled")
 
 

@@ -7,7 +7,9 @@ configuration.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -17,6 +19,7 @@ from hypercorn.typing import ASGIFramework
 from ..config import Settings
 from ..credentials import Credentials, Keyring, load_credentials
 from ..daemon import Daemon
+from ..exceptions import StartupError
 from . import _connection
 from ._app import create_app
 
@@ -46,7 +49,47 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     # connections are closed after keep_alive_timeout (5 s) by connection.IdleTimer.
     config.read_timeout = 30
     config.websocket_ping_interval = 20
+    if settings.tls_certfile is not None and settings.tls_keyfile is not None:
+        # HTTPS and WSS; hypercorn offers HTTP/2 and HTTP/1.1 by ALPN.
+        config.certfile = str(settings.tls_certfile)
+        config.keyfile = str(settings.tls_keyfile)
+        # A client that connects and never completes the handshake is closed as soon as an
+        # idle keep-alive connection would be, not after hypercorn's default of 60 s.
+        config.ssl_handshake_timeout = config.keep_alive_timeout
     return config
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) only reaches this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to a public address
+
+
+def check_transport(settings: Settings, config: HypercornConfig) -> None:
+    """Refuse, before binding, what must not be served: plain HTTP beyond loopback unless
+    asked for (``allow_plain_http``), and a certificate or key that cannot be loaded.
+    Reads the certificate files: call it in a worker thread."""
+    if config.ssl_enabled:
+        try:
+            config.create_ssl_context()
+        except (OSError, ssl.SSLError) as exc:
+            raise StartupError(
+                f"cannot serve HTTPS with the certificate {config.certfile} and the key "
+                f"{config.keyfile}: {exc}"
+            ) from None
+        return
+    if not is_loopback(settings.host) and not settings.allow_plain_http:
+        raise StartupError(
+            f"refusing to serve plain HTTP on {settings.host}, which is not a loopback "
+            "address: passwords would cross the network in clear text. Serve HTTPS "
+            "(--certfile and --keyfile, or OMNIMIND_TLS_CERTFILE and OMNIMIND_TLS_KEYFILE), "
+            "or, on a network you trust, allow plain HTTP (--allow-plain-http, or "
+            "OMNIMIND_ALLOW_PLAIN_HTTP=true)"
+        )
 
 
 async def serve_http(
@@ -81,16 +124,21 @@ async def serve_api(
     with the URLs it serves. ``credentials`` default to the daemon's settings (the
     environment, else ``config/dashboard_auth.json``, generated on first use); give a
     :class:`~omnimind_trio.credentials.Keyring` to replace them while it serves; ``config``
-    (hypercorn's) defaults to the daemon's settings (host, port).
+    (hypercorn's) defaults to the daemon's settings (host, port, TLS); with it, plain HTTP
+    beyond loopback and an unusable certificate are refused (``StartupError``) before
+    binding.
 
     Cancellation: cancelling it closes every connection at once; for a graceful end, make
     ``shutdown_trigger`` return.
     """
     if credentials is None:
         credentials = await trio.to_thread.run_sync(load_credentials, daemon.settings)
+    if config is None:
+        config = hypercorn_config(daemon.settings)
+        await trio.to_thread.run_sync(check_transport, daemon.settings, config)
     await serve_http(
         create_app(daemon, credentials),
-        config or hypercorn_config(daemon.settings),
+        config,
         shutdown_trigger=shutdown_trigger,
         connection_fix=daemon.settings.http_connection_fix,
         task_status=task_status,

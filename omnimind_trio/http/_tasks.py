@@ -7,6 +7,7 @@ from quart import Response, request
 from ..daemon import Daemon
 from ..models import (
     ActionResult,
+    RunRequested,
     TaskCreate,
     TaskDetail,
     TaskList,
@@ -25,6 +26,18 @@ TASK = "/daemon/tasks/<task_id:task_id>"
 def action(status: str, task: TaskSummary, verb: str) -> ActionResult:
     """The answer to an action on one task: ``{"status", "task_id", "message"}``."""
     return ActionResult(status=status, task_id=task.task_id, message=f"Task '{task.name}' {verb}")
+
+
+def run_requested(daemon: Daemon, task_id: str) -> RunRequested:
+    """Request a run now; the answer names the execution it will be."""
+    execution_id = daemon.run_task_now(task_id)
+    task = daemon.get_task(task_id)
+    return RunRequested(
+        status="run_requested",
+        task_id=task_id,
+        message=f"Task '{task.name}' will run now",
+        execution_id=execution_id,
+    )
 
 
 def add_task_routes(routes: Routes, daemon: Daemon) -> None:
@@ -92,13 +105,11 @@ def add_task_routes(routes: Routes, daemon: Daemon) -> None:
         "POST",
         TASK + "/run",
         "Run a task now, whatever the load or hour",
-        response=ActionResult,
+        response=RunRequested,
         errors=(404, 409),
     )
     async def run_task(task_id: str) -> Response:
-        daemon.run_task_now(task_id)
-        task = daemon.get_task(task_id)
-        return respond(action("run_requested", task, "will run now"))
+        return respond(run_requested(daemon, task_id))
 
     @route(
         "POST",

@@ -144,6 +144,14 @@ class ActionResult(Response):
     message: str
 
 
+class RunRequested(ActionResult):
+    """The answer to a run-now request: the id the run's execution record will have."""
+
+    execution_id: str = Field(
+        description="The execution this request will run: GET /daemon/executions/{id}"
+    )
+
+
 class TaskUpdated(ActionResult):
     task: TaskDetail
 
@@ -193,6 +201,7 @@ __all__ = [
     "ErrorBody",
     "Event",
     "ExecutionList",
+    "RunRequested",
     "Status",
     "StatusMetrics",
     "TaskDefinitionView",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,9 @@ class TaskEntry:
     retry_at: float | None = None
     requested_id: str | None = None
     """The execution id promised to a pending run-now request (its run will carry it)."""
+    requests: deque[str] = field(default_factory=deque)
+    """Further run-now requests accepted (``overlap`` ``queue`` or ``allow``) while one was
+    pending or running: their promised execution ids, in order."""
 
     @property
     def task_id(self) -> str:

@@ -7,7 +7,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..models import OnBusy
+from ..models import OnBusy, Outcome
 from ._entry import Notify, TaskEntry
 from ._gates import GateSet
 from ._running import Running
@@ -47,3 +47,21 @@ class Backoff:
     def __call__(self, attempt: int) -> float:
         ceiling = min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1))
         return float(ceiling * self.rng.uniform(0.5, 1.0))
+
+
+RETRY_OUTCOMES = frozenset({Outcome.FAILED, Outcome.TIMED_OUT, Outcome.KILLED})
+
+
+def settle_retry(
+    entry: TaskEntry, run: Running, outcome: Outcome | None, backoff: Backoff, now: float
+) -> None:
+    """``max_retries``, once a run has ended: schedule the next retry, or reset the count
+    (a success; retries used up). A cancelled run is not retried."""
+    if outcome in RETRY_OUTCOMES and run.cancel_reason is None:
+        if entry.retry_attempt < entry.spec.max_retries:
+            entry.retry_attempt += 1
+            entry.retry_at = now + backoff(entry.retry_attempt)
+        else:
+            entry.retry_attempt, entry.retry_at = 0, None
+    elif outcome is not None:
+        entry.retry_attempt, entry.retry_at = 0, None

@@ -29,12 +29,13 @@ import trio
 
 from ..exceptions import Conflict, TaskExists, TaskNotFound
 from ..models import OnMissed, Outcome, Overlap, Priority, TaskSpec, Trigger
+from . import _requests as requests
 from ._clock import Clock, deadline_for
 from ._due import DueTimes
 from ._entry import Notify, Recorder, Runner, TaskEntry
 from ._explain import explain
 from ._gates import GateSet
-from ._policies import Backoff, apply_on_busy
+from ._policies import Backoff, apply_on_busy, settle_retry
 from ._queues import ReadyQueues
 from ._running import Running
 from ._slots import Slots
@@ -43,7 +44,6 @@ log = logging.getLogger(__package__)  # the subpackage: a stable name for operat
 
 MAX_SLEEP_SECONDS = 60.0
 """Re-check at least this often, so a wall-clock jump is noticed."""
-RETRY_OUTCOMES = frozenset({Outcome.FAILED, Outcome.TIMED_OUT, Outcome.KILLED})
 
 
 async def _no_record(entry: TaskEntry, due: float, trigger: Trigger, reason: str) -> None:
@@ -83,9 +83,10 @@ class Scheduler:
         self._notify = notify
         self._on_change = on_change
         self._last_seq = 0
-        self._due = DueTimes()
+        self._due = DueTimes(lambda task_id: self.tasks.get(task_id))
         self._queues = ReadyQueues(lambda entry: self.tasks.get(entry.task_id) is entry)
         self._active: dict[str, tuple[TaskEntry, Running]] = {}
+        self.promises = requests.Promises(lambda entry: self.tasks.get(entry.task_id) is entry)
         self._wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.dispatches = 0
@@ -118,13 +119,6 @@ class Scheduler:
         """Why a task is not running now and when it is expected to, as data; None when
         it runs (see :func:`._explain.explain`)."""
         return explain(entry, self.gates, self.slots, self.clock.now())
-
-    def waiting_reason(self, entry: TaskEntry) -> str | None:
-        """Why a due task is not running, in words; None when it is not waiting."""
-        if entry.ready_since is None:
-            return None
-        explained = self.explain(entry)
-        return None if explained is None else str(explained["detail"])
 
     # -- changes -----------------------------------------------------------------
 
@@ -161,6 +155,7 @@ class Scheduler:
         entry = self.get(task_id)
         del self.tasks[task_id]
         self._unready(entry)
+        self.promises.drop(entry)
         for run in entry.runs:
             run.cancel("the task was deleted")
         self._changed()
@@ -196,6 +191,7 @@ class Scheduler:
         entry = self.get(task_id)
         entry.paused = True
         self._unready(entry)
+        self.promises.drop(entry)  # what has not started does not run (documented)
         self._changed()
         return entry
 
@@ -208,20 +204,23 @@ class Scheduler:
 
     def run_now(self, task_id: str) -> str:
         """Start the task as soon as a slot is free, whatever its gate says. Returns the
-        id its execution will have; a request made while one is pending joins it (same id).
-
-        Raises Conflict while it runs, unless its overlap policy is ``allow``."""
+        id its execution will have. Raises Conflict for a request that is refused (see
+        :mod:`._requests`: every accepted one runs once)."""
         entry = self.get(task_id)
-        if entry.runs and entry.spec.overlap is not Overlap.ALLOW:
-            raise Conflict(f"Task is already running: {task_id}")
-        pending = entry.ready_since is not None and entry.ready_trigger is Trigger.RUN_NOW
-        if pending and entry.requested_id is not None:
-            return entry.requested_id
+        requests.check(entry)
+        if requests.pending(entry) or (entry.runs and entry.spec.overlap is Overlap.QUEUE):
+            execution_id = self.promises.new(entry)
+            entry.requests.append(execution_id)  # released by _start or _after_run
+            return execution_id
+        if entry.spec.overlap is Overlap.REPLACE:
+            for run in entry.runs:
+                run.cancel("replaced by a newer run (overlap=replace)")
         self._unready(entry)
-        entry.requested_id = uuid.uuid4().hex
+        self.promises.drop(entry, queued=False)
+        entry.requested_id = execution_id = self.promises.new(entry)
         self._ready_up(entry, Trigger.RUN_NOW)
         self.wake()
-        return entry.requested_id
+        return execution_id
 
     def cancel(self, task_id: str, reason: str = "cancelled by request") -> TaskEntry:
         """Kill the task's running executions. Raises Conflict when none runs."""
@@ -358,6 +357,8 @@ class Scheduler:
             and not forced
         )
         execution_id = entry.requested_id if trigger is Trigger.RUN_NOW else None
+        if execution_id is not None:
+            self.promises.started(execution_id)
         entry.requested_id = None
         run = Running(
             execution_id=execution_id or uuid.uuid4().hex,
@@ -374,6 +375,8 @@ class Scheduler:
         self.slots.take(run)
         self.dispatches += 1
         self._nursery.start_soon(self._execute, entry, run, name=f"execution:{entry.task_id}")
+        if entry.requests and entry.spec.overlap is not Overlap.QUEUE:
+            self._next_request(entry)  # allow: the next one starts beside this one
         self._changed()
 
     async def _execute(self, entry: TaskEntry, run: Running) -> None:
@@ -396,15 +399,12 @@ class Scheduler:
 
     def _after_run(self, entry: TaskEntry, run: Running, outcome: Outcome | None) -> None:
         """Retries, queued overlaps, and the next due time once a run has ended."""
-        if outcome in RETRY_OUTCOMES and run.cancel_reason is None:
-            if entry.retry_attempt < entry.spec.max_retries:
-                entry.retry_attempt += 1
-                entry.retry_at = self.clock.now() + self.backoff(entry.retry_attempt)
-            else:
-                entry.retry_attempt, entry.retry_at = 0, None
-        elif outcome is not None:
-            entry.retry_attempt, entry.retry_at = 0, None
+        settle_retry(entry, run, outcome, self.backoff, self.clock.now())
         self._save(entry)
+        if entry.requests and not entry.runs and entry.ready_since is None:
+            self._next_request(entry)  # queue: accepted run-now requests go first
+            self._push(entry)
+            return
         if entry.queued and not entry.runs:
             entry.queued = False
             if not entry.paused and entry.ready_since is None:
@@ -418,6 +418,10 @@ class Scheduler:
             self._nursery.start_soon(self._persist, entry)
 
     # -- helpers -----------------------------------------------------------------
+
+    def _next_request(self, entry: TaskEntry) -> None:
+        entry.requested_id = entry.requests.popleft()
+        self._ready_up(entry, Trigger.RUN_NOW)
 
     def _push(self, entry: TaskEntry) -> None:
         if not entry.paused:

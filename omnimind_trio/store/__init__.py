@@ -7,13 +7,14 @@ models, exceptions.
 
 from ._memory import MemoryStore, open_memory_store
 from ._open import MEMORY_URL, is_url, open_store
-from ._protocol import INTERRUPTED_REASON, Store, StoredTask
+from ._protocol import INTERRUPTED_REASON, RunProcess, Store, StoredTask
 from ._sqlite import SQLiteStore, open_sqlite_store
 
 __all__ = [
     "INTERRUPTED_REASON",
     "MEMORY_URL",
     "MemoryStore",
+    "RunProcess",
     "SQLiteStore",
     "Store",
     "StoredTask",

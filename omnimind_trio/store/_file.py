@@ -116,8 +116,10 @@ class DatabaseFile:
         opened = os.fstat(self.fd)
         try:
             there = os.stat(self.path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             there = None
+        except OSError:  # (the directory made unreadable): cannot tell, so no alarm
+            return None
         if there is not None and (there.st_dev, there.st_ino) != (opened.st_dev, opened.st_ino):
             return f"the database file {self.path} was replaced by another file"
         if there is None or opened.st_nlink == 0:

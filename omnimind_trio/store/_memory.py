@@ -25,7 +25,7 @@ import trio
 
 from ..exceptions import StoreUnavailable, TaskExists
 from ..models import ExecutionRecord, Outcome, TaskCounters, TaskSpec
-from ._protocol import INTERRUPTED_REASON, StoredTask
+from ._protocol import INTERRUPTED_REASON, RunProcess, StoredTask
 
 T = TypeVar("T")
 
@@ -49,6 +49,7 @@ class MemoryStore:
         self._task_history: dict[str, list[_Key]] = {}
         """The same, per task id."""
         self._write_order = itertools.count()
+        self._processes: dict[str, RunProcess] = {}
         self._refusal: str | None = None
 
     def refuse_writes(self, reason: str | None) -> None:
@@ -184,6 +185,7 @@ class MemoryStore:
     def _put(self, record: ExecutionRecord) -> None:
         """Insert or replace a record; it becomes the last written."""
         old = self._records.get(record.execution_id)
+        self._processes.pop(record.execution_id, None)
         if old is not None:
             self._unindex(old[0], old[1].task_id)
         key = (record.scheduled_at, next(self._write_order), record.execution_id)
@@ -197,6 +199,24 @@ class MemoryStore:
         del keys[bisect_left(keys, key)]
         if not keys:
             del self._task_history[task_id]
+
+    async def record_process(self, execution_id: str, process: RunProcess) -> None:
+        def record() -> None:
+            found = self._records.get(execution_id)
+            if found is not None and found[1].outcome is Outcome.RUNNING:
+                self._processes[execution_id] = process  # frozen: no copy needed
+
+        await self._write(record)
+
+    async def running_processes(self) -> dict[str, RunProcess]:
+        def read() -> dict[str, RunProcess]:
+            return {
+                execution_id: process
+                for execution_id, process in self._processes.items()
+                if self._records[execution_id][1].outcome is Outcome.RUNNING
+            }
+
+        return await self._read(read)
 
     async def close_interrupted(self, now: float) -> int:
         """Close runs left ``running`` as ``interrupted``; returns how many."""
@@ -213,6 +233,7 @@ class MemoryStore:
                 closed.outcome, closed.reason = Outcome.INTERRUPTED, INTERRUPTED_REASON
                 closed.finished_at = now
                 self._records[record.execution_id] = (key, closed)  # same place in history
+                self._processes.pop(record.execution_id, None)
                 per_task[record.task_id] = per_task.get(record.task_id, 0) + 1
             for task_id, count in per_task.items():
 

@@ -33,6 +33,16 @@ INTERRUPTED_REASON = "the daemon ended unexpectedly while this execution ran"
 """The ``reason`` :meth:`Store.close_interrupted` gives the runs it closes."""
 
 
+@dataclass(frozen=True, slots=True)
+class RunProcess:
+    """The process an execution runs in, as recorded while it runs, so that the next start
+    of the daemon can kill what a crash left of it: its pid, and its start identity (so a
+    pid since reused by another process is left alone)."""
+
+    process_id: int | None = None
+    process_start: str | None = None
+
+
 @dataclass(slots=True)
 class StoredTask:
     """A task as stored: its definition, counters and schedule."""
@@ -129,6 +139,16 @@ class Store(Protocol):
     async def finish_execution(self, record: ExecutionRecord, counters: TaskCounters) -> None:
         """Write ``record`` (in place of the stored one with its ``execution_id``, or as
         a new one) and set the task's counters to ``counters``, atomically."""
+        ...
+
+    async def record_process(self, execution_id: str, process: RunProcess) -> None:
+        """Record the process of the ``running`` record ``execution_id`` (nothing if there
+        is no such record). Writing the record again (``start_execution``,
+        ``finish_execution``) forgets it."""
+        ...
+
+    async def running_processes(self) -> dict[str, RunProcess]:
+        """The processes recorded for records still ``running``, by execution id."""
         ...
 
     async def close_interrupted(self, now: float) -> int:

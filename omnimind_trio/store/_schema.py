@@ -3,7 +3,8 @@
 A task row holds its definition (every :class:`~omnimind_trio.models.TaskSpec` field), its
 counters (:class:`~omnimind_trio.models.TaskCounters`) and its schedule (the other fields
 of :class:`StoredTask`); an execution row holds every stored field of
-:class:`~omnimind_trio.models.ExecutionRecord`. Column names, SQL types, defaults and the
+:class:`~omnimind_trio.models.ExecutionRecord`, and its process while it runs
+(:class:`RunProcess`). Column names, SQL types, defaults and the
 conversions both ways come from the fields' annotations: a new field is a new column, added
 to older databases when they are opened.
 """
@@ -26,7 +27,7 @@ from ..models import (
     TaskSpec,
     base_type,
 )
-from ._protocol import StoredTask
+from ._protocol import RunProcess, StoredTask
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,12 @@ EXECUTION_COLUMNS: Final = tuple(
     )
     for name in EXECUTION_FIELDS
 )
-"""Every column of an execution row."""
+"""Every column of an execution row that the record holds."""
+
+PROCESS_COLUMNS: Final = _dataclass_columns(
+    RunProcess, tuple(field.name for field in dataclasses.fields(RunProcess))
+)
+"""The other columns of an execution row: its process while it runs (not in the API)."""
 
 
 def _converters(columns: tuple[Column, ...]) -> list[tuple[int, Callable[[Any], Any]]]:
@@ -175,9 +181,33 @@ def execution_row(record: ExecutionRecord) -> tuple[Any, ...]:
     return _written([getattr(record, c.name) for c in EXECUTION_COLUMNS], EXECUTION_COLUMNS)
 
 
+def process_row(process: RunProcess) -> tuple[Any, ...]:
+    return _written([getattr(process, c.name) for c in PROCESS_COLUMNS], PROCESS_COLUMNS)
+
+
 def execution_from_row(row: tuple[Any, ...]) -> ExecutionRecord:
     values = list(row)
     for i, read in _EXECUTION_READERS:
         if values[i] is not None:
             values[i] = read(values[i])
     return ExecutionRecord.model_validate(dict(zip(EXECUTION_FIELDS, values, strict=True)))
+
+
+# SQL fragments over columns: written from the same definitions.
+
+
+def create_table(name: str, columns: tuple[Column, ...], key: str) -> str:
+    body = ",\n    ".join([*(c.declaration for c in columns), f"PRIMARY KEY ({key})"])
+    return f"CREATE TABLE IF NOT EXISTS {name} (\n    {body}\n);\n"
+
+
+def names(columns: tuple[Column, ...]) -> str:
+    return ", ".join(column.name for column in columns)
+
+
+def marks(columns: tuple[Column, ...]) -> str:
+    return ", ".join("?" * len(columns))
+
+
+def assignments(columns: tuple[Column, ...]) -> str:
+    return ", ".join(f"{column.name} = ?" for column in columns)

@@ -19,16 +19,21 @@ import trio
 from ..exceptions import StartupError, StoreUnavailable, TaskExists
 from ..models import ExecutionRecord, Outcome, TaskCounters, TaskSpec
 from ._file import DatabaseFile, describe_open_error, recreate
-from ._protocol import INTERRUPTED_REASON, StoredTask
+from ._protocol import INTERRUPTED_REASON, RunProcess, StoredTask
 from ._schema import (
     COUNTER_COLUMNS,
     EXECUTION_COLUMNS,
+    PROCESS_COLUMNS,
     SPEC_COLUMNS,
     TASK_COLUMNS,
-    Column,
+    assignments,
     counters_row,
+    create_table,
     execution_from_row,
     execution_row,
+    marks,
+    names,
+    process_row,
     spec_row,
     task_from_row,
     task_row,
@@ -36,18 +41,14 @@ from ._schema import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
-"""``PRAGMA user_version`` of a database this code wrote: 2 stores priorities by name."""
-
-
-def _create_table(name: str, columns: tuple[Column, ...], key: str) -> str:
-    body = ",\n    ".join([*(c.declaration for c in columns), f"PRIMARY KEY ({key})"])
-    return f"CREATE TABLE IF NOT EXISTS {name} (\n    {body}\n);\n"
+SCHEMA_VERSION = 3
+"""``PRAGMA user_version`` of a database this code wrote: 2 stores priorities by name, 3 the
+process of each running execution."""
 
 
 SCHEMA = (
-    _create_table("tasks", TASK_COLUMNS, "task_id")
-    + _create_table("executions", EXECUTION_COLUMNS, "execution_id")
+    create_table("tasks", TASK_COLUMNS, "task_id")
+    + create_table("executions", (*EXECUTION_COLUMNS, *PROCESS_COLUMNS), "execution_id")
     + """
 CREATE INDEX IF NOT EXISTS tasks_by_seq ON tasks (seq);
 CREATE INDEX IF NOT EXISTS executions_by_task ON executions (task_id, scheduled_at);
@@ -60,7 +61,10 @@ CREATE INDEX IF NOT EXISTS executions_by_outcome ON executions (outcome);
 def _migrate(db: sqlite3.Connection) -> None:
     """Bring an older database up to :data:`SCHEMA_VERSION`: columns added to a model since
     it was written are added (with their defaults), then each numbered step runs once."""
-    for table, columns in (("tasks", TASK_COLUMNS), ("executions", EXECUTION_COLUMNS)):
+    for table, columns in (
+        ("tasks", TASK_COLUMNS),
+        ("executions", (*EXECUTION_COLUMNS, *PROCESS_COLUMNS)),
+    ):
         present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
         for column in columns:
             if column.name not in present:
@@ -74,6 +78,8 @@ def _migrate(db: sqlite3.Connection) -> None:
             " 'HIGH' WHEN 2 THEN 'MEDIUM' WHEN 3 THEN 'LOW' END"
             " WHERE typeof(priority) = 'integer'"
         )
+    # Version 3 added the process columns of the executions (PROCESS_COLUMNS), which the
+    # loop above adds; rows written before have none (NULL): nothing else to change.
     if version != SCHEMA_VERSION:  # a write only when it changes (a full disk may refuse it)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -118,7 +124,7 @@ class SQLiteStore:
         def load(db: sqlite3.Connection) -> list[StoredTask]:
             # Plain tuples in a known column order: at 100k tasks, start-up time is
             # mostly this loop (Row lookups by name and Enum() calls were most of it).
-            rows = db.execute(f"SELECT {_names(TASK_COLUMNS)} FROM tasks ORDER BY seq").fetchall()
+            rows = db.execute(f"SELECT {names(TASK_COLUMNS)} FROM tasks ORDER BY seq").fetchall()
             return [task_from_row(row) for row in rows]
 
         return await self._run(self._tx(load))
@@ -129,8 +135,7 @@ class SQLiteStore:
             await self._run(
                 self._tx(
                     lambda db: db.execute(
-                        f"INSERT INTO tasks ({_names(TASK_COLUMNS)})"
-                        f" VALUES ({_marks(TASK_COLUMNS)})",
+                        f"INSERT INTO tasks ({names(TASK_COLUMNS)}) VALUES ({marks(TASK_COLUMNS)})",
                         row,
                     )
                 )
@@ -145,7 +150,7 @@ class SQLiteStore:
 
         def update(db: sqlite3.Connection) -> None:
             db.execute(
-                f"UPDATE tasks SET {_assignments(SPEC_COLUMNS)}, next_due = ? WHERE task_id = ?",
+                f"UPDATE tasks SET {assignments(SPEC_COLUMNS)}, next_due = ? WHERE task_id = ?",
                 (*spec_row(spec), next_due, spec.task_id),
             )
 
@@ -243,11 +248,33 @@ class SQLiteStore:
         def finish(db: sqlite3.Connection) -> None:
             _upsert_execution(db, record)
             db.execute(
-                f"UPDATE tasks SET {_assignments(COUNTER_COLUMNS)} WHERE task_id = ?",
+                f"UPDATE tasks SET {assignments(COUNTER_COLUMNS)} WHERE task_id = ?",
                 (*counters_row(counters), record.task_id),
             )
 
         await self._run(self._tx(finish))
+
+    async def record_process(self, execution_id: str, process: RunProcess) -> None:
+        await self._run(
+            self._tx(
+                lambda db: db.execute(
+                    f"UPDATE executions SET {assignments(PROCESS_COLUMNS)}"
+                    " WHERE execution_id = ? AND outcome = ?",
+                    (*process_row(process), execution_id, Outcome.RUNNING.value),
+                )
+            )
+        )
+
+    async def running_processes(self) -> dict[str, RunProcess]:
+        def query(db: sqlite3.Connection) -> dict[str, RunProcess]:
+            rows = db.execute(
+                f"SELECT execution_id, {names(PROCESS_COLUMNS)} FROM executions"
+                " WHERE outcome = ? AND process_id IS NOT NULL",
+                (Outcome.RUNNING.value,),
+            ).fetchall()
+            return {row[0]: RunProcess(*row[1:]) for row in rows}
+
+        return await self._run(self._tx(query))
 
     async def close_interrupted(self, now: float) -> int:
         """Close runs a crash left ``running`` as ``interrupted``; returns how many."""
@@ -274,7 +301,7 @@ class SQLiteStore:
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         def get(db: sqlite3.Connection) -> ExecutionRecord | None:
             row = db.execute(
-                f"SELECT {_names(EXECUTION_COLUMNS)} FROM executions WHERE execution_id = ?",
+                f"SELECT {names(EXECUTION_COLUMNS)} FROM executions WHERE execution_id = ?",
                 (execution_id,),
             ).fetchone()
             return None if row is None else execution_from_row(row)
@@ -308,7 +335,7 @@ class SQLiteStore:
         def query(db: sqlite3.Connection) -> tuple[list[ExecutionRecord], int]:
             total = db.execute(f"SELECT COUNT(*) FROM executions{where}", params).fetchone()[0]
             rows = db.execute(
-                f"SELECT {_names(EXECUTION_COLUMNS)} FROM executions{where}"
+                f"SELECT {names(EXECUTION_COLUMNS)} FROM executions{where}"
                 " ORDER BY scheduled_at DESC, rowid DESC"
                 " LIMIT ? OFFSET ?",
                 [*params, limit, offset],
@@ -407,19 +434,7 @@ async def open_sqlite_store(path: Path) -> AsyncIterator[SQLiteStore]:
 
 def _upsert_execution(db: sqlite3.Connection, record: ExecutionRecord) -> None:
     db.execute(
-        f"INSERT OR REPLACE INTO executions ({_names(EXECUTION_COLUMNS)})"
-        f" VALUES ({_marks(EXECUTION_COLUMNS)})",
+        f"INSERT OR REPLACE INTO executions ({names(EXECUTION_COLUMNS)})"
+        f" VALUES ({marks(EXECUTION_COLUMNS)})",
         execution_row(record),
     )
-
-
-def _names(columns: tuple[Column, ...]) -> str:
-    return ", ".join(column.name for column in columns)
-
-
-def _marks(columns: tuple[Column, ...]) -> str:
-    return ", ".join("?" * len(columns))
-
-
-def _assignments(columns: tuple[Column, ...]) -> str:
-    return ", ".join(f"{column.name} = ?" for column in columns)
