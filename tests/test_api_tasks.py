@@ -274,3 +274,54 @@ async def test_a_database_that_refuses_writes_is_a_503_that_changes_nothing(
     response = await call(client, "POST", "/daemon/tasks/add", {**TASK, "task_id": "other"})
     assert response.status_code == 503
     assert (await get(client, "/daemon/tasks/other", 404))["detail"] == "Task not found: other"
+
+
+async def test_run_now_answers_only_once_its_start_record_is_committed(
+    client: Any, daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 200 to a run-now request is a run that survives a crash: the answer waits for the
+    write of its start record (outcome ``running``), here held back until released."""
+    await add(client, priority="LOW")  # waits for the sleep window: only run-now runs it
+    store = daemon._store
+    original = store.start_execution
+    writing, release = trio.Event(), trio.Event()
+
+    async def held_back(record: Any, **fields: Any) -> None:
+        writing.set()
+        await release.wait()
+        await original(record, **fields)
+
+    monkeypatch.setattr(store, "start_execution", held_back)
+    answers: list[Any] = []
+
+    async def request() -> None:
+        answers.append(await post(client, "/daemon/tasks/my_custom_task/run"))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(request)
+        with trio.fail_after(5):
+            await writing.wait()
+        await trio.testing.wait_all_tasks_blocked(0.05)
+        assert not answers, "answered before the start record was committed"
+        release.set()
+    [answer] = answers
+    record = await store.get_execution(answer["execution_id"])
+    assert record is not None and record.trigger.value == "run_now"
+
+
+async def test_run_now_answers_at_once_when_its_run_cannot_start_now(
+    client: Any, daemon: Daemon
+) -> None:
+    """Held in memory, as documented: the daemon is stopped, or the request is queued
+    behind a run of its task (overlap=queue). Neither waits (a stop must not hang it)."""
+    await add(client, priority="LOW", code=SLEEPER, overlap="queue")
+    running = (await post(client, "/daemon/tasks/my_custom_task/run"))["execution_id"]
+    assert await daemon._store.get_execution(running) is not None  # started: recorded
+    with trio.fail_after(2):
+        queued = (await post(client, "/daemon/tasks/my_custom_task/run"))["execution_id"]
+    assert await daemon._store.get_execution(queued) is None  # in memory until it starts
+    daemon.stop()
+    await daemon.wait_stopped()
+    with trio.fail_after(2):
+        later = (await post(client, "/daemon/tasks/my_custom_task/run"))["execution_id"]
+    assert await daemon._store.get_execution(later) is None

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import trio
+import trio.testing
 
 from omnimind_trio.daemon import Daemon
 
@@ -202,3 +204,33 @@ async def test_a_batch_runs_each_request_or_refuses_it(client: Any, daemon: Daem
     assert [r["status"] for r in body["results"]] == [200, 200]
     ids = {r["result"]["execution_id"] for r in body["results"]}
     assert len(ids) == 2
+
+
+async def test_a_batch_run_is_answered_once_its_start_record_is_committed(
+    client: Any, daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = daemon._store
+    original = store.start_execution
+    writing, release = trio.Event(), trio.Event()
+    answers: list[Any] = []
+
+    async def held_back(record: Any, **fields: Any) -> None:
+        writing.set()
+        await release.wait()
+        await original(record, **fields)
+
+    async def request() -> None:
+        ops = [add_op("a"), {"op": "run", "task_id": "a"}]
+        answers.append(await batch(client, {"operations": ops}))
+
+    monkeypatch.setattr(store, "start_execution", held_back)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(request)
+        with trio.fail_after(5):
+            await writing.wait()
+        await trio.testing.wait_all_tasks_blocked(0.05)
+        assert not answers, "answered before the start record was committed"
+        release.set()
+    [answer] = answers
+    execution_id = answer["results"][1]["result"]["execution_id"]
+    assert await store.get_execution(execution_id) is not None

@@ -15,9 +15,7 @@ from typing import Any
 import trio
 
 from ..config import Settings
-from ..exceptions import (
-    ExecutionNotFound,
-)
+from ..exceptions import ExecutionNotFound
 from ..execution import Executor
 from ..models import (
     DaemonState,
@@ -56,7 +54,7 @@ from ._events import EventBus
 from ._listing import select
 from ._metrics import DaemonMetrics, LiveState
 from ._registry import TaskRegistry
-from ._runs import ExecutionRunner
+from ._runs import ExecutionRunner, wait_recorded
 from ._supervisor import Supervisor
 from ._views import STOPPED, task_detail, task_summary
 from ._writes import WriteGuard
@@ -344,6 +342,16 @@ class Daemon:
         refused request (it says whether the task runs or already has a run requested)."""
         return self._scheduler.run_now(task_id)
 
+    async def request_run(self, task_id: str) -> str:
+        """:meth:`run_task_now`, returning once the run's start record is committed if it
+        starts at once (what the HTTP API answers: see :func:`._runs.wait_recorded`)."""
+        execution_id = self.run_task_now(task_id)
+        await wait_recorded(self._scheduler, execution_id, lambda: self.running, self._change)
+        return execution_id
+
+    def _change(self) -> trio.Event:
+        return self._changed
+
     def check_run_now(self, task_id: str) -> None:
         """Raise what :meth:`run_task_now` would raise now, without requesting a run."""
         check_run_now(self._scheduler.get(task_id))
@@ -439,10 +447,5 @@ class Daemon:
             },
         )
         verb = "frozen: the machine is busy" if kind == "execution_frozen" else "thawed"
-        log.info(
-            "execution %s of %s %s",
-            run.execution_id,
-            entry.task_id,
-            verb,
-            extra={"task_id": entry.task_id, "execution_id": run.execution_id},
-        )
+        ids = {"task_id": entry.task_id, "execution_id": run.execution_id}
+        log.info("execution %s of %s %s", run.execution_id, entry.task_id, verb, extra=ids)

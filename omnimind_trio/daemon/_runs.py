@@ -20,7 +20,7 @@ import trio
 from ..config import Settings
 from ..execution import Executor, Job, classify
 from ..models import ExecutionRecord, Outcome, Priority, TaskSpec, Trigger
-from ..scheduling import Clock, InProcessFunction, Running, TaskEntry
+from ..scheduling import Clock, InProcessFunction, Running, Scheduler, TaskEntry
 from ..store import RunProcess, Store
 from ._events import EventBus
 from ._metrics import DaemonMetrics
@@ -71,6 +71,39 @@ def _last_line(text: str | None) -> str:
     return lines[-1].strip() if lines else ""
 
 
+RECORDED_SECONDS = 5.0
+"""Bound on how long a run-now answer waits for its run's start record."""
+
+
+async def wait_recorded(
+    scheduler: Scheduler,
+    execution_id: str,
+    up: Callable[[], bool],
+    changed: Callable[[], trio.Event],
+) -> bool:
+    """Wait until the run promised as ``execution_id`` has its start record committed, so
+    that an acknowledged run survives a crash (``kill -9``): True once it has. Returns at
+    once (False) when the run cannot start now, and is only held in memory: the daemon is
+    stopped (``up()`` false), it is queued behind a run of its task, it waits for a free
+    slot, or it was dropped. Woken by the scheduler's changes (``changed()``, the daemon's
+    change event) and the run's ``recorded`` event, never by polling; bounded by
+    RECORDED_SECONDS."""
+    with trio.move_on_after(RECORDED_SECONDS):
+        while up():
+            event = changed()
+            run = scheduler.find_run(execution_id)
+            if run is not None:
+                await run.recorded.wait()
+                return True
+            entry = scheduler.promises.next_to_start(execution_id)
+            if entry is None or scheduler.slots.full(
+                critical=entry.spec.priority is Priority.CRITICAL
+            ):
+                return False
+            await event.wait()
+    return False
+
+
 class ExecutionRunner:
     def __init__(
         self,
@@ -113,12 +146,15 @@ class ExecutionRunner:
         self.events.publish("execution_started", record.summary())
         try:
             # Refused (disk full...)? The task runs all the same; its record may be lost.
-            await self.writes.write(
-                self.store.start_execution(
-                    record, last_execution=running.started_at, next_due=entry.next_due
-                ),
-                f"the start of execution {record.execution_id}",
-            )
+            try:
+                await self.writes.write(
+                    self.store.start_execution(
+                        record, last_execution=running.started_at, next_due=entry.next_due
+                    ),
+                    f"the start of execution {record.execution_id}",
+                )
+            finally:
+                running.recorded.set()  # a run-now answer may go (see wait_recorded)
             if entry.function is not None:
                 await self._run_function(entry.function, record, running, limit)
             else:

@@ -238,7 +238,7 @@ async def _apply(daemon: Daemon, op: str, task_id: str, spec: TaskSpec | None) -
     if op == "resume":
         return action("resumed", await daemon.resume_task(task_id), "resumed")
     if op == "run":
-        return run_requested(daemon, task_id)
+        return await run_requested(daemon, task_id)
     return action("cancel_requested", daemon.cancel_task(task_id), "is being cancelled")
 
 

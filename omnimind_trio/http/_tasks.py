@@ -28,9 +28,10 @@ def action(status: str, task: TaskSummary, verb: str) -> ActionResult:
     return ActionResult(status=status, task_id=task.task_id, message=f"Task '{task.name}' {verb}")
 
 
-def run_requested(daemon: Daemon, task_id: str) -> RunRequested:
-    """Request a run now; the answer names the execution it will be."""
-    execution_id = daemon.run_task_now(task_id)
+async def run_requested(daemon: Daemon, task_id: str) -> RunRequested:
+    """Request a run now; the answer names the execution it will be, and comes once its
+    start record is committed when it starts at once (so a crash cannot lose it)."""
+    execution_id = await daemon.request_run(task_id)
     task = daemon.get_task(task_id)
     return RunRequested(
         status="run_requested",
@@ -109,7 +110,7 @@ def add_task_routes(routes: Routes, daemon: Daemon) -> None:
         errors=(404, 409),
     )
     async def run_task(task_id: str) -> Response:
-        return respond(run_requested(daemon, task_id))
+        return respond(await run_requested(daemon, task_id))
 
     @route(
         "POST",

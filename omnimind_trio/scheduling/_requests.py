@@ -67,6 +67,14 @@ class Promises:
                 self._ids.pop(execution_id, None)
             entry.requests.clear()
 
+    def next_to_start(self, execution_id: str) -> TaskEntry | None:
+        """The task of a request that starts at its next dispatch (not one queued behind
+        another request or run of its task); None for any other id."""
+        entry = self._ids.get(execution_id)
+        if entry is None or execution_id not in self or entry.requested_id != execution_id:
+            return None
+        return entry
+
     def __contains__(self, execution_id: object) -> bool:
         """Whether the id names a request that has not started (nor been dropped)."""
         entry = self._ids.get(execution_id) if isinstance(execution_id, str) else None

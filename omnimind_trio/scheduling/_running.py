@@ -43,6 +43,9 @@ class Running:
     critical_slot: bool = False
     """Holds a CRITICAL slot (decided at start: a PATCH of the priority must not move it)."""
     pauses: list[tuple[float, float | None]] = field(default_factory=list)
+    recorded: trio.Event = field(default_factory=trio.Event)
+    """Set once the runner's write of its start record (outcome ``running``) is over:
+    committed, or refused or cancelled. A run-now answer waits for it (durability)."""
     _timed: bool = False
     _remaining: float | None = None
     """While frozen: what is left of the timeout."""
