@@ -378,8 +378,7 @@ class Daemon:
             limit=query.limit,
             offset=query.offset,
         )
-        summaries: list[ExecutionSummary] = list(records)
-        return ExecutionList(executions=summaries, total=total)
+        return ExecutionList(executions=list[ExecutionSummary](records), total=total)
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord:
         """One execution record (a running one with its pauses so far). Raises
