@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -105,3 +105,32 @@ def assert_gone(pid: int) -> None:
 def task_ids(daemon: Daemon) -> set[str]:
     """The ids of every registered task."""
     return {task.task_id for task in daemon.list_tasks().tasks}
+
+
+async def answered_after_start_record(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch, send: Callable[[], Awaitable[Any]]
+) -> Any:
+    """``send()``'s answer, after checking it did not come while the store was still
+    writing the run's start record (the write is held back until released)."""
+    store = daemon._store
+    original = store.start_execution
+    writing, release = trio.Event(), trio.Event()
+    answers: list[Any] = []
+
+    async def held_back(record: Any, **fields: Any) -> None:
+        writing.set()
+        await release.wait()
+        await original(record, **fields)
+
+    async def request() -> None:
+        answers.append(await send())
+
+    monkeypatch.setattr(store, "start_execution", held_back)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(request)
+        with trio.fail_after(5):
+            await writing.wait()
+        await trio.testing.wait_all_tasks_blocked(0.05)
+        assert not answers, "answered before the start record was committed"
+        release.set()
+    return answers[0]

@@ -9,7 +9,7 @@ import trio
 
 from omnimind_trio.daemon import Daemon
 
-from .conftest import SLEEP_WINDOW, task_ids
+from .conftest import SLEEP_WINDOW, answered_after_start_record, task_ids
 from .test_api import TASK, call, client, wait_for
 
 __all__ = ["client"]  # the fixture, re-used
@@ -282,30 +282,10 @@ async def test_run_now_answers_only_once_its_start_record_is_committed(
     """A 200 to a run-now request is a run that survives a crash: the answer waits for the
     write of its start record (outcome ``running``), here held back until released."""
     await add(client, priority="LOW")  # waits for the sleep window: only run-now runs it
-    store = daemon._store
-    original = store.start_execution
-    writing, release = trio.Event(), trio.Event()
-
-    async def held_back(record: Any, **fields: Any) -> None:
-        writing.set()
-        await release.wait()
-        await original(record, **fields)
-
-    monkeypatch.setattr(store, "start_execution", held_back)
-    answers: list[Any] = []
-
-    async def request() -> None:
-        answers.append(await post(client, "/daemon/tasks/my_custom_task/run"))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(request)
-        with trio.fail_after(5):
-            await writing.wait()
-        await trio.testing.wait_all_tasks_blocked(0.05)
-        assert not answers, "answered before the start record was committed"
-        release.set()
-    [answer] = answers
-    record = await store.get_execution(answer["execution_id"])
+    answer = await answered_after_start_record(
+        daemon, monkeypatch, lambda: post(client, "/daemon/tasks/my_custom_task/run")
+    )
+    record = await daemon._store.get_execution(answer["execution_id"])
     assert record is not None and record.trigger.value == "run_now"
 
 

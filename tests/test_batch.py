@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import trio
-import trio.testing
 
 from omnimind_trio.daemon import Daemon
 
-from .conftest import task_ids
+from .conftest import answered_after_start_record, task_ids
 from .test_api import TASK, call, client
 
 __all__ = ["client"]
@@ -209,28 +207,9 @@ async def test_a_batch_runs_each_request_or_refuses_it(client: Any, daemon: Daem
 async def test_a_batch_run_is_answered_once_its_start_record_is_committed(
     client: Any, daemon: Daemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = daemon._store
-    original = store.start_execution
-    writing, release = trio.Event(), trio.Event()
-    answers: list[Any] = []
-
-    async def held_back(record: Any, **fields: Any) -> None:
-        writing.set()
-        await release.wait()
-        await original(record, **fields)
-
-    async def request() -> None:
-        ops = [add_op("a"), {"op": "run", "task_id": "a"}]
-        answers.append(await batch(client, {"operations": ops}))
-
-    monkeypatch.setattr(store, "start_execution", held_back)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(request)
-        with trio.fail_after(5):
-            await writing.wait()
-        await trio.testing.wait_all_tasks_blocked(0.05)
-        assert not answers, "answered before the start record was committed"
-        release.set()
-    [answer] = answers
+    ops = [add_op("a"), {"op": "run", "task_id": "a"}]
+    answer = await answered_after_start_record(
+        daemon, monkeypatch, lambda: batch(client, {"operations": ops})
+    )
     execution_id = answer["results"][1]["result"]["execution_id"]
-    assert await store.get_execution(execution_id) is not None
+    assert await daemon._store.get_execution(execution_id) is not None

@@ -126,6 +126,13 @@ def sweep(base: str) -> int:
     return count
 
 
+def open_base(database: str | None) -> tuple[str | None, int]:
+    """The daemon's base for run cgroups (None: no delegated subtree, or no ``database``),
+    and how many runs an earlier daemon on the same database left there (now killed)."""
+    base = None if database is None else runs_base(database)
+    return base, 0 if base is None else sweep(base)
+
+
 def close_base(base: str) -> None:
     """When the daemon closes: kill and remove what is left under ``base``, and ``base``."""
     sweep(base)

@@ -416,8 +416,9 @@ async def open_executor(python: str, *, cgroup_key: str | None = None) -> AsyncI
 
     Error handling: raises ExecutorError when ``python`` cannot start the fork server.
     """
-    base = None if cgroup_key is None else _cgroups.runs_base(cgroup_key)
-    if base is not None and (swept := _cgroups.sweep(base)):
+    # cgroupfs reads, writes and a bounded wait for killed cgroups to empty: in a thread.
+    base, swept = await trio.to_thread.run_sync(_cgroups.open_base, cgroup_key)
+    if swept:
         log.warning("killed what was left of %d run(s) of an earlier daemon", swept)
     log.info("runs are contained by %s", f"cgroups under {base}" if base else "subreapers")
     executor = Executor(python, base)
@@ -437,7 +438,8 @@ async def open_executor(python: str, *, cgroup_key: str | None = None) -> AsyncI
         raise
     finally:
         if base is not None:
-            _cgroups.close_base(base)
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(_cgroups.close_base, base)
 
 
 def _first_leaf(group: BaseExceptionGroup[ExecutorError]) -> ExecutorError:

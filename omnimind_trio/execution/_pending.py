@@ -91,5 +91,5 @@ class Pending:
                     await self.wait_ended()
             if not self.ended:
                 await trio.to_thread.run_sync(self.kill)
-            elif self.cgroup is not None:
-                _cgroups.remove(self.cgroup)  # empty by now: one rmdir
+            elif self.cgroup is not None:  # empty by now: one rmdir
+                await trio.to_thread.run_sync(_cgroups.remove, self.cgroup)

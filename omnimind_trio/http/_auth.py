@@ -101,12 +101,11 @@ class Guard:
         if refused is not None:
             return refused
         header = request.headers.get("Authorization")
-        credentials = self.keyring.current
-        role = credentials.authenticate(header)
-        if role is None:
+        holder = self._by_header(header)
+        if holder is None:
             return self._failed(address, presented=header is not None, channel="HTTP")
-        g.holder = Holder(role, credentials.fingerprint(role))
-        if role is Role.VIEWER:
+        g.holder = holder
+        if holder.role is Role.VIEWER:
             rule = request.url_rule.rule if request.url_rule is not None else None
             if not self._routes.reads(request.method, rule):
                 return error_response(403, READ_ONLY)
@@ -119,19 +118,27 @@ class Guard:
         refused = self._throttled(address)
         if refused is not None:
             return refused
-        header = ws.headers.get("Authorization")
+        header, token = ws.headers.get("Authorization"), ws.args.get("token")
+        holder = self._by_header(header) or self._by_token(token)
+        if holder is None:
+            presented = header is not None or token is not None
+            return self._failed(address, presented=presented, channel="WebSocket")
+        g.holder = holder
+        return None
+
+    def _by_header(self, header: str | None) -> Holder | None:
+        """Who an ``Authorization`` header names, if it carries a credential in force."""
         credentials = self.keyring.current
         role = credentials.authenticate(header)
-        if role is not None:
-            g.holder = Holder(role, credentials.fingerprint(role))
-            return None
-        token = ws.args.get("token")
+        return None if role is None else Holder(role, credentials.fingerprint(role))
+
+    def _by_token(self, token: str | None) -> Holder | None:
+        """Who a WebSocket token was issued to, if it is unused, unexpired, and its
+        credential is still in force (a rotation revokes the tokens it issued)."""
         holder = self.tokens.redeem(token)
-        if holder is not None and holder.fingerprint == credentials.fingerprint(holder.role):
-            g.holder = holder
+        if holder is None or holder.fingerprint != self.keyring.current.fingerprint(holder.role):
             return None
-        presented = header is not None or token is not None
-        return self._failed(address, presented=presented, channel="WebSocket")
+        return holder
 
     def _throttled(self, address: str) -> Response | None:
         seconds = self.throttle.retry_after(address)
