@@ -11,7 +11,11 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from quart.testing.connections import WebsocketDisconnectError
+
+try:  # Quart 0.22 / quart-trio 0.12
+    from quart.testing.connections import WebsocketDisconnectError as ClosedError
+except ImportError:  # Quart 0.23 / quart-trio 0.13 raise this one, with the close code
+    from quart.wrappers.base import ClientDisconnectedError as ClosedError  # type: ignore[attr-defined,no-redef]
 
 from omnimind_trio.credentials import Credentials, Keyring
 from omnimind_trio.daemon import Daemon
@@ -250,7 +254,7 @@ async def closed_with(ws: Any) -> int:
         try:
             while True:
                 await ws.receive()
-        except WebsocketDisconnectError as closed:
+        except ClosedError as closed:
             return int(closed.args[0])
 
 
