@@ -120,6 +120,10 @@ class Credentials:
         """Whether ``header`` carries the admin credential."""
         return self.authenticate(header) is Role.ADMIN
 
+    def user_of(self, role: Role) -> str:
+        """The user name of ``role``'s credential."""
+        return self.viewer[0] if role is Role.VIEWER and self.viewer is not None else self.user
+
     def fingerprint(self, role: Role) -> bytes | None:
         """A digest that changes when ``role``'s credential changes; None for no viewer.
         What a WebSocket or a token remembers of the credential that opened it."""

@@ -21,6 +21,7 @@ from ..exceptions import OmniMindError
 from ._auth import Guard
 from ._batch import add_batch_route
 from ._body import has_body
+from ._dashboard import add_dashboard_routes
 from ._errors import error_response, status_for
 from ._executions import add_execution_routes
 from ._metrics import RequestMetrics
@@ -48,6 +49,7 @@ def create_app(daemon: Daemon, credentials: Credentials | Keyring) -> QuartTrio:
     add_task_routes(routes, daemon)
     add_batch_route(routes, daemon)
     add_execution_routes(routes, daemon)
+    add_dashboard_routes(routes)
     app.extensions["omnimind_routes"] = routes
 
     install_origin_checks(app, daemon.settings)  # first: before credentials are asked for

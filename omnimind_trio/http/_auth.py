@@ -39,6 +39,7 @@ class Holder:
 
     role: Role
     fingerprint: bytes | None
+    user: str
 
 
 class WebSocketTokens:
@@ -130,7 +131,9 @@ class Guard:
         """Who an ``Authorization`` header names, if it carries a credential in force."""
         credentials = self.keyring.current
         role = credentials.authenticate(header)
-        return None if role is None else Holder(role, credentials.fingerprint(role))
+        if role is None:
+            return None
+        return Holder(role, credentials.fingerprint(role), credentials.user_of(role))
 
     def _by_token(self, token: str | None) -> Holder | None:
         """Who a WebSocket token was issued to, if it is unused, unexpired, and its

@@ -48,7 +48,9 @@ Mode = Literal["validation", "serialization"]
 
 
 def openapi_document(operations: Sequence[Operation], server_url: str) -> dict[str, Any]:
-    """The document for ``operations``, naming ``server_url`` as the server."""
+    """The document for ``operations`` (those ``documented``), naming ``server_url`` as
+    the server."""
+    operations = [op for op in operations if op.documented]
     wanted: list[tuple[type[BaseModel], Mode]] = [(ErrorBody, "serialization")]
     for op in operations:
         if op.response is not None:

@@ -3,7 +3,9 @@
 
 A route states its response model, its body and query models and the errors it can
 answer; the document cannot drift from what is served. It also states whether it only reads
-(GET does; a POST may say so): what a viewer credential may call.
+(GET does; a POST may say so): what a viewer credential may call. A route that is not part
+of the API (the dashboard's page and files) says ``documented=False``: the Guard covers it
+like any other, and the document leaves it out.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class Operation:
     response_description: str = "OK"
     reads: bool = True
     """Whether a read-only (viewer) credential may call it: it changes nothing."""
+    documented: bool = True
+    """Whether the OpenAPI document describes it (not the dashboard's page and files)."""
 
     @property
     def path_parameters(self) -> list[str]:
@@ -64,9 +68,11 @@ class Routes:
         query: type[BaseModel] | None = None,
         content_type: str = "application/json",
         reads: bool | None = None,
+        documented: bool = True,
     ) -> Callable[[View], View]:
         """Serve ``method rule`` with the decorated view, and describe it. ``reads``: it
-        changes nothing (default: true for GET only)."""
+        changes nothing (default: true for GET only). ``documented``: the OpenAPI document
+        lists it."""
         reading = method == "GET" if reads is None else reads
 
         def register(view: View) -> View:
@@ -84,6 +90,7 @@ class Routes:
                     query=query,
                     content_type=content_type,
                     reads=reading,
+                    documented=documented,
                 )
             )
             return view

@@ -10,7 +10,7 @@ import trio
 from quart import Response, g, request, websocket
 
 from ..daemon import Daemon
-from ..models import DaemonAction, Status, WebSocketToken
+from ..models import DaemonAction, Status, WebSocketToken, WhoAmI
 from ._auth import Guard
 from ._body import respond
 from ._metrics import CONTENT_TYPE, RequestMetrics
@@ -26,6 +26,16 @@ def add_service_routes(
     @route("GET", "/daemon/status", "The daemon's state and load", response=Status)
     async def status() -> Response:
         return respond(daemon.status())
+
+    @route(
+        "GET",
+        "/daemon/whoami",
+        "The credential this request came with, and its role (viewer: read only)",
+        response=WhoAmI,
+    )
+    async def whoami() -> Response:
+        holder = g.holder
+        return respond(WhoAmI(user=holder.user, role=holder.role.value))
 
     @route("POST", "/daemon/start", "Start running tasks", response=DaemonAction)
     async def start() -> dict[str, Any]:

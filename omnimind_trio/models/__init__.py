@@ -73,6 +73,7 @@ from ._views import (
     TaskUpdated,
     Waiting,
     WebSocketToken,
+    WhoAmI,
 )
 
 __all__ = [
@@ -127,6 +128,7 @@ __all__ = [
     "Trigger",
     "Waiting",
     "WebSocketToken",
+    "WhoAmI",
     "base_type",
     "check_code_size",
     "describe_validation_error",

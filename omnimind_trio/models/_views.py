@@ -6,7 +6,7 @@ field shows in it (and in the OpenAPI document) with no edit here.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model
 
@@ -174,6 +174,15 @@ class WebSocketToken(Response):
     expires_in: float
 
 
+class WhoAmI(Response):
+    """``GET /daemon/whoami``: the credential a request came with."""
+
+    user: str
+    role: Literal["admin", "viewer"] = Field(
+        description="admin may do everything; viewer may only read"
+    )
+
+
 class Event(BaseModel):
     """One WebSocket message: the daemon's ``state`` rides on every one."""
 
@@ -212,4 +221,5 @@ __all__ = [
     "TaskUpdated",
     "Waiting",
     "WebSocketToken",
+    "WhoAmI",
 ]

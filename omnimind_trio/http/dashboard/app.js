@@ -1,0 +1,98 @@
+// The dashboard's entry point: who is logged in, the live connection, and a hash router
+// (#/tasks, #/task/ID, #/run/ID, #/machine, #/add) that mounts one page at a time. Each
+// page gets an AbortSignal that ends its requests, timers and subscriptions when another
+// page replaces it.
+
+import {ApiError, whoami} from './lib/api.js';
+import {fill, h} from './lib/dom.js';
+import {refreshTimes} from './lib/format.js';
+import {onConnection, startLive} from './lib/live.js';
+import * as addPage from './pages/add.js';
+import * as machinePage from './pages/machine.js';
+import * as runPage from './pages/run.js';
+import * as taskPage from './pages/task.js';
+import * as tasksPage from './pages/tasks.js';
+
+const ROUTES = [
+  {pattern: /^#\/tasks(?:\?(.*))?$/, page: tasksPage, nav: 'tasks'},
+  {pattern: /^#\/task\/([^/?]+)$/, page: taskPage, nav: 'tasks'},
+  {pattern: /^#\/run\/([^/?]+)$/, page: runPage, nav: 'tasks'},
+  {pattern: /^#\/machine$/, page: machinePage, nav: 'machine'},
+  {pattern: /^#\/add$/, page: addPage, nav: 'add'},
+];
+
+const main = document.getElementById('main');
+let controller = null;
+let first = true;
+
+function navigate(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+async function route() {
+  const hash = location.hash || '#/tasks';
+  if (!hash.startsWith('#/')) return; // an anchor inside the page
+  const found = ROUTES.map((r) => ({...r, match: r.pattern.exec(hash)})).find((r) => r.match);
+  controller?.abort();
+  controller = new AbortController();
+  const {signal} = controller;
+  const root = h('div', {class: 'page'});
+  fill(main, root);
+  for (const link of document.querySelectorAll('[data-nav]')) {
+    if (link.dataset.nav === found?.nav) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  if (!found) {
+    document.title = 'Not found · OmniMind';
+    fill(root, h('h1', {tabindex: -1}, 'Not found'),
+      h('p', null, 'No such page. ', h('a', {href: '#/tasks'}, 'Go to the tasks.')));
+    return;
+  }
+  const params = found.match.slice(1).map((part) => (part === undefined ? undefined : decodeURIComponent(part)));
+  try {
+    const who = await whoami();
+    await found.page.render(root, {params, signal, who, navigate});
+  } catch (error) {
+    if (signal.aborted || error?.name === 'AbortError') return;
+    fill(root, h('h1', {tabindex: -1}, 'Something went wrong'),
+      h('p', {class: 'form-error', role: 'alert'},
+        error instanceof ApiError ? error.detail : String(error)));
+    if (!(error instanceof ApiError)) console.error(error);
+  }
+  if (!first && !signal.aborted) {
+    // Keyboard and screen-reader users land on the new page's heading.
+    root.querySelector('h1')?.focus({preventScroll: true});
+  }
+  first = false;
+}
+
+async function showWho() {
+  const who = await whoami();
+  document.getElementById('who').textContent =
+    who.role === 'viewer' ? `· ${who.user} (read only)` : `· ${who.user}`;
+  if (who.role === 'viewer') {
+    document.body.classList.add('viewer');
+    for (const element of document.querySelectorAll('.admin-only')) element.remove();
+  }
+}
+
+function showConnection() {
+  const element = document.getElementById('live');
+  const words = {connecting: 'connecting…', live: 'live', retrying: 'reconnecting…'};
+  onConnection((state) => {
+    element.textContent = words[state];
+    element.className = `live ${state}`;
+  });
+}
+
+document.querySelector('.skip').addEventListener('click', (event) => {
+  event.preventDefault();
+  main.focus();
+});
+window.addEventListener('hashchange', route);
+setInterval(() => refreshTimes(), 10000);
+showConnection();
+startLive();
+showWho().catch((error) => console.error(error));
+route();

@@ -1,0 +1,41 @@
+// Adding a task: a form with one field per property of the API's TaskCreate schema (read
+// from /openapi.json), the API's own validation errors shown next to their field.
+
+import {ApiError, post} from '../lib/api.js';
+import {fill, h} from '../lib/dom.js';
+import {taskFields, taskForm} from '../lib/form.js';
+
+const CODE_EXAMPLE = 'def execute():\n    print("hello")\n    return {"status": "done"}\n';
+
+export async function render(root, {signal, who, navigate}) {
+  document.title = 'New task · OmniMind';
+  const heading = h('h1', {tabindex: -1}, 'New task');
+  if (who.role !== 'admin') {
+    fill(root, heading, h('p', null, 'This credential can only read: it cannot add tasks.'));
+    return;
+  }
+  const fields = await taskFields();
+  if (signal.aborted) return;
+  const form = taskForm(fields, {submitLabel: 'Add task', idPrefix: 'add'});
+  form.element.querySelector('#add-code')?.setAttribute('placeholder', CODE_EXAMPLE);
+  form.element.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    form.clearErrors();
+    const body = form.read();
+    const button = form.element.querySelector('button[type="submit"]');
+    button.disabled = true;
+    try {
+      const answer = await post('/daemon/tasks/add', body);
+      navigate(`#/task/${encodeURIComponent(answer.task_id)}`);
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      form.showError(error.detail);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  fill(root, heading,
+    h('p', {class: 'muted'}, 'The code must define execute(); it runs in its own process, ',
+      'at the moment its priority allows (CRITICAL: at once).'),
+    form.element);
+}

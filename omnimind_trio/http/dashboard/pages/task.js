@@ -1,0 +1,267 @@
+// One task: what it is (code, policies), when it runs next and why it is not running, its
+// latest run with its output followed live, its history with a duration chart, and the
+// actions (run, pause or resume, cancel, edit, delete) for an admin credential.
+
+import {ApiError, call, get, post, segment} from '../lib/api.js';
+import {actionButton, statusLine} from '../lib/actions.js';
+import {durationChart} from '../lib/charts.js';
+import {definitions, fill, h} from '../lib/dom.js';
+import {badge, duration, every, outcomeBadge, timeElement} from '../lib/format.js';
+import {taskForm, taskFields} from '../lib/form.js';
+import {subscribe} from '../lib/live.js';
+import {LogView, OutputFollower, fullLogLink} from '../lib/logview.js';
+import {coalesced} from '../lib/schedule.js';
+
+const HISTORY = 50;
+const IDENTITY = new Set(['task_id', 'name', 'description', 'priority', 'code']);
+const EVENTS = new Set([
+  'task_updated', 'task_waiting', 'execution_started', 'execution_finished', 'execution_frozen',
+  'execution_thawed',
+]);
+const STATUS_KIND = {
+  running: 'run', frozen: 'skip', waiting: 'wait', scheduled: 'none', paused: 'skip', done: 'ok',
+};
+
+function policies(task, fields) {
+  // Every definition field beyond the identity ones, as the detail shows it (the value
+  // in force): a new task field appears here by itself.
+  return definitions(fields.filter((name) => !IDENTITY.has(name)).map((name) => {
+    const value = task[name];
+    if (name === 'repeat_hours') return [name, `${value ?? 'null'} (${every(value)})`];
+    return [name, value === null ? 'none' : String(value)];
+  }));
+}
+
+function schedule(task) {
+  const waiting = task.waiting;
+  const upcoming = task.upcoming?.length
+    ? h('ul', {class: 'plain'}, task.upcoming.map((time) => h('li', null, timeElement(time))))
+    : null;
+  return definitions([
+    ['Status', [badge(task.status, STATUS_KIND[task.status] ?? 'none'),
+      task.paused && task.status !== 'paused' ? ' (paused)' : null]],
+    ['Schedule', every(task.repeat_hours)],
+    ['Next run', timeElement(task.next_execution, {empty: task.status === 'done' ? 'none: it has run' : '—'})],
+    ['Upcoming', upcoming],
+    ['Why it is not running', waiting ? waiting.detail : (task.running_execution_id ? 'it is running' : null)],
+    ['Expected start', waiting?.expected_start ? timeElement(waiting.expected_start) : null],
+    ['Runs anyway by', waiting?.run_by ? timeElement(waiting.run_by) : null],
+    ['Waiting since', task.waiting_since ? timeElement(task.waiting_since) : null],
+    ['Retry attempt', task.retry_attempt ? String(task.retry_attempt) : null],
+    ['Runs', `${task.execution_count} (${task.success_count} succeeded, ${task.failure_count} failed)`],
+    ['Added', timeElement(task.created_at)],
+  ]);
+}
+
+function historyTable(executions) {
+  if (executions.length === 0) return h('p', {class: 'muted'}, 'It has not run yet.');
+  return h('div', {class: 'table-wrap'}, h('table', {class: 'history'},
+    h('thead', null, h('tr', null, ...['Started', 'Outcome', 'Duration', 'Trigger', 'Run']
+      .map((name) => h('th', {scope: 'col'}, name)))),
+    h('tbody', null, executions.map((run) => {
+      const cell = (label, ...content) => h('td', {'data-label': label}, h('div', null, ...content));
+      return h('tr', null,
+        cell('Started', timeElement(run.started_at ?? run.scheduled_at, {short: true})),
+        cell('Outcome', outcomeBadge(run.outcome)),
+        cell('Duration', h('span', {class: 'num'}, duration(run.duration_seconds))),
+        cell('Trigger', run.trigger),
+        cell('Run', h('a', {href: `#/run/${segment(run.execution_id)}`}, run.execution_id.slice(0, 8))));
+    }))));
+}
+
+export async function render(root, {params: [taskId], signal, who, navigate}) {
+  const base = `/daemon/tasks/${segment(taskId)}`;
+  const admin = who.role === 'admin';
+  const status = statusLine();
+  const heading = h('h1', {tabindex: -1}, taskId);
+  const subtitle = h('p', {class: 'muted'});
+  const actions = h('div', {class: 'actions'});
+  const state = h('div');
+  const latestHead = h('div', {class: 'latest-head'});
+  const latestBody = h('div');
+  const chart = h('div', {class: 'chart-box'});
+  const history = h('div');
+  const definition = h('div');
+  const code = h('pre', {class: 'code', tabindex: 0, 'aria-label': 'Code'});
+  const editor = h('section', {class: 'card', hidden: true, 'aria-labelledby': 'edit-title'});
+  fill(root,
+    h('div', {class: 'page-head'}, heading, subtitle),
+    admin ? actions : null, status.element,
+    h('div', {class: 'grid'},
+      h('section', {class: 'card', 'aria-labelledby': 'state-title'},
+        h('h2', {id: 'state-title'}, 'Schedule'), state),
+      h('section', {class: 'card', 'aria-labelledby': 'latest-title'},
+        h('h2', {id: 'latest-title'}, 'Latest run'), latestHead, latestBody)),
+    editor,
+    h('section', {class: 'card', 'aria-labelledby': 'history-title'},
+      h('h2', {id: 'history-title'}, 'History'), chart, history),
+    h('section', {class: 'card', 'aria-labelledby': 'definition-title'},
+      h('h2', {id: 'definition-title'}, 'Definition'), definition,
+      h('h3', null, 'Code'), code));
+
+  let task = null;
+  let fields = null;
+  let shownRun = null; // {id, controller, view}
+  let deleted = false;
+
+  function showLatest(run) {
+    const id = run?.execution_id ?? null;
+    if (!id) {
+      fill(latestHead, h('p', {class: 'muted'}, 'It has not run yet.'));
+      latestBody.replaceChildren();
+      shownRun?.controller.abort();
+      shownRun = null;
+      return;
+    }
+    fill(latestHead, definitions([
+      ['Run', h('a', {href: `#/run/${segment(id)}`}, id)],
+      ['Outcome', outcomeBadge(run.outcome)],
+      ['Started', timeElement(run.started_at)],
+      ['Duration', run.outcome === 'running' ? 'running…' : duration(run.duration_seconds)],
+      ['Reason', run.reason ? h('span', {class: 'reason'}, run.reason.split('\n')[0]) : null],
+    ]));
+    const wasRunning = shownRun?.running;
+    if (shownRun?.id !== id) {
+      shownRun?.controller.abort();
+      const controller = new AbortController();
+      signal.addEventListener('abort', () => controller.abort());
+      const view = new LogView({label: 'Output of the latest run'});
+      const follower = new OutputFollower(view, id, {signal: controller.signal});
+      shownRun = {id, controller, follower, running: run.outcome === 'running'};
+      fill(latestBody, h('div', {class: 'log-head'}, h('h3', null, 'Output'), fullLogLink(id)),
+        view.element);
+      follower.load().catch(report);
+    } else if (wasRunning && run.outcome !== 'running') {
+      // Finished: read the end once more, in case its last lines came after the event.
+      shownRun.running = false;
+      shownRun.follower.load().catch(report);
+    }
+  }
+
+  function report(error) {
+    if (error?.name !== 'AbortError' && !signal.aborted) status.error(error.detail ?? String(error));
+  }
+
+  // The buttons are made once and shown or hidden as the task changes, so a refresh never
+  // takes the keyboard focus away from the one just pressed.
+  const after = () => refresh();
+  const buttons = admin ? {
+    run: actionButton('Run now', () => post(`${base}/run`), {status, after, className: 'primary'}),
+    pause: actionButton('Pause', () => post(`${base}/pause`), {status, after}),
+    resume: actionButton('Resume', () => post(`${base}/resume`), {status, after}),
+    cancel: actionButton('Cancel', () => post(`${base}/cancel`), {status, after}),
+    edit: h('button', {type: 'button', class: 'action', 'aria-expanded': 'false',
+      onclick: () => openEditor().catch(report)}, 'Edit'),
+    remove: actionButton('Delete', async () => {
+      if (!window.confirm(`Delete the task ${taskId}? Its history stays.`)) return false;
+      return call('DELETE', base);
+    }, {status, className: 'danger', after: () => navigate('#/tasks')}),
+  } : null;
+  if (buttons) fill(actions, ...Object.values(buttons));
+
+  function showActions() {
+    if (!buttons) return;
+    if (deleted) {
+      actions.replaceChildren();
+      return;
+    }
+    const visible = {
+      pause: !task.paused, resume: task.paused, cancel: Boolean(task.running_execution_id),
+      remove: task.kind === 'code',
+    };
+    for (const [name, shown] of Object.entries(visible)) {
+      const button = buttons[name];
+      if (button.hidden === !shown) continue;
+      const hadFocus = document.activeElement === button;
+      button.hidden = !shown;
+      if (hadFocus) (name === 'pause' ? buttons.resume : name === 'resume' ? buttons.pause : buttons.run).focus();
+    }
+    buttons.edit.setAttribute('aria-expanded', String(!editor.hidden));
+  }
+
+  async function openEditor() {
+    fields ??= await taskFields();
+    const values = Object.fromEntries(fields.map((field) => [field.name,
+      task[field.name] === null || task[field.name] === undefined ? '' : String(task[field.name])]));
+    const form = taskForm(fields.filter((field) => task.kind === 'code' || field.name !== 'code'),
+      {values, readOnly: ['task_id'], submitLabel: 'Save changes', idPrefix: 'edit'});
+    form.element.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      form.clearErrors();
+      const changes = form.read({changedOnly: true});
+      if (Object.keys(changes).length === 0) {
+        form.showError('Nothing to update: change a field first');
+        return;
+      }
+      try {
+        const answer = await call('PATCH', base, changes);
+        status.ok(answer.message);
+        editor.hidden = true;
+        showActions();
+        refresh();
+      } catch (error) {
+        if (!(error instanceof ApiError)) throw error;
+        form.showError(error.detail);
+      }
+    });
+    fill(editor, h('h2', {id: 'edit-title'}, 'Edit'), form.element,
+      h('button', {type: 'button', class: 'action', onclick: () => {
+        editor.hidden = true;
+        showActions();
+      }}, 'Discard changes'));
+    editor.hidden = false;
+    showActions();
+    editor.querySelector('input:not([disabled]), textarea, select')?.focus();
+  }
+
+  async function load() {
+    let detail;
+    try {
+      detail = await get(base, {signal});
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404 && task !== null) {
+        markDeleted();
+        return;
+      }
+      throw error;
+    }
+    const runs = await get(`${base}/executions?limit=${HISTORY}`, {signal});
+    if (signal.aborted) return;
+    task = detail;
+    document.title = `${task.task_id} · OmniMind`;
+    heading.textContent = task.name;
+    fill(subtitle, h('code', null, task.task_id), ' · ', badge(task.priority,
+      `prio-${task.priority.toLowerCase()}`), task.description ? ` · ${task.description}` : '');
+    fill(state, schedule(task));
+    const executions = runs.executions;
+    const running = task.running_execution_id
+      ? executions.find((run) => run.execution_id === task.running_execution_id)
+        ?? {execution_id: task.running_execution_id, outcome: 'running'}
+      : executions.find((run) => run.outcome !== 'skipped') ?? executions[0];
+    showLatest(running);
+    fill(chart, durationChart([...executions].reverse()));
+    fill(history, historyTable(executions),
+      runs.total > executions.length
+        ? h('p', {class: 'muted'}, `The last ${executions.length} of ${runs.total} runs.`) : null);
+    fields ??= await taskFields().catch(() => null);
+    const names = fields ? fields.map((field) => field.name) : Object.keys(task);
+    fill(definition, policies(task, names.filter((name) => name in task)));
+    code.textContent = task.code ?? '(an in-process task: its code is part of the program running the daemon)';
+    showActions();
+  }
+
+  function markDeleted() {
+    deleted = true;
+    showActions();
+    status.error('This task was deleted. Its history stays.');
+  }
+
+  const refresh = coalesced(load, {signal, onError: report});
+  const stop = subscribe((message) => {
+    if (message.type === 'status') refresh();
+    else if (message.type === 'task_removed' && message.data?.task_id === taskId) markDeleted();
+    else if (EVENTS.has(message.type) && message.data?.task_id === taskId) refresh();
+  });
+  signal.addEventListener('abort', stop);
+  await load();
+}
