@@ -20,6 +20,7 @@ except ImportError:  # Quart 0.23 / quart-trio 0.13 raise this one, with the clo
 from omnimind_trio.credentials import Credentials, Keyring
 from omnimind_trio.daemon import Daemon
 from omnimind_trio.http import create_app
+from omnimind_trio.http._dashboard import dashboard_bundle
 
 from .test_api import TASK, call, wait_for
 from .test_websocket import rejected
@@ -89,6 +90,7 @@ async def test_a_viewer_reads_every_get_and_is_refused_every_write(
     app: Any, client: Any, daemon: Daemon
 ) -> None:
     ids = await seed(client, daemon)
+    ids |= {"version": dashboard_bundle().version, "name": "app.js"}  # a dashboard file
     before = await snapshot(client, daemon)
     operations = app.extensions["omnimind_routes"].operations
     reads = [op for op in operations if op.reads]
@@ -119,6 +121,16 @@ async def test_a_viewer_reads_every_get_and_is_refused_every_write(
         body = WRITE_BODIES.get((op.method, op.path))
         response = await call(client, op.method.upper(), path, body, headers=ADMIN)
         assert response.status_code not in (401, 403), (op.method, path)
+
+
+async def test_whoami_names_the_credential_and_its_role(client: Any, keyring: Keyring) -> None:
+    viewer = await call(client, "GET", "/daemon/whoami", headers=VIEWER)
+    assert await viewer.get_json() == {"user": "peek", "role": "viewer"}
+    admin = await call(client, "GET", "/daemon/whoami", headers=ADMIN)
+    assert await admin.get_json() == {"user": "tester", "role": "admin"}
+    assert (await call(client, "GET", "/daemon/whoami", headers=WRONG)).status_code == 401
+    keyring.replace(credentials(viewer="new-look"))
+    assert (await call(client, "GET", "/daemon/whoami", headers=VIEWER)).status_code == 401
 
 
 async def test_a_viewer_on_an_unknown_path_reads_404_and_writes_403(client: Any) -> None:

@@ -96,7 +96,9 @@ def dashboard_bundle() -> Bundle:
             digest.update(f"{name}\0{len(body)}\0".encode() + body)
     version = digest.hexdigest()[:16]
     page = files.pop(PAGE)
-    return Bundle(version, Asset(page.body.replace(VERSION_MARK, version.encode()), page.content_type), files)
+    return Bundle(
+        version, Asset(page.body.replace(VERSION_MARK, version.encode()), page.content_type), files
+    )
 
 
 def _answer(asset: Asset, caching: str) -> Response:
@@ -114,9 +116,7 @@ def _answer(asset: Asset, caching: str) -> Response:
 def add_dashboard_routes(routes: Routes) -> None:
     route = routes.route
 
-    @route(
-        "GET", "/", "The dashboard", response=None, content_type="text/html", documented=False
-    )
+    @route("GET", "/", "The dashboard", response=None, content_type="text/html", documented=False)
     async def dashboard_page() -> Response:
         return _answer(dashboard_bundle().page, PAGE_CACHING)
 
