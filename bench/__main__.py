@@ -33,6 +33,7 @@ SECTIONS = {
     "H": ("websocket", "Live updates over the WebSocket (issue 4)"),
     "I": ("soak", "Soak: memory and descriptors over many executions (issue 11)"),
     "J": ("load", "Load: 50 clients of mixed reads and writes (issue 11)"),
+    "K": ("output", "Live output: a task printing 10 MB flat out (issue 12)"),
 }
 RESULTS = Path(__file__).with_name("results.json")
 BUSY_PERCENT = 15
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="".join(SECTIONS),
-        help="sections to run, e.g. --only AD (default: all of A-J)",
+        help="sections to run, e.g. --only AD (default: all of A-K)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON path")
     args = parser.parse_args(argv)

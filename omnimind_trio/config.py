@@ -122,7 +122,10 @@ class Settings(BaseSettings):
     """Niceness added to HIGH, MEDIUM and LOW task processes (CRITICAL runs at 0), so the
     user's own programs win the CPU when both want it."""
     max_output_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
-    """Captured stdout and stderr, each; head and tail are kept."""
+    """Captured stdout and stderr, each, in the execution record; head and tail are kept."""
+    max_log_bytes: Annotated[int, Field(ge=0)] = 10 * 1024 * 1024
+    """A run's whole output (both streams) in its log file ``<home>/logs/<id>.log``; head
+    and tail are kept; 0 keeps no log files."""
     max_result_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     max_code_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
 
@@ -211,6 +214,11 @@ class Settings(BaseSettings):
     def database_location(self) -> Path | str:
         """What ``open_store`` is given: ``database``, or ``<home>/omnimind.db``."""
         return self.database if self.database is not None else self.home / "omnimind.db"
+
+    @property
+    def logs_dir(self) -> Path:
+        """Where each run's log file is kept."""
+        return self.home / "logs"
 
     @property
     def database_path(self) -> Path:

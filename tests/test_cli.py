@@ -685,15 +685,16 @@ def test_logs_follow_prints_one_line_per_execution_event(
     monkeypatch.setenv("OMNIMIND_DASHBOARD_USER", USER)
     monkeypatch.setenv("OMNIMIND_DASHBOARD_PASS", PASS)
     with fake_live_in_a_thread(FakeLive([STATUS_MESSAGE, STARTED, OTHER, FINISHED])) as url:
-        ran = cli(capsys, "--url", url, "logs", "-f", "backup")
+        ran = cli(capsys, "--url", url, "logs", "-f")
         assert ran.code == 0, ran.err  # the fake closes normally after its messages
-        expected = [format_event(json.loads(STARTED)), format_event(json.loads(FINISHED))]
-        assert ran.out.splitlines() == expected
+        assert ran.out.splitlines() == [
+            format_event(json.loads(m)) for m in (STARTED, OTHER, FINISHED)
+        ]
 
-        ran = cli(capsys, "--url", url, "--json", "logs", "-f")
+        ran = cli(capsys, "--url", url, "--json", "logs", "-f", "backup")
         assert ran.code == 0, ran.err
         printed = [json.loads(line) for line in ran.out.splitlines()]
-        assert printed == [json.loads(m) for m in (STARTED, OTHER, FINISHED)]
+        assert printed == [json.loads(m) for m in (STARTED, FINISHED)]
 
         ran = cli(capsys, "--url", url, "--password", "wrong", "--user", USER, "logs", "-f")
         assert ran.code == 1
@@ -724,19 +725,39 @@ def ws_status(served: Served) -> int | None:
     return trio.run(probe)
 
 
+TICKING = """
+import sys, time
+def execute():
+    for i in range(30):
+        print(f"tick {i}", flush=True)
+        if i == 2:
+            print("half way", file=sys.stderr, flush=True)
+        time.sleep(0.1)
+"""
+
+
 @pytest.mark.slow
-def test_logs_follow_against_the_live_daemon(
+def test_logs_follow_prints_a_running_tasks_output_as_it_comes(
     served: Served, tmp_path: Path, api: OmniMindClient
 ) -> None:
+    """``logs -f TASK`` joins a run in flight: what it printed so far, then each line as it
+    comes (stdout to stdout, stderr to stderr), and the run's end as a line on stderr."""
     status = ws_status(served)
-    if status == 404:
-        pytest.skip("the daemon has no /daemon/ws endpoint yet (HTTP 404)")
     assert status is None
-    api.add_task("live_follow", code=QUICK, priority="CRITICAL")
-    wait_runs(api, "live_follow", 1)
+    api.add_task("ticking", code=TICKING, priority="CRITICAL")
+    with contextlib.suppress(ApiError):  # already running: a conflict
+        api.run_task("ticking")
+    deadline = time.monotonic() + 15
+    while api.get_task("ticking")["running_execution_id"] is None:
+        assert time.monotonic() < deadline, "the task did not start"
+        time.sleep(0.05)
+    execution_id = api.get_task("ticking")["running_execution_id"]
+    while "tick 1\n" not in api.execution_log(execution_id):
+        assert time.monotonic() < deadline, "no output"
+        time.sleep(0.05)
     env = cli_env(OMNIMIND_DASHBOARD_USER=USER, OMNIMIND_DASHBOARD_PASS=PASS)
     follower = subprocess.Popen(
-        [sys.executable, "-m", "omnimind_trio", "--url", served.url, "logs", "-f", "live_follow"],
+        [sys.executable, "-m", "omnimind_trio", "--url", served.url, "logs", "-f", "ticking"],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -748,31 +769,25 @@ def test_logs_follow_against_the_live_daemon(
     )
     lines: queue.Queue[str] = queue.Queue()
 
-    def pump() -> None:
-        assert follower.stdout is not None
-        for line in follower.stdout:
-            lines.put(line.rstrip("\n"))
+    errors: queue.Queue[str] = queue.Queue()
 
-    threading.Thread(target=pump, daemon=True).start()
+    def pump(stream: Any, into: queue.Queue[str]) -> None:
+        for line in stream:
+            into.put(line.rstrip("\n"))
+
+    threading.Thread(target=pump, args=(follower.stdout, lines), daemon=True).start()
+    threading.Thread(target=pump, args=(follower.stderr, errors), daemon=True).start()
     try:
-        # The follower's connection time is unknown: run the task until a run shows up.
         seen: list[str] = []
-        deadline = time.monotonic() + 15
-        while not any(" succeeded " in line for line in seen):
-            assert time.monotonic() < deadline, f"no execution line; got {seen}"
-            with contextlib.suppress(ApiError):  # still running: a conflict
-                api.run_task("live_follow")
-            try:
-                seen.append(lines.get(timeout=0.5))
-            except queue.Empty:
-                continue
-            while not lines.empty():
-                seen.append(lines.get())
-        finished = next(line for line in seen if " succeeded " in line)
-        fields = finished.split()
-        assert fields[2] == "live_follow"
-        execution_id = fields[3]
-        assert api.get_execution(execution_id)["outcome"] == "succeeded"
+        while len(seen) < 30:
+            seen.append(lines.get(timeout=15))
+            if seen[-1] == "tick 20":  # printed live: the run is still going
+                assert api.get_execution(execution_id)["outcome"] == "running"
+        assert seen == [f"tick {i}" for i in range(30)]  # no line lost or repeated
+        err: list[str] = []
+        while not any(f"ticking  {execution_id}  succeeded" in x for x in err):
+            err.append(errors.get(timeout=15))
+        assert err[:2] == [f"(execution {execution_id} of ticking, running)", "half way"]
         follower.send_signal(signal.SIGINT)
         assert follower.wait(timeout=10) == 0
     finally:

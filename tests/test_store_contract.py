@@ -39,6 +39,7 @@ from omnimind_trio.store import (
     StoredTask,
     _memory,
     _sqlite,
+    _sqlite_schema,
     open_store,
 )
 
@@ -506,7 +507,7 @@ async def test_a_version_2_database_gets_the_process_columns(tmp_path: Path) -> 
         assert await store.running_processes() == {"e1": RunProcess(7, "boot/7")}
         assert await store.get_execution("e1") == record(1, "a", Outcome.RUNNING)
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == _sqlite.SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == _sqlite_schema.SCHEMA_VERSION == 3
     db.close()
 
 
@@ -543,6 +544,28 @@ async def test_history_pages_add_up_to_the_whole(store: Store) -> None:
     assert await store.list_executions(limit=0) == ([], 10)
     assert await store.list_executions(offset=10) == ([], 10)
     assert await store.list_executions(offset=50, outcome=Outcome.FAILED) == ([], 4)
+
+
+async def test_recent_executions_are_each_tasks_latest_finished_newest_first(
+    store: Store,
+) -> None:
+    await fill(store)
+    running = record(20, "a", Outcome.RUNNING)
+    await store.start_execution(running, last_execution=20.0, next_due=None)
+    recent = await store.recent_executions(["a", "b", "nobody"], 3)
+    assert {task_id: [r.execution_id for r in page] for task_id, page in recent.items()} == {
+        "a": ["e9", "e7", "e5"],  # e20 runs: not finished
+        "b": ["e8", "e6", "e4"],
+    }
+    assert recent["a"][0] == record(9, "a", Outcome.FAILED)
+    assert await store.recent_executions([], 3) == {}
+
+
+async def test_known_executions_are_the_ids_with_a_record(store: Store) -> None:
+    await fill(store)
+    asked = [f"e{i}" for i in range(0, 1200, 2)]  # more than one SQL statement's parameters
+    assert await store.known_executions(asked) == {"e0", "e2", "e4", "e6", "e8"}
+    assert await store.known_executions([]) == set()
 
 
 async def test_equal_times_list_the_last_written_first(store: Store) -> None:

@@ -280,6 +280,12 @@ class OmniMindClient:
         """``GET /daemon/executions/{execution_id}``: the record with stdout and stderr."""
         return self._json("GET", f"/daemon/executions/{quote(execution_id, safe='')}")
 
+    def execution_log(self, execution_id: str, tail: int | None = None) -> str:
+        """``GET /daemon/executions/{execution_id}/log``: the whole output as text (so far,
+        while the run goes on), or its last ``tail`` lines."""
+        path = f"/daemon/executions/{quote(execution_id, safe='')}/log"
+        return self._request("GET", path, params={"tail": tail}).text
+
     # -- plumbing ----------------------------------------------------------------
 
     def _json(

@@ -321,6 +321,7 @@ def _read_code(source: str) -> str:
 def _follow(
     url: str, auth: Auth | None, ident: str | None, *, as_json: bool, cacert: str | None
 ) -> int:
+    from ._client import OmniMindClient
     from ._follow import follow_events
     from ._render import format_event, is_wanted_event
 
@@ -333,12 +334,20 @@ def _follow(
         if line is not None:
             print(line, flush=True)
 
+    handler: Callable[[dict[str, Any]], None] = handle
+    client = OmniMindClient(url, auth=auth, cacert=cacert)
+    if ident is not None and not as_json:  # a task's (or a run's) output as it comes
+        from ._tail import OutputFollower
+
+        handler = OutputFollower(client, ident)
+
     def reconnected(reason: str) -> None:
         _complain(f"reconnecting ({reason}): some events may be missing")
 
     try:
         follow = partial(follow_events, cacert=cacert, on_reconnect=reconnected)
-        trio.run(follow, url, auth, handle)
+        with client:
+            trio.run(follow, url, auth, handler)
     except KeyboardInterrupt:
         return EXIT_OK
     except BaseExceptionGroup as group:

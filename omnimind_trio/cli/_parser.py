@@ -180,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-f",
         "--follow",
         action="store_true",
-        help="print a line per execution start and end as they happen (Ctrl-C to stop)",
+        help="follow live (Ctrl-C to stop): with a task (or execution) id, its output as it"
+        " comes (stdout and stderr to ours; a line per run's start and end on stderr);"
+        " without, a line per execution start and end",
     )
 
     command("start", "start the daemon's scheduler (the API keeps serving either way)")

@@ -18,7 +18,7 @@ def format_event(message: Mapping[str, Any], ident: str | None = None) -> str | 
     """One line for an ``execution_started`` / ``execution_finished`` message, None for
     any other message or for an execution of another task than ``ident`` (a task id or an
     execution id). Columns: time, task, execution, outcome, duration, first reason line."""
-    if not is_wanted_event(message, ident):
+    if message.get("type") not in EXECUTION_EVENTS or not is_wanted_event(message, ident):
         return None
     data = message["data"]
     reason = _first_line(data.get("reason"))
@@ -224,7 +224,10 @@ def _number(value: float) -> str:
 
 
 def is_wanted_event(message: Mapping[str, Any], ident: str | None) -> bool:
+    """An execution's start or end (of ``ident``, a task or execution id, if given); with
+    ``ident``, its output events too."""
     data = message.get("data")
-    if message.get("type") not in EXECUTION_EVENTS or not isinstance(data, dict):
+    kinds = EXECUTION_EVENTS if ident is None else (*EXECUTION_EVENTS, "execution_output")
+    if message.get("type") not in kinds or not isinstance(data, dict):
         return False
     return ident is None or ident in (data.get("task_id"), data.get("execution_id"))

@@ -9,6 +9,7 @@ from ..config import Settings
 from ..models import Priority
 from ..scheduling import Clock
 from ..store import Store
+from ._output import OutputHub
 
 DATABASE_OPTIMIZATION = "database_optimization"
 
@@ -28,23 +29,30 @@ class Register(Protocol):
     ) -> Awaitable[Any]: ...
 
 
-async def apply_retention(store: Store, settings: Settings, clock: Clock) -> int:
-    """Delete the history beyond the retention settings; returns how many runs went."""
-    return await store.apply_retention(
+async def apply_retention(store: Store, settings: Settings, clock: Clock, output: OutputHub) -> int:
+    """Delete the history beyond the retention settings, and the log files of the runs
+    deleted; returns how many runs went."""
+    deleted = await store.apply_retention(
         max_per_task=settings.history_max_per_task,
         older_than=clock.now() - settings.history_max_days * 86400,
     )
+    await output.sweep(store)
+    return deleted
 
 
 async def register_builtins(
-    register: Register, *, store: Store, settings: Settings, clock: Clock
+    register: Register,
+    *,
+    store: Store,
+    settings: Settings,
+    retain: Callable[[], Awaitable[int]],
 ) -> None:
     """Register ``database_optimization`` (MEDIUM, every 6 hours). (The retention does not
     depend on it: the supervisor applies it every hour, whether this task is paused,
     patched or never runs; see ``Supervisor``.)"""
 
     async def optimize() -> dict[str, Any]:
-        deleted = await apply_retention(store, settings, clock)
+        deleted = await retain()
         await store.optimize()
         return {"status": "completed", "deleted_executions": deleted}
 

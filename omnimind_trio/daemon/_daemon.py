@@ -15,16 +15,11 @@ from typing import Any
 import trio
 
 from ..config import Settings
-from ..exceptions import ExecutionNotFound
 from ..execution import Executor
 from ..models import (
     DaemonState,
     Event,
-    ExecutionList,
-    ExecutionQuery,
-    ExecutionRecord,
-    ExecutionSummary,
-    Outcome,
+    Machine,
     Priority,
     Status,
     StatusMetrics,
@@ -32,6 +27,7 @@ from ..models import (
     TaskDetail,
     TaskList,
     TaskQuery,
+    TaskRows,
     TaskSpec,
     TaskSummary,
     Waiting,
@@ -50,9 +46,12 @@ from ..scheduling import (
 )
 from ..store import Store
 from ._builtin import apply_retention
+from ._dashboard import RECENT_RUNS, machine_view, task_row
 from ._events import EventBus
+from ._history import ExecutionReads
 from ._listing import select
 from ._metrics import DaemonMetrics, LiveState
+from ._output import OutputHub
 from ._registry import TaskRegistry
 from ._runs import ExecutionRunner, wait_recorded
 from ._supervisor import Supervisor
@@ -62,7 +61,7 @@ from ._writes import WriteGuard
 log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
 
-class Daemon:
+class Daemon(ExecutionReads):
     """A running (or stopped) daemon. Create it with :func:`~omnimind_trio.open_daemon`.
 
     Reads answer with models (:class:`~omnimind_trio.models.TaskDetail`...); changes are
@@ -97,6 +96,12 @@ class Daemon:
             metrics_source, settings.sample_seconds, lambda m: self._supervisor.on_sample(m)
         )
         self._events = EventBus(lambda: self._supervisor.state, settings.ws_buffer_messages)
+        self._output = OutputHub(
+            settings.logs_dir,
+            so_far_bytes=settings.max_output_bytes,
+            log_bytes=settings.max_log_bytes,
+            publish=self._events.publish,
+        )
         self._prom = DaemonMetrics(self._live_state, lambda t: t in self._scheduler.tasks)
         self._runner = ExecutionRunner(
             settings,
@@ -106,6 +111,7 @@ class Daemon:
             events=self._events,
             prom=self._prom,
             writes=self._writes,
+            output=self._output,
             on_finished=lambda record: self._notify_change(),
         )
         self._scheduler = Scheduler(
@@ -132,7 +138,7 @@ class Daemon:
             store=store,
             nursery=nursery,
             on_change=self._notify_change,
-            retention=lambda: apply_retention(store, settings, clock),
+            retention=self.apply_retention,
         )
         self._tasks = TaskRegistry(
             settings,
@@ -365,59 +371,32 @@ class Daemon:
         self._notify_change()
         return task_summary(entry)
 
-    # -- executions --------------------------------------------------------------------
+    async def apply_retention(self) -> int:
+        """Delete the history beyond the retention settings (``OMNIMIND_HISTORY_*``) and
+        the log files of the runs deleted; returns how many runs went."""
+        return await apply_retention(self._store, self.settings, self._clock, self._output)
 
-    async def list_executions(self, query: ExecutionQuery | None = None) -> ExecutionList:
-        """Execution records, newest first, filtered and paged."""
-        query = query or ExecutionQuery()
-        records, total = await self._store.list_executions(
-            task_id=query.task_id,
-            outcome=query.outcome,
-            since=query.since,
-            until=query.until,
-            limit=query.limit,
-            offset=query.offset,
-        )
-        return ExecutionList(executions=list[ExecutionSummary](records), total=total)
+    # -- the dashboard's reads ---------------------------------------------------------
 
-    async def get_execution(self, execution_id: str) -> ExecutionRecord:
-        """One execution record (a running one with its pauses so far). Raises
-        ExecutionNotFound."""
-        record = await self._store.get_execution(execution_id)
-        if record is None:
-            raise ExecutionNotFound(execution_id)
-        live = self._scheduler.find_run(execution_id)
-        if live is not None and record.outcome is Outcome.RUNNING:
-            record.pauses = list(live.pauses)  # the stored row is rewritten only at the end
-        return record
+    async def task_rows(self, query: TaskQuery | None = None) -> TaskRows:
+        """The dashboard's task table: the tasks :meth:`list_tasks` selects, each with its
+        state and its latest finished runs."""
+        tasks = self._scheduler.tasks
+        page, total = select(query or TaskQuery(), tasks.values(), len(tasks))
+        recent = await self._store.recent_executions([e.task_id for e in page], RECENT_RUNS)
+        rows = [task_row(self.get_task(e.task_id), recent.get(e.task_id, [])) for e in page]
+        return TaskRows(tasks=rows, total_tasks=total)
 
-    async def wait_execution(self, execution_id: str) -> ExecutionRecord:
-        """Wait for an execution (one running, or one promised by :meth:`run_task_now`)
-        to end; returns its final record. Raises ExecutionNotFound for an id that names
-        no execution, or a promised run that was dropped (its task paused or deleted
-        before it started).
-
-        Cancellation: bound the wait with ``trio.fail_after``; a long task takes long."""
-        while True:
-            changed = self._changed
-            record = await self._store.get_execution(execution_id)
-            if record is not None and record.outcome is not Outcome.RUNNING:
-                return record
-            if record is None and not self._is_promised(execution_id):
-                raise ExecutionNotFound(execution_id)
-            await changed.wait()
-
-    def _is_promised(self, execution_id: str) -> bool:
-        return (
-            execution_id in self._scheduler.promises
-            or self._scheduler.find_run(execution_id) is not None
-        )
+    def machine(self) -> Machine:
+        """The gates, the daemon's state and the CPU over the last minutes."""
+        return machine_view(self.state, self.running, self._gates, self._supervisor.samples)
 
     # -- start-up ----------------------------------------------------------------------
 
     async def load(self) -> None:
         """Load the stored tasks (see :func:`~._open.open_daemon`)."""
         await self._tasks.load()
+        await self._output.prepare()
 
     def set_stopped(self) -> None:
         """Opened without starting: the state is ``stopped``."""

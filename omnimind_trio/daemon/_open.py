@@ -79,7 +79,9 @@ async def open_daemon(
                 nursery=nursery,
             )
             await daemon.load()
-            await register_builtins(daemon.register, store=store, settings=settings, clock=clock)
+            await register_builtins(
+                daemon.register, store=store, settings=settings, retain=daemon.apply_retention
+            )
             if autostart:
                 await daemon.start()
             else:

@@ -24,6 +24,7 @@ from ..scheduling import Clock, InProcessFunction, Running, Scheduler, TaskEntry
 from ..store import RunProcess, Store
 from ._events import EventBus
 from ._metrics import DaemonMetrics
+from ._output import OutputHub
 from ._writes import WriteGuard
 
 log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
@@ -115,9 +116,11 @@ class ExecutionRunner:
         events: EventBus,
         prom: DaemonMetrics,
         writes: WriteGuard,
+        output: OutputHub,
         on_finished: Callable[[ExecutionRecord], None] = lambda record: None,
     ) -> None:
         self.settings = settings
+        self.output = output
         self._on_finished = on_finished
         self.store = store
         self.writes = writes
@@ -175,6 +178,7 @@ class ExecutionRunner:
             record.pauses = list(running.pauses)
             self._count(entry, record)
             await self._finish(record, entry)
+            self.output.forget(record.execution_id)  # the record holds its output now
             log_finished(record, internal_error)
         return record.outcome
 
@@ -248,9 +252,20 @@ class ExecutionRunner:
             )
 
         running.start_timeout(limit)
-        result = await self.executor.run(
-            job, scope=running.scope, on_started=running.attach, on_process=record_process
-        )
+        live = self.output.open(record)
+        try:
+            async with trio.open_nursery() as flushing:
+                flushing.start_soon(live.flush_loop)
+                result = await self.executor.run(
+                    job,
+                    scope=running.scope,
+                    on_started=running.attach,
+                    on_process=record_process,
+                    on_output=live.feed,
+                )
+                flushing.cancel_scope.cancel()
+        finally:
+            await live.close()
         record.outcome, record.reason, record.result = classify(result, job)
         if result.ended_by != "exit" and running.cancel_reason is not None:
             # The scope was cancelled on purpose (whatever its deadline said meanwhile).

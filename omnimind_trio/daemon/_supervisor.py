@@ -17,6 +17,8 @@ write guard; every change of it is published as a ``state_changed`` event.
 from __future__ import annotations
 
 import logging
+import math
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -36,6 +38,8 @@ gate for ever: the history must not grow without limit then."""
 
 SUSPEND_GAP_SECONDS = 30.0
 """A wall-clock jump beyond the monotonic clock this large means suspend or a clock change."""
+SAMPLES_KEPT_SECONDS = 600.0
+"""How far back ``samples`` reaches."""
 
 
 class Supervisor:
@@ -72,6 +76,11 @@ class Supervisor:
         self._stopped.set()
         self._lifecycle = trio.Lock()
         self._last_sample_clocks: tuple[float, float] | None = None
+        self.samples: deque[tuple[float, SystemMetrics]] = deque(
+            maxlen=max(1, math.ceil(SAMPLES_KEPT_SECONDS / monitor.interval))
+        )
+        """The load samples of the last SAMPLES_KEPT_SECONDS, oldest first, with their
+        wall-clock time (the dashboard's CPU chart)."""
 
     @property
     def running(self) -> bool:
@@ -191,6 +200,7 @@ class Supervisor:
     def on_sample(self, metrics: SystemMetrics) -> None:
         """A new load sample: update the gates, notice a suspend, publish what changed."""
         mono, wall = trio.current_time(), self._clock.now()
+        self.samples.append((wall, metrics))
         # A load that cannot be measured counts as a busy machine: the last good sample may
         # be long gone, and heavy work must not start on a machine we cannot see.
         cpu = 100.0 if self._monitor.problem is not None else metrics.external_cpu_percent

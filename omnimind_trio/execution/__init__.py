@@ -9,9 +9,11 @@ from ._containment import kill_tree, process_start
 from ._forkserver import Executor, open_executor
 from ._job import Job, RunResult
 from ._outcome import classify
+from ._output import CappedBuffer
 from ._worker import describe_code_problem
 
 __all__ = [
+    "CappedBuffer",
     "Executor",
     "Job",
     "RunResult",

@@ -92,6 +92,7 @@ class Executor:
         scope: trio.CancelScope | None = None,
         on_started: Callable[[int], None] | None = None,
         on_process: Callable[[int, str | None], Awaitable[None]] | None = None,
+        on_output: Callable[[str, bytes], Awaitable[None]] | None = None,
     ) -> RunResult:
         """Run ``job`` in a fresh child process and wait for it to end.
 
@@ -102,6 +103,8 @@ class Executor:
         with every process it started (``_containment.py``); waiting for the worker and for
         the child to start counts too. Once the child started, ``on_started(pid)`` is
         called and ``on_process(pid, start)`` awaited (``start``: its identity, to record).
+        Output is awaited into ``on_output("stdout" | "stderr", data)`` as it comes (a slow
+        one holds the child back once its pipe is full); the result keeps a capped copy.
 
         Error handling: every way a run can end is a :class:`RunResult`, never an
         exception. A worker that dies before it started the child is replaced and the
@@ -141,8 +144,8 @@ class Executor:
         res_buffer = bytearray()
         try:
             async with trio.open_nursery() as pumps:
-                pumps.start_soon(pump, readers[0], out.feed)
-                pumps.start_soon(pump, readers[1], err.feed)
+                pumps.start_soon(pump, readers[0], out.feed, on_output, "stdout")
+                pumps.start_soon(pump, readers[1], err.feed, on_output, "stderr")
                 pumps.start_soon(pump, readers[2], capped_into(res_buffer, job.max_result_bytes))
                 try:
                     with scope:
@@ -202,14 +205,7 @@ class Executor:
             result.cpu_seconds = pending.exit["cpu_seconds"]
             result.max_rss_mb = pending.exit["max_rss_kb"] / 1024.0
         result.worker_died = pending.orphaned
-        res = bytes(res_buffer)
-        if len(res) > job.max_result_bytes:
-            result.report_error = f"the result is larger than {job.max_result_bytes} bytes"
-        elif res:
-            try:
-                result.report = json.loads(res)
-            except ValueError:
-                result.report_error = "the result could not be read"
+        result.read_report(bytes(res_buffer), job.max_result_bytes)
         return result
 
     async def _submit(self, request: dict[str, Any], fds: list[int]) -> Pending:

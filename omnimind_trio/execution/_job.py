@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,3 +40,13 @@ class RunResult:
     worker_died: bool = False
     error: str | None = None
     """Why no child ran (no pipes, the fork failed, the workers kept dying): a failed run."""
+
+    def read_report(self, data: bytes, limit: int) -> None:
+        """Take what the child reported on its result pipe (at most ``limit`` bytes)."""
+        if len(data) > limit:
+            self.report_error = f"the result is larger than {limit} bytes"
+        elif data:
+            try:
+                self.report = json.loads(data)
+            except ValueError:
+                self.report_error = "the result could not be read"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -40,10 +40,18 @@ class CappedBuffer:
         )
 
 
-async def pump(stream: trio.lowlevel.FdStream, sink: Callable[[bytes], None]) -> None:
+async def pump(
+    stream: trio.lowlevel.FdStream,
+    sink: Callable[[bytes], None],
+    forward: Callable[[str, bytes], Awaitable[None]] | None = None,
+    name: str = "",
+) -> None:
+    """Read ``stream`` to its end into ``sink``, and into ``forward(name, data)`` if given."""
     try:
         while data := await stream.receive_some(65536):
             sink(data)
+            if forward is not None:
+                await forward(name, data)
     except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
         pass
 

@@ -7,7 +7,12 @@ from quart import Response, request
 from ..daemon import Daemon
 from ..models import ExecutionList, ExecutionRecord
 from ._body import respond
-from ._queries import AllExecutionsParameters, ExecutionListParameters, parse_parameters
+from ._queries import (
+    AllExecutionsParameters,
+    ExecutionListParameters,
+    LogParameters,
+    parse_parameters,
+)
 from ._routing import Routes
 from ._tasks import TASK
 
@@ -49,3 +54,17 @@ def add_execution_routes(routes: Routes, daemon: Daemon) -> None:
     )
     async def execution(execution_id: str) -> Response:
         return respond(await daemon.get_execution(execution_id))
+
+    @route(
+        "GET",
+        "/daemon/executions/<execution_id>/log",
+        "One execution's whole output as text (so far, while it runs)",
+        response=None,
+        query=LogParameters,
+        content_type="text/plain",
+        errors=(400, 404),
+    )
+    async def execution_log(execution_id: str) -> Response:
+        parameters = parse_parameters(LogParameters, request.args)
+        text = await daemon.execution_log(execution_id, parameters.tail)
+        return Response(text, content_type="text/plain; charset=utf-8")

@@ -181,6 +181,22 @@ class AllExecutionsParameters(ExecutionListParameters):
         return ExecutionQuery(**self.model_dump())
 
 
+TAIL_BOUNDS = (0, 1_000_000)
+BOUNDS = {**PAGE_BOUNDS, "tail": TAIL_BOUNDS}
+"""Each bounded query parameter's (lowest, highest)."""
+
+
+class LogParameters(BaseModel):
+    """``GET /daemon/executions/{execution_id}/log?...``"""
+
+    model_config = _PARAMETERS
+
+    tail: (
+        Annotated[int, Field(ge=TAIL_BOUNDS[0], le=TAIL_BOUNDS[1]), BeforeValidator(_integer)]
+        | None
+    ) = Field(default=None, description="Only the last N lines")
+
+
 P = TypeVar("P", bound=BaseModel)
 
 
@@ -202,6 +218,6 @@ def _describe(exc: ValidationError, model: type[BaseModel]) -> str:
     if kind in ("one_of", "empty"):
         return str(error["msg"])
     if kind in ("greater_than_equal", "less_than_equal"):
-        low, high = PAGE_BOUNDS[name]
+        low, high = BOUNDS[name]
         return f"{name} must be between {low} and {high}"
     return f"{name} {error['msg']}"

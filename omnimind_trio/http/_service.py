@@ -10,7 +10,7 @@ import trio
 from quart import Response, g, request, websocket
 
 from ..daemon import Daemon
-from ..models import DaemonAction, Status, WebSocketToken, WhoAmI
+from ..models import DaemonAction, Machine, Status, WebSocketToken, WhoAmI
 from ._auth import Guard
 from ._body import respond
 from ._metrics import CONTENT_TYPE, RequestMetrics
@@ -26,6 +26,10 @@ def add_service_routes(
     @route("GET", "/daemon/status", "The daemon's state and load", response=Status)
     async def status() -> Response:
         return respond(daemon.status())
+
+    @route("GET", "/daemon/machine", "The gates, the state and the CPU lately", response=Machine)
+    async def machine() -> Response:
+        return respond(daemon.machine())
 
     @route(
         "GET",

@@ -12,6 +12,7 @@ from ..models import (
     TaskDetail,
     TaskList,
     TaskPatch,
+    TaskRows,
     TaskSummary,
     TaskUpdated,
     parse_task_spec,
@@ -55,6 +56,18 @@ def add_task_routes(routes: Routes, daemon: Daemon) -> None:
     async def list_tasks() -> Response:
         query = parse_parameters(TaskListParameters, request.args).to_query()
         return respond(daemon.list_tasks(query))
+
+    @route(
+        "GET",
+        "/daemon/dashboard/tasks",
+        "The dashboard's task table: tasks with their state and latest runs",
+        response=TaskRows,
+        query=TaskListParameters,
+        errors=(400,),
+    )
+    async def task_rows() -> Response:
+        query = parse_parameters(TaskListParameters, request.args).to_query()
+        return respond(await daemon.task_rows(query))
 
     @route(
         "POST",

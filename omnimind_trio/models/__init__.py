@@ -8,6 +8,16 @@
 Imports: the standard library, pydantic, and :mod:`omnimind_trio.exceptions`.
 """
 
+from ._dashboard import (
+    CpuSample,
+    Gates,
+    LoadGate,
+    Machine,
+    RecentRun,
+    SleepWindowGate,
+    TaskRow,
+    TaskRows,
+)
 from ._enums import (
     DaemonState,
     OnBusy,
@@ -88,6 +98,7 @@ __all__ = [
     "TASK_FIELD_TYPES",
     "TASK_ID_PATTERN",
     "ActionResult",
+    "CpuSample",
     "DaemonAction",
     "DaemonState",
     "ErrorBody",
@@ -96,8 +107,11 @@ __all__ = [
     "ExecutionQuery",
     "ExecutionRecord",
     "ExecutionSummary",
+    "Gates",
     "Instant",
     "Limit",
+    "LoadGate",
+    "Machine",
     "Measure",
     "Offset",
     "OnBusy",
@@ -107,8 +121,10 @@ __all__ = [
     "Pause",
     "PreciseInstant",
     "Priority",
+    "RecentRun",
     "Response",
     "RunRequested",
+    "SleepWindowGate",
     "Status",
     "StatusMetrics",
     "SystemMetrics",
@@ -119,6 +135,8 @@ __all__ = [
     "TaskList",
     "TaskPatch",
     "TaskQuery",
+    "TaskRow",
+    "TaskRows",
     "TaskSortKey",
     "TaskSpec",
     "TaskState",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import itertools
 from bisect import bisect_left, insort
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
@@ -286,6 +286,28 @@ class MemoryStore:
             return page, total
 
         return await self._read(query)
+
+    async def recent_executions(
+        self, task_ids: Collection[str], per_task: int
+    ) -> dict[str, list[ExecutionRecord]]:
+        def query() -> dict[str, list[ExecutionRecord]]:
+            found: dict[str, list[ExecutionRecord]] = {}
+            for task_id in task_ids:
+                page: list[ExecutionRecord] = []
+                for key in reversed(self._task_history.get(task_id, [])):
+                    if len(page) == per_task:
+                        break
+                    record = self._records[key[2]][1]
+                    if record.outcome is not Outcome.RUNNING:
+                        page.append(copy.deepcopy(record))
+                if page:
+                    found[task_id] = page
+            return found
+
+        return await self._read(query)
+
+    async def known_executions(self, execution_ids: Collection[str]) -> set[str]:
+        return await self._read(lambda: {i for i in execution_ids if i in self._records})
 
     async def apply_retention(self, *, max_per_task: int, older_than: float) -> int:
         """Delete finished records beyond the per-task count or older than

@@ -24,6 +24,7 @@ Rules every method follows:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -179,6 +180,18 @@ class Store(Protocol):
         ``finish_execution`` first. The page skips ``offset`` records and holds at most
         ``limit`` (both at least 0).
         """
+        ...
+
+    async def recent_executions(
+        self, task_ids: Collection[str], per_task: int
+    ) -> dict[str, list[ExecutionRecord]]:
+        """The latest ``per_task`` finished records (every outcome but ``running``) of
+        each task of ``task_ids``, newest first as :meth:`list_executions` orders them;
+        a task without any is absent."""
+        ...
+
+    async def known_executions(self, execution_ids: Collection[str]) -> set[str]:
+        """Which of ``execution_ids`` have a record (any outcome)."""
         ...
 
     async def apply_retention(self, *, max_per_task: int, older_than: float) -> int:

@@ -9,7 +9,7 @@ translated at one place (``SQLiteStore._run``) into the store's own exceptions.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +28,6 @@ from ._schema import (
     TASK_COLUMNS,
     assignments,
     counters_row,
-    create_table,
     execution_from_row,
     execution_row,
     marks,
@@ -38,51 +37,9 @@ from ._schema import (
     task_from_row,
     task_row,
 )
+from ._sqlite_schema import connect
 
 T = TypeVar("T")
-
-SCHEMA_VERSION = 3
-"""``PRAGMA user_version`` of a database this code wrote: 2 stores priorities by name, 3 the
-process of each running execution."""
-
-
-SCHEMA = (
-    create_table("tasks", TASK_COLUMNS, "task_id")
-    + create_table("executions", (*EXECUTION_COLUMNS, *PROCESS_COLUMNS), "execution_id")
-    + """
-CREATE INDEX IF NOT EXISTS tasks_by_seq ON tasks (seq);
-CREATE INDEX IF NOT EXISTS executions_by_task ON executions (task_id, scheduled_at);
-CREATE INDEX IF NOT EXISTS executions_by_time ON executions (scheduled_at);
-CREATE INDEX IF NOT EXISTS executions_by_outcome ON executions (outcome);
-"""
-)
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring an older database up to :data:`SCHEMA_VERSION`: columns added to a model since
-    it was written are added (with their defaults), then each numbered step runs once."""
-    for table, columns in (
-        ("tasks", TASK_COLUMNS),
-        ("executions", (*EXECUTION_COLUMNS, *PROCESS_COLUMNS)),
-    ):
-        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        for column in columns:
-            if column.name not in present:
-                db.execute(f"ALTER TABLE {table} ADD COLUMN {column.declaration}")
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version < 2:
-        # Version 1 stored priorities as 0-3. (The column keeps its INTEGER declaration in
-        # such a database; SQLite stores the names as TEXT in it all the same.)
-        db.execute(
-            "UPDATE tasks SET priority = CASE priority WHEN 0 THEN 'CRITICAL' WHEN 1 THEN"
-            " 'HIGH' WHEN 2 THEN 'MEDIUM' WHEN 3 THEN 'LOW' END"
-            " WHERE typeof(priority) = 'integer'"
-        )
-    # Version 3 added the process columns of the executions (PROCESS_COLUMNS), which the
-    # loop above adds; rows written before have none (NULL): nothing else to change.
-    if version != SCHEMA_VERSION:  # a write only when it changes (a full disk may refuse it)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
 
 PROBE_BYTES = 64 * 1024
 """The size of :meth:`SQLiteStore.probe_write`'s row: many new pages, more than a record."""
@@ -198,7 +155,7 @@ class SQLiteStore:
             self._file = new_file
             if old_file is not None:
                 old_file.close()
-            self._db = _connect(path)
+            self._db = connect(path)
 
         try:
             await self._run(restore)
@@ -344,6 +301,43 @@ class SQLiteStore:
 
         return await self._run(self._tx(query))
 
+    async def recent_executions(
+        self, task_ids: Collection[str], per_task: int
+    ) -> dict[str, list[ExecutionRecord]]:
+        def query(db: sqlite3.Connection) -> dict[str, list[ExecutionRecord]]:
+            found: dict[str, list[ExecutionRecord]] = {}
+            for task_id in task_ids:  # one indexed query each (executions_by_task)
+                rows = db.execute(
+                    f"SELECT {names(EXECUTION_COLUMNS)} FROM executions"
+                    " WHERE task_id = ? AND outcome != 'running'"
+                    " ORDER BY scheduled_at DESC, rowid DESC LIMIT ?",
+                    (task_id, per_task),
+                ).fetchall()
+                if rows:
+                    found[task_id] = [execution_from_row(row) for row in rows]
+            return found
+
+        return await self._run(self._tx(query))
+
+    async def known_executions(self, execution_ids: Collection[str]) -> set[str]:
+        ids = list(execution_ids)
+
+        def query(db: sqlite3.Connection) -> set[str]:
+            known: set[str] = set()
+            for start in range(0, len(ids), RETENTION_CHUNK):
+                chunk = ids[start : start + RETENTION_CHUNK]
+                known.update(
+                    row[0]
+                    for row in db.execute(
+                        "SELECT execution_id FROM executions"
+                        f" WHERE execution_id IN ({', '.join('?' * len(chunk))})",
+                        chunk,
+                    )
+                )
+            return known
+
+        return await self._run(self._tx(query))
+
     async def apply_retention(self, *, max_per_task: int, older_than: float) -> int:
         """Delete finished records beyond the per-task count or older than ``older_than``.
 
@@ -385,22 +379,6 @@ class SQLiteStore:
         await self._run(run)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, check_same_thread=False)
-    try:
-        db.commit()
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("PRAGMA busy_timeout = 5000")
-        db.executescript(SCHEMA)
-        _migrate(db)
-        db.commit()
-    except BaseException:
-        db.close()
-        raise
-    return db
-
-
 @asynccontextmanager
 async def open_sqlite_store(path: Path) -> AsyncIterator[SQLiteStore]:
     """Open (and create) the database at ``path``; closes it on exit.
@@ -416,7 +394,7 @@ async def open_sqlite_store(path: Path) -> AsyncIterator[SQLiteStore]:
     store: SQLiteStore | None = None
     try:
         try:
-            db = await trio.to_thread.run_sync(_connect, path)
+            db = await trio.to_thread.run_sync(connect, path)
         except sqlite3.Error as exc:
             raise StartupError(describe_open_error(path, exc)) from exc
         except OSError as exc:

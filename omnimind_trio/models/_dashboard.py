@@ -1,0 +1,74 @@
+"""What the dashboard reads beyond the API document's routes: task rows and the machine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
+
+from ._enums import DaemonState, Outcome
+from ._time import Instant, Measure
+from ._views import Response, TaskDetail
+
+
+class RecentRun(Response):
+    """One finished run, as a task row's sparkline shows it."""
+
+    execution_id: str
+    outcome: Outcome
+    started_at: Instant | None
+    duration_seconds: Measure | None
+
+
+class TaskRow(TaskDetail):
+    """``GET /daemon/dashboard/tasks``: a task's detail without its code, with its latest
+    finished runs."""
+
+    code: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
+    recent: list[RecentRun] = Field(description="The latest finished runs, oldest first")
+    last_outcome: Outcome | None
+    last_duration_seconds: Measure | None
+
+
+class TaskRows(Response):
+    tasks: list[TaskRow]
+    total_tasks: int = Field(description="Tasks matching the filters (before paging)")
+
+    def json_text(self) -> str:
+        return self.model_dump_json(exclude_unset=True)  # each task's ``waiting``
+
+    def json_body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class LoadGate(Response):
+    open: bool
+    threshold_percent: float = Field(description="Open while the others' CPU is below this")
+
+
+class SleepWindowGate(Response):
+    open: bool
+    window: str = Field(description="HH:MM-HH:MM in the daemon's time zone")
+
+
+class Gates(Response):
+    idle: LoadGate
+    low_activity: LoadGate
+    sleep_window: SleepWindowGate
+
+
+class CpuSample(Response):
+    time: Instant
+    cpu_percent: Measure = Field(description="The whole machine")
+    external_cpu_percent: Measure = Field(description="All but the daemon and its tasks")
+
+
+class Machine(Response):
+    """``GET /daemon/machine``: the gates, the daemon's state and the CPU lately."""
+
+    state: DaemonState
+    running: bool
+    open_priorities: list[str]
+    gates: Gates
+    cpu_history: list[CpuSample] = Field(description="The last 10 minutes, oldest first")
