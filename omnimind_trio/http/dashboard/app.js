@@ -51,8 +51,8 @@ async function route() {
   }
   const params = found.match.slice(1).map((part) => (part === undefined ? undefined : decodeURIComponent(part)));
   try {
-    const who = await whoami();
-    await found.page.render(root, {params, signal, who, navigate});
+    // ``who`` is a promise: a page that needs no role (the task list) does not wait for it.
+    await found.page.render(root, {params, signal, who: whoami(), navigate});
   } catch (error) {
     if (signal.aborted || error?.name === 'AbortError') return;
     fill(root, h('h1', {tabindex: -1}, 'Something went wrong'),

@@ -9,11 +9,6 @@ export class ApiError extends Error {
     this.status = status;
     this.detail = detail;
   }
-
-  /** A 404 for a path the daemon does not serve (an older daemon), not an unknown id. */
-  get noSuchRoute() {
-    return this.status === 404 && this.detail.startsWith('Not found: ');
-  }
 }
 
 async function request(method, path, body, signal) {

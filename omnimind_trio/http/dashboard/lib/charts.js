@@ -40,11 +40,15 @@ function niceCeiling(value) {
   return [1, 2, 5, 10].map((step) => step * magnitude).find((top) => top >= value);
 }
 
+/** The width to draw a chart at in ``box``: its own, so text is drawn at its real size. */
+export function widthOf(box) {
+  return Math.max(300, Math.min(1400, Math.round(box.clientWidth || 600)));
+}
+
 /** Durations of runs (oldest first) as bars coloured by outcome, with a scale. */
-export function durationChart(executions) {
+export function durationChart(executions, {width = 600} = {}) {
   const runs = executions.filter((run) => run.duration_seconds !== null);
   if (runs.length === 0) return h('p', {class: 'muted'}, 'No finished run yet.');
-  const width = 600;
   const height = 160;
   const left = 52;
   const bottom = 22;
@@ -84,11 +88,10 @@ export function durationChart(executions) {
 }
 
 /**
- * A line of percentages over time: ``points`` [{time (ISO), value}] between ``from`` and
- * ``to`` (ms), with dashed ``thresholds`` [{value, label}].
+ * Lines of percentages over time: ``lines`` [{points: [{time (ISO), value}], className}]
+ * between ``from`` and ``to`` (ms), with dashed ``thresholds`` [{value, label}].
  */
-export function percentChart(points, {from, to, thresholds = [], label}) {
-  const width = 600;
+export function percentChart(lines, {from, to, thresholds = [], label, width = 600}) {
   const height = 200;
   const left = 44;
   const bottom = 22;
@@ -115,11 +118,12 @@ export function percentChart(points, {from, to, thresholds = [], label}) {
         threshold.label),
     );
   }
-  const inside = points.filter((point) => new Date(point.time).getTime() >= from);
-  if (inside.length > 0) {
+  for (const line of [...lines].reverse()) { // the first line on top
+    const inside = line.points.filter((point) => new Date(point.time).getTime() >= from);
+    if (inside.length === 0) continue;
     const coordinates = inside.map((point) =>
       `${x(new Date(point.time).getTime()).toFixed(1)},${y(point.value).toFixed(1)}`);
-    svg.append(h('svg:polyline', {points: coordinates.join(' '), class: 'line'}));
+    svg.append(h('svg:polyline', {points: coordinates.join(' '), class: line.className}));
   }
   const minutes = Math.round((to - from) / 60000);
   svg.append(

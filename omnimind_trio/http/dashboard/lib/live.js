@@ -15,8 +15,13 @@ let delay = FIRST_DELAY_MS;
 let socket = null;
 let started = false;
 let state = 'connecting';
+let connections = 0;
 
-/** Call ``listener(message)`` for every message; returns the function that stops it. */
+/**
+ * Call ``listener(message)`` for every message; returns the function that stops it. The
+ * first message of each connection is the status, with ``reconnected`` true when events
+ * may have been missed since the page was drawn (a connection before it was lost).
+ */
 export function subscribe(listener) {
   listeners.add(listener);
   return () => listeners.delete(listener);
@@ -70,6 +75,9 @@ async function connect() {
       return;
     }
     if (message.type === 'status') {
+      // After a reconnection the pages fetch again what they show: events were missed.
+      connections += 1;
+      message.reconnected = connections > 1;
       delay = FIRST_DELAY_MS;
       setState('live');
     }

@@ -3,7 +3,7 @@
 // be 10 MB): the view keeps at most MAX_LINES lines and MAX_CHARS characters, dropping the
 // oldest, and links to the full log instead.
 
-import {ApiError, get, getText, segment} from './api.js';
+import {ApiError, getText, segment} from './api.js';
 import {h} from './dom.js';
 import {subscribe} from './live.js';
 
@@ -124,24 +124,11 @@ export class LogView {
   }
 }
 
-async function initialText(executionId, signal) {
-  const base = `/daemon/executions/${segment(executionId)}`;
-  try {
-    return await getText(`${base}/log?tail=${TAIL_LINES}`, {signal});
-  } catch (error) {
-    // BACKEND-FALLBACK: a daemon without the log route; remove once every daemon has it.
-    if (!(error instanceof ApiError) || !error.noSuchRoute) throw error;
-    const record = await get(base, {signal});
-    const both = (record.stdout ?? '') + (record.stderr ? `--- stderr ---\n${record.stderr}` : '');
-    return lastLines(both, TAIL_LINES);
-  }
-}
-
 /**
  * ``executionId``'s output in ``view``, followed while it runs, until ``signal`` aborts.
- * ``load()`` fetches the tail (again: after the run ends, in case its last lines came after
- * the event); output events that arrive before the first tail are dropped (the tail holds
- * them), those after it are appended.
+ * ``load()`` shows the log's last lines; output events that arrive before them are dropped
+ * (the tail holds them), those after are appended. The daemon sends a run's last output
+ * before its execution_finished, so the view is complete when the run ends.
  */
 export class OutputFollower {
   constructor(view, executionId, {signal}) {
@@ -160,8 +147,10 @@ export class OutputFollower {
   async load() {
     let text = '';
     try {
-      text = await initialText(this.executionId, this.signal);
+      const path = `/daemon/executions/${segment(this.executionId)}/log?tail=${TAIL_LINES}`;
+      text = await getText(path, {signal: this.signal});
     } catch (error) {
+      // A run-now id answers 404 until its run starts: nothing to show yet.
       if (!(error instanceof ApiError) || error.status !== 404) throw error;
     }
     if (this.signal.aborted) return;

@@ -43,6 +43,23 @@ export function coalesced(work, {intervalMs = 250, signal, onError = console.err
     timer = setTimeout(fire, Math.max(0, last + intervalMs - performance.now()));
   }
 
+  /** Run it now (the page's first load): requests meanwhile wait for it, as above. */
+  request.now = async () => {
+    clearTimeout(timer);
+    timer = null;
+    running = true;
+    last = performance.now();
+    try {
+      await work();
+    } finally {
+      running = false;
+      if (again) {
+        again = false;
+        request();
+      }
+    }
+  };
+
   signal?.addEventListener('abort', () => clearTimeout(timer));
   return request;
 }

@@ -7,7 +7,8 @@ import {taskFields, taskForm} from '../lib/form.js';
 
 const CODE_EXAMPLE = 'def execute():\n    print("hello")\n    return {"status": "done"}\n';
 
-export async function render(root, {signal, who, navigate}) {
+export async function render(root, {signal, who: whoPromise, navigate}) {
+  const who = await whoPromise;
   document.title = 'New task · OmniMind';
   const heading = h('h1', {tabindex: -1}, 'New task');
   if (who.role !== 'admin') {

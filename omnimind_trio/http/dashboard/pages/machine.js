@@ -1,9 +1,9 @@
 // The machine: the daemon's state with Start and Stop, the gates that admit each priority
 // (idle, low activity, sleep window), and the measured CPU over the last minutes.
 
-import {ApiError, get, post} from '../lib/api.js';
+import {get, post} from '../lib/api.js';
 import {actionButton, statusLine} from '../lib/actions.js';
-import {percentChart} from '../lib/charts.js';
+import {percentChart, widthOf} from '../lib/charts.js';
 import {definitions, fill, h} from '../lib/dom.js';
 import {badge} from '../lib/format.js';
 import {subscribe} from '../lib/live.js';
@@ -17,36 +17,13 @@ const GATES = [
 ];
 const STATE_KIND = {idle: 'ok', working: 'run', sleeping: 'none', stopped: 'skip', error: 'fail'};
 
-let useStatus = false; // BACKEND-FALLBACK: the daemon has no /daemon/machine
-const sampled = []; // BACKEND-FALLBACK: CPU samples seen on this page, without cpu_history
-
-async function fetchMachine(signal) {
-  if (!useStatus) {
-    try {
-      return await get('/daemon/machine', {signal});
-    } catch (error) {
-      if (!(error instanceof ApiError) || !error.noSuchRoute) throw error;
-      useStatus = true;
-    }
-  }
-  const status = await get('/daemon/status', {signal});
-  return {
-    state: status.state,
-    running: status.running,
-    gates: {
-      idle: {open: status.metrics.is_idle},
-      sleep_window: {open: status.metrics.is_sleep_time},
-    },
-    cpu_history: sampled,
-  };
-}
-
 function gateWords(name, gate) {
-  if (name === 'sleep_window') return gate.window ? `between ${gate.window}` : '';
-  return gate.threshold_percent !== undefined ? `CPU outside the daemon below ${gate.threshold_percent} %` : '';
+  if (name === 'sleep_window') return `between ${gate.window}`;
+  return `CPU outside the daemon below ${gate.threshold_percent} %`;
 }
 
-export async function render(root, {signal, who}) {
+export async function render(root, {signal, who: whoPromise}) {
+  const who = await whoPromise;
   document.title = 'Machine · OmniMind';
   const status = statusLine();
   const daemon = h('div');
@@ -69,47 +46,52 @@ export async function render(root, {signal, who}) {
       h('h2', {id: 'cpu-title'}, 'CPU, last 10 minutes'), now, chart));
 
   async function load() {
-    const machine = await fetchMachine(signal);
+    const machine = await get('/daemon/machine', {signal});
     if (signal.aborted) return;
     fill(daemon, definitions([
       ['State', badge(machine.state, STATE_KIND[machine.state] ?? 'none')],
       ['Scheduler', machine.running ? 'running' : 'stopped (Start runs tasks again)'],
+      ['May start now', machine.open_priorities.length ? machine.open_priorities.join(', ') : 'nothing'],
     ]));
     if (buttons) {
       buttons.start.disabled = machine.running;
       buttons.stop.disabled = !machine.running;
     }
-    fill(gates, GATES.filter(([name]) => machine.gates[name]).map(([name, title, admits]) => {
+    fill(gates, GATES.map(([name, title, admits]) => {
       const gate = machine.gates[name];
       return h('li', {class: 'gate'}, h('strong', null, title), ' ',
         badge(gate.open ? 'open' : 'closed', gate.open ? 'ok' : 'none'),
         h('span', {class: 'why'}, [gateWords(name, gate), gate.open ? `: ${admits}` : ''].join('')));
     }));
-    const points = machine.cpu_history.map((sample) => ({time: sample.time, value: sample.cpu_percent}));
+    const samples = machine.cpu_history;
+    const lines = [
+      {label: 'outside the daemon (what the gates judge)', className: 'line', key: 'key',
+        points: samples.map((sample) => ({time: sample.time, value: sample.external_cpu_percent}))},
+      {label: 'whole machine', className: 'line secondary', key: 'key secondary',
+        points: samples.map((sample) => ({time: sample.time, value: sample.cpu_percent}))},
+    ];
     const thresholds = [['idle', 'idle'], ['low_activity', 'low activity']]
-      .filter(([name]) => machine.gates[name]?.threshold_percent !== undefined)
-      .map(([name, label]) => ({value: machine.gates[name].threshold_percent, label}));
-    const last = points.at(-1);
-    const peak = points.reduce((top, point) => Math.max(top, point.value), 0);
+      .map(([name, label]) => ({value: machine.gates[name].threshold_percent, label: `${label} < ${machine.gates[name].threshold_percent} %`}));
+    const last = samples.at(-1);
+    const peak = samples.reduce((top, sample) => Math.max(top, sample.external_cpu_percent), 0);
     now.textContent = last
-      ? `Now ${last.value.toFixed(0)} %, highest ${peak.toFixed(0)} % over ${points.length} samples.`
+      ? `Now ${last.external_cpu_percent.toFixed(0)} % outside the daemon (${last.cpu_percent.toFixed(0)} % in all); ` +
+        `highest ${peak.toFixed(0)} % over the last ${samples.length} samples.`
       : 'No sample yet.';
     const to = Date.now();
-    fill(chart, percentChart(points, {
-      from: to - WINDOW_MS, to, thresholds,
-      label: last ? `CPU over the last 10 minutes, now ${last.value.toFixed(0)} %` : 'CPU: no sample yet',
-    }));
+    fill(chart, percentChart(lines, {
+      from: to - WINDOW_MS, to, thresholds, width: widthOf(chart),
+      label: last ? `CPU outside the daemon over the last 10 minutes, now ${last.external_cpu_percent.toFixed(0)} %`
+        : 'CPU: no sample yet',
+    }), h('p', {class: 'legend'}, ...lines.map((line) =>
+      h('span', {class: line.key}, line.label))));
   }
 
   const refresh = coalesced(load, {signal, intervalMs: 1000,
     onError: (error) => status.error(error.detail ?? String(error))});
   const stop = subscribe((message) => {
-    if (message.type === 'metrics' && useStatus) {
-      sampled.push({time: message.time, cpu_percent: message.data.external_cpu_percent ?? message.data.cpu_percent});
-      while (sampled.length && new Date(sampled[0].time).getTime() < Date.now() - WINDOW_MS) sampled.shift();
-    }
-    if (['status', 'metrics', 'gates_changed', 'state_changed'].includes(message.type)) refresh();
+    if (message.reconnected || ['metrics', 'gates_changed', 'state_changed'].includes(message.type)) refresh();
   });
   signal.addEventListener('abort', stop);
-  await load();
+  await refresh.now();
 }

@@ -19,7 +19,8 @@ function pauses(run) {
   `${duration(run.frozen_seconds)} frozen in all`];
 }
 
-export async function render(root, {params: [executionId], signal, who}) {
+export async function render(root, {params: [executionId], signal, who: whoPromise}) {
+  const who = await whoPromise;
   const base = `/daemon/executions/${segment(executionId)}`;
   const status = statusLine();
   const heading = h('h1', {tabindex: -1}, `Run ${executionId.slice(0, 8)}`);
@@ -57,7 +58,6 @@ export async function render(root, {params: [executionId], signal, who}) {
       throw error;
     }
     if (signal.aborted) return;
-    const finishedNow = run?.outcome === 'running' && record.outcome !== 'running';
     run = record;
     document.title = `Run ${executionId.slice(0, 8)} of ${run.task_id} · OmniMind`;
     heading.textContent = `Run of ${run.task_id}`;
@@ -83,7 +83,7 @@ export async function render(root, {params: [executionId], signal, who}) {
           {status, after: () => refresh()})
         : null);
     }
-    if (!following || finishedNow) {
+    if (!following) {
       following = true;
       await follower.load();
     }
@@ -91,9 +91,9 @@ export async function render(root, {params: [executionId], signal, who}) {
 
   const refresh = coalesced(load, {signal, onError: (error) => status.error(error.detail ?? String(error))});
   const stop = subscribe((message) => {
-    if (message.type === 'status') refresh();
+    if (message.type === 'status' && message.reconnected) refresh();
     else if (EVENTS.has(message.type) && message.data?.execution_id === executionId) refresh();
   });
   signal.addEventListener('abort', stop);
-  await load();
+  await refresh.now();
 }

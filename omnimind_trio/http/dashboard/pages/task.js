@@ -4,7 +4,7 @@
 
 import {ApiError, call, get, post, segment} from '../lib/api.js';
 import {actionButton, statusLine} from '../lib/actions.js';
-import {durationChart} from '../lib/charts.js';
+import {durationChart, widthOf} from '../lib/charts.js';
 import {definitions, fill, h} from '../lib/dom.js';
 import {badge, duration, every, outcomeBadge, timeElement} from '../lib/format.js';
 import {taskForm, taskFields} from '../lib/form.js';
@@ -69,7 +69,8 @@ function historyTable(executions) {
     }))));
 }
 
-export async function render(root, {params: [taskId], signal, who, navigate}) {
+export async function render(root, {params: [taskId], signal, who: whoPromise, navigate}) {
+  const who = await whoPromise;
   const base = `/daemon/tasks/${segment(taskId)}`;
   const admin = who.role === 'admin';
   const status = statusLine();
@@ -120,21 +121,16 @@ export async function render(root, {params: [taskId], signal, who, navigate}) {
       ['Duration', run.outcome === 'running' ? 'running…' : duration(run.duration_seconds)],
       ['Reason', run.reason ? h('span', {class: 'reason'}, run.reason.split('\n')[0]) : null],
     ]));
-    const wasRunning = shownRun?.running;
     if (shownRun?.id !== id) {
       shownRun?.controller.abort();
       const controller = new AbortController();
       signal.addEventListener('abort', () => controller.abort());
       const view = new LogView({label: 'Output of the latest run'});
       const follower = new OutputFollower(view, id, {signal: controller.signal});
-      shownRun = {id, controller, follower, running: run.outcome === 'running'};
+      shownRun = {id, controller};
       fill(latestBody, h('div', {class: 'log-head'}, h('h3', null, 'Output'), fullLogLink(id)),
         view.element);
       follower.load().catch(report);
-    } else if (wasRunning && run.outcome !== 'running') {
-      // Finished: read the end once more, in case its last lines came after the event.
-      shownRun.running = false;
-      shownRun.follower.load().catch(report);
     }
   }
 
@@ -239,7 +235,7 @@ export async function render(root, {params: [taskId], signal, who, navigate}) {
         ?? {execution_id: task.running_execution_id, outcome: 'running'}
       : executions.find((run) => run.outcome !== 'skipped') ?? executions[0];
     showLatest(running);
-    fill(chart, durationChart([...executions].reverse()));
+    fill(chart, durationChart([...executions].reverse(), {width: widthOf(chart)}));
     fill(history, historyTable(executions),
       runs.total > executions.length
         ? h('p', {class: 'muted'}, `The last ${executions.length} of ${runs.total} runs.`) : null);
@@ -258,10 +254,10 @@ export async function render(root, {params: [taskId], signal, who, navigate}) {
 
   const refresh = coalesced(load, {signal, onError: report});
   const stop = subscribe((message) => {
-    if (message.type === 'status') refresh();
+    if (message.type === 'status' && message.reconnected) refresh();
     else if (message.type === 'task_removed' && message.data?.task_id === taskId) markDeleted();
     else if (EVENTS.has(message.type) && message.data?.task_id === taskId) refresh();
   });
   signal.addEventListener('abort', stop);
-  await load();
+  await refresh.now();
 }

@@ -2,7 +2,7 @@
 // API's: GET /daemon/dashboard/tasks), so 10,000 tasks cost the browser 100 rows. Live:
 // any task or execution event asks for the visible page again, at most every 250 ms.
 
-import {ApiError, get, query, segment} from '../lib/api.js';
+import {get, query, segment} from '../lib/api.js';
 import {sparkline} from '../lib/charts.js';
 import {fill, h} from '../lib/dom.js';
 import {badge, count, duration, every, outcomeBadge, timeElement} from '../lib/format.js';
@@ -25,33 +25,22 @@ const SORTS = [
   ['-created_at', 'Added (newest first)'],
 ];
 const REFETCH_ON = new Set([
-  'status', 'task_added', 'task_updated', 'task_removed', 'task_waiting', 'execution_started',
+  'task_added', 'task_updated', 'task_removed', 'task_waiting', 'execution_started',
   'execution_finished', 'execution_frozen', 'execution_thawed', 'gates_changed',
 ]);
 const STATUS_KIND = {
   running: 'run', frozen: 'skip', waiting: 'wait', scheduled: 'none', paused: 'skip', done: 'ok',
 };
 
-let useSummaries = false; // BACKEND-FALLBACK: the daemon has no /daemon/dashboard/tasks
-
 async function fetchPage(filters, signal) {
   const parameters = query({
     q: filters.q, priority: filters.priority, status: filters.status, sort: filters.sort,
     limit: PAGE_SIZE, offset: (filters.page - 1) * PAGE_SIZE,
   });
-  if (!useSummaries) {
-    try {
-      return await get(`/daemon/dashboard/tasks${parameters}`, {signal});
-    } catch (error) {
-      if (!(error instanceof ApiError) || !error.noSuchRoute) throw error;
-      useSummaries = true;
-    }
-  }
-  return get(`/daemon/tasks${parameters}`, {signal});
+  return get(`/daemon/dashboard/tasks${parameters}`, {signal});
 }
 
 function stateCell(task) {
-  if (!task.status) return h('span', {class: 'muted'}, '—');
   const why = task.status === 'waiting' || task.status === 'frozen'
     ? task.waiting?.detail ?? task.waiting_reason : null;
   return [badge(task.status, STATUS_KIND[task.status] ?? 'none'),
@@ -59,7 +48,6 @@ function stateCell(task) {
 }
 
 function lastRunCell(task) {
-  if (task.last_outcome === undefined) return timeElement(task.last_execution, {empty: 'never'});
   if (!task.last_outcome) return h('span', {class: 'muted'}, 'never');
   return [outcomeBadge(task.last_outcome), ' ', h('span', {class: 'num'},
     duration(task.last_duration_seconds))];
@@ -74,19 +62,12 @@ function row(task) {
       task.name && task.name !== task.task_id ? h('span', {class: 'sub'}, task.name) : null)),
     cell('Priority', badge(task.priority, `prio-${task.priority.toLowerCase()}`)),
     cell('State', stateCell(task)),
-    cell('Schedule', every(task.repeat_hours ?? hoursOf(task.repeat_interval))),
-    cell('Next run', task.next_execution === undefined ? h('span', {class: 'muted'}, '—')
+    cell('Schedule', every(task.repeat_hours)),
+    cell('Next run', task.status === 'running' ? h('span', {class: 'muted'}, 'running now')
       : timeElement(task.next_execution, {empty: task.status === 'done' ? 'done' : '—', short: true})),
     cell('Last run', lastRunCell(task)),
-    cell('Last 20 runs', task.recent ? sparkline(task.recent) : h('span', {class: 'muted'}, '—')),
+    cell('Last 20 runs', sparkline(task.recent)),
   );
-}
-
-/** Hours of a summary's ``repeat_interval`` ("4:00:00", "1 day, 0:00:00"). */
-function hoursOf(interval) {
-  if (!interval) return null;
-  const match = /^(?:(\d+) days?, )?(\d+):(\d+):(\d+)$/.exec(interval);
-  return match ? Number(match[1] ?? 0) * 24 + Number(match[2]) : null;
 }
 
 function select(id, label, options, value) {
@@ -198,8 +179,9 @@ export async function render(root, {params, signal}) {
     changed();
   });
   const stop = subscribe((message) => {
-    if (REFETCH_ON.has(message.type)) refresh();
+    if (REFETCH_ON.has(message.type) || message.reconnected) refresh();
   });
   signal.addEventListener('abort', stop);
-  await load();
+  await refresh.now();
+  performance.mark('omnimind:tasks-shown');
 }
