@@ -47,6 +47,14 @@ function stateCell(task) {
     why ? h('span', {class: 'why'}, why) : null];
 }
 
+function nextRunCell(task) {
+  if (task.status === 'running' || task.status === 'frozen') {
+    return h('span', {class: 'muted'}, 'running now');
+  }
+  const when = timeElement(task.next_execution, {empty: task.status === 'done' ? 'done' : '—', short: true});
+  return task.status === 'waiting' ? ['due ', when] : when;
+}
+
 function lastRunCell(task) {
   if (!task.last_outcome) return h('span', {class: 'muted'}, 'never');
   return [outcomeBadge(task.last_outcome), ' ', h('span', {class: 'num'},
@@ -63,8 +71,7 @@ function row(task) {
     cell('Priority', badge(task.priority, `prio-${task.priority.toLowerCase()}`)),
     cell('State', stateCell(task)),
     cell('Schedule', every(task.repeat_hours)),
-    cell('Next run', task.status === 'running' ? h('span', {class: 'muted'}, 'running now')
-      : timeElement(task.next_execution, {empty: task.status === 'done' ? 'done' : '—', short: true})),
+    cell('Next run', nextRunCell(task)),
     cell('Last run', lastRunCell(task)),
     cell('Last 20 runs', sparkline(task.recent)),
   );
