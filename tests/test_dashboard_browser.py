@@ -295,6 +295,62 @@ def test_a_viewer_sees_every_page_and_no_action(spawn: Callable[..., Served], br
     session.check()
 
 
+WORDS = r"""
+async (version) => {
+  const form = await import(`/dashboard/${version}/lib/form.js`);
+  const format = await import(`/dashboard/${version}/lib/format.js`);
+  const logview = await import(`/dashboard/${version}/lib/logview.js`);
+  const names = ['task_id', 'name', 'description', 'priority', 'code', 'repeat_hours',
+    'timeout_seconds', 'max_retries'];
+  return {
+    fields: [
+      'repeat_hours: Input should be a valid integer',
+      'Missing required field: code',
+      'Invalid priority: high',
+      'task_id may hold only letters, digits',
+      "task_id 'add' is reserved",
+      'name: String should have at least 1 character',
+      'Syntax error in code at line 2: invalid syntax',
+      "Code must define an 'execute()' function",
+      'execute() must be callable without arguments',
+      'code must be at most 262144 bytes',
+      'Task already exists: hello',
+      'Unknown field: colour',
+      'timeout_seconds: Input should be a finite number',
+    ].map((detail) => form.fieldOf(detail, names)),
+    every: [null, 1, 2, 24, 48, 168, 336, 25].map(format.every),
+    relative: [4, 30, -90, 300, 7200, -86400 * 3].map(
+      (s) => format.relative(new Date(Date.now() + s * 1000).toISOString())),
+    duration: [null, 0.123, 4.5, 42, 125, 7384].map(format.duration),
+    tail: logview.lastLines('a\nb\nc\n', 2),
+  };
+}
+"""
+
+
+def test_the_pages_words_and_the_field_an_error_names(
+    spawn: Callable[..., Served], browser: Any
+) -> None:
+    served = spawn()
+    session = open_dashboard(browser, served)
+    version = session.page.evaluate(
+        "document.querySelector('script[type=module]').src.split('/').at(-2)"
+    )
+    words = session.page.evaluate(WORDS, version)
+    assert words["fields"] == [
+        "repeat_hours", "code", "priority", "task_id", "task_id", "name", "code", "code",
+        "code", "code", "task_id", None, "timeout_seconds",
+    ]  # fmt: skip
+    assert words["every"] == [
+        "once", "every hour", "every 2 hours", "every day", "every 2 days", "every week",
+        "every 2 weeks", "every 25 hours",
+    ]  # fmt: skip
+    assert words["relative"] == ["now", "in 30 s", "2 min ago", "in 5 min", "in 2 h", "3 d ago"]
+    assert words["duration"] == ["—", "0.12 s", "4.5 s", "42 s", "2 min 5 s", "2 h 3 min"]
+    assert words["tail"] == "b\nc\n"
+    session.check()
+
+
 def test_ten_thousand_tasks_page_on_the_server_and_bursts_are_coalesced(
     spawn: Callable[..., Served], browser: Any
 ) -> None:

@@ -14,7 +14,7 @@ import * as taskPage from './pages/task.js';
 import * as tasksPage from './pages/tasks.js';
 
 const ROUTES = [
-  {pattern: /^#\/tasks(?:\?(.*))?$/, page: tasksPage, nav: 'tasks'},
+  {pattern: /^#\/tasks(?:\?(.*))?$/, page: tasksPage, nav: 'tasks', raw: true}, // a query string
   {pattern: /^#\/task\/([^/?]+)$/, page: taskPage, nav: 'tasks'},
   {pattern: /^#\/run\/([^/?]+)$/, page: runPage, nav: 'tasks'},
   {pattern: /^#\/machine$/, page: machinePage, nav: 'machine'},
@@ -49,8 +49,9 @@ async function route() {
       h('p', null, 'No such page. ', h('a', {href: '#/tasks'}, 'Go to the tasks.')));
     return;
   }
-  const params = found.match.slice(1).map((part) => (part === undefined ? undefined : decodeURIComponent(part)));
   try {
+    const params = found.match.slice(1).map((part) =>
+      (part === undefined || found.raw ? part : decodeURIComponent(part)));
     // ``who`` is a promise: a page that needs no role (the task list) does not wait for it.
     await found.page.render(root, {params, signal, who: whoami(), navigate});
   } catch (error) {

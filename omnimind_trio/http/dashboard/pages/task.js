@@ -248,6 +248,7 @@ export async function render(root, {params: [taskId], signal, who: whoPromise, n
 
   function markDeleted() {
     deleted = true;
+    editor.hidden = true;
     showActions();
     status.error('This task was deleted. Its history stays.');
   }
