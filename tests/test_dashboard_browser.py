@@ -174,11 +174,33 @@ def test_an_admin_adds_a_task_through_the_form_and_watches_it_succeed(
     expect(page.get_by_role("status").filter(has_text="will run now")).to_be_visible()
     expect(region(page, "Schedule")).to_contain_text("2 (2 succeeded, 0 failed)")
 
+    # Edit: the API's error at its field, then the change applied.
+    page.get_by_role("button", name="Edit").click()
+    editing = page.get_by_role("region", name="Edit")
+    editing.get_by_label("repeat_hours", exact=True).fill("often")
+    editing.get_by_role("button", name="Save changes").click()
+    expect(editing.locator(".field", has_text="repeat_hours").locator(".field-error")).to_have_text(
+        "repeat_hours: Input should be a valid integer"
+    )
+    editing.get_by_label("repeat_hours", exact=True).fill("3")
+    editing.get_by_role("button", name="Save changes").click()
+    expect(region(page, "Schedule")).to_contain_text("every 3 hours")
+    expect(page.get_by_role("region", name="Edit")).to_have_count(0)
+
     # The task list shows it with its last outcome and its runs.
     page.get_by_role("link", name="Tasks", exact=True).click()
     row = page.locator("tr", has=page.get_by_role("link", name="from_the_form"))
     expect(row).to_contain_text("succeeded")
+    expect(row).to_contain_text("every 3 hours")
     expect(row.get_by_role("img", name=re.compile(r"^Last 2 runs: 2 succeeded"))).to_be_visible()
+
+    # Delete, after the confirmation.
+    page.get_by_role("link", name="from_the_form").click()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete").click()
+    expect(page).to_have_url(re.compile(r"#/tasks$"))
+    expect(page.get_by_role("link", name="database_optimization")).to_be_visible()
+    expect(page.get_by_role("link", name="from_the_form")).to_have_count(0)
 
     # The machine: stop, then start again.
     page.get_by_role("link", name="Machine").click()
@@ -188,7 +210,7 @@ def test_an_admin_adds_a_task_through_the_form_and_watches_it_succeed(
     page.get_by_role("button", name="Start").click()
     expect(region(page, "Daemon")).to_contain_text("running")
     expect(page.get_by_role("img", name=re.compile("^CPU outside the daemon"))).to_be_visible()
-    session.check((400, "/daemon/tasks/add"))
+    session.check((400, "/daemon/tasks/add"), (400, "/daemon/tasks/from_the_form"))
 
 
 def test_a_running_tasks_output_is_followed_live_paused_resumed_and_cancelled(
