@@ -10,9 +10,10 @@ writes is kept three ways:
   ``COALESCE_SECONDS``, each at most ``EVENT_BYTES`` (a burst beyond says how much was
   skipped), so a task printing in a tight loop cannot flood a client or the daemon.
 
-Two tasks per run (:meth:`LiveOutput.flush_loop`, in the run's own nursery) publish the
-events and write the file in a worker thread. The child is held back (its pipe fills) while
-more than ``UNWRITTEN_BYTES`` wait for the file, so memory stays bounded whatever it prints.
+Two tasks per run that prints (:meth:`LiveOutput.start_flushing`, in the run's own
+nursery) publish the events and write the file in a worker thread. The child is held back
+(its pipe fills) while more than ``UNWRITTEN_BYTES`` wait for the file, so memory stays
+bounded whatever it prints.
 
 :class:`OutputHub` finds the live output of a run in flight, serves logs (a finished run's
 from its file, or from its record when it has none), and removes the log files whose
@@ -68,10 +69,13 @@ class LiveOutput:
         self._more = trio.Event()  # for the events
         self._unwritten_more = trio.Event()  # for the file
         self._written = trio.Event()
+        self._nursery: trio.Nursery | None = None  # until the loops are started
         self.write_error: str | None = None
 
     async def feed(self, stream: str, data: bytes) -> None:
         """What the child wrote on ``stream`` (the executor's ``on_output``)."""
+        if self._nursery is not None:
+            self._start_loops()
         self.so_far[stream].feed(data)
         pending = self._events[stream]
         room = EVENT_BYTES - len(pending)
@@ -87,13 +91,19 @@ class LiveOutput:
     def text(self, stream: str) -> str:
         return self.so_far[stream].text()
 
-    async def flush_loop(self) -> None:
-        """Until cancelled (the run ended: :meth:`close` flushes the rest): publish what
-        came at most every COALESCE_SECONDS, and write it to the file as fast as the disk
-        takes it (a child held back by a full buffer waits for the file, not the events)."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._publish_loop)
-            await self._write_loop()
+    def start_flushing(self, nursery: trio.Nursery) -> None:
+        """Flush in ``nursery`` (the run's; cancel it when the run ended: :meth:`close`
+        flushes the rest) from the first output on: publish what came at most every
+        COALESCE_SECONDS, and write it to the file as fast as the disk takes it (a child
+        held back by a full buffer waits for the file, not the events). A run that prints
+        nothing costs no task."""
+        self._nursery = nursery
+
+    def _start_loops(self) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(self._publish_loop)
+            self._nursery.start_soon(self._write_loop)
+            self._nursery = None
 
     async def _publish_loop(self) -> None:
         while True:
