@@ -240,3 +240,21 @@ def test_a_tail_of_a_10_mb_log_reads_only_its_end(tmp_path: Path) -> None:
 
 def test_settings_default_log_limit() -> None:
     assert Settings().max_log_bytes == 10 * 1024 * 1024
+
+
+async def test_a_log_that_cannot_be_written_never_fails_the_run(
+    tmp_path: Path, monkeypatch: Any, caplog: Any
+) -> None:
+    def full(self: LogFile, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(LogFile, "write", full)
+    settings = make_settings(tmp_path)
+    async with open_daemon(settings) as daemon:
+        await daemon.add_task(ticker(count=3, pause=0))
+        record = await daemon.wait_execution(await first_run(daemon, "ticker"))
+        assert record.outcome is Outcome.SUCCEEDED
+        assert record.stdout == "line 0\nline 1\nline 2\n"
+        # No file: the log is the record's output.
+        assert await daemon.execution_log(record.execution_id) == record.stdout + record.stderr
+    assert any("No space left on device" in r.getMessage() for r in caplog.records)

@@ -354,7 +354,10 @@ def test_serve_tells_systemd_ready_status_watchdog_and_stopping(
         10.0,
         "the env task's run",
     )
-    record = client.get(f"/daemon/executions/{executions[0]['execution_id']}").json()
+    path = f"/daemon/executions/{executions[0]['execution_id']}"
+    record = wait_for(
+        lambda: (r := client.get(path).json())["outcome"] != "running" and r, 10.0, "its end"
+    )
     assert record["result"] == {"NOTIFY_SOCKET": None, "WATCHDOG_USEC": None}
 
     # POST /daemon/stop: the event loop alone proves liveness; the pings go on.

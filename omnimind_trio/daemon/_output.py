@@ -10,9 +10,10 @@ writes is kept three ways:
   ``COALESCE_SECONDS``, each at most ``EVENT_BYTES`` (a burst beyond says how much was
   skipped), so a task printing in a tight loop cannot flood a client or the daemon.
 
-One task per run (:meth:`LiveOutput.flush_loop`, in the run's own nursery) writes the file
-in a worker thread and publishes the events. The child is held back (its pipe fills) while
-more than ``UNWRITTEN_BYTES`` wait for the file, so memory stays bounded whatever it prints.
+Two tasks per run that prints (:meth:`LiveOutput.start_flushing`, in the run's own
+nursery) publish the events and write the file in a worker thread. The child is held back
+(its pipe fills) while more than ``UNWRITTEN_BYTES`` wait for the file, so memory stays
+bounded whatever it prints.
 
 :class:`OutputHub` finds the live output of a run in flight, serves logs (a finished run's
 from its file, or from its record when it has none), and removes the log files whose
@@ -39,6 +40,8 @@ log = logging.getLogger(__package__)
 COALESCE_SECONDS = 0.1
 EVENT_BYTES = 16 * 1024
 UNWRITTEN_BYTES = 1024 * 1024
+CLOSE_SECONDS = 2.0
+"""Bound on the last flush of a run's output and the folding of its log file."""
 SUFFIX = ".log"
 STREAMS = ("stdout", "stderr")
 
@@ -63,12 +66,16 @@ class LiveOutput:
         """Output not yet in the log file."""
         self._events: dict[str, bytearray] = {name: bytearray() for name in STREAMS}
         self._skipped = dict.fromkeys(STREAMS, 0)
-        self._more = trio.Event()
+        self._more = trio.Event()  # for the events
+        self._unwritten_more = trio.Event()  # for the file
         self._written = trio.Event()
+        self._nursery: trio.Nursery | None = None  # until the loops are started
         self.write_error: str | None = None
 
     async def feed(self, stream: str, data: bytes) -> None:
         """What the child wrote on ``stream`` (the executor's ``on_output``)."""
+        if self._nursery is not None:
+            self._start_loops()
         self.so_far[stream].feed(data)
         pending = self._events[stream]
         room = EVENT_BYTES - len(pending)
@@ -76,6 +83,7 @@ class LiveOutput:
         self._skipped[stream] += max(0, len(data) - room)
         if self.log_file is not None and self.write_error is None:
             self.unwritten += data
+            self._unwritten_more.set()
         self._more.set()
         while len(self.unwritten) > UNWRITTEN_BYTES and self.write_error is None:
             await self._written.wait()
@@ -83,24 +91,45 @@ class LiveOutput:
     def text(self, stream: str) -> str:
         return self.so_far[stream].text()
 
-    async def flush_loop(self) -> None:
-        """Publish and write what came, at most every COALESCE_SECONDS, until cancelled
-        (the run ended: :meth:`close` flushes the rest)."""
+    def start_flushing(self, nursery: trio.Nursery) -> None:
+        """Flush in ``nursery`` (the run's; cancel it when the run ended: :meth:`close`
+        flushes the rest) from the first output on: publish what came at most every
+        COALESCE_SECONDS, and write it to the file as fast as the disk takes it (a child
+        held back by a full buffer waits for the file, not the events). A run that prints
+        nothing costs no task."""
+        self._nursery = nursery
+
+    def _start_loops(self) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(self._publish_loop)
+            self._nursery.start_soon(self._write_loop)
+            self._nursery = None
+
+    async def _publish_loop(self) -> None:
         while True:
             await self._more.wait()
-            await self._flush()
+            self._more = trio.Event()
+            self._publish_pending()
             await trio.sleep(COALESCE_SECONDS)
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._unwritten_more.wait()
+            self._unwritten_more = trio.Event()
+            await self._write_pending()
 
     async def close(self) -> None:
         """The run ended: flush what is left and finish the file (shielded: this runs
         during cancellation too)."""
-        with trio.CancelScope(shield=True):
-            await self._flush()
+        # Bounded: a disk that hangs (a dead network mount) must not hold up the run's
+        # record or a stop; the thread is abandoned then (the file's lock keeps it whole).
+        self._publish_pending()
+        with trio.move_on_after(CLOSE_SECONDS, shield=True):
+            await self._write_pending(abandon=True)
             if self.log_file is not None:
-                await trio.to_thread.run_sync(self.log_file.close)
+                await trio.to_thread.run_sync(self.log_file.close, abandon_on_cancel=True)
 
-    async def _flush(self) -> None:
-        self._more = trio.Event()
+    def _publish_pending(self) -> None:
         where = f"GET /daemon/executions/{self.execution_id}/log"
         for stream in STREAMS:
             pending, skipped = self._events[stream], self._skipped[stream]
@@ -119,10 +148,14 @@ class LiveOutput:
                     "data": text,
                 },
             )
+
+    async def _write_pending(self, *, abandon: bool = False) -> None:
+        """Write what waits for the file. ``abandon``: a cancel leaves a write that hangs
+        to its thread (the last write only: earlier, a later write could pass it)."""
         if self.unwritten and self.log_file is not None and self.write_error is None:
             chunk, self.unwritten = bytes(self.unwritten), bytearray()
             try:
-                await trio.to_thread.run_sync(self.log_file.write, chunk)
+                await trio.to_thread.run_sync(self.log_file.write, chunk, abandon_on_cancel=abandon)
             except OSError as exc:  # a full disk loses the log, never the run
                 self.write_error = f"cannot write {self.log_file.path}: {exc}"
                 log.warning("%s; the rest of this run's log is not kept", self.write_error)

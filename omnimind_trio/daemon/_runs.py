@@ -255,7 +255,7 @@ class ExecutionRunner:
         live = self.output.open(record)
         try:
             async with trio.open_nursery() as flushing:
-                flushing.start_soon(live.flush_loop)
+                live.start_flushing(flushing)
                 result = await self.executor.run(
                     job,
                     scope=running.scope,

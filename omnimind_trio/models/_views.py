@@ -191,7 +191,7 @@ class Event(BaseModel):
     type: str = Field(
         description="status (the first message), state_changed, task_added, task_updated, "
         "task_removed, task_waiting, execution_started, execution_finished, "
-        "execution_frozen, execution_thawed, gates_changed, metrics"
+        "execution_frozen, execution_thawed, execution_output, gates_changed, metrics"
     )
     state: DaemonState
     time: str = Field(description="When it happened, ISO-8601 UTC")
