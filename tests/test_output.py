@@ -258,3 +258,16 @@ async def test_a_log_that_cannot_be_written_never_fails_the_run(
         # No file: the log is the record's output.
         assert await daemon.execution_log(record.execution_id) == record.stdout + record.stderr
     assert any("No space left on device" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_print_without_flush_shows_while_the_run_goes_on(daemon: Daemon) -> None:
+    """stdout is line-buffered, as on a terminal: no ``flush=True`` needed."""
+    code = "import time\ndef execute():\n    print('started')\n    time.sleep(30)\n"
+    await daemon.add_task(
+        TaskSpec(task_id="quiet", name="Q", description="", priority=Priority.CRITICAL, code=code)
+    )
+    execution_id = await started_run(daemon, "quiet")
+    with trio.fail_after(10):
+        while (await daemon.get_execution(execution_id)).stdout != "started\n":
+            await trio.sleep(0.02)
+    daemon.cancel_task("quiet")

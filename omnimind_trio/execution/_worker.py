@@ -210,8 +210,10 @@ def _task_process(request: dict[str, Any], fds: list[int], keeper: int, go_r: in
         os.environ.update(request.get("env") or {})
         os.chdir(request["cwd"])
         sys.stdin = open(0, closefd=False)  # noqa: SIM115
-        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+        # Line-buffered, as on a terminal: a print() shows in the live output when its
+        # line ends, not when 8 KiB have piled up (or the run ends).
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.argv = [request["filename"]]
     except BaseException as exc:
         try:
