@@ -421,9 +421,13 @@ def test_ten_thousand_tasks_page_on_the_server_and_bursts_are_coalesced(
     # 500 tasks added at once: 1,000 events (added, waiting), a few refetches.
     time.sleep(0.5)
     before = len([url for url in session.requests if "/daemon/dashboard/tasks" in url])
+    began = time.monotonic()
     batch(10_000, 500)
     expect(page.locator(".pager")).to_contain_text("of 10,501")
     time.sleep(1.0)
     fetched = len([url for url in session.requests if "/daemon/dashboard/tasks" in url]) - before
-    assert 1 <= fetched <= 12, fetched
+    # At most one refetch per 250 ms while the events come (a loaded machine stretches the
+    # burst), never one per event.
+    allowed = (time.monotonic() - began) / 0.25 + 2
+    assert 1 <= fetched <= allowed, (fetched, allowed)
     session.check()
