@@ -109,7 +109,7 @@ def run(mode: Mode) -> list[Figure]:
             path = f"/daemon/executions/{seen['execution_id']}/log"
             with server.client() as http:
                 samples = [_timed_get(http, f"{path}?tail=500")[0] for _ in range(10)]
-                tail_ms.append(percentile(samples, 0.5))
+                tail_ms.append(percentile(samples, 50))
                 elapsed, size = _timed_get(http, path)
                 whole_ms.append(elapsed)
                 log_mb.append(size / 1e6)
