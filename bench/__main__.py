@@ -34,6 +34,7 @@ SECTIONS = {
     "I": ("soak", "Soak: memory and descriptors over many executions (issue 11)"),
     "J": ("load", "Load: 50 clients of mixed reads and writes (issue 11)"),
     "K": ("output", "Live output: a task printing 10 MB flat out (issue 12)"),
+    "L": ("dashboard", "Dashboard in Chromium: first rows, live rows, output, idle CPU (issue 12)"),
 }
 RESULTS = Path(__file__).with_name("results.json")
 BUSY_PERCENT = 15
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="".join(SECTIONS),
-        help="sections to run, e.g. --only AD (default: all of A-K)",
+        help="sections to run, e.g. --only AD (default: all of A-L)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON path")
     args = parser.parse_args(argv)

@@ -84,8 +84,8 @@ def run(mode: Mode) -> list[Figure]:
             env = base_env(home, port)
             with running_server(omnimind_command("--log-level", "WARNING"), env, port):
                 started, finished = trio.run(_measure, port, count)
-        start_p99.append(percentile(started, 0.99))
-        finish_p99.append(percentile(finished, 0.99))
+        start_p99.append(percentile(started, 99))
+        finish_p99.append(percentile(finished, 99))
         worst.append(max(started + finished))
         log(f"H run {rep + 1}: started p99 {start_p99[-1]:.1f} ms,"
             f" finished p99 {finish_p99[-1]:.1f} ms")  # fmt: skip
