@@ -97,9 +97,11 @@ async def test_the_page_and_its_files_carry_a_strict_policy_types_and_caching(
         assert_hardened(answer)
         assert await answer.get_data() == FILES[name].read_bytes()
     assert set(loaded) <= {f"/dashboard/{version}/{name}" for name in names}
-    # Every module is preloaded: fetched at once, not one level of imports at a time.
-    modules = {f"/dashboard/{version}/{name}" for name in names if name.endswith(".js")}
-    assert modules <= set(loaded)
+    # The first page's modules are preloaded: fetched at once, not one level of imports at
+    # a time; the other pages come when first visited.
+    first = {"app.js", "pages/tasks.js", "lib/api.js", "lib/dom.js", "lib/live.js"}
+    assert {f"/dashboard/{version}/{name}" for name in first} <= set(loaded)
+    assert f"/dashboard/{version}/pages/run.js" not in loaded
 
 
 async def test_an_unchanged_file_answers_304_and_a_stale_version_404(client: Any) -> None:
@@ -227,7 +229,11 @@ def test_every_module_import_resolves_to_a_file_and_an_export() -> None:
     bundle, and each imported name is exported there (no build step checks it)."""
     modules = {name: text for name, text in text_files().items() if name.endswith(".js")}
     exports = {name: set(EXPORT.findall(text)) for name, text in modules.items()}
-    reached = {"app.js"}
+    # app.js and the pages it loads with import() when first visited.
+    reached = {
+        "app.js",
+        *(f"pages/{p}" for p in re.findall(r"import\('\./pages/([^']+)'\)", modules["app.js"])),
+    }
     for name, text in modules.items():
         for names, target in IMPORT.findall(text):
             assert target.startswith("./") or target.startswith("../"), (name, target)
@@ -238,6 +244,15 @@ def test_every_module_import_resolves_to_a_file_and_an_export() -> None:
             for imported in filter(None, (n.strip() for n in names.split(","))):
                 assert imported.split(" as ")[0] in exports[resolved], (name, imported)
     assert reached == set(modules)  # no module is left unused
+
+
+def test_every_page_loaded_on_first_visit_is_a_file_with_render() -> None:
+    """The pages ``app.js`` loads with ``import()`` when first visited."""
+    app = FILES["app.js"].read_text()
+    pages = re.findall(r"import\('\./([^']+)'\)", app)
+    assert sorted(pages) == ["pages/add.js", "pages/machine.js", "pages/run.js", "pages/task.js"]
+    for page in pages:
+        assert "export async function render(" in FILES[page].read_text(), page
 
 
 def test_the_files_are_package_data_in_the_sdist_and_the_wheel() -> None:

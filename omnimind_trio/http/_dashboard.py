@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import posixpath
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -54,8 +56,8 @@ PAGE: Final = "index.html"
 VERSION_MARK: Final = b"{{version}}"
 """Where ``index.html`` names the files' version."""
 PRELOAD_MARK: Final = b"{{modulepreload}}"
-"""Where ``index.html`` lists every module, so the browser fetches them all at once rather
-than level by level of their imports."""
+"""Where ``index.html`` lists the modules the first page needs, so the browser fetches them
+all at once rather than level by level of their imports."""
 PAGE_CACHING: Final = "no-cache"
 FILE_CACHING: Final = "private, max-age=31536000, immutable"
 
@@ -87,6 +89,25 @@ def _walk(folder: Traversable, prefix: str = "") -> Iterator[tuple[str, Traversa
             yield f"{prefix}{entry.name}", entry
 
 
+STATIC_IMPORT: Final = re.compile(rb"^import\s[^;]*?from\s*'([^']+)'", re.MULTILINE)
+
+
+def static_imports(files: dict[str, Asset], entry: str) -> set[str]:
+    """The modules ``entry`` imports, directly or not, with ``import ... from`` (not the
+    pages loaded with ``import()`` when first visited)."""
+    found: set[str] = set()
+    pending = [entry]
+    while pending:
+        name = pending.pop()
+        folder = posixpath.dirname(name)
+        for target in STATIC_IMPORT.findall(files[name].body):
+            path = posixpath.normpath(posixpath.join(folder, target.decode()))
+            if path in files and path not in found:
+                found.add(path)
+                pending.append(path)
+    return found
+
+
 @functools.cache
 def dashboard_bundle() -> Bundle:
     """The dashboard's files, read from the package once."""
@@ -101,8 +122,7 @@ def dashboard_bundle() -> Bundle:
     page = files.pop(PAGE)
     preload = "\n".join(
         f'<link rel="modulepreload" href="/dashboard/{version}/{name}">'
-        for name in files
-        if name.endswith(".js") and name != "app.js"
+        for name in sorted(static_imports(files, "app.js"))
     )
     body = page.body.replace(PRELOAD_MARK, preload.encode()).replace(VERSION_MARK, version.encode())
     return Bundle(version, Asset(body, page.content_type), files)

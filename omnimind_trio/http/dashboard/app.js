@@ -7,18 +7,16 @@ import {ApiError, whoami} from './lib/api.js';
 import {fill, h} from './lib/dom.js';
 import {refreshTimes} from './lib/format.js';
 import {onConnection, startLive} from './lib/live.js';
-import * as addPage from './pages/add.js';
-import * as machinePage from './pages/machine.js';
-import * as runPage from './pages/run.js';
-import * as taskPage from './pages/task.js';
 import * as tasksPage from './pages/tasks.js';
 
+// The tasks page (the first one shown) comes with the app; the others are loaded when first
+// visited, so a cold first visit fetches and compiles only what it shows.
 const ROUTES = [
-  {pattern: /^#\/tasks(?:\?(.*))?$/, page: tasksPage, nav: 'tasks', raw: true}, // a query string
-  {pattern: /^#\/task\/([^/?]+)$/, page: taskPage, nav: 'tasks'},
-  {pattern: /^#\/run\/([^/?]+)$/, page: runPage, nav: 'tasks'},
-  {pattern: /^#\/machine$/, page: machinePage, nav: 'machine'},
-  {pattern: /^#\/add$/, page: addPage, nav: 'add'},
+  {pattern: /^#\/tasks(?:\?(.*))?$/, page: async () => tasksPage, nav: 'tasks', raw: true}, // a query string
+  {pattern: /^#\/task\/([^/?]+)$/, page: () => import('./pages/task.js'), nav: 'tasks'},
+  {pattern: /^#\/run\/([^/?]+)$/, page: () => import('./pages/run.js'), nav: 'tasks'},
+  {pattern: /^#\/machine$/, page: () => import('./pages/machine.js'), nav: 'machine'},
+  {pattern: /^#\/add$/, page: () => import('./pages/add.js'), nav: 'add'},
 ];
 
 const main = document.getElementById('main');
@@ -53,7 +51,9 @@ async function route() {
     const params = found.match.slice(1).map((part) =>
       (part === undefined || found.raw ? part : decodeURIComponent(part)));
     // ``who`` is a promise: a page that needs no role (the task list) does not wait for it.
-    await found.page.render(root, {params, signal, who: whoami(), navigate});
+    const page = await found.page();
+    if (signal.aborted) return;
+    await page.render(root, {params, signal, who: whoami(), navigate});
   } catch (error) {
     if (signal.aborted || error?.name === 'AbortError') return;
     fill(root, h('h1', {tabindex: -1}, 'Something went wrong'),

@@ -45,9 +45,28 @@ export async function render(root, {signal, who: whoPromise}) {
     h('section', {class: 'card', 'aria-labelledby': 'cpu-title'},
       h('h2', {id: 'cpu-title'}, 'CPU, last 10 minutes'), now, chart));
 
+  let machine = null;
+
   async function load() {
-    const machine = await get('/daemon/machine', {signal});
+    const fetched = await get('/daemon/machine', {signal});
     if (signal.aborted) return;
+    machine = fetched;
+    draw();
+  }
+
+  // A ``metrics`` event carries the new sample: it is added to the chart here, so the
+  // daemon builds the 10-minute history once per visit, not once a second.
+  function addSample(message) {
+    if (!machine) return;
+    const {cpu_percent: cpu, external_cpu_percent: external} = message.data;
+    const cutoff = Date.now() - WINDOW_MS;
+    machine.cpu_history = machine.cpu_history
+      .filter((sample) => Date.parse(sample.time) >= cutoff)
+      .concat([{time: message.time, cpu_percent: cpu, external_cpu_percent: external}]);
+    draw();
+  }
+
+  function draw() {
     fill(daemon, definitions([
       ['State', badge(machine.state, STATE_KIND[machine.state] ?? 'none')],
       ['Scheduler', machine.running ? 'running' : 'stopped (Start runs tasks again)'],
@@ -90,7 +109,8 @@ export async function render(root, {signal, who: whoPromise}) {
   const refresh = coalesced(load, {signal, intervalMs: 1000,
     onError: (error) => status.error(error.detail ?? String(error))});
   const stop = subscribe((message) => {
-    if (message.reconnected || ['metrics', 'gates_changed', 'state_changed'].includes(message.type)) refresh();
+    if (message.type === 'metrics' && !message.reconnected) addSample(message);
+    else if (message.reconnected || ['gates_changed', 'state_changed'].includes(message.type)) refresh();
   });
   signal.addEventListener('abort', stop);
   await refresh.now();

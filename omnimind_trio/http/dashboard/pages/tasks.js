@@ -24,6 +24,7 @@ const SORTS = [
   ['-failure_count', 'Failures (most first)'],
   ['-created_at', 'Added (newest first)'],
 ];
+const REFETCH_MS = 150;
 const REFETCH_ON = new Set([
   'task_added', 'task_updated', 'task_removed', 'task_waiting', 'execution_started',
   'execution_finished', 'execution_frozen', 'execution_thawed', 'gates_changed',
@@ -154,7 +155,9 @@ export async function render(root, {params, signal}) {
     next.disabled = filters.page >= pages;
   }
 
-  const refresh = coalesced(load, {signal});
+  // At most one refetch per REFETCH_MS: a burst of 1,000 events costs a few, and a run's
+  // end that arrives while its start is being fetched shows within REFETCH_MS.
+  const refresh = coalesced(load, {signal, intervalMs: REFETCH_MS});
   function changed() {
     const parameters = new URLSearchParams();
     for (const key of ['q', 'priority', 'status', 'sort']) if (filters[key]) parameters.set(key, filters[key]);
