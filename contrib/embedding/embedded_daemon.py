@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from omnimind_trio import Priority, Settings, TaskSpec, open_daemon, serve_api
+from omnimind_trio import Conflict, Priority, Settings, TaskSpec, open_daemon, serve_api
 
 BACKUP_CODE = """
 import os
@@ -47,7 +47,12 @@ async def main(home: Path) -> None:
             TaskSpec("count_files", "Count files", "", Priority.LOW, BACKUP_CODE)
         )
         for task_id in ("remember", "count_files"):
-            execution_id = daemon.run_task_now(task_id)  # skips the gates
+            try:
+                execution_id = daemon.run_task_now(task_id)  # skips the gates
+            except Conflict:  # it runs already (LOW, in the sleep window): wait for that run
+                running = daemon.get_task(task_id).running_execution_id
+                assert running is not None
+                execution_id = running
             with trio.fail_after(30):
                 record = await daemon.wait_execution(execution_id)
             print(f"{task_id}: {record.outcome} {record.result}")
