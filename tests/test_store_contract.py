@@ -21,6 +21,8 @@ import trio.testing
 from omnimind_trio import Settings, StartupError, StoreError, StoreUnavailable, TaskExists
 from omnimind_trio.models import (
     ExecutionRecord,
+    NotifyEvent,
+    NotifySpec,
     OnBusy,
     OnMissed,
     Outcome,
@@ -138,6 +140,20 @@ def full_spec(task_id: str = "full") -> TaskSpec:
         on_missed=OnMissed.SKIP,
         max_retries=3,
         max_delay_hours=1.5,
+        # The store keeps what it is given: one definition may hold every schedule field
+        # (the API allows one of them; that is checked before a store sees it).
+        repeat_minutes=90,
+        cron="30 2 * * 1-5",
+        timezone="Europe/Paris",
+        after=("upstream_a", "upstream_b"),
+        notify=NotifySpec(
+            on=(NotifyEvent.FAILURE, NotifyEvent.SUCCESS),
+            webhook="https://hooks.example/x",
+            desktop=True,
+        ),
+        env={"BACKUP_DIR": "/srv/backup", "LANG": "C.UTF-8"},
+        secrets={"TOKEN": "s3crét"},
+        python="/opt/venv/bin/python",
     )
 
 

@@ -42,6 +42,7 @@ from ..scheduling import (
     Running,
     Scheduler,
     TaskEntry,
+    calendar,
     check_run_now,
 )
 from ..store import Store
@@ -127,6 +128,7 @@ class Daemon(ExecutionReads):
             missed_grace_seconds=settings.missed_grace_seconds,
             retry_base_seconds=settings.retry_base_seconds,
             retry_max_seconds=settings.retry_max_seconds,
+            timezone=calendar.zone(settings.timezone),
         )
         self._supervisor = Supervisor(
             scheduler=self._scheduler,
@@ -268,7 +270,12 @@ class Daemon(ExecutionReads):
         """One task in full. Raises TaskNotFound."""
         entry = self._scheduler.get(task_id)
         due = not self.running or entry.ready_since is not None
-        return task_detail(entry, self.settings, self._waiting(entry), due=due)
+        upcoming = (
+            []
+            if entry.paused
+            else calendar.upcoming(entry.spec, entry.next_due, self._scheduler.timezone)
+        )
+        return task_detail(entry, self.settings, self._waiting(entry), due=due, upcoming=upcoming)
 
     def _waiting(self, entry: TaskEntry) -> Waiting | None:
         if not self.running:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -19,7 +20,7 @@ import trio
 from ..config import Settings
 from ..exceptions import Conflict, InvalidInput, StoreError, StoreUnavailable, TaskExists
 from ..execution import Executor, describe_code_problem, kill_tree
-from ..models import Priority, TaskCounters, TaskSpec, parse_task_patch
+from ..models import Outcome, Priority, TaskCounters, TaskSpec, parse_task_patch
 from ..scheduling import Clock, InProcessFunction, Scheduler, TaskEntry
 from ..store import Store, StoredTask
 from ._events import EventBus
@@ -89,6 +90,25 @@ class TaskRegistry:
             else:
                 code_tasks.append(_entry(stored, None))
         self._scheduler.load(code_tasks)
+        for entry in code_tasks:
+            if entry.spec.after is not None:
+                await self._restore_upstream(entry)
+
+    async def _restore_upstream(self, entry: TaskEntry) -> None:
+        """Which of an ``after`` task's upstream tasks have succeeded since it last started,
+        read from the history (so a restart neither loses nor repeats a due run)."""
+        since = entry.counters.last_execution or entry.created_at
+        done = set()
+        for upstream in entry.spec.after or ():
+            try:
+                page, _ = await self._store.list_executions(
+                    task_id=upstream, outcome=Outcome.SUCCEEDED, limit=1
+                )
+            except StoreUnavailable:
+                return
+            if page and page[0].finished_at is not None and page[0].finished_at > since:
+                done.add(upstream)
+        self._scheduler.mark_upstream_done(entry, done)
 
     async def check_code(self, code: str) -> None:
         """Raise InvalidInput unless ``code`` parses and defines ``execute()``, as the task
@@ -108,7 +128,19 @@ class TaskRegistry:
         await self.check_code(spec.code)
         if spec.task_id in self._scheduler.tasks:
             raise TaskExists(spec.task_id)
+        self.check_after(spec)
         return await self._insert(spec, None)
+
+    def check_after(self, spec: TaskSpec) -> None:
+        """Raise InvalidInput unless every task ``spec`` runs after exists and following
+        them never leads back to ``spec``."""
+        tasks = self._scheduler.tasks
+        for upstream in spec.after or ():
+            if upstream not in tasks:
+                raise InvalidInput(f"after: unknown task {upstream!r}")
+        cycle = _cycle(spec, lambda task_id: tasks[task_id].spec.after or ())
+        if cycle:
+            raise InvalidInput("after: a cycle: " + " -> ".join(cycle))
 
     async def register(
         self,
@@ -146,7 +178,11 @@ class TaskRegistry:
     async def _insert(self, spec: TaskSpec, function: InProcessFunction | None) -> TaskEntry:
         self._seq += 1
         now = self._clock.now()
-        stored = StoredTask(spec, TaskCounters(), self._seq, False, now, now)
+        # An interval or a one-shot is due at once; a cron task at its first time; an
+        # ``after`` task when its upstream tasks have succeeded.
+        first = now if spec.cron is None else self._scheduler.next_due_after(spec, now)
+        first = None if spec.after is not None else first
+        stored = StoredTask(spec, TaskCounters(), self._seq, False, now, first)
         await self._write(self._store.insert_task(stored))  # raises TaskExists
         entry = _entry(stored, function)
         self._scheduler.add(entry)
@@ -167,6 +203,8 @@ class TaskRegistry:
         )
         if spec.code is not None and spec.code != entry.spec.code:
             await self.check_code(spec.code)
+        if spec.after != entry.spec.after:
+            self.check_after(spec)
         return await self._change(
             self._store.update_task(spec, next_due=entry.next_due),
             lambda: self._scheduler.update(task_id, spec),
@@ -179,6 +217,12 @@ class TaskRegistry:
             raise Conflict(
                 f"Task {task_id} is registered by the program running the daemon and comes "
                 "back at every start: pause it instead"
+            )
+        waiting = self._scheduler.dependents(task_id)
+        if waiting:
+            raise Conflict(
+                f"Task {task_id} is in the after list of {', '.join(waiting)}: change or "
+                "delete those first"
             )
         await self._write(self._store.delete_task(task_id))
         self._scheduler.remove(task_id)
@@ -234,6 +278,26 @@ class TaskRegistry:
         with trio.CancelScope(shield=True):
             if not await self._writes.write(write, "a change of the tasks"):
                 raise StoreError(self._writes.problem or "unknown error")
+
+
+def _cycle(spec: TaskSpec, after_of: Callable[[str], tuple[str, ...]]) -> list[str]:
+    """A path of ``after`` links from ``spec`` back to itself (its ids), or []. Breadth
+    first, without recursion: a chain of thousands of tasks is no problem."""
+    start = spec.task_id
+    parent: dict[str, str] = {}
+    queue = deque([start])
+    while queue:
+        task_id = queue.popleft()
+        for upstream in spec.after or () if task_id == start else after_of(task_id):
+            if upstream == start:
+                path = [start, task_id]
+                while path[-1] != start:
+                    path.append(parent[path[-1]])
+                return path[::-1]
+            if upstream not in parent:
+                parent[upstream] = task_id
+                queue.append(upstream)
+    return []
 
 
 def _entry(stored: StoredTask, function: InProcessFunction | None) -> TaskEntry:

@@ -31,7 +31,12 @@ def task_summary(entry: TaskEntry) -> TaskSummary:
 
 
 def task_detail(
-    entry: TaskEntry, settings: Settings, waiting: Waiting | None, *, due: bool
+    entry: TaskEntry,
+    settings: Settings,
+    waiting: Waiting | None,
+    *,
+    due: bool,
+    upcoming: list[float],
 ) -> TaskDetail:
     """``GET /daemon/tasks/{task_id}``: the summary, the definition (with the daemon's
     defaults filled in) and where the task stands. ``due``: it waits to run now (the
@@ -46,6 +51,7 @@ def task_detail(
         max_cpu_seconds=(
             (spec.max_cpu_seconds or settings.max_cpu_seconds or None) if code_task else None
         ),
+        secrets=None if spec.secrets is None else sorted(spec.secrets),
     )
     running = entry.running
     return TaskDetail(
@@ -60,4 +66,5 @@ def task_detail(
         waiting_reason=waiting.detail if waiting is not None and due else None,
         waiting=waiting,
         running_execution_id=running.execution_id if running is not None else None,
+        upcoming=upcoming,
     )

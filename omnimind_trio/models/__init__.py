@@ -35,6 +35,7 @@ from ._execution import (
     ExecutionSummary,
     Pause,
 )
+from ._fields import CRON_MACROS, NotifyEvent, NotifySpec, cron_fields
 from ._queries import (
     MAX_LIMIT,
     MAX_OFFSET,
@@ -50,6 +51,7 @@ from ._system import SystemMetrics
 from ._task import (
     IDENTITY_FIELDS,
     OPTION_FIELDS,
+    SCHEDULE_FIELDS,
     TASK_FIELD_TYPES,
     TASK_FIELDS,
     TASK_ID_PATTERN,
@@ -87,6 +89,7 @@ from ._views import (
 )
 
 __all__ = [
+    "CRON_MACROS",
     "EXECUTION_FIELDS",
     "IDENTITY_FIELDS",
     "MAX_LIMIT",
@@ -94,6 +97,7 @@ __all__ = [
     "OPTION_FIELDS",
     "OUTPUT_FIELDS",
     "PAGE_BOUNDS",
+    "SCHEDULE_FIELDS",
     "TASK_FIELDS",
     "TASK_FIELD_TYPES",
     "TASK_ID_PATTERN",
@@ -113,6 +117,8 @@ __all__ = [
     "LoadGate",
     "Machine",
     "Measure",
+    "NotifyEvent",
+    "NotifySpec",
     "Offset",
     "OnBusy",
     "OnMissed",
@@ -149,6 +155,7 @@ __all__ = [
     "WhoAmI",
     "base_type",
     "check_code_size",
+    "cron_fields",
     "describe_validation_error",
     "field_description",
     "integer_bounds",

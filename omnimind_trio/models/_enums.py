@@ -75,6 +75,8 @@ class Trigger(StrEnum):
     RUN_NOW = "run_now"
     RETRY = "retry"
     CATCH_UP = "catch_up"
+    UPSTREAM = "upstream"
+    """The tasks it runs ``after`` have all succeeded."""
 
 
 class OnBusy(StrEnum):

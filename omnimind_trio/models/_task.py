@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from ..exceptions import InvalidInput
 from ._enums import OnBusy, OnMissed, Overlap, Priority
+from ._fields import Cron, Environment, NotifySpec, PythonPath, TimeZoneName
 
 TASK_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 RESERVED_TASK_IDS: Final = frozenset({"add", "batch"})
@@ -38,6 +39,10 @@ def _check_task_id(value: Any) -> Any:
     if isinstance(value, str) and value in RESERVED_TASK_IDS:
         raise PydanticCustomError("task_id", "task_id '{value}' is reserved", {"value": value})
     return value
+
+
+TaskId = Annotated[str, BeforeValidator(_check_task_id), Field(pattern=TASK_ID_PATTERN)]
+"""A task id, as ``after`` names one."""
 
 
 def _check_priority(value: Any) -> Any:
@@ -78,6 +83,26 @@ class TaskSpec:
     repeat_hours: Annotated[
         int | None, Field(ge=1, le=24 * 366, description="Run every N hours (null: once)")
     ] = None
+    repeat_minutes: Annotated[
+        int | None, Field(ge=1, le=527040, description="Run every N minutes (null: once)")
+    ] = None
+    cron: Annotated[
+        Cron | None,
+        Field(description="Run at the times of a cron expression (five fields, or @daily...)"),
+    ] = None
+    timezone: Annotated[
+        TimeZoneName | None,
+        Field(description="IANA time zone of cron (default: the daemon's, OMNIMIND_TIMEZONE)"),
+    ] = None
+    after: Annotated[
+        tuple[TaskId, ...] | None,
+        Field(
+            strict=False,  # a JSON array
+            min_length=1,
+            max_length=64,
+            description="Run once each of these tasks has succeeded since this one last started",
+        ),
+    ] = None
     timeout_seconds: Annotated[
         float | None,
         Field(gt=0, le=7 * 86400, description="Kill a run after this long"),
@@ -102,10 +127,33 @@ class TaskSpec:
             description="Run anyway after waiting this long for its gate",
         ),
     ] = None
+    notify: Annotated[
+        NotifySpec | None,
+        Field(description="Notifications: on failure, recovery, success; webhook, desktop"),
+    ] = None
+    env: Annotated[
+        Environment | None, Field(description="Environment variables of a run (name: value)")
+    ] = None
+    secrets: Annotated[
+        Environment | None,
+        Field(
+            description="Environment variables whose values are write-only and masked "
+            "(*** in output); reads show their names"
+        ),
+    ] = None
+    python: Annotated[
+        PythonPath | None,
+        Field(description="Absolute path of the Python 3.8+ interpreter that runs it"),
+    ] = None
 
     @property
     def repeat_seconds(self) -> float | None:
-        return None if self.repeat_hours is None else self.repeat_hours * 3600.0
+        """The interval of a repeating task (``repeat_hours`` or ``repeat_minutes``)."""
+        if self.repeat_hours is not None:
+            return self.repeat_hours * 3600.0
+        if self.repeat_minutes is not None:
+            return self.repeat_minutes * 60.0
+        return None
 
     @property
     def max_delay_seconds(self) -> float | None:
@@ -148,6 +196,9 @@ def field_description(name: str) -> str:
             return str(description)
     return name.replace("_", " ")
 
+
+SCHEDULE_FIELDS: Final = ("cron", "repeat_hours", "repeat_minutes", "after")
+"""What makes a task run again; at most one of them per task."""
 
 IDENTITY_FIELDS: Final = ("task_id", "name", "description", "priority", "code")
 """The fields every task states; the others are options with defaults."""
@@ -206,7 +257,26 @@ def parse_task_spec(data: Any, *, max_code_bytes: int) -> TaskSpec:
         raise InvalidInput(describe_validation_error(exc)) from None
     spec = TaskSpec(**dict(body))
     check_code_size(spec.code or "", max_code_bytes=max_code_bytes)
+    check_schedule(spec)
     return spec
+
+
+def check_schedule(spec: TaskSpec) -> None:
+    """One way to repeat: a body with two of :data:`SCHEDULE_FIELDS` names both."""
+    given = [name for name in SCHEDULE_FIELDS if getattr(spec, name) is not None]
+    if len(given) > 1:
+        raise InvalidInput(
+            f"{given[0]} and {given[1]} are mutually exclusive: give one "
+            "(null clears the other in a PATCH)"
+        )
+    if spec.after is not None and spec.task_id in spec.after:
+        raise InvalidInput(f"after: a task cannot wait for itself ({spec.task_id})")
+    if spec.after is not None and len(set(spec.after)) != len(spec.after):
+        raise InvalidInput("after: a task id is listed twice")
+    if spec.env and spec.secrets:
+        both = sorted(set(spec.env) & set(spec.secrets))
+        if both:
+            raise InvalidInput(f"{both[0]} is in both env and secrets: give it in one")
 
 
 _IN_PROCESS_PLACEHOLDER = "def execute():\n    pass\n"
@@ -245,6 +315,15 @@ def describe_validation_error(exc: ValidationError) -> str:
             "task_id may hold only letters, digits, '_', '-' and '.', "
             "and must start with a letter or digit"
         )
+    if error["type"] == "string_pattern_mismatch" and field.startswith("after."):
+        return f"after: {error['input']!r} is not a task id"
+    if error["type"] == "tuple_type" and field == "after":
+        return "after: give a list of task ids"
+    if error["type"] == "tuple_type":
+        return f"{field}: Input should be a list"
+    if error["type"] == "value_error":  # our validators' sentences, without pydantic's prefix
+        message = str(error["msg"]).removeprefix("Value error, ")
+        return f"{field}: {message}"
     if error["type"] == "extra_forbidden":
         return f"Unknown field: {field}"
     if error["type"] == "missing":

@@ -81,8 +81,8 @@ class Waiting(BaseModel):
     are present."""
 
     reason: str = Field(
-        description="stopped, paused, done, scheduled, backoff, gate, frozen, catch_up, "
-        "slot or starting"
+        description="stopped, paused, done, scheduled, upstream, backoff, gate, frozen, "
+        "catch_up, slot or starting"
     )
     detail: str = Field(description="The same in words")
     until: Instant | None = None
@@ -95,6 +95,9 @@ class Waiting(BaseModel):
     dwell_remaining_seconds: float | None = None
     in_use: int | None = None
     limit: int | None = None
+    upstream: list[str] | None = Field(
+        default=None, description="The tasks of after still to succeed (reason upstream)"
+    )
 
     def json_body(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_unset=True)
@@ -113,13 +116,25 @@ class TaskState(Response):
     waiting_reason: str | None = Field(description="Why a due task waits, in words")
     waiting: Waiting | None = Field(description="Why it waits, as data")
     running_execution_id: str | None
+    upcoming: list[Instant] = Field(
+        description="The next five due times (none while paused, or for an after task)"
+    )
 
 
 _SUMMARY_FIELDS: Final = frozenset(TaskSummary.model_fields)
 TaskDefinitionView: type[Response] = create_model(  # type: ignore[call-overload]
     "TaskDefinitionView",
     __base__=Response,
-    **{name: (TASK_FIELD_TYPES[name], ...) for name in TASK_FIELDS if name not in _SUMMARY_FIELDS},
+    **{
+        name: (TASK_FIELD_TYPES[name], ...)
+        for name in TASK_FIELDS
+        if name not in _SUMMARY_FIELDS and name != "secrets"
+    },
+    # Secret values are write-only: a read shows their names.
+    secrets=(
+        list[str] | None,
+        Field(description="The names of the task's secrets (their values are never shown)"),
+    ),
 )
 """The detail's definition fields: every :class:`TaskSpec` field beyond the summary's, with
 the daemon's defaults filled in (``timeout_seconds``...)."""

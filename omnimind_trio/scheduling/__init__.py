@@ -6,6 +6,7 @@ runner it is given and knows nothing of processes, the store or HTTP. Imports: m
 exceptions.
 """
 
+from . import _calendar as calendar
 from ._clock import Clock, SystemClock, TrioWallClock, deadline_for
 from ._entry import InProcessFunction, TaskEntry
 from ._gates import Gate, GateSet, SleepWindow, parse_weekdays
@@ -29,6 +30,7 @@ __all__ = [
     "SystemClock",
     "TaskEntry",
     "TrioWallClock",
+    "calendar",
     "check_run_now",
     "deadline_for",
     "parse_weekdays",

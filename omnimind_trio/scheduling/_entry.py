@@ -37,6 +37,8 @@ class TaskEntry:
     retry_at: float | None = None
     requested_id: str | None = None
     """The execution id promised to a pending run-now request (its run will carry it)."""
+    upstream_done: set[str] = field(default_factory=set)
+    """``after``: the upstream tasks that have succeeded since this one last started."""
     requests: deque[str] = field(default_factory=deque)
     """Further run-now requests accepted (``overlap`` ``queue`` or ``allow``) while one was
     pending or running: their promised execution ids, in order."""
@@ -58,7 +60,7 @@ class TaskEntry:
             return TaskStatus.PAUSED
         if self.ready_since is not None:
             return TaskStatus.WAITING
-        if self.next_due is None and self.retry_at is None:
+        if self.next_due is None and self.retry_at is None and self.spec.after is None:
             return TaskStatus.DONE
         return TaskStatus.SCHEDULED
 

@@ -12,8 +12,8 @@ from ._slots import Slots
 
 def explain(entry: TaskEntry, gates: GateSet, slots: Slots, now: float) -> dict[str, Any] | None:
     """Why ``entry`` is not running at ``now`` and when it is expected to, as data; None
-    when it runs. ``reason`` is one of frozen, paused, done, scheduled, backoff, gate, slot,
-    catch_up, starting; ``detail`` says it in words."""
+    when it runs. ``reason`` is one of frozen, paused, done, scheduled, upstream, backoff, gate,
+    slot, catch_up, starting; ``detail`` says it in words."""
     if entry.runs:
         if all(run.frozen for run in entry.runs):
             closed = gates.explain(entry.spec.priority, now)
@@ -36,6 +36,18 @@ def explain(entry: TaskEntry, gates: GateSet, slots: Slots, now: float) -> dict[
                 "after a failed run",
                 "until": entry.retry_at,
                 "expected_start": entry.retry_at,
+            }
+        if entry.spec.after is not None and entry.next_due is None:
+            missing = [
+                task_id for task_id in entry.spec.after if task_id not in entry.upstream_done
+            ]
+            return {
+                "reason": "upstream",
+                "detail": "waiting for a succeeded run of "
+                + ", ".join(missing)
+                + " (since its own last start)",
+                "upstream": missing,
+                "expected_start": None,
             }
         if entry.next_due is None:
             return {"reason": "done", "detail": "a one-shot task that has run"}

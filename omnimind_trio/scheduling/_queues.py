@@ -113,6 +113,7 @@ def _queued_at(priority: Priority) -> Callable[[TaskEntry], bool]:
         return entry.spec.priority is priority and entry.ready_trigger in (
             Trigger.SCHEDULE,
             Trigger.RETRY,
+            Trigger.UPSTREAM,
         )
 
     return belongs

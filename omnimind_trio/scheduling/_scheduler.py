@@ -23,6 +23,7 @@ import math
 import random
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import tzinfo
 from typing import Any
 
 import trio
@@ -30,6 +31,7 @@ import trio
 from ..exceptions import Conflict, TaskExists, TaskNotFound
 from ..models import OnMissed, Outcome, Overlap, Priority, TaskSpec, Trigger
 from . import _requests as requests
+from ._calendar import next_due_after
 from ._clock import Clock, deadline_for
 from ._due import DueTimes
 from ._entry import Notify, Recorder, Runner, TaskEntry
@@ -69,6 +71,7 @@ class Scheduler:
         retry_base_seconds: float = 30.0,
         retry_max_seconds: float = 3600.0,
         rng: random.Random | None = None,
+        timezone: tzinfo | None = None,
     ) -> None:
         self.clock = clock
         self.gates = gates
@@ -76,6 +79,8 @@ class Scheduler:
         """Registered tasks, in insertion order (``seq``)."""
         self.slots = Slots(gated=max_concurrent, critical=max_concurrent_critical)
         self.missed_grace_seconds = missed_grace_seconds
+        self.timezone = timezone
+        """The zone of cron expressions that name none (None: the machine's)."""
         self.backoff = Backoff(retry_base_seconds, retry_max_seconds, rng or random.Random())
         self._runner = runner
         self._recorder = recorder
@@ -86,6 +91,8 @@ class Scheduler:
         self._due = DueTimes(lambda task_id: self.tasks.get(task_id))
         self._queues = ReadyQueues(lambda entry: self.tasks.get(entry.task_id) is entry)
         self._active: dict[str, tuple[TaskEntry, Running]] = {}
+        self._dependents: dict[str, set[str]] = {}
+        """``after``, read backwards: a task id to the ids of the tasks that wait for it."""
         self.promises = requests.Promises(lambda entry: self.tasks.get(entry.task_id) is entry)
         self._wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -115,6 +122,15 @@ class Scheduler:
         except KeyError:
             raise TaskNotFound(task_id) from None
 
+    def dependents(self, task_id: str) -> list[str]:
+        """The tasks whose ``after`` names ``task_id``, in insertion order."""
+        waiting = self._dependents.get(task_id, set())
+        return [other for other in self.tasks if other in waiting]
+
+    def next_due_after(self, spec: TaskSpec, after: float) -> float | None:
+        """When a task with this definition is next due after ``after``."""
+        return next_due_after(spec, after, self.timezone)
+
     def explain(self, entry: TaskEntry) -> dict[str, Any] | None:
         """Why a task is not running now and when it is expected to, as data; None when
         it runs (see :func:`._explain.explain`)."""
@@ -131,6 +147,7 @@ class Scheduler:
         if out_of_order:  # a stored task registered late: keep listing in insertion order
             self.tasks = dict(sorted(self.tasks.items(), key=lambda item: item[1].seq))
         self._last_seq = max(self._last_seq, entry.seq)
+        self._link(entry)
         self._push(entry)
 
     def load(self, entries: list[TaskEntry]) -> None:
@@ -141,6 +158,7 @@ class Scheduler:
                 raise TaskExists(entry.task_id)
             self.tasks[entry.task_id] = entry
             self._last_seq = max(self._last_seq, entry.seq)
+            self._link(entry)
             if entry.paused:
                 continue
             if entry.next_due is not None:
@@ -154,6 +172,7 @@ class Scheduler:
         """Unregister a task; its running executions are cancelled."""
         entry = self.get(task_id)
         del self.tasks[task_id]
+        self._unlink(entry)
         self._unready(entry)
         self.promises.drop(entry)
         for run in entry.runs:
@@ -174,18 +193,32 @@ class Scheduler:
             self._unready(entry)
             entry.spec = spec
             self._ready_up(entry, trigger, since=since)
+        self._unlink(entry)
         entry.spec = spec
-        if spec.repeat_hours != old.repeat_hours and not waiting and not entry.runs:
-            last = entry.counters.last_execution
-            if spec.repeat_seconds is None:
-                entry.next_due = None if last is not None else entry.next_due
-            elif last is not None:
-                entry.next_due = last + spec.repeat_seconds
-            elif entry.next_due is None:
-                entry.next_due = self.clock.now()
+        self._link(entry)
+        if spec.after != old.after:
+            entry.upstream_done &= set(spec.after or ())
+        if _schedule(spec) != _schedule(old) and not waiting and not entry.runs:
+            entry.next_due = self._rescheduled(entry)
             self._push(entry)
+        self._check_after(entry)
         self._changed()
         return entry
+
+    def _rescheduled(self, entry: TaskEntry) -> float | None:
+        """The next due time of a task whose schedule fields changed: an interval counts
+        from the last start; a cron expression from now; a one-shot that has not run yet
+        stays due; ``after`` waits for its upstream tasks."""
+        spec, now = entry.spec, self.clock.now()
+        last = entry.counters.last_execution
+        if spec.cron is not None:
+            return self.next_due_after(spec, now)
+        if spec.after is not None:
+            return None
+        repeat = spec.repeat_seconds
+        if repeat is None:
+            return None if last is not None else (entry.next_due or now)
+        return last + repeat if last is not None else (entry.next_due or now)
 
     def pause(self, task_id: str) -> TaskEntry:
         entry = self.get(task_id)
@@ -200,6 +233,7 @@ class Scheduler:
         if entry.paused:
             entry.paused = False
             self._push(entry)
+            self._check_after(entry)
         return entry
 
     def run_now(self, task_id: str) -> str:
@@ -281,9 +315,8 @@ class Scheduler:
             if entry.runs:
                 self._overlapping(entry, due, now)
                 continue
-            repeat = entry.spec.repeat_seconds
-            if repeat is not None and now - due > self.missed_grace_seconds:
-                self._missed(entry, due, now, repeat)
+            if _repeats(entry.spec) and now - due > self.missed_grace_seconds:
+                self._missed(entry, due, now)
                 continue
             self._ready_up(entry, Trigger.SCHEDULE)
 
@@ -302,7 +335,7 @@ class Scheduler:
             self._skip(entry, due, Trigger.SCHEDULE, "the previous run was still running")
             self._advance(entry, due, now)
 
-    def _missed(self, entry: TaskEntry, due: float, now: float, repeat: float) -> None:
+    def _missed(self, entry: TaskEntry, due: float, now: float) -> None:
         """``due`` passed while the daemon was down or the machine asleep."""
         if entry.spec.on_missed is OnMissed.ONCE:
             self._ready_up(entry, Trigger.CATCH_UP)
@@ -318,9 +351,12 @@ class Scheduler:
         self._advance(entry, due, now)
 
     def _advance(self, entry: TaskEntry, due: float, now: float) -> None:
-        """Move a repeating task to its next slot on its grid after ``now``."""
+        """Move a repeating task to its next slot after ``now`` (on its grid, for an
+        interval)."""
         repeat = entry.spec.repeat_seconds
-        if repeat is None:
+        if entry.spec.cron is not None:
+            entry.next_due = self.next_due_after(entry.spec, now)
+        elif repeat is None:
             entry.next_due = None
         else:
             entry.next_due = due + (math.floor((now - due) / repeat) + 1) * repeat
@@ -345,10 +381,11 @@ class Scheduler:
             scheduled_at = min(scheduled_at, entry.next_due)
         forced = entry.forced
         self._unready(entry)
-        repeat = entry.spec.repeat_seconds
+        entry.upstream_done.clear()  # ``after`` counts successes since the last start
         if trigger is not Trigger.RETRY:
-            # Repeat counts from the start of the last run; a one-shot is done once started.
-            entry.next_due = now + repeat if repeat is not None else None
+            # An interval counts from the start of the last run, a cron expression gives
+            # its next time after now; a one-shot is done once started.
+            entry.next_due = self.next_due_after(entry.spec, now)
             if entry.next_due is not None:  # due again while running? overlap decides
                 self._due.push(entry.next_due, entry.task_id, "due")
         gated = (
@@ -395,6 +432,8 @@ class Scheduler:
             self.slots.give_back(run)
             if self.tasks.get(entry.task_id) is entry:
                 self._after_run(entry, run, outcome)
+                if outcome is Outcome.SUCCEEDED:
+                    self._upstream_succeeded(entry)
             self._changed()
 
     def _after_run(self, entry: TaskEntry, run: Running, outcome: Outcome | None) -> None:
@@ -411,6 +450,48 @@ class Scheduler:
                 self._ready_up(entry, Trigger.SCHEDULE)
                 return
         self._push(entry)
+        self._check_after(entry)  # its upstream may have succeeded while it ran
+
+    # -- after: tasks that follow others ------------------------------------------
+
+    def _link(self, entry: TaskEntry) -> None:
+        for upstream in entry.spec.after or ():
+            self._dependents.setdefault(upstream, set()).add(entry.task_id)
+
+    def _unlink(self, entry: TaskEntry) -> None:
+        for upstream in entry.spec.after or ():
+            waiting = self._dependents.get(upstream)
+            if waiting is not None:
+                waiting.discard(entry.task_id)
+                if not waiting:
+                    del self._dependents[upstream]
+
+    def _upstream_succeeded(self, upstream: TaskEntry) -> None:
+        for task_id in self.dependents(upstream.task_id):
+            entry = self.tasks[task_id]
+            entry.upstream_done.add(upstream.task_id)
+            self._check_after(entry)
+
+    def mark_upstream_done(self, entry: TaskEntry, upstream_ids: set[str]) -> None:
+        """Restore, at start-up, which upstream tasks have succeeded since ``entry`` last
+        started (the daemon reads it from the history)."""
+        entry.upstream_done |= upstream_ids & set(entry.spec.after or ())
+        self._check_after(entry)
+
+    def _check_after(self, entry: TaskEntry) -> None:
+        """Start a task that runs ``after`` others once every one has succeeded since it
+        last started (then it waits for its own gate like any run)."""
+        after = entry.spec.after
+        if (
+            after is None
+            or entry.paused
+            or entry.runs
+            or entry.ready_since is not None
+            or not entry.upstream_done.issuperset(after)
+        ):
+            return
+        self._ready_up(entry, Trigger.UPSTREAM)
+        self.wake()
 
     def _save(self, entry: TaskEntry) -> None:
         """Have the schedule (next due, pending retry) stored, so a restart keeps it."""
@@ -444,3 +525,12 @@ class Scheduler:
     def _changed(self) -> None:
         self.wake()
         self._on_change()
+
+
+def _schedule(spec: TaskSpec) -> tuple[Any, ...]:
+    """What decides a task's due times."""
+    return (spec.cron, spec.timezone, spec.repeat_hours, spec.repeat_minutes, spec.after)
+
+
+def _repeats(spec: TaskSpec) -> bool:
+    return spec.cron is not None or spec.repeat_seconds is not None

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final
 
+from pydantic import TypeAdapter
+
 from ..models import (
     EXECUTION_FIELDS,
     TASK_FIELD_TYPES,
@@ -58,7 +60,9 @@ def _literal(value: Any) -> str:
     return repr(int(value) if isinstance(value, bool) else value)
 
 
-def _column(name: str, hint: Any, default: Any) -> Column:
+def _column(name: str, hint: Any, default: Any, *, typed: bool = False) -> Column:
+    """A field's column. ``typed``: a JSON value is read back as the field's type (a list
+    as a tuple, an object as its model), for fields built without validation."""
     base, nullable = base_type(hint)
     if isinstance(base, type) and issubclass(base, Enum):
         lookup = {member.value: member for member in base}
@@ -68,7 +72,17 @@ def _column(name: str, hint: Any, default: Any) -> Column:
     simple = {str: "TEXT", int: "INTEGER", float: "REAL"}
     if base in simple:
         return Column(name, simple[base], nullable, default, None, None)
-    # Anything else (a JSON result, a list of pauses) is stored as JSON text.
+    # Anything else (a JSON result, a list of pauses, a task's env) is stored as JSON text.
+    if typed:
+        adapter: TypeAdapter[Any] = TypeAdapter(hint)
+        return Column(
+            name,
+            "TEXT",
+            False,
+            _stored_json(default),
+            lambda value: adapter.dump_json(value).decode(),
+            adapter.validate_json,
+        )
     return Column(name, "TEXT", False, _stored_json(default), json.dumps, json.loads)
 
 
@@ -95,7 +109,7 @@ def _dataclass_columns(cls: type, names: tuple[str, ...]) -> tuple[Column, ...]:
 
 
 SPEC_COLUMNS: Final = tuple(
-    _column(name, TASK_FIELD_TYPES[name], default)
+    _column(name, TASK_FIELD_TYPES[name], default, typed=True)
     for name, default in ((field.name, field.default) for field in dataclasses.fields(TaskSpec))
 )
 COUNTER_COLUMNS: Final = _dataclass_columns(

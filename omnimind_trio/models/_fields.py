@@ -1,0 +1,138 @@
+"""The types of the task fields that hold more than a number or a word: a cron expression,
+a time zone, environment variables, the notification settings.
+
+Each is an annotated type whose validators give the one-sentence messages the API answers
+with (``cron: ...``); :class:`~._task.TaskSpec` declares the fields with them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Final
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+CRON_MACROS: Final = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+"""Vixie cron's macros, as the five fields they stand for (``@reboot`` has no meaning for
+a daemon that keeps its schedule across restarts)."""
+
+
+def cron_fields(expression: str) -> str:
+    """The five fields of an expression (a macro expanded)."""
+    text = expression.strip()
+    return CRON_MACROS.get(text.lower(), text)
+
+
+def check_cron(expression: str) -> str:
+    """A five-field cron expression or a macro; raises ValueError saying what is wrong."""
+    fields = cron_fields(expression)
+    if fields.startswith("@"):
+        raise ValueError(f"unknown macro {expression.strip()!r} (known: {', '.join(CRON_MACROS)})")
+    if len(fields.split()) != 5:
+        raise ValueError(
+            f"{expression!r} has {len(fields.split())} fields; cron takes five "
+            "(minute hour day-of-month month day-of-week) or a macro such as @daily"
+        )
+    try:
+        CronSim(fields, datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError as exc:
+        raise ValueError(f"{expression!r}: {exc}") from None
+    return expression.strip()
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (an IANA name, e.g. Europe/Paris)") from None
+    return name
+
+
+ENV_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+MAX_ENV_ENTRIES: Final = 100
+MAX_ENV_VALUE_BYTES: Final = 32 * 1024
+
+
+def check_environment(values: dict[str, str]) -> dict[str, str]:
+    if len(values) > MAX_ENV_ENTRIES:
+        raise ValueError(f"at most {MAX_ENV_ENTRIES} variables")
+    for name, value in values.items():
+        if not ENV_NAME.match(name):
+            raise ValueError(
+                f"{name!r} is not a variable name (letters, digits and _, not first a digit)"
+            )
+        if "\0" in value:
+            raise ValueError(f"the value of {name} holds a NUL character")
+        if len(value.encode("utf-8", "surrogatepass")) > MAX_ENV_VALUE_BYTES:
+            raise ValueError(f"the value of {name} is over {MAX_ENV_VALUE_BYTES} bytes")
+    return values
+
+
+def check_python(path: str) -> str:
+    """Syntax only (absolute); that it runs and is 3.8+ is checked when the task is added."""
+    if not os.path.isabs(path):
+        raise ValueError(f"{path!r} is not an absolute path")
+    return path
+
+
+def check_webhook(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http:// or https:// URL")
+    return url
+
+
+Cron = Annotated[str, Field(max_length=200), AfterValidator(check_cron)]
+TimeZoneName = Annotated[str, Field(max_length=64), AfterValidator(check_timezone)]
+Environment = Annotated[dict[str, str], AfterValidator(check_environment)]
+PythonPath = Annotated[str, Field(max_length=4096), AfterValidator(check_python)]
+WebhookUrl = Annotated[str, Field(max_length=2048), AfterValidator(check_webhook)]
+
+
+class NotifyEvent(StrEnum):
+    """What a notification is sent for."""
+
+    FAILURE = "failure"
+    """A run that did not succeed (failed, timed out, killed, interrupted)."""
+    RECOVERY = "recovery"
+    """The first success after a failure."""
+    SUCCESS = "success"
+    """Every successful run."""
+
+
+class NotifySpec(BaseModel):
+    """A task's ``notify``: when to tell, and where (a webhook, the desktop). A model, not
+    a dataclass like :class:`~._task.TaskSpec`: a strict body accepts a JSON object for a
+    model, while a strict dataclass field would take only an instance."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    on: Annotated[
+        tuple[Annotated[NotifyEvent, Field(strict=False)], ...],  # read from its word
+        Field(
+            strict=False,  # a JSON array of the words
+            min_length=1,
+            description="failure, recovery and/or success",
+        ),
+    ] = (NotifyEvent.FAILURE, NotifyEvent.RECOVERY)
+    webhook: Annotated[WebhookUrl | None, Field(description="POST a JSON body to this URL")] = None
+    desktop: Annotated[bool, Field(description="Show a desktop notification (session D-Bus)")] = (
+        False
+    )
+
+    def wants(self, event: NotifyEvent) -> bool:
+        return event in self.on

@@ -1,0 +1,77 @@
+"""Calendar schedules: the due times of a cron expression in a time zone.
+
+cronsim does the walking, with Vixie cron's rules on DST nights: a job whose time falls in
+the spring-forward gap runs once, right after it; a job at a fixed time in the repeated
+fall-back hour runs once; a job that fires every so many minutes of that hour runs in both
+of its passes. Due times leave here as epoch seconds (UTC), which is what the scheduler and
+the store keep.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from datetime import UTC, datetime, tzinfo
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim
+
+from ..models import TaskSpec, cron_fields
+
+
+@lru_cache(maxsize=1)
+def local_zone() -> tzinfo:
+    """The machine's time zone with its DST rules: ``$TZ`` if it names a zone, else
+    ``/etc/localtime``, else UTC. (``datetime.astimezone()`` would give a fixed offset,
+    wrong on the far side of a DST change.)"""
+    name = os.environ.get("TZ", "").lstrip(":")
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    try:
+        with open("/etc/localtime", "rb") as file:
+            return ZoneInfo.from_file(file, key="localtime")
+    except (OSError, ValueError):
+        return UTC
+
+
+def zone(name: str | None, default: tzinfo | None = None) -> tzinfo:
+    """The zone called ``name``; without one, ``default`` (the daemon's), else local."""
+    if name:
+        return ZoneInfo(name)
+    return default if default is not None else local_zone()
+
+
+def cron_after(expression: str, after: float, tz: tzinfo, count: int = 1) -> list[float]:
+    """The next ``count`` due times of ``expression`` strictly after ``after`` (epoch
+    seconds), read in ``tz``."""
+    start = datetime.fromtimestamp(after, tz=UTC).astimezone(tz)
+    times = CronSim(cron_fields(expression), start)
+    return [moment.timestamp() for moment in itertools.islice(times, count)]
+
+
+def next_due_after(spec: TaskSpec, after: float, tz: tzinfo | None) -> float | None:
+    """When a task that last became due (or started) at ``after`` is due next: by its cron
+    expression, or its interval; None for a one-shot or an ``after`` task."""
+    if spec.cron is not None:
+        return cron_after(spec.cron, after, zone(spec.timezone, tz))[0]
+    repeat = spec.repeat_seconds
+    return None if repeat is None else after + repeat
+
+
+def upcoming(
+    spec: TaskSpec, next_due: float | None, tz: tzinfo | None, count: int = 5
+) -> list[float]:
+    """The next ``count`` due times, from ``next_due`` on (fewer for a one-shot, none for
+    a task that runs after others or has nothing due)."""
+    if next_due is None:
+        return []
+    if spec.cron is not None:
+        return [next_due, *cron_after(spec.cron, next_due, zone(spec.timezone, tz), count - 1)]
+    repeat = spec.repeat_seconds
+    if repeat is None:
+        return [next_due]
+    return [next_due + i * repeat for i in range(count)]
