@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from ..config import Settings
 from ..credentials import read_credentials_file
 from ..exceptions import OmniMindError
+from ..models import SCHEDULE_FIELDS
 from ._logs import configure_logging
 from ._parser import DEFAULT_URL, build_parser, given_options
 from ._runtime import find_daemon
@@ -212,8 +213,9 @@ def _call(client: OmniMindClient, args: argparse.Namespace, code: str | None) ->
                 changes[key] = getattr(args, key)
         if code is not None:
             changes["code"] = code
-        if args.once:
-            changes["repeat_hours"] = None
+        if args.once or any(key in changes for key in SCHEDULE_FIELDS):
+            # One way to repeat: the one given replaces the others (--once: none).
+            changes = {key: None for key in SCHEDULE_FIELDS} | changes
         if not changes:
             raise UsageError("edit needs at least one option to change")
         return client.update_task(args.task_id, changes)

@@ -7,7 +7,10 @@ import argparse
 import enum
 import math
 import os
+import typing
 from typing import Any, Final
+
+from pydantic import BaseModel
 
 from .._version import __version__
 from ..config import Settings
@@ -237,19 +240,63 @@ def _credentials_command(commands: Any) -> None:
 
 def _task_options(parser: argparse.ArgumentParser) -> None:
     """The options ``add`` and ``edit`` share, one per task option field (left out: the
-    daemon's default applies): ``--repeat-hours``, ``--on-busy``..."""
+    daemon's default applies): ``--repeat-hours``, ``--on-busy``, ``--cron``, ``--after
+    a,b``, ``--env NAME=VALUE`` (repeated), ``--notify-on failure,recovery``..."""
     for name in OPTION_FIELDS:
-        base, _ = base_type(TASK_FIELD_TYPES[name])
-        flag = "--" + name.replace("_", "-")
-        help_text = field_description(name)
-        if isinstance(base, type) and issubclass(base, enum.Enum):
-            parser.add_argument(flag, choices=[m.value for m in base], help=help_text)
-        elif base is float:
-            parser.add_argument(flag, type=finite_float, help=help_text)
-        elif base is int:
-            parser.add_argument(flag, type=int, help=help_text)
-        else:
-            parser.add_argument(flag, help=help_text)
+        hint = TASK_FIELD_TYPES[name]
+        base, _ = base_type(hint)
+        if isinstance(base, type) and issubclass(base, BaseModel):
+            # A nested record (notify): one option per field of it, --notify-webhook...
+            for sub, info in base.model_fields.items():
+                _add_option(parser, f"{name}__{sub}", info.annotation, info.description or sub)
+            continue
+        _add_option(parser, name, hint, field_description(name))
+
+
+def _add_option(parser: argparse.ArgumentParser, dest: str, hint: Any, help_text: str) -> None:
+    base, _ = base_type(hint)
+    flag = "--" + dest.replace("__", "-").replace("_", "-")
+    origin = typing.get_origin(base)
+    if isinstance(base, type) and issubclass(base, enum.Enum):
+        parser.add_argument(flag, dest=dest, choices=[m.value for m in base], help=help_text)
+    elif base is bool:
+        parser.add_argument(flag, dest=dest, action="store_true", default=None, help=help_text)
+    elif base is float:
+        parser.add_argument(flag, dest=dest, type=finite_float, help=help_text)
+    elif base is int:
+        parser.add_argument(flag, dest=dest, type=int, help=help_text)
+    elif origin is dict:
+        parser.add_argument(
+            flag,
+            dest=dest,
+            action="append",
+            type=name_value,
+            metavar="NAME=VALUE",
+            help=help_text + " (repeat the option for more)",
+        )
+    elif origin is tuple:
+        parser.add_argument(
+            flag,
+            dest=dest,
+            action="extend",
+            type=comma_list,
+            metavar="A,B",
+            help=help_text + " (comma-separated)",
+        )
+    else:
+        metavar = dest.rpartition("__")[2].upper()
+        parser.add_argument(flag, dest=dest, metavar=metavar, help=help_text)
+
+
+def name_value(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"give NAME=VALUE, not {text!r}")
+    return name, value
+
+
+def comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def finite_float(text: str) -> float:
@@ -265,4 +312,18 @@ def finite_float(text: str) -> float:
 
 
 def given_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {key: getattr(args, key) for key in OPTION_FIELDS if getattr(args, key) is not None}
+    """The task options given on the command line, as the API's JSON fields."""
+    given: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if value is None:
+            continue
+        field, _, sub = key.partition("__")
+        if field not in OPTION_FIELDS:
+            continue
+        if isinstance(value, list) and value and isinstance(value[0], tuple):
+            value = dict(value)  # NAME=VALUE pairs
+        if sub:
+            given.setdefault(field, {})[sub] = value
+        else:
+            given[field] = value
+    return given
