@@ -7,7 +7,7 @@ from typing import Any
 
 from ..config import Settings
 from ..models import TaskDetail, TaskSummary, Waiting
-from ..scheduling import TaskEntry
+from ..scheduling import TaskEntry, calendar
 
 STOPPED = Waiting(reason="stopped", detail="the daemon is stopped (POST /daemon/start)")
 
@@ -25,7 +25,7 @@ def task_summary(entry: TaskEntry) -> TaskSummary:
         failure_count=counters.failure_count,
         last_execution=counters.last_execution,
         repeat_interval=(
-            None if spec.repeat_hours is None else str(timedelta(hours=spec.repeat_hours))
+            None if spec.repeat_seconds is None else str(timedelta(seconds=spec.repeat_seconds))
         ),
     )
 
@@ -67,4 +67,5 @@ def task_detail(
         waiting=waiting,
         running_execution_id=running.execution_id if running is not None else None,
         upcoming=upcoming,
+        schedule=calendar.describe(spec, settings.timezone),
     )

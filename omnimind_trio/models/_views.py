@@ -116,6 +116,10 @@ class TaskState(Response):
     waiting_reason: str | None = Field(description="Why a due task waits, in words")
     waiting: Waiting | None = Field(description="Why it waits, as data")
     running_execution_id: str | None
+    schedule: str = Field(
+        description='The schedule in words: "every 2 hours", "At 02:30 every day '
+        '(Europe/Paris)", "after backup", "once"'
+    )
     upcoming: list[Instant] = Field(
         description="The next five due times (none while paused, or for an after task)"
     )

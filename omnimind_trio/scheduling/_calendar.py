@@ -16,6 +16,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim
+from cronsim.explain import explain
 
 from ..models import TaskSpec, cron_fields
 
@@ -75,3 +76,17 @@ def upcoming(
     if repeat is None:
         return [next_due]
     return [next_due + i * repeat for i in range(count)]
+
+
+def describe(spec: TaskSpec, default_zone: str | None = None) -> str:
+    """A task's schedule in words: "every 2 hours", "At 02:30 every day (Europe/Paris)",
+    "after backup, sync", "once"."""
+    if spec.cron is not None:
+        zone_name = spec.timezone or default_zone or "local time"
+        return f"{explain(cron_fields(spec.cron))} ({zone_name})"
+    if spec.after is not None:
+        return "after " + ", ".join(spec.after)
+    for count, unit in ((spec.repeat_hours, "hour"), (spec.repeat_minutes, "minute")):
+        if count is not None:
+            return f"every {unit}" if count == 1 else f"every {count} {unit}s"
+    return "once"
