@@ -61,6 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command == "serve":
         return _serve(args)
+    if args.command == "next":
+        from ._next import preview
+
+        try:
+            return preview(args)
+        except ValueError as exc:
+            parser.print_usage(sys.stderr)
+            _complain(str(exc))
+            return EXIT_USAGE
     if args.command == "credentials":
         from ._credentials import rotate
 

@@ -190,6 +190,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("start", "start the daemon's scheduler (the API keeps serving either way)")
     command("stop", "stop the daemon's scheduler, killing running executions")
+    upcoming = command(
+        "next",
+        "preview when a cron expression fires, like systemd-analyze calendar (no daemon needed)",
+    )
+    upcoming.add_argument(
+        "expression", metavar="EXPR", help='five cron fields or a macro: "30 2 * * *", @daily'
+    )
+    upcoming.add_argument(
+        "--timezone",
+        metavar="TZ",
+        default=os.environ.get("OMNIMIND_TIMEZONE") or None,
+        help="IANA time zone (default: $OMNIMIND_TIMEZONE, else the machine's)",
+    )
+    upcoming.add_argument(
+        "--iterations",
+        "-n",
+        type=iterations,
+        default=5,
+        help="how many times to show (1-1000, default 5)",
+    )
+
     _credentials_command(commands)
     return parser
 
@@ -286,6 +307,16 @@ def _add_option(parser: argparse.ArgumentParser, dest: str, hint: Any, help_text
     else:
         metavar = dest.rpartition("__")[2].upper()
         parser.add_argument(flag, dest=dest, metavar=metavar, help=help_text)
+
+
+def iterations(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be 1 to 1000, not {value}")
+    return value
 
 
 def name_value(text: str) -> tuple[str, str]:

@@ -204,8 +204,10 @@ def _every(interval: str | None) -> str:
     if match is None:
         return interval
     days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    if minutes or seconds:
+    if seconds:
         return interval
+    if minutes:
+        return f"{(days * 24 + hours) * 60 + minutes}m"
     total = days * 24 + hours
     if total % 24 == 0:
         return f"{total // 24}d"

@@ -67,5 +67,5 @@ def task_detail(
         waiting=waiting,
         running_execution_id=running.execution_id if running is not None else None,
         upcoming=upcoming,
-        schedule=calendar.describe(spec, settings.timezone),
+        schedule=calendar.describe(spec),
     )

@@ -35,7 +35,7 @@ from ._execution import (
     ExecutionSummary,
     Pause,
 )
-from ._fields import CRON_MACROS, NotifyEvent, NotifySpec, cron_fields
+from ._fields import CRON_MACROS, NotifyEvent, NotifySpec, check_cron, check_timezone, cron_fields
 from ._queries import (
     MAX_LIMIT,
     MAX_OFFSET,
@@ -155,6 +155,8 @@ __all__ = [
     "WhoAmI",
     "base_type",
     "check_code_size",
+    "check_cron",
+    "check_timezone",
     "cron_fields",
     "describe_validation_error",
     "field_description",

@@ -68,7 +68,10 @@ class TaskSummary(Response):
     success_count: int
     failure_count: int
     last_execution: Instant | None
-    repeat_interval: str | None = Field(description="H:MM:SS between runs; null for a one-shot")
+    repeat_interval: str | None = Field(
+        description="H:MM:SS between runs (repeat_hours, repeat_minutes); null otherwise "
+        "(a one-shot, a cron or an after task: see the detail's schedule)"
+    )
 
 
 class TaskList(Response):

@@ -32,6 +32,12 @@ def local_zone() -> tzinfo:
             return ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError):
             pass
+    target = os.path.realpath("/etc/localtime")
+    if "/zoneinfo/" in target:  # a link into the zone database names the zone
+        try:
+            return ZoneInfo(target.rpartition("/zoneinfo/")[2])
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
     try:
         with open("/etc/localtime", "rb") as file:
             return ZoneInfo.from_file(file, key="localtime")
@@ -78,15 +84,23 @@ def upcoming(
     return [next_due + i * repeat for i in range(count)]
 
 
-def describe(spec: TaskSpec, default_zone: str | None = None) -> str:
-    """A task's schedule in words: "every 2 hours", "At 02:30 every day (Europe/Paris)",
-    "after backup, sync", "once"."""
+def describe(spec: TaskSpec) -> str:
+    """A task's schedule in words: "every 2 hours", "At 02:30 every day", "At 02:30 every
+    day (Europe/Paris)" (a cron task's own zone; none: the daemon's), "after backup,
+    sync", "once"."""
     if spec.cron is not None:
-        zone_name = spec.timezone or default_zone or "local time"
-        return f"{explain(cron_fields(spec.cron))} ({zone_name})"
+        words = describe_cron(spec.cron)
+        return words if spec.timezone is None else f"{words} ({spec.timezone})"
     if spec.after is not None:
         return "after " + ", ".join(spec.after)
     for count, unit in ((spec.repeat_hours, "hour"), (spec.repeat_minutes, "minute")):
         if count is not None:
             return f"every {unit}" if count == 1 else f"every {count} {unit}s"
     return "once"
+
+
+@lru_cache(maxsize=1024)
+def describe_cron(expression: str) -> str:
+    """A cron expression in words ("At 02:30 every day"); cached: about 50 µs each, and
+    the dashboard's table may hold 10,000 tasks."""
+    return explain(cron_fields(expression))
