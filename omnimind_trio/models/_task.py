@@ -321,6 +321,8 @@ def describe_validation_error(exc: ValidationError) -> str:
         return "after: give a list of task ids"
     if error["type"] == "tuple_type":
         return f"{field}: Input should be a list"
+    if error["type"] in ("too_short", "too_long"):  # a JSON array is a list, not a tuple
+        return f"{field}: {error['msg'].replace('Tuple should', 'List should')}"
     if error["type"] == "value_error":  # our validators' sentences, without pydantic's prefix
         message = str(error["msg"]).removeprefix("Value error, ")
         return f"{field}: {message}"

@@ -182,7 +182,7 @@ class Scheduler:
 
     def update(self, task_id: str, spec: TaskSpec) -> TaskEntry:
         """Replace a task's definition. A running execution keeps the code it started with;
-        a new repeat interval counts from the last start."""
+        a new repeat interval counts from the last start, a new cron expression from now."""
         entry = self.get(task_id)
         old = entry.spec
         waiting = entry.ready_since is not None
@@ -198,7 +198,7 @@ class Scheduler:
         self._link(entry)
         if spec.after != old.after:
             entry.upstream_done &= set(spec.after or ())
-        if _schedule(spec) != _schedule(old) and not waiting and not entry.runs:
+        if _schedule(spec) != _schedule(old) and not waiting:
             entry.next_due = self._rescheduled(entry)
             self._push(entry)
         self._check_after(entry)
