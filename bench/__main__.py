@@ -35,6 +35,7 @@ SECTIONS = {
     "J": ("load", "Load: 50 clients of mixed reads and writes (issue 11)"),
     "K": ("output", "Live output: a task printing flat out for 3 s (issue 12)"),
     "L": ("dashboard", "Dashboard in Chromium: first rows, live rows, output, idle CPU (issue 12)"),
+    "M": ("calendar", "Calendar schedules: cron lateness, fake and real clock (issue 13)"),
 }
 RESULTS = Path(__file__).with_name("results.json")
 BUSY_PERCENT = 15
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="".join(SECTIONS),
-        help="sections to run, e.g. --only AD (default: all of A-L)",
+        help="sections to run, e.g. --only AD (default: all of A-M)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON path")
     args = parser.parse_args(argv)
