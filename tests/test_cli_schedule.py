@@ -9,7 +9,7 @@ import pytest
 
 from omnimind_trio.cli._client import OmniMindClient
 
-from .test_cli import QUICK, api, at, cli, clean_env, ok, served, write
+from .test_cli import QUICK, api, at, clean_env, cli, ok, served, write
 from .test_process import Served
 
 __all__ = ["api", "clean_env", "served"]  # the fixtures, re-used
