@@ -190,3 +190,46 @@ async def test_every_new_field_and_the_after_state_survive_a_restart(
         # creation); b still waits for both.
         waiting = daemon.get_task("b").waiting
         assert waiting is not None and waiting.upstream == ["a", "my_custom_task"]
+
+
+async def test_an_atomic_batch_adds_a_task_after_one_it_adds_before(
+    client: Any, daemon: Daemon
+) -> None:
+    def add_op(task_id: str, **fields: Any) -> dict[str, Any]:
+        return {"op": "add", "task": {**BASE, "task_id": task_id, "code": QUICK, **fields}}
+
+    refused = await send(
+        client,
+        "POST",
+        "/daemon/tasks/batch",
+        {"atomic": True, "operations": [add_op("b", after=["a"]), add_op("a")]},
+    )
+    assert refused["applied"] == 0 and refused["results"][0] == {
+        "index": 0,
+        "status": 400,
+        "detail": "after: unknown task 'a'",
+    }
+    assert not {"a", "b"} & {t.task_id for t in daemon.list_tasks().tasks}  # nothing applied
+
+    done = await send(
+        client,
+        "POST",
+        "/daemon/tasks/batch",
+        {"atomic": True, "operations": [add_op("a"), add_op("b", after=["a"])]},
+    )
+    assert [r["status"] for r in done["results"]] == [200, 200]
+    assert daemon.get_task("b").after == ("a",)
+
+    # Deleting a while b waits on it is refused before anything is applied; deleting b
+    # first makes it possible.
+    blocked = await send(
+        client,
+        "POST",
+        "/daemon/tasks/batch",
+        {"atomic": True, "operations": [{"op": "delete", "task_id": "a"}]},
+    )
+    assert blocked["results"][0]["status"] == 409
+    assert blocked["results"][0]["detail"].startswith("Task a is in the after list of b")
+    ordered = [{"op": "delete", "task_id": "b"}, {"op": "delete", "task_id": "a"}]
+    await send(client, "POST", "/daemon/tasks/batch", {"atomic": True, "operations": ordered})
+    assert not {"a", "b"} & {t.task_id for t in daemon.list_tasks().tasks}

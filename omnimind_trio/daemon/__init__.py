@@ -7,5 +7,6 @@ Imports: models, exceptions, config, scheduling, execution, store.
 
 from ._daemon import Daemon
 from ._open import open_daemon
+from ._registry import waited_on
 
-__all__ = ["Daemon", "open_daemon"]
+__all__ = ["Daemon", "open_daemon", "waited_on"]

@@ -332,6 +332,10 @@ class Daemon(ExecutionReads):
         self._notify_change()
         return self.get_task(task_id)
 
+    def waiting_on(self, task_id: str) -> list[str]:
+        """The tasks whose ``after`` names ``task_id`` (deleting it is refused while any)."""
+        return self._scheduler.dependents(task_id)
+
     async def delete_task(self, task_id: str) -> TaskSummary:
         """Unregister a task (its history stays); a running execution is cancelled.
         Raises TaskNotFound, StoreError, or Conflict for an in-process task: its program

@@ -220,10 +220,7 @@ class TaskRegistry:
             )
         waiting = self._scheduler.dependents(task_id)
         if waiting:
-            raise Conflict(
-                f"Task {task_id} is in the after list of {', '.join(waiting)}: change or "
-                "delete those first"
-            )
+            raise waited_on(task_id, waiting)
         await self._write(self._store.delete_task(task_id))
         self._scheduler.remove(task_id)
         self._on_removed(task_id)
@@ -278,6 +275,13 @@ class TaskRegistry:
         with trio.CancelScope(shield=True):
             if not await self._writes.write(write, "a change of the tasks"):
                 raise StoreError(self._writes.problem or "unknown error")
+
+
+def waited_on(task_id: str, waiting: list[str]) -> Conflict:
+    """The refusal to delete a task that others run ``after``."""
+    return Conflict(
+        f"Task {task_id} is in the after list of {', '.join(waiting)}: change or delete those first"
+    )
 
 
 def _cycle(spec: TaskSpec, after_of: Callable[[str], tuple[str, ...]]) -> list[str]:

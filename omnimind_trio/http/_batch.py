@@ -11,11 +11,12 @@ the ones before it stay applied: there is no rollback across operations.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..daemon import Daemon
+from ..daemon import Daemon, waited_on
 from ..exceptions import Conflict, InvalidInput, OmniMindError, TaskExists, TaskNotFound
 from ..models import ActionResult, Overlap, Response, TaskSpec, TaskStatus, parse_task_spec
 from ._body import json_body
@@ -165,17 +166,25 @@ async def _precheck(
     daemon: Daemon, parsed: list[tuple[str, str, TaskSpec | None] | OmniMindError]
 ) -> list[OmniMindError | None]:
     """What would fail, operation by operation, if the batch ran in order now."""
-    added: set[str] = set()
-    deleted: set[str] = set()
-    requested: set[str] = set()
+    seen = _Seen()
     problems: list[OmniMindError | None] = []
     for item in parsed:
         if isinstance(item, OmniMindError):
             problems.append(item)
             continue
         op, task_id, spec = item
-        problems.append(await _problem(daemon, op, task_id, spec, added, deleted, requested))
+        problems.append(await _problem(daemon, op, task_id, spec, seen))
     return problems
+
+
+@dataclass
+class _Seen:
+    """What the operations before this one did: tasks ``added`` (with their ``after``),
+    ``deleted``, and run ``requested``."""
+
+    added: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    deleted: set[str] = field(default_factory=set)
+    requested: set[str] = field(default_factory=set)
 
 
 async def _problem(
@@ -183,27 +192,41 @@ async def _problem(
     op: str,
     task_id: str,
     spec: TaskSpec | None,
-    added: set[str],
-    deleted: set[str],
-    requested: set[str],
+    seen: _Seen,
 ) -> OmniMindError | None:
-    """What would go wrong with one operation, after the ones before it (``added``,
-    ``deleted`` and run ``requested`` so far)."""
+    """What would go wrong with one operation, after the ones before it."""
+    added, deleted, requested = seen.added, seen.deleted, seen.requested
+
+    def exists(other: str) -> bool:
+        if other in added:
+            return True
+        if other in deleted:
+            return False
+        try:
+            daemon.get_task(other)
+        except TaskNotFound:
+            return False
+        return True
+
     try:
         task = None if task_id in deleted or task_id in added else daemon.get_task(task_id)
     except TaskNotFound:
         task = None
-    exists = task is not None or task_id in added
     if op == "add":
         assert spec is not None and spec.code is not None
         try:
             await daemon.check_code(spec.code)
         except OmniMindError as exc:
             return exc
-        added.add(task_id)
+        if exists(task_id):
+            return TaskExists(task_id)
+        unknown = [other for other in spec.after or () if not exists(other)]
+        if unknown:  # an atomic batch may add a task after one it adds before
+            return InvalidInput(f"after: unknown task {unknown[0]!r}")
+        added[task_id] = spec.after or ()
         deleted.discard(task_id)
-        return TaskExists(task_id) if exists else None
-    if not exists:
+        return None
+    if not exists(task_id):
         return TaskNotFound(task_id)
     running = task is not None and task.status in (TaskStatus.RUNNING, TaskStatus.FROZEN)
     if op == "delete":
@@ -212,8 +235,12 @@ async def _problem(
                 f"Task {task_id} is registered by the program running the daemon and comes "
                 "back at every start: pause it instead"
             )
+        waiting = [other for other in daemon.waiting_on(task_id) if other not in deleted]
+        waiting += [other for other, after in added.items() if task_id in after]
+        if waiting:
+            return waited_on(task_id, waiting)
         deleted.add(task_id)
-        added.discard(task_id)
+        added.pop(task_id, None)
     elif op == "run" and task is not None:
         try:
             daemon.check_run_now(task_id)
