@@ -41,7 +41,8 @@ export async function render(root, {signal, who: whoPromise, navigate}) {
   });
   fill(root, heading,
     h('p', {class: 'muted'}, 'The code must define execute(); it runs in its own process, ',
-      'at the moment its priority allows (CRITICAL: at once). It runs once, or again by one of ',
-      'repeat_hours, repeat_minutes, cron or after.'),
+      'at the moment its priority allows (CRITICAL: at once). Give at most one of repeat_hours, ',
+      'repeat_minutes, cron and after to run it again, else it runs once; a cron task waits for ',
+      'its first due time.'),
     form.element);
 }
