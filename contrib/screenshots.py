@@ -57,9 +57,13 @@ TICKER = (
 )
 TASKS: list[dict[str, Any]] = [
     {"task_id": "disk_usage", "name": "Disk usage report", "priority": "CRITICAL",
-     "code": QUICK, "repeat_hours": 1, "description": "How full each disk is"},
+     "code": QUICK, "repeat_minutes": 15, "description": "How full each disk is"},
     {"task_id": "notes_backup", "name": "Back up the notes", "priority": "CRITICAL",
-     "code": FLAKY, "repeat_hours": 24, "description": "Copies ~/notes to the backup disk"},
+     "code": FLAKY, "repeat_hours": 24, "description": "Copies ~/notes to the backup disk",
+     "env": {"NOTES_DIR": "~/notes", "BACKUP_DIR": "/media/backup/notes"},
+     "secrets": {"BACKUP_TOKEN": "screenshots-only"}, "notify": {"desktop": True}},
+    {"task_id": "notes_offsite", "name": "Send the backup off-site", "priority": "CRITICAL",
+     "code": QUICK, "after": ["notes_backup"], "description": "Uploads each new backup"},
     {"task_id": "search_index", "name": "Rebuild the search index", "priority": "CRITICAL",
      "code": TICKER, "description": "Re-indexes the documents folder", "timeout_seconds": 7200},
     {"task_id": "photo_dedup", "name": "Find duplicate photos", "priority": "HIGH",
@@ -67,7 +71,7 @@ TASKS: list[dict[str, Any]] = [
     {"task_id": "old_downloads", "name": "Old downloads", "priority": "MEDIUM",
      "code": QUICK, "repeat_hours": 48, "description": "Downloads untouched for 90 days"},
     {"task_id": "video_transcode", "name": "Transcode videos", "priority": "LOW",
-     "code": QUICK, "repeat_hours": 24, "description": "Shrinks new videos overnight",
+     "code": QUICK, "cron": "30 2 * * *", "description": "Shrinks new videos overnight",
      "on_busy": "cancel"},
 ]  # fmt: skip
 

@@ -195,6 +195,24 @@ async def test_list_filters_sorts_and_pages(
     assert body["total_tasks"] == total
 
 
+async def test_list_filters_the_tasks_that_run_after_others(client: Any) -> None:
+    await seed(client)
+    await add(client, task_id="sync", after=["t0"], repeat_hours=None)
+    await add(client, task_id="report", after=["t1", "t0"], repeat_hours=None)
+    await add(client, task_id="mail", after=["t1"], repeat_hours=None)
+    for query, ids in (
+        ("?after=t0", ["sync", "report"]),
+        ("?after=t1,t2", ["report", "mail"]),
+        ("?after=t3", []),
+        ("?after=nothing", []),
+    ):
+        body = await get(client, "/daemon/tasks" + query)
+        assert [t["task_id"] for t in body["tasks"]] == ids, query
+        rows = await get(client, "/daemon/dashboard/tasks" + query)
+        assert [t["task_id"] for t in rows["tasks"]] == ids, query
+    assert await get(client, "/daemon/tasks?after=", 400) == {"detail": "after must not be empty"}
+
+
 @pytest.mark.parametrize(
     ("query", "detail"),
     [
@@ -214,7 +232,8 @@ async def test_list_filters_sorts_and_pages(
         ),
         (
             "?colour=red",
-            "Unknown query parameter: colour (allowed: limit, offset, priority, q, sort, status)",
+            "Unknown query parameter: colour "
+            "(allowed: after, limit, offset, priority, q, sort, status)",
         ),
     ],
 )

@@ -317,13 +317,143 @@ def test_a_viewer_sees_every_page_and_no_action(spawn: Callable[..., Served], br
     session.check()
 
 
+SECRET_VALUE = "tok-5ecret-value-991"
+NIGHTLY = "def execute():\n    return {'ok': True}\n"
+
+
+def test_a_cron_task_with_env_secrets_and_notify_through_the_form_and_edited(
+    spawn: Callable[..., Served], browser: Any
+) -> None:
+    served = spawn()
+    session = open_dashboard(browser, served, viewport={"width": 1200, "height": 900})
+    page = session.page
+    page.get_by_role("link", name="New task").click()
+
+    def label(name: str) -> Any:
+        return page.get_by_label(name, exact=True)
+
+    label("task_id").fill("nightly")
+    label("name").fill("Nightly")
+    label("priority").select_option("LOW")
+    label("code").fill(NIGHTLY)
+    label("cron").fill("30 2 * * *")
+    label("repeat_hours").fill("3")
+    page.get_by_role("button", name="Add task").click()
+    # Two schedule fields: the API's message at the first it names.
+    cron = page.locator(".field", has=label("cron"))
+    expect(cron.locator(".field-error")).to_have_text(
+        "cron and repeat_hours are mutually exclusive: give one (null clears the other in a PATCH)"
+    )
+    expect(label("cron")).to_have_attribute("aria-invalid", "true")
+    expect(label("cron")).to_be_focused()
+    assert page.locator(".field-error:visible").count() == 1
+
+    label("repeat_hours").fill("")
+    label("timezone").fill("Europe/Paris")
+    label("env").fill("GREETING=hello\nPLACE=the world")
+    label("secrets").fill(f"API_TOKEN={SECRET_VALUE}")
+    expect(label("webhook")).to_be_hidden()  # notify is off (null) until ticked
+    label("notify").check()
+    expect(label("failure")).to_be_checked()  # the API's default: failure, recovery
+    label("success").check()
+    label("webhook").fill("not a url")
+    page.get_by_role("button", name="Add task").click()
+    expect(page.locator("div.field", has=label("webhook")).locator(".field-error")).to_have_text(
+        "notify.webhook: 'not a url' is not an http:// or https:// URL"
+    )
+    expect(label("webhook")).to_be_focused()
+    label("webhook").fill("http://127.0.0.1:9/hook")
+    page.get_by_role("button", name="Add task").click()
+
+    expect(page).to_have_url(re.compile(r"#/task/nightly$"))
+    schedule = region(page, "Schedule")
+    expect(schedule).to_contain_text("At 02:30 every day (Europe/Paris)")
+    upcoming = schedule.locator("ul.upcoming li time")
+    expect(upcoming).to_have_count(5)  # a cron task waits for its first due time
+    due = [time.get_attribute("datetime") for time in upcoming.all()]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT0[01]:30:00Z", d or "") for d in due), due
+    assert due == sorted(due) and len(set(due)) == 5
+    expect(upcoming.first).to_contain_text(re.compile(r"\(in [^)]+\)"))
+    definition = region(page, "Definition")
+    expect(definition).to_contain_text("GREETING = hello")
+    expect(definition).to_contain_text("PLACE = the world")
+    expect(definition).to_contain_text("on = failure, recovery, success")
+    expect(definition).to_contain_text("webhook = http://127.0.0.1:9/hook")
+    expect(definition).to_contain_text("desktop = false")
+    expect(definition).to_contain_text("API_TOKEN")
+    expect(definition).to_contain_text("Values are write-only")
+    assert SECRET_VALUE not in page.content()
+
+    # Edit: the form shows the values (secrets by name only) and sends only what changed.
+    patches: list[Any] = []
+    page.on("request", lambda r: patches.append(r.post_data_json) if r.method == "PATCH" else None)
+    page.get_by_role("button", name="Edit").click()
+    editing = page.get_by_role("region", name="Edit")
+    expect(editing.get_by_label("webhook", exact=True)).to_have_value("http://127.0.0.1:9/hook")
+    expect(editing.get_by_label("secrets", exact=True)).to_have_value("")
+    expect(editing).to_contain_text("Set now: API_TOKEN")
+    assert SECRET_VALUE not in page.content()
+    editing.get_by_label("env", exact=True).fill("GREETING=bonjour")
+    editing.get_by_role("button", name="Save changes").click()
+    expect(definition).to_contain_text("GREETING = bonjour")
+    expect(definition).not_to_contain_text("PLACE")
+    assert patches == [{"env": {"GREETING": "bonjour"}}]
+    detail = served.client().get("/daemon/tasks/nightly").json()
+    assert detail["secrets"] == ["API_TOKEN"]  # not sent: kept
+    assert detail["notify"]["on"] == ["failure", "recovery", "success"]
+
+    # The list shows the daemon's words for the schedule.
+    page.get_by_role("link", name="Tasks", exact=True).click()
+    row = page.locator("tr", has=page.get_by_role("link", name="nightly"))
+    expect(row).to_contain_text("At 02:30 every day (Europe/Paris)")
+    assert SECRET_VALUE not in page.content()
+    session.check((400, "/daemon/tasks/add"))
+
+
+def test_a_task_after_another_says_what_it_waits_for_with_links(
+    spawn: Callable[..., Served], browser: Any
+) -> None:
+    served = spawn()
+    add(served, "a", "def execute():\n    return 1\n", priority="LOW", cron="0 3 1 1 *")
+    add(served, "b", "def execute():\n    print('after a')\n", after=["a"])
+    session = open_dashboard(browser, served)
+    page = session.page
+    page.goto("/#/task/b")
+    schedule = region(page, "Schedule")
+    expect(schedule).to_contain_text("after a")
+    expect(schedule).to_contain_text("waiting for a succeeded run of a (since its own last start)")
+    why = schedule.locator("dl > div", has=page.get_by_text("Why it is not running"))
+    why.get_by_role("link", name="a", exact=True).click()
+    expect(page).to_have_url(re.compile(r"#/task/a$"))
+    followers = region(page, "Schedule").locator("dl > div", has=page.get_by_text("Followed by"))
+    expect(followers.get_by_role("link", name="b", exact=True)).to_be_visible()
+
+    page.get_by_role("button", name="Run now").click()
+    expect(region(page, "Latest run").get_by_text("succeeded", exact=True)).to_be_visible()
+    followers.get_by_role("link", name="b", exact=True).click()
+    expect(region(page, "Latest run").get_by_text("succeeded", exact=True)).to_be_visible()
+    history = region(page, "History")
+    expect(history.locator("td[data-label=Trigger]")).to_have_text(["upstream"])
+    expect(region(page, "Schedule")).to_contain_text("waiting for a succeeded run of a")
+    session.check()
+
+
 WORDS = r"""
 async (version) => {
   const form = await import(`/dashboard/${version}/lib/form.js`);
+  const widgets = await import(`/dashboard/${version}/lib/widgets.js`);
   const format = await import(`/dashboard/${version}/lib/format.js`);
   const logview = await import(`/dashboard/${version}/lib/logview.js`);
   const names = ['task_id', 'name', 'description', 'priority', 'code', 'repeat_hours',
-    'timeout_seconds', 'max_retries'];
+    'repeat_minutes', 'cron', 'timezone', 'after', 'timeout_seconds', 'max_retries', 'notify',
+    'notify.on', 'notify.webhook', 'notify.desktop', 'env', 'secrets', 'python'];
+  const mapping = (text) => {
+    try {
+      return widgets.parseMapping('env', text);
+    } catch (error) {
+      return error.detail;
+    }
+  };
   return {
     fields: [
       'repeat_hours: Input should be a valid integer',
@@ -339,8 +469,20 @@ async (version) => {
       'Task already exists: hello',
       'Unknown field: colour',
       'timeout_seconds: Input should be a finite number',
+      'cron and repeat_hours are mutually exclusive: give one (null clears the other in a PATCH)',
+      'repeat_hours and repeat_minutes are mutually exclusive: give one',
+      "cron: '61 * * * *': Bad minute",
+      "after: unknown task 'x'",
+      'after: a cycle: a -> b -> a',
+      "notify.webhook: 'x' is not an http:// or https:// URL",
+      "notify.on.0: Input should be 'failure', 'recovery' or 'success'",
+      'notify: Input should be an object',
+      'TOKEN is in both env and secrets: give it in one',
+      "secrets: 'my var' is not a variable name",
+      "python: '/usr/bin/python2' is Python 2.7; tasks need 3.8 or later",
+      'Request body must be a JSON object',
     ].map((detail) => form.fieldOf(detail, names)),
-    every: [null, 1, 2, 24, 48, 168, 336, 25].map(format.every),
+    mappings: ['A=1\nB= two=2\r\n\n', '', 'A=1\nnothing', '=x', 'A=1\nA=2'].map(mapping),
     relative: [4, 30, -90, 300, 7200, -86400 * 3].map(
       (s) => format.relative(new Date(Date.now() + s * 1000).toISOString())),
     duration: [null, 0.123, 4.5, 42, 125, 7384].map(format.duration),
@@ -361,12 +503,17 @@ def test_the_pages_words_and_the_field_an_error_names(
     words = session.page.evaluate(WORDS, version)
     assert words["fields"] == [
         "repeat_hours", "code", "priority", "task_id", "task_id", "name", "code", "code",
-        "code", "code", "task_id", None, "timeout_seconds",
+        "code", "code", "task_id", None, "timeout_seconds", "cron", "repeat_hours", "cron",
+        "after", "after", "notify.webhook", "notify.on", "notify", "env", "secrets", "python",
+        None,
     ]  # fmt: skip
-    assert words["every"] == [
-        "once", "every hour", "every 2 hours", "every day", "every 2 days", "every week",
-        "every 2 weeks", "every 25 hours",
-    ]  # fmt: skip
+    assert words["mappings"] == [
+        {"A": "1", "B": " two=2"},
+        None,
+        "env: line 2 is not NAME=VALUE",
+        "env: line 1 is not NAME=VALUE",
+        "env: A is given twice",
+    ]
     assert words["relative"] == ["now", "in 30 s", "2 min ago", "in 5 min", "in 2 h", "3 d ago"]
     assert words["duration"] == ["—", "0.12 s", "4.5 s", "42 s", "2 min 5 s", "2 h 3 min"]
     assert words["tail"] == "b\nc\n"

@@ -35,7 +35,7 @@ def select(
     query: TaskQuery, entries: Iterable[TaskEntry], count: int
 ) -> tuple[list[TaskEntry], int]:
     """The requested page and the number of matching tasks (``count``: all of them)."""
-    if query.priority is not None or query.status is not None or query.q is not None:
+    if any(f is not None for f in (query.priority, query.status, query.q, query.after)):
         matching = [e for e in entries if _matches(query, e)]
         entries, count = matching, len(matching)
     end = None if query.limit is None else query.offset + query.limit
@@ -59,6 +59,8 @@ def _matches(query: TaskQuery, entry: TaskEntry) -> bool:
     if query.priority is not None and entry.spec.priority not in query.priority:
         return False
     if query.status is not None and entry.status not in query.status:
+        return False
+    if query.after is not None and query.after.isdisjoint(entry.spec.after or ()):
         return False
     if query.q is not None:
         haystack = f"{entry.task_id}\n{entry.spec.name}\n{entry.spec.description}".lower()

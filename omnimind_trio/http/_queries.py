@@ -54,9 +54,9 @@ def _one_of(name: str, kind: type[StrEnum]) -> Any:
     return BeforeValidator(check)
 
 
-def _csv(name: str, kind: type[StrEnum]) -> Any:
-    """A comma-separated list of ``kind``'s values."""
-    one = _one_of(name, kind).func
+def _csv(name: str, kind: type[StrEnum] | None = None) -> Any:
+    """A comma-separated list of ``kind``'s values (of any words without ``kind``)."""
+    one = (lambda value: value) if kind is None else _one_of(name, kind).func
 
     def split(value: Any) -> Any:
         values = [v.strip() for v in str(value).split(",") if v.strip()]
@@ -129,6 +129,9 @@ class TaskListParameters(BaseModel):
         default=None, description="Comma-separated: only these statuses"
     )
     q: str | None = Field(default=None, description="Text in the id, name or description")
+    after: Annotated[list[str], _csv("after")] | None = Field(
+        default=None, description="Comma-separated task ids: only the tasks that run after one"
+    )
     sort: (
         Annotated[str, BeforeValidator(lambda v: _sort_key(v)), WithJsonSchema(_SORT_SCHEMA)] | None
     ) = Field(
@@ -145,6 +148,7 @@ class TaskListParameters(BaseModel):
             priority=None if self.priority is None else frozenset(self.priority),
             status=None if self.status is None else frozenset(self.status),
             q=self.q or None,
+            after=None if self.after is None else frozenset(self.after),
             sort=None if self.sort is None else TaskSortKey(self.sort.lstrip("-")),
             descending=descending,
             limit=self.limit,

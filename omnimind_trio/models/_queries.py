@@ -63,6 +63,9 @@ class TaskQuery(BaseModel):
     priority: frozenset[Priority] | None = Field(default=None, description="Only these priorities")
     status: frozenset[TaskStatus] | None = Field(default=None, description="Only these statuses")
     q: str | None = Field(default=None, description="Text in the id, name or description")
+    after: frozenset[str] | None = Field(
+        default=None, description="Only the tasks whose after lists one of these"
+    )
     sort: TaskSortKey | None = Field(
         default=None, description="Sort field (default: insertion order)"
     )

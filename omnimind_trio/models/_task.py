@@ -138,7 +138,8 @@ class TaskSpec:
         Environment | None,
         Field(
             description="Environment variables whose values are write-only and masked "
-            "(*** in output); reads show their names"
+            "(*** in output); reads show their names",
+            json_schema_extra={"writeOnly": True},  # the dashboard's form never shows them
         ),
     ] = None
     python: Annotated[

@@ -1,5 +1,5 @@
 // Words for values: times (the API's ISO-8601 UTC, shown in local time and relative to
-// now), durations, schedules, sizes.
+// now), durations, sizes. A schedule's words are the daemon's (a task's ``schedule``).
 
 import {h} from './dom.js';
 
@@ -58,15 +58,6 @@ export function duration(seconds) {
   const minutes = Math.floor(seconds / 60);
   if (minutes < 60) return `${minutes} min ${Math.round(seconds % 60)} s`;
   return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
-}
-
-/** A schedule in words: "once", "every hour", "every 2 hours", "every day", "every 2 weeks". */
-export function every(hours) {
-  if (hours === null || hours === undefined) return 'once';
-  const unit = (count, word) => (count === 1 ? `every ${word}` : `every ${count} ${word}s`);
-  if (hours % 168 === 0) return unit(hours / 168, 'week');
-  if (hours % 24 === 0) return unit(hours / 24, 'day');
-  return unit(hours, 'hour');
 }
 
 /** "15.8 MB"; '—' for null. */

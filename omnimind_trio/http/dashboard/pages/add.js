@@ -3,9 +3,12 @@
 
 import {ApiError, post} from '../lib/api.js';
 import {fill, h} from '../lib/dom.js';
-import {taskFields, taskForm} from '../lib/form.js';
+import {taskFields} from '../lib/fields.js';
+import {taskForm} from '../lib/form.js';
+import {InputError} from '../lib/widgets.js';
 
 const CODE_EXAMPLE = 'def execute():\n    print("hello")\n    return {"status": "done"}\n';
+const PLACEHOLDERS = {code: CODE_EXAMPLE, cron: '30 2 * * *  or  @daily', after: 'backup, sync'};
 
 export async function render(root, {signal, who: whoPromise, navigate}) {
   const who = await whoPromise;
@@ -18,18 +21,19 @@ export async function render(root, {signal, who: whoPromise, navigate}) {
   const fields = await taskFields();
   if (signal.aborted) return;
   const form = taskForm(fields, {submitLabel: 'Add task', idPrefix: 'add'});
-  form.element.querySelector('#add-code')?.setAttribute('placeholder', CODE_EXAMPLE);
+  for (const [name, example] of Object.entries(PLACEHOLDERS)) {
+    form.element.querySelector(`#add-${name}`)?.setAttribute('placeholder', example);
+  }
   form.element.addEventListener('submit', async (event) => {
     event.preventDefault();
     form.clearErrors();
-    const body = form.read();
     const button = form.element.querySelector('button[type="submit"]');
     button.disabled = true;
     try {
-      const answer = await post('/daemon/tasks/add', body);
+      const answer = await post('/daemon/tasks/add', form.read());
       navigate(`#/task/${encodeURIComponent(answer.task_id)}`);
     } catch (error) {
-      if (!(error instanceof ApiError)) throw error;
+      if (!(error instanceof ApiError || error instanceof InputError)) throw error;
       form.showError(error.detail);
     } finally {
       button.disabled = false;
@@ -37,6 +41,8 @@ export async function render(root, {signal, who: whoPromise, navigate}) {
   });
   fill(root, heading,
     h('p', {class: 'muted'}, 'The code must define execute(); it runs in its own process, ',
-      'at the moment its priority allows (CRITICAL: at once).'),
+      'at the moment its priority allows (CRITICAL: at once). Give at most one of repeat_hours, ',
+      'repeat_minutes, cron and after to run it again, else it runs once; a cron task waits for ',
+      'its first due time.'),
     form.element);
 }

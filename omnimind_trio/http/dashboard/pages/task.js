@@ -1,49 +1,91 @@
-// One task: what it is (code, policies), when it runs next and why it is not running, its
-// latest run with its output followed live, its history with a duration chart, and the
-// actions (run, pause or resume, cancel, edit, delete) for an admin credential.
+// One task: what it is (code, policies, environment, notifications), when it runs next and
+// why it is not running, the tasks it runs after and the ones that run after it, its latest
+// run with its output followed live, its history with a duration chart, and the actions
+// (run, pause or resume, cancel, edit, delete) for an admin credential.
 
-import {ApiError, call, get, post, segment} from '../lib/api.js';
+import {ApiError, call, get, post, query, segment} from '../lib/api.js';
 import {actionButton, statusLine} from '../lib/actions.js';
 import {durationChart, widthOf} from '../lib/charts.js';
 import {definitions, fill, h} from '../lib/dom.js';
-import {badge, duration, every, outcomeBadge, timeElement} from '../lib/format.js';
-import {taskForm, taskFields} from '../lib/form.js';
+import {taskFields} from '../lib/fields.js';
+import {badge, duration, outcomeBadge, timeElement} from '../lib/format.js';
+import {taskForm} from '../lib/form.js';
 import {subscribe} from '../lib/live.js';
 import {LogView, OutputFollower, fullLogLink} from '../lib/logview.js';
 import {coalesced} from '../lib/schedule.js';
+import {InputError} from '../lib/widgets.js';
 
 const HISTORY = 50;
+const FOLLOWERS = 50;
 const IDENTITY = new Set(['task_id', 'name', 'description', 'priority', 'code']);
 const EVENTS = new Set([
   'task_updated', 'task_waiting', 'execution_started', 'execution_finished', 'execution_frozen',
   'execution_thawed',
 ]);
+const FOLLOWER_EVENTS = new Set(['task_added', 'task_updated', 'task_removed']);
 const STATUS_KIND = {
   running: 'run', frozen: 'skip', waiting: 'wait', scheduled: 'none', paused: 'skip', done: 'ok',
 };
 
+/** Links to tasks: "a, b". */
+function taskLinks(ids) {
+  return ids.map((id, index) => [index ? ', ' : null, h('a', {href: `#/task/${segment(id)}`}, id)]);
+}
+
+/** A definition value as the detail gives it; ``field`` (its description) fills in a group. */
+function shown(value, field) {
+  if (value === null || value === undefined) return h('span', {class: 'muted'}, 'none');
+  if (Array.isArray(value)) return value.length ? value.join(', ') : h('span', {class: 'muted'}, 'none');
+  if (typeof value !== 'object') return String(value);
+  // A group shows each of its fields, a default one included; a mapping (env) its entries.
+  const entries = field?.fields
+    ? field.fields.map((part) => [part.label, value[part.label] ?? part.default, part])
+    : Object.entries(value);
+  return h('ul', {class: 'plain pairs'}, entries.map(([key, item, part]) =>
+    h('li', null, h('code', null, key), ' = ', shown(item, part))));
+}
+
 function policies(task, fields) {
   // Every definition field beyond the identity ones, as the detail shows it (the value
   // in force): a new task field appears here by itself.
-  return definitions(fields.filter((name) => !IDENTITY.has(name)).map((name) => {
-    const value = task[name];
-    if (name === 'repeat_hours') return [name, `${value ?? 'null'} (${every(value)})`];
-    return [name, value === null ? 'none' : String(value)];
+  return definitions(fields.filter((field) => !IDENTITY.has(field.name)).map((field) => {
+    const value = task[field.name];
+    if (field.name === 'after' && value) return [field.name, taskLinks(value)];
+    if (field.writeOnly && value?.length) {
+      return [field.name, [h('ul', {class: 'plain'}, value.map((name) => h('li', null, h('code', null, name)))),
+        h('span', {class: 'why'}, 'Values are write-only: they are never shown, only set.')]];
+    }
+    return [field.name, shown(value, field)];
   }));
 }
 
-function schedule(task) {
+function whyNotRunning(task) {
+  const waiting = task.waiting;
+  if (!waiting) return task.running_execution_id ? 'it is running' : null;
+  if (waiting.reason === 'upstream' && waiting.upstream?.length) {
+    // The daemon's words (waiting.detail), with each task a link.
+    return ['waiting for a succeeded run of ', taskLinks(waiting.upstream), ' (since its own last start)'];
+  }
+  return waiting.detail;
+}
+
+function schedule(task, followers) {
   const waiting = task.waiting;
   const upcoming = task.upcoming?.length
-    ? h('ul', {class: 'plain'}, task.upcoming.map((time) => h('li', null, timeElement(time))))
+    ? h('ul', {class: 'plain upcoming'}, task.upcoming.map((time) => h('li', null, timeElement(time))))
     : null;
+  const more = followers && followers.total_tasks > followers.tasks.length
+    ? ` and ${followers.total_tasks - followers.tasks.length} more` : '';
   return definitions([
     ['Status', [badge(task.status, STATUS_KIND[task.status] ?? 'none'),
       task.paused && task.status !== 'paused' ? ' (paused)' : null]],
-    ['Schedule', every(task.repeat_hours)],
+    ['Schedule', task.schedule],
+    ['Runs after', task.after?.length ? taskLinks(task.after) : null],
+    ['Followed by', followers?.tasks.length
+      ? [taskLinks(followers.tasks.map((row) => row.task_id)), more] : null],
     ['Next run', timeElement(task.next_execution, {empty: task.status === 'done' ? 'none: it has run' : '—'})],
     ['Upcoming', upcoming],
-    ['Why it is not running', waiting ? waiting.detail : (task.running_execution_id ? 'it is running' : null)],
+    ['Why it is not running', whyNotRunning(task)],
     ['Expected start', waiting?.expected_start ? timeElement(waiting.expected_start) : null],
     ['Runs anyway by', waiting?.run_by ? timeElement(waiting.run_by) : null],
     ['Waiting since', task.waiting_since ? timeElement(task.waiting_since) : null],
@@ -101,6 +143,7 @@ export async function render(root, {params: [taskId], signal, who: whoPromise, n
       h('h3', null, 'Code'), code));
 
   let task = null;
+  let followers = null; // the tasks that run after this one: {tasks, total_tasks}
   let fields = null;
   let shownRun = null; // {id, controller, view}
   let deleted = false;
@@ -177,26 +220,25 @@ export async function render(root, {params: [taskId], signal, who: whoPromise, n
 
   async function openEditor() {
     fields ??= await taskFields();
-    const values = Object.fromEntries(fields.map((field) => [field.name,
-      task[field.name] === null || task[field.name] === undefined ? '' : String(task[field.name])]));
+    // Filled in with the detail (secrets: their names only, so they are never sent back).
     const form = taskForm(fields.filter((field) => task.kind === 'code' || field.name !== 'code'),
-      {values, readOnly: ['task_id'], submitLabel: 'Save changes', idPrefix: 'edit'});
+      {values: task, readOnly: ['task_id'], submitLabel: 'Save changes', idPrefix: 'edit'});
     form.element.addEventListener('submit', async (event) => {
       event.preventDefault();
       form.clearErrors();
-      const changes = form.read({changedOnly: true});
-      if (Object.keys(changes).length === 0) {
-        form.showError('Nothing to update: change a field first');
-        return;
-      }
       try {
+        const changes = form.read({changedOnly: true});
+        if (Object.keys(changes).length === 0) {
+          form.showError('Nothing to update: change a field first');
+          return;
+        }
         const answer = await call('PATCH', base, changes);
         status.ok(answer.message);
         editor.hidden = true;
         showActions();
         refresh();
       } catch (error) {
-        if (!(error instanceof ApiError)) throw error;
+        if (!(error instanceof ApiError || error instanceof InputError)) throw error;
         form.showError(error.detail);
       }
     });
@@ -221,14 +263,18 @@ export async function render(root, {params: [taskId], signal, who: whoPromise, n
       }
       throw error;
     }
-    const runs = await get(`${base}/executions?limit=${HISTORY}`, {signal});
+    const [runs, next] = await Promise.all([
+      get(`${base}/executions?limit=${HISTORY}`, {signal}),
+      get(`/daemon/tasks${query({after: taskId, limit: FOLLOWERS})}`, {signal}),
+    ]);
     if (signal.aborted) return;
     task = detail;
+    followers = next;
     document.title = `${task.task_id} · OmniMind`;
     heading.textContent = task.name;
     fill(subtitle, h('code', null, task.task_id), ' · ', badge(task.priority,
       `prio-${task.priority.toLowerCase()}`), task.description ? ` · ${task.description}` : '');
-    fill(state, schedule(task));
+    fill(state, schedule(task, followers));
     const executions = runs.executions;
     const running = task.running_execution_id
       ? executions.find((run) => run.execution_id === task.running_execution_id)
@@ -240,8 +286,8 @@ export async function render(root, {params: [taskId], signal, who: whoPromise, n
       runs.total > executions.length
         ? h('p', {class: 'muted'}, `The last ${executions.length} of ${runs.total} runs.`) : null);
     fields ??= await taskFields().catch(() => null);
-    const names = fields ? fields.map((field) => field.name) : Object.keys(task);
-    fill(definition, policies(task, names.filter((name) => name in task)));
+    const shownFields = fields ?? Object.keys(task).map((name) => ({name}));
+    fill(definition, policies(task, shownFields.filter((field) => field.name in task)));
     code.textContent = task.code ?? '(an in-process task: its code is part of the program running the daemon)';
     showActions();
   }
@@ -254,10 +300,19 @@ export async function render(root, {params: [taskId], signal, who: whoPromise, n
   }
 
   const refresh = coalesced(load, {signal, onError: report});
+  // Another task added, changed or removed may run after this one (its events do not say):
+  // the followers are asked again, at most once a second.
+  const refreshFollowers = coalesced(async () => {
+    followers = await get(`/daemon/tasks${query({after: taskId, limit: FOLLOWERS})}`, {signal});
+    if (task && !signal.aborted) fill(state, schedule(task, followers));
+  }, {signal, intervalMs: 1000, onError: report});
   const stop = subscribe((message) => {
+    const about = message.data?.task_id;
     if (message.type === 'status' && message.reconnected) refresh();
-    else if (message.type === 'task_removed' && message.data?.task_id === taskId) markDeleted();
-    else if (EVENTS.has(message.type) && message.data?.task_id === taskId) refresh();
+    else if (message.type === 'task_removed' && about === taskId) markDeleted();
+    else if (EVENTS.has(message.type) && about === taskId) refresh();
+    else if (message.type === 'execution_finished' && task?.after?.includes(about)) refresh();
+    else if (FOLLOWER_EVENTS.has(message.type) && about !== taskId) refreshFollowers();
   });
   signal.addEventListener('abort', stop);
   await refresh.now();

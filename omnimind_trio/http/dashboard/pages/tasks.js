@@ -5,7 +5,7 @@
 import {get, query, segment} from '../lib/api.js';
 import {sparkline} from '../lib/charts.js';
 import {fill, h} from '../lib/dom.js';
-import {badge, count, duration, every, outcomeBadge, timeElement} from '../lib/format.js';
+import {badge, count, duration, outcomeBadge, timeElement} from '../lib/format.js';
 import {subscribe} from '../lib/live.js';
 import {coalesced, debounced} from '../lib/schedule.js';
 
@@ -71,7 +71,7 @@ function row(task) {
       task.name && task.name !== task.task_id ? h('span', {class: 'sub'}, task.name) : null)),
     cell('Priority', badge(task.priority, `prio-${task.priority.toLowerCase()}`)),
     cell('State', stateCell(task)),
-    cell('Schedule', every(task.repeat_hours)),
+    cell('Schedule', task.schedule), // the daemon's words: "every 5 minutes", "after backup"
     cell('Next run', nextRunCell(task)),
     cell('Last run', lastRunCell(task)),
     cell('Last 20 runs', sparkline(task.recent)),
