@@ -3,6 +3,7 @@ PATCH semantics, upcoming, deleting a task others wait on, and a restart."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,8 @@ async def test_every_new_field_and_the_after_state_survive_a_restart(
     fields: dict[str, Any] = {
         "cron": "30 2 * * 1-5",
         "timezone": "Europe/Paris",
-        "notify": {"on": ["failure"], "webhook": "http://127.0.0.1:9/hook", "desktop": True},
+        "notify": {"on": ["failure"], "webhook": "http://127.0.0.1:9/hook"},
+        "python": sys.executable,
         "env": {"REGION": "eu"},
         "secrets": {"TOKEN": "t0ken"},
     }
@@ -186,6 +188,11 @@ async def test_every_new_field_and_the_after_state_survive_a_restart(
         for name in TASK_FIELDS:
             assert getattr(after, name) == getattr(before, name), name
         assert after.secrets == ["TOKEN"] and after.upcoming == before.upcoming
+        assert after.json_body()["notify"] == {  # every key, though "on" alone was sent
+            "on": ["failure"],
+            "webhook": "http://127.0.0.1:9/hook",
+            "desktop": False,
+        }
         # a succeeded before b was added: it does not count (not since b's start or
         # creation); b still waits for both.
         waiting = daemon.get_task("b").waiting

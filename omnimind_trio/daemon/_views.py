@@ -52,6 +52,9 @@ def task_detail(
             (spec.max_cpu_seconds or settings.max_cpu_seconds or None) if code_task else None
         ),
         secrets=None if spec.secrets is None else sorted(spec.secrets),
+        # As data, so every key shows in the answer (the detail leaves out unset fields,
+        # and a NotifySpec built from {"on": [...]} has only "on" set).
+        notify=None if spec.notify is None else spec.notify.model_dump(),
     )
     running = entry.running
     return TaskDetail(

@@ -85,18 +85,24 @@ def upcoming(
 
 
 def describe(spec: TaskSpec) -> str:
-    """A task's schedule in words: "every 2 hours", "At 02:30 every day", "At 02:30 every
-    day (Europe/Paris)" (a cron task's own zone; none: the daemon's), "after backup,
+    """A task's schedule in words: "every 2 hours", "every day", "every 90 minutes", "At
+    02:30 every day", "At 02:30 every day (Europe/Paris)" (a cron task's own zone; none: the daemon's), "after backup,
     sync", "once"."""
     if spec.cron is not None:
         words = describe_cron(spec.cron)
         return words if spec.timezone is None else f"{words} ({spec.timezone})"
     if spec.after is not None:
         return "after " + ", ".join(spec.after)
-    for count, unit in ((spec.repeat_hours, "hour"), (spec.repeat_minutes, "minute")):
-        if count is not None:
+    minutes = spec.repeat_minutes
+    if spec.repeat_hours is not None:
+        minutes = spec.repeat_hours * 60
+    if minutes is None:
+        return "once"
+    for size, unit in ((7 * 24 * 60, "week"), (24 * 60, "day"), (60, "hour"), (1, "minute")):
+        if minutes % size == 0:
+            count = minutes // size
             return f"every {unit}" if count == 1 else f"every {count} {unit}s"
-    return "once"
+    raise AssertionError("unreachable: every count of minutes divides by 1")
 
 
 @lru_cache(maxsize=1024)
