@@ -86,8 +86,8 @@ def upcoming(
 
 def describe(spec: TaskSpec) -> str:
     """A task's schedule in words: "every 2 hours", "every day", "every 90 minutes", "At
-    02:30 every day", "At 02:30 every day (Europe/Paris)" (a cron task's own zone; none: the daemon's), "after backup,
-    sync", "once"."""
+    02:30 every day", "At 02:30 every day (Europe/Paris)" (a cron task's own zone; none:
+    the daemon's), "after backup, sync", "once"."""
     if spec.cron is not None:
         words = describe_cron(spec.cron)
         return words if spec.timezone is None else f"{words} ({spec.timezone})"
