@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .models import NotifyEvent, NotifySpec, check_webhook
 from .scheduling import SleepWindow, parse_weekdays
 from .store import is_url
 
@@ -158,6 +159,40 @@ class Settings(BaseSettings):
     # History
     history_max_per_task: Annotated[int, Field(ge=1)] = 1000
     history_max_days: Annotated[float, Field(gt=0)] = 30.0
+
+    # Notifications (docs/operations.md, "Notifications"): for tasks without ``notify``
+    notify_webhook: str | None = None
+    """URL every task without its own ``notify`` reports to (a JSON POST); none by
+    default. A task's ``notify`` replaces these defaults."""
+    notify_on: str = "failure,recovery"
+    """Comma-separated events those tasks report: ``failure``, ``recovery``, ``success``."""
+
+    @field_validator("notify_webhook", mode="before")
+    @classmethod
+    def _check_notify_webhook(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None  # OMNIMIND_NOTIFY_WEBHOOK= (empty): none
+        return check_webhook(value.strip()) if isinstance(value, str) else value
+
+    @field_validator("notify_on")
+    @classmethod
+    def _check_notify_on(cls, value: str) -> str:
+        words = [w.strip().lower() for w in value.split(",") if w.strip()]
+        known = [e.value for e in NotifyEvent]
+        for word in words:
+            if word not in known:
+                raise ValueError(f"unknown event {word!r} (known: {', '.join(known)})")
+        if not words:
+            raise ValueError(f"give at least one event among {', '.join(known)}")
+        return ",".join(dict.fromkeys(words))
+
+    @property
+    def notify_defaults(self) -> NotifySpec | None:
+        """The ``notify`` of tasks without their own: None without ``notify_webhook``."""
+        if self.notify_webhook is None:
+            return None
+        events = tuple(NotifyEvent(word) for word in self.notify_on.split(","))
+        return NotifySpec(on=events, webhook=self.notify_webhook)
 
     ws_buffer_messages: Annotated[int, Field(ge=1)] = 256
     """Messages a WebSocket subscriber may fall behind before it is disconnected."""

@@ -22,9 +22,10 @@ MAY_IMPORT = {
     "scheduling": {"models", "exceptions"},
     "execution": {"models", "exceptions"},
     "store": {"models", "exceptions"},
-    "config": {"scheduling", "store"},
+    "config": {"models", "scheduling", "store"},
+    "notify": {"models"},
     "credentials": {"config"},
-    "daemon": {"models", "exceptions", "config", "scheduling", "execution", "store"},
+    "daemon": {"models", "exceptions", "config", "scheduling", "execution", "store", "notify"},
     "http": {"daemon", "models", "exceptions", "config", "credentials", "_version"},
     "cli": {"daemon", "http", "models", "exceptions", "config", "credentials", "_version"},
 }

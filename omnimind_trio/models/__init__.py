@@ -35,7 +35,15 @@ from ._execution import (
     ExecutionSummary,
     Pause,
 )
-from ._fields import CRON_MACROS, NotifyEvent, NotifySpec, check_cron, check_timezone, cron_fields
+from ._fields import (
+    CRON_MACROS,
+    NotifyEvent,
+    NotifySpec,
+    check_cron,
+    check_timezone,
+    check_webhook,
+    cron_fields,
+)
 from ._queries import (
     MAX_LIMIT,
     MAX_OFFSET,
@@ -157,6 +165,7 @@ __all__ = [
     "check_code_size",
     "check_cron",
     "check_timezone",
+    "check_webhook",
     "cron_fields",
     "describe_validation_error",
     "field_description",
