@@ -33,6 +33,7 @@ from ..models import (
     Waiting,
     iso_utc,
 )
+from ..notify import Notifier
 from ..scheduling import (
     Clock,
     GateSet,
@@ -52,6 +53,7 @@ from ._events import EventBus
 from ._history import ExecutionReads
 from ._listing import select
 from ._metrics import DaemonMetrics, LiveState
+from ._notifications import history_reader, open_runs, tell_interrupted
 from ._output import OutputHub
 from ._registry import TaskRegistry
 from ._runs import ExecutionRunner, wait_recorded
@@ -84,7 +86,9 @@ class Daemon(ExecutionReads):
         self._store = store
         self._executor = executor
         self._clock = clock
+        self._nursery = nursery
         self._changed = trio.Event()
+        self._notifier = Notifier(defaults=settings.notify_defaults, history=history_reader(store))
         self._writes = WriteGuard(on_change=lambda: self._supervisor.check_state())
         self._gates = GateSet.create(
             idle_cpu_percent=settings.idle_cpu_percent,
@@ -113,6 +117,7 @@ class Daemon(ExecutionReads):
             prom=self._prom,
             writes=self._writes,
             output=self._output,
+            notifier=self._notifier,
             on_finished=lambda record: self._notify_change(),
         )
         self._scheduler = Scheduler(
@@ -405,9 +410,18 @@ class Daemon(ExecutionReads):
     # -- start-up ----------------------------------------------------------------------
 
     async def load(self) -> None:
-        """Load the stored tasks (see :func:`~._open.open_daemon`)."""
+        """Start the notifier; load the stored tasks (see :func:`~._open.open_daemon`) and
+        notify the runs a crash interrupted."""
+        await self._nursery.start(self._notifier.run)
+        interrupted = await open_runs(self._store)
         await self._tasks.load()
         await self._output.prepare()
+        await tell_interrupted(self._store, self._notifier, interrupted, self._scheduler.tasks)
+
+    async def close_notifications(self) -> None:
+        """Send what is queued and in flight, then stop notifying (bound it: see _open)."""
+        self._notifier.close()
+        await self._notifier.wait_closed()
 
     def set_stopped(self) -> None:
         """Opened without starting: the state is ``stopped``."""

@@ -19,6 +19,8 @@ from ._daemon import Daemon
 
 EXIT_STOP_SECONDS = 4.0
 """Bound on the shielded stop when the ``open_daemon`` block exits."""
+EXIT_NOTIFY_SECONDS = 2.0
+"""Then, bound on sending the notifications still queued or in flight."""
 _daemons = itertools.count(1)
 
 
@@ -42,12 +44,15 @@ async def open_daemon(
     store: Store | None = None,
 ) -> AsyncIterator[Daemon]:
     """Open the store and the task worker, load the tasks, and (unless ``autostart`` is
-    False) start the daemon. On exit the daemon is stopped and every child process killed.
+    False) start the daemon. On exit the daemon is stopped and every child process killed;
+    notifications still queued get EXIT_NOTIFY_SECONDS to go out.
 
     ::
 
         open_daemon(settings)           # store and executor opened first (they outlive stops)
         └── nursery
+            ├── notifier                # webhooks, desktop notifications; lives on
+            │                           # through stops (sends what is left at exit)
             └── supervisor              # start() opens it, stop() cancels it
                 ├── load monitor
                 └── scheduler           # one cancel scope per execution
@@ -92,4 +97,6 @@ async def open_daemon(
                 with trio.move_on_after(EXIT_STOP_SECONDS, shield=True):
                     daemon.stop()
                     await daemon.wait_stopped()
+                with trio.move_on_after(EXIT_NOTIFY_SECONDS, shield=True):
+                    await daemon.close_notifications()
                 nursery.cancel_scope.cancel()

@@ -2,8 +2,9 @@
 
 The :class:`ExecutionRunner` is what the scheduler calls to run a task: it writes the
 running record, runs the code in the fork server (or awaits an in-process function), maps
-how it ended to an outcome, updates the counters, writes the final record and publishes
-``execution_started`` / ``execution_finished``. It also records runs that were skipped.
+how it ended to an outcome, updates the counters, writes the final record, publishes
+``execution_started`` / ``execution_finished`` and hands the final record to the notifier.
+It also records runs that were skipped.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import trio
 from ..config import Settings
 from ..execution import Executor, Job, classify
 from ..models import ExecutionRecord, Outcome, Priority, TaskSpec, Trigger
-from ..scheduling import Clock, InProcessFunction, Running, Scheduler, TaskEntry
+from ..notify import Notifier
+from ..scheduling import Clock, InProcessFunction, Running, Scheduler, TaskEntry, retry_follows
 from ..store import RunProcess, Store
 from ._events import EventBus
 from ._metrics import DaemonMetrics
@@ -117,11 +119,13 @@ class ExecutionRunner:
         prom: DaemonMetrics,
         writes: WriteGuard,
         output: OutputHub,
+        notifier: Notifier | None = None,
         on_finished: Callable[[ExecutionRecord], None] = lambda record: None,
     ) -> None:
         self.settings = settings
         self.output = output
         self._on_finished = on_finished
+        self._notifier = notifier
         self.store = store
         self.writes = writes
         self.executor = executor
@@ -177,7 +181,7 @@ class ExecutionRunner:
             record.finished_at = self.clock.now()
             record.pauses = list(running.pauses)
             self._count(entry, record)
-            await self._finish(record, entry)
+            await self._finish(record, entry, retry_follows(entry, running, record.outcome))
             self.output.forget(record.execution_id)  # the record holds its output now
             log_finished(record, internal_error)
         return record.outcome
@@ -197,7 +201,7 @@ class ExecutionRunner:
             reason=reason,
         )
         self.prom.observe(record)
-        await self._finish(record, entry)
+        await self._finish(record, entry, False)
         log.info(
             "run of %s skipped: %s",
             entry.task_id,
@@ -205,9 +209,10 @@ class ExecutionRunner:
             extra={"task_id": entry.task_id, "execution_id": record.execution_id},
         )
 
-    async def _finish(self, record: ExecutionRecord, entry: TaskEntry) -> None:
+    async def _finish(self, record: ExecutionRecord, entry: TaskEntry, retrying: bool) -> None:
         """Write the final record with the task's counters (shielded and bounded: this runs
-        during cancellation too), then announce it."""
+        during cancellation too), then announce it: an event, and a notification unless
+        ``retrying`` (a retry of this failed run follows)."""
         with trio.move_on_after(FINALIZE_SECONDS, shield=True) as finalizing:
             await self.writes.write(
                 self.store.finish_execution(record, entry.counters),
@@ -225,6 +230,9 @@ class ExecutionRunner:
                 extra={"task_id": entry.task_id, "execution_id": record.execution_id},
             )
         self.events.publish("execution_finished", record.summary())
+        if self._notifier is not None:
+            # From the final record: what it says is what the user is told (secrets masked).
+            self._notifier.finished(record, entry.spec, retrying=retrying)
         self._on_finished(record)
 
     async def _run_code(

@@ -11,6 +11,7 @@ from ._clock import Clock, SystemClock, TrioWallClock, deadline_for
 from ._entry import InProcessFunction, TaskEntry
 from ._gates import Gate, GateSet, SleepWindow, parse_weekdays
 from ._load import FakeSource, LoadMonitor, MetricsSource, PsutilSource
+from ._policies import retry_follows
 from ._requests import check as check_run_now
 from ._running import Running
 from ._scheduler import Scheduler
@@ -34,4 +35,5 @@ __all__ = [
     "check_run_now",
     "deadline_for",
     "parse_weekdays",
+    "retry_follows",
 ]

@@ -52,16 +52,23 @@ class Backoff:
 RETRY_OUTCOMES = frozenset({Outcome.FAILED, Outcome.TIMED_OUT, Outcome.KILLED})
 
 
+def retry_follows(entry: TaskEntry, run: Running, outcome: Outcome | None) -> bool:
+    """Whether :func:`settle_retry` will schedule a retry after this run (asked before it
+    settles: a failure with a retry to come is not notified)."""
+    return (
+        outcome in RETRY_OUTCOMES
+        and run.cancel_reason is None
+        and entry.retry_attempt < entry.spec.max_retries
+    )
+
+
 def settle_retry(
     entry: TaskEntry, run: Running, outcome: Outcome | None, backoff: Backoff, now: float
 ) -> None:
     """``max_retries``, once a run has ended: schedule the next retry, or reset the count
     (a success; retries used up). A cancelled run is not retried."""
-    if outcome in RETRY_OUTCOMES and run.cancel_reason is None:
-        if entry.retry_attempt < entry.spec.max_retries:
-            entry.retry_attempt += 1
-            entry.retry_at = now + backoff(entry.retry_attempt)
-        else:
-            entry.retry_attempt, entry.retry_at = 0, None
+    if retry_follows(entry, run, outcome):
+        entry.retry_attempt += 1
+        entry.retry_at = now + backoff(entry.retry_attempt)
     elif outcome is not None:
         entry.retry_attempt, entry.retry_at = 0, None

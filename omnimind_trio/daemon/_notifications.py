@@ -1,0 +1,57 @@
+"""The daemon's side of notifications: what the notifier reads from the store, and the
+runs a crash interrupted, told once the daemon is back."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from ..exceptions import StoreUnavailable
+from ..models import ExecutionRecord, Outcome
+from ..notify import HISTORY_RECORDS, History, Notifier
+from ..scheduling import TaskEntry
+from ..store import Store
+
+log = logging.getLogger(__package__)
+
+OPEN_RUNS_READ = 1000
+"""Runs left ``running`` a start looks at (far beyond the concurrency limits)."""
+
+
+def history_reader(store: Store) -> History:
+    """A task's latest records, for the notifier to tell whether it was failing."""
+
+    async def read(task_id: str) -> Sequence[ExecutionRecord]:
+        records, _ = await store.list_executions(task_id=task_id, limit=HISTORY_RECORDS)
+        return records
+
+    return read
+
+
+async def open_runs(store: Store) -> list[str]:
+    """The ids of the runs a crash left ``running``, before the start closes them."""
+    try:
+        records, _ = await store.list_executions(outcome=Outcome.RUNNING, limit=OPEN_RUNS_READ)
+    except StoreUnavailable:
+        return []
+    return [record.execution_id for record in records]
+
+
+async def tell_interrupted(
+    store: Store,
+    notifier: Notifier,
+    execution_ids: list[str],
+    tasks: Mapping[str, TaskEntry],
+) -> None:
+    """Notify the runs of ``execution_ids`` that the start closed as ``interrupted`` (a
+    failure: the task did not finish), as their tasks' ``notify`` asks."""
+    for execution_id in execution_ids:
+        try:
+            record = await store.get_execution(execution_id)
+        except StoreUnavailable:
+            return
+        if record is None or record.outcome is not Outcome.INTERRUPTED:
+            continue
+        entry = tasks.get(record.task_id)
+        if entry is not None:
+            notifier.finished(record, entry.spec, retrying=False)
