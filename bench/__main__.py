@@ -36,6 +36,7 @@ SECTIONS = {
     "K": ("output", "Live output: a task printing flat out for 3 s (issue 12)"),
     "L": ("dashboard", "Dashboard in Chromium: first rows, live rows, output, idle CPU (issue 12)"),
     "M": ("calendar", "Calendar schedules: cron lateness, fake and real clock (issue 13)"),
+    "N": ("notify", "Notifications: webhook delivery after a run's end (issue 13)"),
 }
 RESULTS = Path(__file__).with_name("results.json")
 BUSY_PERCENT = 15
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="".join(SECTIONS),
-        help="sections to run, e.g. --only AD (default: all of A-M)",
+        help="sections to run, e.g. --only AD (default: all of A-N)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON path")
     args = parser.parse_args(argv)
