@@ -1,4 +1,4 @@
-"""M. Notifications (issue 13): how soon a webhook hears of a finished run.
+"""N. Notifications (issue 13): how soon a webhook hears of a finished run.
 
 ``omnimind serve`` with ``OMNIMIND_NOTIFY_WEBHOOK`` pointing at a small HTTP receiver in
 the benchmark's process (loopback) and ``OMNIMIND_NOTIFY_ON=success``, so every run is
@@ -104,9 +104,9 @@ def run(mode: Mode) -> list[Figure]:
         delays = trio.run(_measure, count)
         p50.append(percentile(delays, 50))
         p99.append(percentile(delays, 99))
-        log(f"M run {rep + 1}: webhook p50 {p50[-1]:.1f} ms, p99 {p99[-1]:.1f} ms")
+        log(f"N run {rep + 1}: webhook p50 {p50[-1]:.1f} ms, p99 {p99[-1]:.1f} ms")
     note = f"{count} runs of one CRITICAL task, one at a time; run end to the POST read"
     return [
-        Figure("M1", "Webhook delivered after the run's end, p50", "ms", p50, note=note),
-        Figure("M2", "Webhook delivered after the run's end, p99", "ms", p99, ("<", 50.0)),
+        Figure("N1", "Webhook delivered after the run's end, p50", "ms", p50, note=note),
+        Figure("N2", "Webhook delivered after the run's end, p99", "ms", p99, ("<", 50.0)),
     ]
