@@ -53,7 +53,7 @@ from ._events import EventBus
 from ._history import ExecutionReads
 from ._listing import select
 from ._metrics import DaemonMetrics, LiveState
-from ._notifications import history_reader, open_runs, tell_interrupted
+from ._notifications import history_reader, load_telling_interrupted
 from ._output import OutputHub
 from ._registry import TaskRegistry
 from ._runs import ExecutionRunner, wait_recorded
@@ -86,9 +86,9 @@ class Daemon(ExecutionReads):
         self._store = store
         self._executor = executor
         self._clock = clock
-        self._nursery = nursery
         self._changed = trio.Event()
         self._notifier = Notifier(defaults=settings.notify_defaults, history=history_reader(store))
+        nursery.start_soon(self._notifier.run, name="notifier")  # lives on through stops
         self._writes = WriteGuard(on_change=lambda: self._supervisor.check_state())
         self._gates = GateSet.create(
             idle_cpu_percent=settings.idle_cpu_percent,
@@ -410,18 +410,14 @@ class Daemon(ExecutionReads):
     # -- start-up ----------------------------------------------------------------------
 
     async def load(self) -> None:
-        """Start the notifier; load the stored tasks (see :func:`~._open.open_daemon`) and
-        notify the runs a crash interrupted."""
-        await self._nursery.start(self._notifier.run)
-        interrupted = await open_runs(self._store)
-        await self._tasks.load()
+        """Load the stored tasks (see :func:`~._open.open_daemon`); notify runs a crash ended."""
+        tasks = self._scheduler.tasks
+        await load_telling_interrupted(self._store, self._tasks.load, self._notifier, tasks)
         await self._output.prepare()
-        await tell_interrupted(self._store, self._notifier, interrupted, self._scheduler.tasks)
 
     async def close_notifications(self) -> None:
         """Send what is queued and in flight, then stop notifying (bound it: see _open)."""
-        self._notifier.close()
-        await self._notifier.wait_closed()
+        await self._notifier.aclose()
 
     def set_stopped(self) -> None:
         """Opened without starting: the state is ``stopped``."""

@@ -3,16 +3,13 @@ runs a crash interrupted, told once the daemon is back."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from ..exceptions import StoreUnavailable
 from ..models import ExecutionRecord, Outcome
 from ..notify import HISTORY_RECORDS, History, Notifier
 from ..scheduling import TaskEntry
 from ..store import Store
-
-log = logging.getLogger(__package__)
 
 OPEN_RUNS_READ = 1000
 """Runs left ``running`` a start looks at (far beyond the concurrency limits)."""
@@ -28,24 +25,21 @@ def history_reader(store: Store) -> History:
     return read
 
 
-async def open_runs(store: Store) -> list[str]:
-    """The ids of the runs a crash left ``running``, before the start closes them."""
+async def load_telling_interrupted(
+    store: Store,
+    load: Callable[[], Awaitable[None]],
+    notifier: Notifier,
+    tasks: Mapping[str, TaskEntry],
+) -> None:
+    """``load()`` the tasks (which closes the runs a crash left ``running`` as
+    ``interrupted``), then notify those runs (a failure: the task did not finish), as their
+    tasks' ``notify`` asks."""
     try:
         records, _ = await store.list_executions(outcome=Outcome.RUNNING, limit=OPEN_RUNS_READ)
     except StoreUnavailable:
-        return []
-    return [record.execution_id for record in records]
-
-
-async def tell_interrupted(
-    store: Store,
-    notifier: Notifier,
-    execution_ids: list[str],
-    tasks: Mapping[str, TaskEntry],
-) -> None:
-    """Notify the runs of ``execution_ids`` that the start closed as ``interrupted`` (a
-    failure: the task did not finish), as their tasks' ``notify`` asks."""
-    for execution_id in execution_ids:
+        records = []
+    await load()
+    for execution_id in [record.execution_id for record in records]:
         try:
             record = await store.get_execution(execution_id)
         except StoreUnavailable:

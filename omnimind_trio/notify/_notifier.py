@@ -190,6 +190,12 @@ class Notifier:
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
+    async def aclose(self) -> None:
+        """:meth:`close`, then wait until what was queued is sent (bound it: an unanswered
+        webhook takes about half a minute)."""
+        self.close()
+        await self.wait_closed()
+
     async def _resolve(self, queued: _Queued) -> Notification | None:
         notification = queued.notification
         if not queued.check_history:
