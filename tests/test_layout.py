@@ -27,7 +27,17 @@ MAY_IMPORT = {
     "credentials": {"config"},
     "daemon": {"models", "exceptions", "config", "scheduling", "execution", "store", "notify"},
     "http": {"daemon", "models", "exceptions", "config", "credentials", "_version"},
-    "cli": {"daemon", "http", "models", "exceptions", "config", "credentials", "_version"},
+    # cli: `omnimind next` previews cron times with the scheduler's own calendar.
+    "cli": {
+        "daemon",
+        "http",
+        "models",
+        "exceptions",
+        "config",
+        "credentials",
+        "scheduling",
+        "_version",
+    },
 }
 """Which top-level parts each part may import."""
 MAX_LINES = 450

@@ -320,6 +320,8 @@ def describe_validation_error(exc: ValidationError) -> str:
         return f"after: {error['input']!r} is not a task id"
     if error["type"] == "tuple_type" and field == "after":
         return "after: give a list of task ids"
+    if error["type"] in ("model_type", "dict_type"):  # JSON speaks of objects
+        return f"{field}: Input should be an object"
     if error["type"] == "tuple_type":
         return f"{field}: Input should be a list"
     if error["type"] in ("too_short", "too_long"):  # a JSON array is a list, not a tuple
