@@ -224,7 +224,7 @@ class Settings(BaseSettings):
         if value is not None:
             try:
                 ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError) as exc:
+            except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
                 raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 

@@ -11,7 +11,7 @@ import pytest
 
 from omnimind_trio import open_daemon
 from omnimind_trio.daemon import Daemon
-from omnimind_trio.models import TASK_FIELDS
+from omnimind_trio.models import TASK_FIELDS, parse_task_spec
 from omnimind_trio.scheduling import FakeSource
 
 from .conftest import make_settings
@@ -54,6 +54,7 @@ async def add(client: Any, status: int = 200, **fields: Any) -> Any:
             "in a PATCH)",
         ),
         ({"cron": "61 * * * *"}, "cron: '61 * * * *': Bad minute"),
+        ({"cron": "0 0 */40 * 1#5"}, "cron: '0 0 */40 * 1#5' never matches a date"),
         (
             {"cron": "0 3 * *"},
             "cron: '0 3 * *' has 4 fields; cron takes five (minute hour day-of-month month "
@@ -67,6 +68,10 @@ async def add(client: Any, status: int = 200, **fields: Any) -> Any:
         (
             {"cron": "@daily", "timezone": "Mars/Olympus"},
             "timezone: unknown time zone 'Mars/Olympus' (an IANA name, e.g. Europe/Paris)",
+        ),
+        (
+            {"cron": "@daily", "timezone": "America"},  # a folder of the zone database
+            "timezone: unknown time zone 'America' (an IANA name, e.g. Europe/Paris)",
         ),
         ({"repeat_minutes": 0}, "repeat_minutes: Input should be greater than or equal to 1"),
         (
@@ -169,8 +174,6 @@ async def test_every_new_field_and_the_after_state_survive_a_restart(
         "secrets": {"TOKEN": "t0ken"},
     }
     async with open_daemon(settings, metrics_source=source) as daemon:
-        from omnimind_trio.models import parse_task_spec
-
         spec = parse_task_spec({**BASE, **fields}, max_code_bytes=10_000)
         await daemon.add_task(spec)
         # b runs after a (paused, so it never runs by itself); a succeeds once.
@@ -240,3 +243,23 @@ async def test_an_atomic_batch_adds_a_task_after_one_it_adds_before(
     ordered = [{"op": "delete", "task_id": "b"}, {"op": "delete", "task_id": "a"}]
     await send(client, "POST", "/daemon/tasks/batch", {"atomic": True, "operations": ordered})
     assert not {"a", "b"} & {t.task_id for t in daemon.list_tasks().tasks}
+
+
+async def test_a_chain_through_an_in_process_task_not_registered_again(
+    tmp_path: Path, source: FakeSource
+) -> None:
+    """After a restart, an in-process upstream its program has not registered (yet) is
+    not a task: adding a task after one that waits for it still works."""
+    settings = make_settings(tmp_path)
+
+    async def nothing() -> None:
+        return None
+
+    async with open_daemon(settings, metrics_source=source) as daemon:
+        await daemon.register("inproc", nothing, name="In process", repeat_hours=24)
+        b = {**BASE, "task_id": "b", "after": ["inproc"]}
+        await daemon.add_task(parse_task_spec(b, max_code_bytes=10_000))
+    async with open_daemon(settings, metrics_source=source) as daemon:
+        c = {**BASE, "task_id": "c", "after": ["b"]}
+        await daemon.add_task(parse_task_spec(c, max_code_bytes=10_000))
+        assert daemon.get_task("c").after == ("b",)

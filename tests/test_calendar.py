@@ -117,6 +117,28 @@ async def test_every_30_minutes_of_the_repeated_hour_runs_in_both_of_its_passes(
         ]
 
 
+async def test_added_in_the_second_pass_of_the_repeated_hour_it_waits_for_the_next_day(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # 01:10 EST, after 01:30 EDT has passed: cronsim's wall-clock answer (01:30, the first
+    # pass) is in the past. It must not run at once, nor spin on that past time.
+    async with wall_harness(epoch(2026, 11, 1, 1, 10, fold=1)) as h:
+        entry = add(h, "nightly", cron="30 1 * * *")
+        assert local(entry.next_due or 0) == "2026-11-02 01:30 -05"
+        await trio.sleep(2 * 86400 + 3600)
+        assert starts(h, "nightly") == ["2026-11-02 01:30 -05", "2026-11-03 01:30 -05"]
+
+
+async def test_a_list_of_fixed_minutes_runs_once_in_the_repeated_hour(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Unlike */30, a list of fixed times is a fixed-time job to Vixie cron: first pass only.
+    async with wall_harness(epoch(2026, 10, 31, 12, 0)) as h:
+        add(h, "twice", cron="0,30 1 * * *")
+        await trio.sleep(86400)
+        assert starts(h, "twice") == ["2026-11-01 01:00 -04", "2026-11-01 01:30 -04"]
+
+
 async def test_cron_runs_start_exactly_on_time_on_the_fake_clock(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -310,6 +332,21 @@ async def test_a_paused_after_task_runs_when_resumed(
         h.scheduler.resume("report")
         await trio.sleep(1)
         assert h.runner.started("report") == [60.0]
+
+
+async def test_changing_after_and_priority_of_a_waiting_task_moves_its_links(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        entry = add(h, "report", priority=Priority.LOW, after=("fetch",))
+        add(h, "fetch", first_due=h.wall.now())
+        add(h, "other", first_due=None)
+        await trio.sleep(1)
+        assert entry.ready_since is not None  # fetch succeeded: report waits for LOW's gate
+        spec = entry.spec.replace(priority=Priority.MEDIUM, after=("other",))
+        h.scheduler.update("report", spec)
+        assert h.scheduler.dependents("fetch") == []
+        assert h.scheduler.dependents("other") == ["report"]
 
 
 async def test_upstream_successes_restored_at_start_up_count(

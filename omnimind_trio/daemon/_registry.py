@@ -101,12 +101,14 @@ class TaskRegistry:
         done = set()
         for upstream in entry.spec.after or ():
             try:
+                # Newest by due time; the one that finished last may be a little further
+                # down (overlapping runs, a catch-up of an old due time).
                 page, _ = await self._store.list_executions(
-                    task_id=upstream, outcome=Outcome.SUCCEEDED, limit=1
+                    task_id=upstream, outcome=Outcome.SUCCEEDED, limit=20
                 )
             except StoreUnavailable:
                 return
-            if page and page[0].finished_at is not None and page[0].finished_at > since:
+            if any(r.finished_at is not None and r.finished_at > since for r in page):
                 done.add(upstream)
         self._scheduler.mark_upstream_done(entry, done)
 
@@ -138,7 +140,14 @@ class TaskRegistry:
         for upstream in spec.after or ():
             if upstream not in tasks:
                 raise InvalidInput(f"after: unknown task {upstream!r}")
-        cycle = _cycle(spec, lambda task_id: tasks[task_id].spec.after or ())
+
+        def after_of(task_id: str) -> tuple[str, ...]:
+            # An upstream that is not registered (an in-process task its program has not
+            # registered again since a restart) leads nowhere.
+            known = tasks.get(task_id)
+            return () if known is None else known.spec.after or ()
+
+        cycle = _cycle(spec, after_of)
         if cycle:
             raise InvalidInput("after: a cycle: " + " -> ".join(cycle))
 
@@ -162,6 +171,8 @@ class TaskRegistry:
             # restart; the arguments here only define the task the first time.
             entry = _entry(stored, function)
             self._scheduler.add(entry)
+            if entry.spec.after is not None:
+                await self._restore_upstream(entry)
             self._events.publish("task_added", task_summary(entry).json_body())
             return entry
         spec = TaskSpec(

@@ -48,16 +48,18 @@ def check_cron(expression: str) -> str:
             "(minute hour day-of-month month day-of-week) or a macro such as @daily"
         )
     try:
-        CronSim(fields, datetime(2000, 1, 1, tzinfo=UTC))
+        next(CronSim(fields, datetime(2000, 1, 1, tzinfo=UTC)))
     except CronSimError as exc:
         raise ValueError(f"{expression!r}: {exc}") from None
+    except StopIteration:  # cronsim looked 50 years ahead
+        raise ValueError(f"{expression!r} never matches a date") from None
     return expression.strip()
 
 
 def check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder: OSError
         raise ValueError(f"unknown time zone {name!r} (an IANA name, e.g. Europe/Paris)") from None
     return name
 

@@ -30,7 +30,7 @@ def local_zone() -> tzinfo:
     if name:
         try:
             return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             pass
     target = os.path.realpath("/etc/localtime")
     if "/zoneinfo/" in target:  # a link into the zone database names the zone
@@ -56,17 +56,54 @@ def cron_after(expression: str, after: float, tz: tzinfo, count: int = 1) -> lis
     """The next ``count`` due times of ``expression`` strictly after ``after`` (epoch
     seconds), read in ``tz``."""
     start = datetime.fromtimestamp(after, tz=UTC).astimezone(tz)
-    times = CronSim(cron_fields(expression), start)
-    return [moment.timestamp() for moment in itertools.islice(times, count)]
+    # cronsim walks wall-clock time for a fixed-time expression: from 01:10 in the second
+    # pass of a fall-back hour it answers 01:30 of the first pass, which is over. Keep
+    # what is really after ``after`` (else a task would run at once, and the scheduler
+    # would compute the same past time again and again). An expression that never
+    # matches (the 31st of February) gives nothing after cronsim's 50-year search.
+    times = (moment.timestamp() for moment in CronSim(cron_fields(expression), start))
+    return list(itertools.islice((t for t in times if t > after), count))
 
 
 def next_due_after(spec: TaskSpec, after: float, tz: tzinfo | None) -> float | None:
     """When a task that last became due (or started) at ``after`` is due next: by its cron
     expression, or its interval; None for a one-shot or an ``after`` task."""
     if spec.cron is not None:
-        return cron_after(spec.cron, after, zone(spec.timezone, tz))[0]
+        times = cron_after(spec.cron, after, zone(spec.timezone, tz))
+        return times[0] if times else None
     repeat = spec.repeat_seconds
     return None if repeat is None else after + repeat
+
+
+def repeats(spec: TaskSpec) -> bool:
+    """Whether the task has a clock of its own (cron or an interval)."""
+    return spec.cron is not None or spec.repeat_seconds is not None
+
+
+def schedule_key(spec: TaskSpec) -> tuple[object, ...]:
+    """What decides a task's due times (``timezone`` only for a cron task)."""
+    zone_name = spec.timezone if spec.cron is not None else None
+    return (spec.cron, zone_name, spec.repeat_hours, spec.repeat_minutes, spec.after)
+
+
+def rescheduled(
+    spec: TaskSpec,
+    next_due: float | None,
+    last_start: float | None,
+    now: float,
+    tz: tzinfo | None,
+) -> float | None:
+    """The next due time of a task whose schedule fields changed: an interval counts from
+    the last start; a cron expression from now; a one-shot that has not run yet stays due
+    (or is due now); ``after`` waits for its upstream tasks."""
+    if spec.cron is not None:
+        return next_due_after(spec, now, tz)
+    if spec.after is not None:
+        return None
+    repeat = spec.repeat_seconds
+    if last_start is None:
+        return next_due or now
+    return None if repeat is None else last_start + repeat
 
 
 def upcoming(

@@ -12,6 +12,10 @@ are released one at a time), ``max_retries`` (exponential backoff with jitter),
 ``max_delay_hours`` (a task kept waiting by its gate that long runs anyway) and ``on_busy``
 (what a run admitted through a gate does when that gate closes: freeze, continue, cancel).
 
+Due times come from the task's schedule (:mod:`._calendar`: an interval, a cron expression,
+or none); a task that runs ``after`` others becomes due when they have succeeded
+(:mod:`._after`). Registering and changing tasks is in :mod:`._changes`.
+
 The scheduler does the bookkeeping; what an execution *is* comes from the ``runner`` it is
 given, so tests drive it on a fake clock with a fake runner.
 """
@@ -28,10 +32,12 @@ from typing import Any
 
 import trio
 
-from ..exceptions import Conflict, TaskExists, TaskNotFound
+from ..exceptions import Conflict
 from ..models import OnMissed, Outcome, Overlap, Priority, TaskSpec, Trigger
 from . import _requests as requests
-from ._calendar import next_due_after
+from ._after import Followers
+from ._calendar import next_due_after, repeats
+from ._changes import TaskChanges
 from ._clock import Clock, deadline_for
 from ._due import DueTimes
 from ._entry import Notify, Recorder, Runner, TaskEntry
@@ -52,7 +58,7 @@ async def _no_record(entry: TaskEntry, due: float, trigger: Trigger, reason: str
     return None
 
 
-class Scheduler:
+class Scheduler(TaskChanges):
     """Holds the tasks and starts their executions. Call :meth:`run` in a nursery."""
 
     def __init__(
@@ -91,8 +97,7 @@ class Scheduler:
         self._due = DueTimes(lambda task_id: self.tasks.get(task_id))
         self._queues = ReadyQueues(lambda entry: self.tasks.get(entry.task_id) is entry)
         self._active: dict[str, tuple[TaskEntry, Running]] = {}
-        self._dependents: dict[str, set[str]] = {}
-        """``after``, read backwards: a task id to the ids of the tasks that wait for it."""
+        self._followers = Followers(self.tasks)
         self.promises = requests.Promises(lambda entry: self.tasks.get(entry.task_id) is entry)
         self._wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -116,17 +121,6 @@ class Scheduler:
         found = self._active.get(execution_id)
         return None if found is None else found[1]
 
-    def get(self, task_id: str) -> TaskEntry:
-        try:
-            return self.tasks[task_id]
-        except KeyError:
-            raise TaskNotFound(task_id) from None
-
-    def dependents(self, task_id: str) -> list[str]:
-        """The tasks whose ``after`` names ``task_id``, in insertion order."""
-        waiting = self._dependents.get(task_id, set())
-        return [other for other in self.tasks if other in waiting]
-
     def next_due_after(self, spec: TaskSpec, after: float) -> float | None:
         """When a task with this definition is next due after ``after``."""
         return next_due_after(spec, after, self.timezone)
@@ -135,106 +129,6 @@ class Scheduler:
         """Why a task is not running now and when it is expected to, as data; None when
         it runs (see :func:`._explain.explain`)."""
         return explain(entry, self.gates, self.slots, self.clock.now())
-
-    # -- changes -----------------------------------------------------------------
-
-    def add(self, entry: TaskEntry) -> None:
-        """Register a task (its ``next_due`` says when it first runs)."""
-        if entry.task_id in self.tasks:
-            raise TaskExists(entry.task_id)
-        out_of_order = bool(self.tasks) and entry.seq < self._last_seq
-        self.tasks[entry.task_id] = entry
-        if out_of_order:  # a stored task registered late: keep listing in insertion order
-            self.tasks = dict(sorted(self.tasks.items(), key=lambda item: item[1].seq))
-        self._last_seq = max(self._last_seq, entry.seq)
-        self._link(entry)
-        self._push(entry)
-
-    def load(self, entries: list[TaskEntry]) -> None:
-        """Register stored tasks at start-up, in ``seq`` order: one heapify and one change
-        notice for all of them, instead of a push and a notice each."""
-        for entry in entries:
-            if entry.task_id in self.tasks:
-                raise TaskExists(entry.task_id)
-            self.tasks[entry.task_id] = entry
-            self._last_seq = max(self._last_seq, entry.seq)
-            self._link(entry)
-            if entry.paused:
-                continue
-            if entry.next_due is not None:
-                self._due.append(entry.next_due, entry.task_id, "due")
-            if entry.retry_at is not None:
-                self._due.append(entry.retry_at, entry.task_id, "retry")
-        self._due.heapify()
-        self._changed()
-
-    def remove(self, task_id: str) -> TaskEntry:
-        """Unregister a task; its running executions are cancelled."""
-        entry = self.get(task_id)
-        del self.tasks[task_id]
-        self._unlink(entry)
-        self._unready(entry)
-        self.promises.drop(entry)
-        for run in entry.runs:
-            run.cancel("the task was deleted")
-        self._changed()
-        return entry
-
-    def update(self, task_id: str, spec: TaskSpec) -> TaskEntry:
-        """Replace a task's definition. A running execution keeps the code it started with;
-        a new repeat interval counts from the last start, a new cron expression from now."""
-        entry = self.get(task_id)
-        old = entry.spec
-        waiting = entry.ready_since is not None
-        if waiting and spec.priority is not old.priority:
-            # Move it to its new priority's queue, keeping how long it has waited (that is
-            # what max_delay_hours counts).
-            trigger, since = entry.ready_trigger, entry.ready_since
-            self._unready(entry)
-            entry.spec = spec
-            self._ready_up(entry, trigger, since=since)
-        self._unlink(entry)
-        entry.spec = spec
-        self._link(entry)
-        if spec.after != old.after:
-            entry.upstream_done &= set(spec.after or ())
-        if _schedule(spec) != _schedule(old) and not waiting:
-            entry.next_due = self._rescheduled(entry)
-            self._push(entry)
-        self._check_after(entry)
-        self._changed()
-        return entry
-
-    def _rescheduled(self, entry: TaskEntry) -> float | None:
-        """The next due time of a task whose schedule fields changed: an interval counts
-        from the last start; a cron expression from now; a one-shot that has not run yet
-        stays due; ``after`` waits for its upstream tasks."""
-        spec, now = entry.spec, self.clock.now()
-        last = entry.counters.last_execution
-        if spec.cron is not None:
-            return self.next_due_after(spec, now)
-        if spec.after is not None:
-            return None
-        repeat = spec.repeat_seconds
-        if repeat is None:
-            return None if last is not None else (entry.next_due or now)
-        return last + repeat if last is not None else (entry.next_due or now)
-
-    def pause(self, task_id: str) -> TaskEntry:
-        entry = self.get(task_id)
-        entry.paused = True
-        self._unready(entry)
-        self.promises.drop(entry)  # what has not started does not run (documented)
-        self._changed()
-        return entry
-
-    def resume(self, task_id: str) -> TaskEntry:
-        entry = self.get(task_id)
-        if entry.paused:
-            entry.paused = False
-            self._push(entry)
-            self._check_after(entry)
-        return entry
 
     def run_now(self, task_id: str) -> str:
         """Start the task as soon as a slot is free, whatever its gate says. Returns the
@@ -315,7 +209,7 @@ class Scheduler:
             if entry.runs:
                 self._overlapping(entry, due, now)
                 continue
-            if _repeats(entry.spec) and now - due > self.missed_grace_seconds:
+            if repeats(entry.spec) and now - due > self.missed_grace_seconds:
                 self._missed(entry, due, now)
                 continue
             self._ready_up(entry, Trigger.SCHEDULE)
@@ -452,47 +346,6 @@ class Scheduler:
         self._push(entry)
         self._check_after(entry)  # its upstream may have succeeded while it ran
 
-    # -- after: tasks that follow others ------------------------------------------
-
-    def _link(self, entry: TaskEntry) -> None:
-        for upstream in entry.spec.after or ():
-            self._dependents.setdefault(upstream, set()).add(entry.task_id)
-
-    def _unlink(self, entry: TaskEntry) -> None:
-        for upstream in entry.spec.after or ():
-            waiting = self._dependents.get(upstream)
-            if waiting is not None:
-                waiting.discard(entry.task_id)
-                if not waiting:
-                    del self._dependents[upstream]
-
-    def _upstream_succeeded(self, upstream: TaskEntry) -> None:
-        for task_id in self.dependents(upstream.task_id):
-            entry = self.tasks[task_id]
-            entry.upstream_done.add(upstream.task_id)
-            self._check_after(entry)
-
-    def mark_upstream_done(self, entry: TaskEntry, upstream_ids: set[str]) -> None:
-        """Restore, at start-up, which upstream tasks have succeeded since ``entry`` last
-        started (the daemon reads it from the history)."""
-        entry.upstream_done |= upstream_ids & set(entry.spec.after or ())
-        self._check_after(entry)
-
-    def _check_after(self, entry: TaskEntry) -> None:
-        """Start a task that runs ``after`` others once every one has succeeded since it
-        last started (then it waits for its own gate like any run)."""
-        after = entry.spec.after
-        if (
-            after is None
-            or entry.paused
-            or entry.runs
-            or entry.ready_since is not None
-            or not entry.upstream_done.issuperset(after)
-        ):
-            return
-        self._ready_up(entry, Trigger.UPSTREAM)
-        self.wake()
-
     def _save(self, entry: TaskEntry) -> None:
         """Have the schedule (next due, pending retry) stored, so a restart keeps it."""
         if self._persist is not None and self._nursery is not None:
@@ -525,12 +378,3 @@ class Scheduler:
     def _changed(self) -> None:
         self.wake()
         self._on_change()
-
-
-def _schedule(spec: TaskSpec) -> tuple[Any, ...]:
-    """What decides a task's due times."""
-    return (spec.cron, spec.timezone, spec.repeat_hours, spec.repeat_minutes, spec.after)
-
-
-def _repeats(spec: TaskSpec) -> bool:
-    return spec.cron is not None or spec.repeat_seconds is not None
