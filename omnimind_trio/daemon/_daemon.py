@@ -287,13 +287,15 @@ class Daemon(ExecutionReads):
 
     async def add_task(self, spec: TaskSpec) -> TaskSummary:
         """Register a code task; it is first due now. Raises TaskExists, InvalidInput (the
-        code does not parse or defines no ``execute()``), StoreError."""
+        code does not parse or defines no ``execute()``, its ``python`` is not a Python 3.8+
+        that runs), StoreError."""
         return self._changed_task(await self._tasks.add(spec))
 
-    async def check_code(self, code: str) -> None:
+    async def check_code(self, code: str, python: str | None = None) -> None:
         """Raise InvalidInput unless ``code`` parses and defines ``execute()``, as the task
-        interpreter sees it (which may be a newer Python than the daemon's)."""
-        await self._tasks.check_code(code)
+        interpreter sees it (which may be a newer Python than the daemon's), or as
+        ``python`` does, a task's own interpreter, which must be a Python 3.8+ that runs."""
+        await self._tasks.check_code(code, python)
 
     async def register(
         self,

@@ -19,7 +19,7 @@ import trio
 
 from ..config import Settings
 from ..exceptions import Conflict, InvalidInput, StoreError, StoreUnavailable, TaskExists
-from ..execution import Executor, describe_code_problem, kill_tree
+from ..execution import Executor, describe_code_problem, interpreter_problem, kill_tree
 from ..models import Outcome, Priority, TaskCounters, TaskSpec, parse_task_patch
 from ..scheduling import Clock, InProcessFunction, Scheduler, TaskEntry
 from ..store import Store, StoredTask
@@ -110,10 +110,13 @@ class TaskRegistry:
                 done.add(upstream)
         self._scheduler.mark_upstream_done(entry, done)
 
-    async def check_code(self, code: str) -> None:
+    async def check_code(self, code: str, python: str | None = None) -> None:
         """Raise InvalidInput unless ``code`` parses and defines ``execute()``, as the task
-        interpreter sees it (which may be a newer Python than the daemon's)."""
-        if self._settings.task_python == sys.executable:
+        interpreter sees it (which may be a newer Python than the daemon's), or the task's
+        own ``python``, which must also be a Python 3.8+ that runs."""
+        if python is not None and python != self._settings.task_python:
+            problem = await interpreter_problem(python, code)
+        elif self._settings.task_python == sys.executable:
             # Parsing up to max_code_bytes of code is CPU work: keep it off the event loop.
             problem = await trio.to_thread.run_sync(describe_code_problem, code)
         else:
@@ -125,7 +128,7 @@ class TaskRegistry:
         """Register a code task; it is first due now."""
         if spec.code is None:
             raise InvalidInput("a task added this way needs code")
-        await self.check_code(spec.code)
+        await self.check_code(spec.code, spec.python)
         if spec.task_id in self._scheduler.tasks:
             raise TaskExists(spec.task_id)
         self.check_after(spec)
@@ -201,8 +204,10 @@ class TaskRegistry:
         spec = parse_task_patch(
             dict(changes), entry.spec, max_code_bytes=self._settings.max_code_bytes
         )
-        if spec.code is not None and spec.code != entry.spec.code:
-            await self.check_code(spec.code)
+        if spec.code is not None and (
+            spec.code != entry.spec.code or spec.python != entry.spec.python
+        ):
+            await self.check_code(spec.code, spec.python)
         if spec.after != entry.spec.after:
             self.check_after(spec)
         return await self._change(

@@ -197,7 +197,7 @@ async def _problem(
     if op == "add":
         assert spec is not None and spec.code is not None
         try:
-            await daemon.check_code(spec.code)
+            await daemon.check_code(spec.code, spec.python)
         except OmniMindError as exc:
             return exc
         added.add(task_id)
