@@ -124,15 +124,16 @@ class TaskRegistry:
         if problem is not None:
             raise InvalidInput(problem)
 
-    async def add(self, spec: TaskSpec) -> TaskEntry:
-        """Register a code task; it is first due now."""
+    async def add(self, spec: TaskSpec, *, paused: bool = False) -> TaskEntry:
+        """Register a code task; it is first due now (``paused``: added paused, so that
+        it cannot start before it is)."""
         if spec.code is None:
             raise InvalidInput("a task added this way needs code")
         await self.check_code(spec.code, spec.python)
         if spec.task_id in self._scheduler.tasks:
             raise TaskExists(spec.task_id)
         self.check_after(spec)
-        return await self._insert(spec, None)
+        return await self._insert(spec, None, paused=paused)
 
     def check_after(self, spec: TaskSpec) -> None:
         """Raise InvalidInput unless every task ``spec`` runs after exists and following
@@ -178,14 +179,16 @@ class TaskRegistry:
         )
         return await self._insert(spec, function)
 
-    async def _insert(self, spec: TaskSpec, function: InProcessFunction | None) -> TaskEntry:
+    async def _insert(
+        self, spec: TaskSpec, function: InProcessFunction | None, *, paused: bool = False
+    ) -> TaskEntry:
         self._seq += 1
         now = self._clock.now()
         # An interval or a one-shot is due at once; a cron task at its first time; an
         # ``after`` task when its upstream tasks have succeeded.
         first = now if spec.cron is None else self._scheduler.next_due_after(spec, now)
         first = None if spec.after is not None else first
-        stored = StoredTask(spec, TaskCounters(), self._seq, False, now, first)
+        stored = StoredTask(spec, TaskCounters(), self._seq, paused, now, first)
         await self._write(self._store.insert_task(stored))  # raises TaskExists
         entry = _entry(stored, function)
         self._scheduler.add(entry)
