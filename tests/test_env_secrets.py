@@ -88,6 +88,13 @@ def test_masking_text_and_json() -> None:
         "***": ["key ***", 3, None, {"n": "***"}]
     }
     assert not Masker([]) and Masker([]).text("abcd") == "abcd"
+    deep: Any = "abcd"
+    for _ in range(5000):
+        deep = [deep]
+    masked = masker.json(deep)
+    for _ in range(5000):
+        masked = masked[0]
+    assert masked == "***"
 
 
 # -- validation -----------------------------------------------------------------------------

@@ -48,14 +48,24 @@ class Masker:
         return value if self._text is None else self._text.sub(MASK, value)
 
     def json(self, value: Any) -> Any:
-        """``value`` (a JSON value) with every string masked, dictionary keys included."""
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, list):
-            return [self.json(item) for item in value]
-        if isinstance(value, dict):
-            return {self.text(key): self.json(item) for key, item in value.items()}
-        return value
+        """``value`` (a JSON value) with every string masked, dictionary keys included.
+        Without recursion: a result nested a thousand deep is masked too."""
+        if self._text is None:
+            return value
+        root = [value]
+        todo: list[tuple[Any, Any]] = [(root, 0)]
+        while todo:
+            container, key = todo.pop()
+            item = container[key]
+            if isinstance(item, str):
+                container[key] = self.text(item)
+            elif isinstance(item, list):
+                container[key] = copy = list(item)
+                todo.extend((copy, index) for index in range(len(copy)))
+            elif isinstance(item, dict):
+                container[key] = masked = {self.text(k): v for k, v in item.items()}
+                todo.extend((masked, k) for k in masked)
+        return root[0]
 
     def stream(self) -> StreamMasker:
         """A masker for one output stream, fed chunk by chunk."""
