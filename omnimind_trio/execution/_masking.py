@@ -37,6 +37,7 @@ class Masker:
         self.values = tuple(texts)
         encoded = [v.encode("utf-8", "surrogatepass") for v in texts]
         self._encoded = tuple(encoded)
+        self._firsts = frozenset(v[0] for v in encoded)
         self._text = re.compile("|".join(map(re.escape, texts))) if texts else None
         self._bytes = re.compile(b"|".join(map(re.escape, encoded))) if encoded else None
         self.longest = max((len(v) for v in encoded), default=0)
@@ -77,8 +78,10 @@ class Masker:
         of a value."""
         size = len(data)
         for position in range(max(start, size - self.longest + 1), size):
-            rest = data[position:]
-            if any(len(v) > len(rest) and v.startswith(rest) for v in self._encoded):
+            if data[position] not in self._firsts:
+                continue
+            rest = size - position
+            if any(len(v) > rest and data.startswith(v[:rest], position) for v in self._encoded):
                 return position
         return size
 
