@@ -64,8 +64,11 @@ AFTER = textwrap.dedent(
             assert r.status_code == 400
             detail = (await r.get_json())["detail"]
             assert detail == "colour: String should have at most 20 characters", detail
+            r = await client.get("/daemon/export", headers=AUTH)
+            tasks = {op["task"]["task_id"]: op["task"] for op in (await r.get_json())["operations"]}
+            assert tasks["new"]["colour"] == "blue"  # an export restores it
             doc = openapi_document(app.extensions["omnimind_routes"].operations, "http://x")
-            for shape in ("TaskCreate", "TaskPatch", "TaskDetail"):
+            for shape in ("TaskCreate", "TaskPatch", "TaskDetail", "TaskExport"):
                 assert "colour" in doc["components"]["schemas"][shape]["properties"], shape
         async with open_daemon(settings, metrics_source=FakeSource(), autostart=False) as d:
             assert d.get_task("new").colour == "blue"  # stored, and read back
@@ -97,7 +100,8 @@ def run(script: str, home: Path, pythonpath: Path) -> str:
 def test_a_new_task_field_is_declared_once_and_reaches_every_shape(tmp_path: Path) -> None:
     """Declared in TaskSpec only: the add and patch bodies take it (with its constraint
     and a clear 400), the detail shows it, the store keeps it (an older database gets the
-    column when opened), the OpenAPI document lists it, and the CLI offers --colour."""
+    column when opened), the export carries it, the OpenAPI document lists it, and the CLI
+    offers --colour."""
     package = Path(omnimind_trio.__file__).parent
     home, original, changed = tmp_path / "home", tmp_path / "original", tmp_path / "changed"
     home.mkdir()

@@ -232,6 +232,11 @@ class OmniMindClient:
         body = {"atomic": atomic, "operations": [dict(op) for op in operations]}
         return self._json("POST", "/daemon/tasks/batch", json_body=body)
 
+    def export(self) -> dict[str, Any]:
+        """``GET /daemon/export``: every code task as a batch body (secret values left
+        out, named in ``omitted_secrets``)."""
+        return self._json("GET", "/daemon/export")
+
     # -- executions --------------------------------------------------------------
 
     def list_executions(

@@ -183,6 +183,8 @@ def _client_command(args: argparse.Namespace) -> int:
         return _follow(url, auth, args.ident, as_json=args.json, cacert=args.cacert)
     with OmniMindClient(url, auth=auth, cacert=args.cacert) as client:
         data = _call(client, args, code)
+        if args.command == "export":
+            return _write_export(data, args.output)
         if args.json:
             print(json.dumps(data, indent=2, ensure_ascii=False))
         else:
@@ -230,9 +232,13 @@ def _call(client: OmniMindClient, args: argparse.Namespace, code: str | None) ->
         return client.update_task(args.task_id, changes)
     if command == "batch":
         operations = json.loads(_read_code(args.batch_file))
-        if isinstance(operations, dict):
+        atomic = args.atomic
+        if isinstance(operations, dict):  # a batch body (an export): its "atomic" counts
+            atomic = atomic or operations.get("atomic") is True
             operations = operations.get("operations", [])
-        return client.batch(operations, atomic=args.atomic)
+        return client.batch(operations, atomic=atomic)
+    if command == "export":
+        return client.export()
     if command == "history":
         filters = {
             "outcome": args.outcome,
@@ -259,6 +265,29 @@ def _call(client: OmniMindClient, args: argparse.Namespace, code: str | None) ->
         "rm": client.delete_task,
     }[command]
     return action(args.task_id)
+
+
+def _write_export(data: dict[str, Any], output: str | None) -> int:
+    """The export as JSON on stdout, or in ``output`` (created 0600: it holds code and
+    env values); the secrets left out are named on stderr."""
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if output is None or output == "-":
+        sys.stdout.write(text)
+    else:
+        try:
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(fd, "w", encoding="utf-8") as file:
+                file.write(text)
+        except OSError as exc:
+            raise CommandFailed(f"cannot write {output}: {exc.strerror or exc}") from None
+    tasks = sum(1 for op in data["operations"] if op["op"] == "add")
+    where = "" if output is None or output == "-" else f" to {output}"
+    _complain(f"exported {tasks} task(s){where}")
+    omitted = data.get("omitted_secrets") or {}
+    if omitted:
+        named = "; ".join(f"{task}: {', '.join(names)}" for task, names in omitted.items())
+        _complain(f"secret values are not exported; set them again after restoring ({named})")
+    return EXIT_OK
 
 
 def latest_execution(client: OmniMindClient, ident: str | None) -> dict[str, Any]:

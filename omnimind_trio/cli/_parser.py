@@ -150,7 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("batch_file", metavar="FILE")
     batch.add_argument(
-        "--atomic", action="store_true", help="apply nothing unless every operation can be"
+        "--atomic",
+        action="store_true",
+        help='apply nothing unless every operation can be (also when the file says "atomic": '
+        "true, as an export does)",
+    )
+
+    export = command(
+        "export",
+        "print every code task as a batch file (JSON) that `omnimind batch FILE` restores, "
+        "here or on another machine; secret values are left out (their names go to stderr)",
+    )
+    export.add_argument(
+        "-o", "--output", metavar="FILE", help="write it to FILE (created with mode 0600)"
     )
 
     for name, text in (

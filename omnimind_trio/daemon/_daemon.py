@@ -25,6 +25,7 @@ from ..models import (
     StatusMetrics,
     SystemMetrics,
     TaskDetail,
+    TaskExportBody,
     TaskList,
     TaskQuery,
     TaskRows,
@@ -50,6 +51,7 @@ from ..store import Store
 from ._builtin import apply_retention
 from ._dashboard import RECENT_RUNS, machine_view, task_row
 from ._events import EventBus
+from ._export import export_tasks
 from ._history import ExecutionReads
 from ._listing import select
 from ._metrics import DaemonMetrics, LiveState
@@ -282,6 +284,11 @@ class Daemon(ExecutionReads):
         )
         return task_detail(entry, self.settings, self._waiting(entry), due=due, upcoming=upcoming)
 
+    def export_tasks(self) -> TaskExportBody:
+        """Every code task as a batch body that adds it again (``GET /daemon/export``):
+        secret values left out, a task after the tasks it runs after."""
+        return export_tasks(self._scheduler.tasks.values())
+
     def _waiting(self, entry: TaskEntry) -> Waiting | None:
         if not self.running:
             return STOPPED
@@ -290,15 +297,17 @@ class Daemon(ExecutionReads):
 
     # -- tasks: changing ---------------------------------------------------------------
 
-    async def add_task(self, spec: TaskSpec) -> TaskSummary:
-        """Register a code task; it is first due now. Raises TaskExists, InvalidInput (the
-        code does not parse or defines no ``execute()``), StoreError."""
-        return self._changed_task(await self._tasks.add(spec))
+    async def add_task(self, spec: TaskSpec, *, paused: bool = False) -> TaskSummary:
+        """Register a code task; it is first due now (``paused``: it is added paused).
+        Raises TaskExists, InvalidInput (the code does not parse or defines no
+        ``execute()``, its ``python`` is not a Python 3.8+ that runs), StoreError."""
+        return self._changed_task(await self._tasks.add(spec, paused=paused))
 
-    async def check_code(self, code: str) -> None:
+    async def check_code(self, code: str, python: str | None = None) -> None:
         """Raise InvalidInput unless ``code`` parses and defines ``execute()``, as the task
-        interpreter sees it (which may be a newer Python than the daemon's)."""
-        await self._tasks.check_code(code)
+        interpreter sees it (which may be a newer Python than the daemon's), or as
+        ``python`` does, a task's own interpreter, which must be a Python 3.8+ that runs."""
+        await self._tasks.check_code(code, python)
 
     async def register(
         self,

@@ -19,7 +19,7 @@ import trio
 
 from ..config import Settings
 from ..exceptions import Conflict, InvalidInput, StoreError, StoreUnavailable, TaskExists
-from ..execution import Executor, describe_code_problem, kill_tree
+from ..execution import Executor, describe_code_problem, interpreter_problem, kill_tree
 from ..models import Outcome, Priority, TaskCounters, TaskSpec, parse_task_patch
 from ..scheduling import Clock, InProcessFunction, Scheduler, TaskEntry
 from ..store import Store, StoredTask
@@ -112,10 +112,13 @@ class TaskRegistry:
                 done.add(upstream)
         self._scheduler.mark_upstream_done(entry, done)
 
-    async def check_code(self, code: str) -> None:
+    async def check_code(self, code: str, python: str | None = None) -> None:
         """Raise InvalidInput unless ``code`` parses and defines ``execute()``, as the task
-        interpreter sees it (which may be a newer Python than the daemon's)."""
-        if self._settings.task_python == sys.executable:
+        interpreter sees it (which may be a newer Python than the daemon's), or the task's
+        own ``python``, which must also be a Python 3.8+ that runs."""
+        if python is not None and python != self._settings.task_python:
+            problem = await interpreter_problem(python, code)
+        elif self._settings.task_python == sys.executable:
             # Parsing up to max_code_bytes of code is CPU work: keep it off the event loop.
             problem = await trio.to_thread.run_sync(describe_code_problem, code)
         else:
@@ -123,15 +126,16 @@ class TaskRegistry:
         if problem is not None:
             raise InvalidInput(problem)
 
-    async def add(self, spec: TaskSpec) -> TaskEntry:
-        """Register a code task; it is first due now."""
+    async def add(self, spec: TaskSpec, *, paused: bool = False) -> TaskEntry:
+        """Register a code task; it is first due now (``paused``: added paused, so that
+        it cannot start before it is)."""
         if spec.code is None:
             raise InvalidInput("a task added this way needs code")
-        await self.check_code(spec.code)
+        await self.check_code(spec.code, spec.python)
         if spec.task_id in self._scheduler.tasks:
             raise TaskExists(spec.task_id)
         self.check_after(spec)
-        return await self._insert(spec, None)
+        return await self._insert(spec, None, paused=paused)
 
     def check_after(self, spec: TaskSpec) -> None:
         """Raise InvalidInput unless every task ``spec`` runs after exists and following
@@ -186,14 +190,16 @@ class TaskRegistry:
         )
         return await self._insert(spec, function)
 
-    async def _insert(self, spec: TaskSpec, function: InProcessFunction | None) -> TaskEntry:
+    async def _insert(
+        self, spec: TaskSpec, function: InProcessFunction | None, *, paused: bool = False
+    ) -> TaskEntry:
         self._seq += 1
         now = self._clock.now()
         # An interval or a one-shot is due at once; a cron task at its first time; an
         # ``after`` task when its upstream tasks have succeeded.
         first = now if spec.cron is None else self._scheduler.next_due_after(spec, now)
         first = None if spec.after is not None else first
-        stored = StoredTask(spec, TaskCounters(), self._seq, False, now, first)
+        stored = StoredTask(spec, TaskCounters(), self._seq, paused, now, first)
         await self._write(self._store.insert_task(stored))  # raises TaskExists
         entry = _entry(stored, function)
         self._scheduler.add(entry)
@@ -212,8 +218,10 @@ class TaskRegistry:
         spec = parse_task_patch(
             dict(changes), entry.spec, max_code_bytes=self._settings.max_code_bytes
         )
-        if spec.code is not None and spec.code != entry.spec.code:
-            await self.check_code(spec.code)
+        if spec.code is not None and (
+            spec.code != entry.spec.code or spec.python != entry.spec.python
+        ):
+            await self.check_code(spec.code, spec.python)
         if spec.after != entry.spec.after:
             self.check_after(spec)
         return await self._change(

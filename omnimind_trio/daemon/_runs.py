@@ -19,7 +19,7 @@ from collections.abc import Callable
 import trio
 
 from ..config import Settings
-from ..execution import Executor, Job, classify
+from ..execution import Executor, Job, Masker, classify
 from ..models import ExecutionRecord, Outcome, Priority, TaskSpec, Trigger
 from ..notify import Notifier
 from ..scheduling import Clock, InProcessFunction, Running, Scheduler, TaskEntry, retry_follows
@@ -239,11 +239,20 @@ class ExecutionRunner:
         self, spec: TaskSpec, record: ExecutionRecord, running: Running, limit: float
     ) -> None:
         assert spec.code is not None
+        secrets = spec.secrets or {}
         job = Job(
             code=spec.code,
             filename=f"<task {spec.task_id}>",
             cwd=str(self.settings.workspace),
-            env={"OMNIMIND_WORKSPACE": str(self.settings.workspace)},
+            # Over the daemon's environment (without its credentials); OMNIMIND_* names
+            # are refused in env and secrets, so the daemon's own always win.
+            env={
+                **(spec.env or {}),
+                **secrets,
+                "OMNIMIND_WORKSPACE": str(self.settings.workspace),
+            },
+            python=spec.python,
+            secrets=tuple(secrets.values()),
             max_memory_mb=spec.max_memory_mb or self.settings.max_memory_mb or None,
             max_cpu_seconds=spec.max_cpu_seconds or self.settings.max_cpu_seconds or None,
             max_output_bytes=self.settings.max_output_bytes,
@@ -278,6 +287,10 @@ class ExecutionRunner:
         if result.ended_by != "exit" and running.cancel_reason is not None:
             # The scope was cancelled on purpose (whatever its deadline said meanwhile).
             record.outcome, record.reason = Outcome.CANCELLED, running.cancel_reason
+        masker = Masker(job.secrets)
+        if masker:  # the output was masked as it came (executor): the rest of the record
+            record.result = masker.json(record.result)
+            record.reason = None if record.reason is None else masker.text(record.reason)
         record.stdout, record.stderr = result.stdout, result.stderr
         record.cpu_seconds, record.max_rss_mb = result.cpu_seconds, result.max_rss_mb
 

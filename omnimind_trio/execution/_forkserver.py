@@ -1,7 +1,7 @@
 """Running task code in isolated child processes, through the fork server (``_worker.py``).
 
-:func:`open_executor` starts the fork server and keeps it running (it is restarted if it
-dies); :meth:`Executor.run` runs one execution and returns a :class:`RunResult`. How an
+:func:`~._open.open_executor` starts the fork server and keeps it running (it is restarted
+if it dies); :meth:`Executor.run` runs one execution and returns a :class:`RunResult`. How an
 execution ended is classified by :func:`classify`.
 """
 
@@ -16,16 +16,14 @@ import signal
 import socket
 import struct
 from array import array
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
 from ..exceptions import ExecutorError
-from . import _cgroups
-from ._containment import process_start
 from ._job import Job, RunResult
+from ._masking import Masker
 from ._output import CappedBuffer, capped_into, close_all, pump
 from ._pending import Pending
 from ._spawn import start_worker
@@ -44,12 +42,19 @@ itself may be what kills them."""
 
 
 class Executor:
-    """The daemon's side of the fork server. Create it with :func:`open_executor`."""
+    """The daemon's side of the fork server. Create it with :func:`~._open.open_executor`."""
 
-    def __init__(self, python: str, cgroups: str | None = None) -> None:
+    def __init__(
+        self, python: str, cgroups: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.python = python
         self.cgroups = cgroups
         """Where each run gets a cgroup of its own (a delegated cgroup v2 subtree), or None."""
+        self.env = env
+        """A cold start's: the variables of its worker's environment beyond the daemon's
+        (None: the fork server's)."""
+        self._cold: set[Executor] = set()
+        """The one-run workers of runs under another interpreter (``Job.python``)."""
         self._ids = itertools.count(1)
         self._runs = itertools.count(1)
         self._pending: dict[str, Pending] = {}
@@ -67,7 +72,10 @@ class Executor:
 
     def running_pids(self) -> list[int]:
         """Process ids of executions in flight (for the load monitor)."""
-        return [p.pid for p in self._pending.values() if p.pid is not None and not p.abandoned]
+        pids = [p.pid for p in self._pending.values() if p.pid is not None and not p.abandoned]
+        for cold in self._cold:
+            pids += cold.running_pids()
+        return pids
 
     async def check_code(self, code: str) -> str | None:
         """Check ``code`` with the task interpreter: None, or why it cannot be a task.
@@ -105,6 +113,11 @@ class Executor:
         called and ``on_process(pid, start)`` awaited (``start``: its identity, to record).
         Output is awaited into ``on_output("stdout" | "stderr", data)`` as it comes (a slow
         one holds the child back once its pipe is full); the result keeps a capped copy.
+        Both have ``job.secrets`` masked (``_masking.py``).
+
+        A job with its own ``python`` runs in a worker started for it under that
+        interpreter (a cold start, counted in the run's time), stopped when the run ends;
+        everything else is the same.
 
         Error handling: every way a run can end is a :class:`RunResult`, never an
         exception. A worker that dies before it started the child is replaced and the
@@ -127,30 +140,29 @@ class Executor:
             result.error = f"cannot create the pipes of an execution: {exc}"
             return result
         out, err = CappedBuffer(job.max_output_bytes), CappedBuffer(job.max_output_bytes)
+        masker = Masker(job.secrets)
+        masks = (masker.stream(), masker.stream()) if masker else (None, None)
+        cold = job.python is not None and job.python != self.python
+        worker: Executor | None = None if cold else self
+        worker_scope = trio.CancelScope()  # a cold worker's
         readers = [trio.lowlevel.FdStream(r) for r, _ in pipes]
         writers = [w for _, w in pipes]
-        request = {
-            "op": "run",
-            "code": job.code,
-            "filename": job.filename,
-            "cwd": job.cwd,
-            "env": job.env,
-            "max_memory_mb": job.max_memory_mb,
-            "max_cpu_seconds": job.max_cpu_seconds,
-            "nice": job.nice,
-            "cgroup": self.cgroups and f"{self.cgroups}/run-{next(self._runs)}",
-        }
+        request = job.request(self.cgroups and f"{self.cgroups}/run-{next(self._runs)}")
         pending: Pending | None = None
         res_buffer = bytearray()
         try:
             async with trio.open_nursery() as pumps:
-                pumps.start_soon(pump, readers[0], out.feed, on_output, "stdout")
-                pumps.start_soon(pump, readers[1], err.feed, on_output, "stderr")
+                pumps.start_soon(pump, readers[0], out.feed, on_output, "stdout", masks[0])
+                pumps.start_soon(pump, readers[1], err.feed, on_output, "stderr", masks[1])
                 pumps.start_soon(pump, readers[2], capped_into(res_buffer, job.max_result_bytes))
                 try:
                     with scope:
+                        if cold:
+                            worker = await self._start_cold(job, pumps, worker_scope, result)
                         for _ in range(SUBMIT_ATTEMPTS):
-                            pending = await self._submit(request, writers)
+                            if worker is None:  # the cold start failed: result.error
+                                break
+                            pending = await worker._submit(request, writers)
                             await pending.started.wait()
                             if not pending.lost:
                                 break
@@ -182,13 +194,18 @@ class Executor:
                 if pending is not None and pending.pid is not None:
                     with trio.move_on_after(DRAIN_SECONDS):  # for its exit status and usage
                         await pending.wait_ended()
+                if cold and worker is not None:
+                    worker._closing = True
+                worker_scope.cancel()
                 # A descendant that escaped the group may hold the pipes open: bounded wait.
                 pumps.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
         finally:
             close_all(writers)
-            if pending is not None:
+            if cold and worker is not None:
+                self._cold.discard(worker)
+            if pending is not None and worker is not None:
                 if pending.settled.is_set():
-                    self._pending.pop(pending.key, None)
+                    worker._pending.pop(pending.key, None)
                 else:
                     pending.abandoned = True
                 if pending.pidfd is not None:
@@ -207,6 +224,29 @@ class Executor:
         result.worker_died = pending.orphaned
         result.read_report(bytes(res_buffer), job.max_result_bytes)
         return result
+
+    async def _start_cold(
+        self, job: Job, nursery: trio.Nursery, scope: trio.CancelScope, result: RunResult
+    ) -> Executor | None:
+        """A worker under ``job.python`` for one run, serving in ``nursery`` until
+        ``scope`` is cancelled; None (``result.error`` says why) when it cannot start."""
+        assert job.python is not None
+        worker = Executor(job.python, self.cgroups, dict(job.env))
+
+        async def serve(*, task_status: trio.TaskStatus[None]) -> None:
+            with scope:
+                await worker._serve(task_status=task_status)
+
+        try:
+            await nursery.start(serve)
+        except ExecutorError as exc:  # it started, and died before it was ready
+            result.error = exc.detail
+            return None
+        except OSError as exc:
+            result.error = f"the interpreter {job.python} could not be started: {exc}"
+            return None
+        self._cold.add(worker)  # its runs are ours for the load monitor
+        return worker
 
     async def _submit(self, request: dict[str, Any], fds: list[int]) -> Pending:
         """Send ``request`` to the worker once one is ready.
@@ -262,7 +302,9 @@ class Executor:
         first = True
         while True:
             try:
-                process, parent = await start_worker(self.python)
+                process, parent = await start_worker(
+                    self.python, self.env, cold=self.env is not None
+                )
             except OSError as exc:  # no fd or memory to spare, the interpreter upgraded...
                 if first:
                     raise
@@ -348,31 +390,9 @@ class Executor:
         pending = self._pending.get(message["id"])
         if pending is None:
             return
-        op = message["op"]
-        if op == "started":
-            pending.pid = message["pid"]
-            pending.start = process_start(message["pid"])
-            if pending.abandoned:
-                pending.kill()
-            else:
-                # Failing that (it has ended: its exit message is on its way; or no fd to
-                # spare), the child is killed if the worker dies under it.
-                with contextlib.suppress(OSError):
-                    pending.pidfd = os.pidfd_open(message["pid"])
-            pending.started.set()
-        elif op == "exit":
-            pending.exit = message
-            pending.settled.set()
-            if pending.abandoned:
-                self._pending.pop(message["id"], None)
-        elif op == "checked":
-            pending.checked = message
-            pending.started.set()
-            pending.settled.set()
-        elif op == "failed":
-            pending.failure = f"the task worker could not start the execution: {message['error']}"
-            pending.started.set()
-            pending.settled.set()
+        pending.take(message)
+        if message["op"] == "exit" and pending.abandoned:
+            self._pending.pop(message["id"], None)
 
     def _restart_worker(self) -> None:
         """Kill the fork server; ``_serve`` starts a new one (runs in flight go on)."""
@@ -401,43 +421,3 @@ class Executor:
         self._pending = {
             key: p for key, p in self._pending.items() if p.orphaned and not p.abandoned
         }
-
-
-@asynccontextmanager
-async def open_executor(python: str, *, cgroup_key: str | None = None) -> AsyncIterator[Executor]:
-    """Start the fork server under ``python``; on exit, stop it and kill every child.
-
-    With ``cgroup_key`` (the daemon's database path) and a delegated cgroup v2 subtree,
-    each run gets a cgroup; those an earlier daemon left on that key are killed first.
-
-    Error handling: raises ExecutorError when ``python`` cannot start the fork server.
-    """
-    # cgroupfs reads, writes and a bounded wait for killed cgroups to empty: in a thread.
-    base, swept = await trio.to_thread.run_sync(_cgroups.open_base, cgroup_key)
-    if swept:
-        log.warning("killed what was left of %d run(s) of an earlier daemon", swept)
-    log.info("runs are contained by %s", f"cgroups under {base}" if base else "subreapers")
-    executor = Executor(python, base)
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(executor._serve)
-            try:
-                yield executor
-            finally:
-                executor._closing = True
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # A worker that never started is one plain error for the caller, not a group.
-        failed, rest = group.split(ExecutorError)
-        if rest is None and failed is not None:
-            raise _first_leaf(failed) from None
-        raise
-    finally:
-        if base is not None:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(_cgroups.close_base, base)
-
-
-def _first_leaf(group: BaseExceptionGroup[ExecutorError]) -> ExecutorError:
-    first = group.exceptions[0]
-    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

@@ -22,6 +22,25 @@ class Job:
     max_output_bytes: int = 64 * 1024
     max_result_bytes: int = 1024 * 1024
     timeout_seconds: float = 3600.0
+    python: str | None = None
+    """Another interpreter for this run (a cold start of its own), or None: the fork
+    server's."""
+    secrets: tuple[str, ...] = ()
+    """Values replaced by ``***`` in the output (see ``_masking.py``)."""
+
+    def request(self, cgroup: str | None) -> dict[str, Any]:
+        """The worker's ``run`` request (``_worker.py``), without its id."""
+        return {
+            "op": "run",
+            "code": self.code,
+            "filename": self.filename,
+            "cwd": self.cwd,
+            "env": self.env,
+            "max_memory_mb": self.max_memory_mb,
+            "max_cpu_seconds": self.max_cpu_seconds,
+            "nice": self.nice,
+            "cgroup": cgroup,
+        }
 
 
 @dataclass

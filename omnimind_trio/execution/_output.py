@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from ._masking import StreamMasker
+
 
 class CappedBuffer:
     """Keeps the first and last ``limit // 2`` bytes of a stream and counts the rest."""
@@ -45,15 +47,28 @@ async def pump(
     sink: Callable[[bytes], None],
     forward: Callable[[str, bytes], Awaitable[None]] | None = None,
     name: str = "",
+    masking: StreamMasker | None = None,
 ) -> None:
-    """Read ``stream`` to its end into ``sink``, and into ``forward(name, data)`` if given."""
+    """Read ``stream`` to its end into ``sink``, and into ``forward(name, data)`` if given,
+    through ``masking`` if given (what it holds back goes to ``sink`` even when the pump
+    is cancelled, and to ``forward`` at the end of the stream)."""
+    rest = b""
     try:
         while data := await stream.receive_some(65536):
-            sink(data)
-            if forward is not None:
-                await forward(name, data)
+            if masking is not None:
+                data = masking.feed(data)
+            if data:
+                sink(data)
+                if forward is not None:
+                    await forward(name, data)
     except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
         pass
+    finally:
+        if masking is not None:
+            rest = masking.flush()
+            sink(rest)
+    if rest and forward is not None:
+        await forward(name, rest)
 
 
 def capped_into(buffer: bytearray, limit: int) -> Callable[[bytes], None]:

@@ -48,6 +48,32 @@ class Pending:
     abandoned: bool = False
     """Its run is over: a child that starts now is killed, and forgotten when it ends."""
 
+    def take(self, message: dict[str, Any]) -> None:
+        """What the worker says of it: ``started``, ``exit``, ``checked`` or ``failed``."""
+        op = message["op"]
+        if op == "started":
+            self.pid = message["pid"]
+            self.start = process_start(message["pid"])
+            if self.abandoned:
+                self.kill()
+            else:
+                # Failing that (it has ended: its exit message is on its way; or no fd to
+                # spare), the child is killed if the worker dies under it.
+                with contextlib.suppress(OSError):
+                    self.pidfd = os.pidfd_open(message["pid"])
+            self.started.set()
+        elif op == "exit":
+            self.exit = message
+            self.settled.set()
+        elif op == "checked":
+            self.checked = message
+            self.started.set()
+            self.settled.set()
+        elif op == "failed":
+            self.failure = f"the task worker could not start the execution: {message['error']}"
+            self.started.set()
+            self.settled.set()
+
     def lose(self, failure: str) -> None:
         """Mark it lost, ``failure`` saying why, and wake whoever waits for it."""
         self.lost, self.failure = True, failure

@@ -1,9 +1,13 @@
 """The fork server: runs task code, one fresh forked child per execution.
 
-This file runs under the task interpreter (``OMNIMIND_TASK_PYTHON``), which may be another
-Python than the daemon's, so it uses the standard library only and imports nothing from
-the package. It is single-threaded (fork and threads do not mix) and preloads ``asyncio``,
-so a child starts in a few milliseconds and shares no state with earlier runs.
+This file runs under the task interpreter (``OMNIMIND_TASK_PYTHON``, or a task's own
+``python``), which may be another Python than the daemon's, so it uses the standard library
+only and imports nothing from the package; its syntax and library calls (and those of
+``_containment.py`` and ``_cgroups.py``) are Python 3.8's, the oldest a task may name. It
+is single-threaded (fork and threads do not mix) and preloads ``asyncio``, so a child
+starts in a few milliseconds and shares no state with earlier runs. A worker started for
+one run (``argv[2]`` is ``--cold``: a task's own interpreter) skips the preload: a task
+that is not async never pays for it.
 
 Protocol, over the Unix stream socket whose fd is ``argv[1]``: frames of a 4-byte
 big-endian length and a JSON object, both ways.
@@ -12,7 +16,8 @@ big-endian length and a JSON object, both ways.
   "max_memory_mb", "max_cpu_seconds"}``, with three fds attached by SCM_RIGHTS: the write
   ends of the stdout, stderr and result pipes.
 - daemon -> worker ``{"op": "check", "id", "code"}``: parse only (see
-  :func:`describe_code_problem`).
+  :func:`describe_code_problem`). The same without a socket: ``python _worker.py --check``
+  reads the code on stdin and writes ``{"problem"}`` on stdout.
 - worker -> daemon ``{"op": "ready", "id": "", "python"}`` once, when it can fork;
   ``{"op": "started", "id", "pid"}``, then ``{"op": "exit", "id",
   "status", "cpu_seconds", "max_rss_kb"}`` when the child is reaped;
@@ -31,10 +36,9 @@ too, and reaps whatever a killed keeper leaves. When the socket closes, the work
 every keeper's tree and exits.
 """
 
-import ast
-import asyncio
+from __future__ import annotations
+
 import contextlib
-import inspect
 import json
 import os
 import resource
@@ -46,7 +50,10 @@ import sys
 import traceback
 from collections.abc import Awaitable
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    import ast
 
 try:  # imported by the daemon, as part of the package
     from . import _cgroups, _containment
@@ -111,7 +118,11 @@ def _run_task(request: dict[str, Any], result_fd: int) -> NoReturn:
         if not callable(function):
             raise TypeError("'execute' is not callable")
         value = function()
+        import inspect
+
         if inspect.isawaitable(value):
+            import asyncio
+
             value = asyncio.run(_drive(value))
         try:
             report = {"ok": True, "result": json.loads(json.dumps(value, allow_nan=False))}
@@ -207,7 +218,10 @@ def _task_process(request: dict[str, Any], fds: list[int], keeper: int, go_r: in
         if request.get("max_cpu_seconds"):
             seconds = int(request["max_cpu_seconds"])
             resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
-        os.environ.update(request.get("env") or {})
+        env = request.get("env") or {}
+        os.environ.update(env)
+        if env.get("PYTHONPATH"):  # as an interpreter started with it would have it
+            sys.path[:0] = [p for p in env["PYTHONPATH"].split(os.pathsep) if p]
         os.chdir(request["cwd"])
         sys.stdin = open(0, closefd=False)  # noqa: SIM115
         # Line-buffered, as on a terminal: a print() shows in the live output when its
@@ -229,6 +243,8 @@ def describe_code_problem(code: str) -> str | None:
     It must parse (with this interpreter's grammar) and bind ``execute`` at top level to
     something callable without arguments. The code is parsed, never run.
     """
+    import ast
+
     try:
         tree = ast.parse(code, filename="<task>", mode="exec")
     except SyntaxError as exc:
@@ -255,6 +271,8 @@ def describe_code_problem(code: str) -> str | None:
 
 def _bound_names(node: ast.stmt) -> list[str]:
     """The names a top-level statement binds (the forms a task would use for execute)."""
+    import ast
+
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return [node.name]
     if isinstance(node, ast.Assign):
@@ -265,10 +283,18 @@ def _bound_names(node: ast.stmt) -> list[str]:
 
 
 def main() -> None:
+    if sys.argv[1:] == ["--check"]:
+        code = sys.stdin.buffer.read().decode("utf-8", "surrogatepass")
+        sys.stdout.write(json.dumps({"problem": describe_code_problem(code)}))
+        return
     # Tasks must not import this package's modules by accident: drop our own folder,
     # which Python put first on sys.path because it runs this file as a script.
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    if sys.argv[2:] != ["--cold"]:  # what every child may need, loaded once for all
+        import ast  # noqa: F401
+        import asyncio  # noqa: F401
+        import inspect  # noqa: F401
     sock = socket.socket(fileno=int(sys.argv[1]))
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)

@@ -7,6 +7,9 @@ and nothing is applied unless every operation passes; the ones that would have p
 then answer 424. An operation can still fail once the check has passed (the database
 refuses the write: 503); the operations after it then answer 424 and are not applied, and
 the ones before it stay applied: there is no rollback across operations.
+
+An add directly followed by a pause of the task it adds (as an export of a paused task is)
+adds the task paused, so that it cannot start in between.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ async def run_batch(daemon: Daemon, body: Any) -> dict[str, Any]:
             results.append(_failure(index, item))
             continue
         try:
-            body = await _apply(daemon, *item)
+            body = await _apply(daemon, *item, paused=_paused_next(parsed, index))
         except OmniMindError as exc:
             results.append(_failure(index, exc))
             failed = True
@@ -101,6 +104,11 @@ class BatchRequest(BaseModel):
         max_length=MAX_OPERATIONS,
         description='{"op": "add", "task": {...}} or {"op": "delete|pause|resume|run|cancel", '
         '"task_id": ...}',
+    )
+    omitted_secrets: dict[str, list[str]] | None = Field(
+        default=None,
+        description="What an export (GET /daemon/export) left out; ignored, so that an "
+        "export is a batch body as it is",
     )
 
 
@@ -132,6 +140,11 @@ def _envelope(body: Any) -> tuple[bool, list[Any]]:
             raise InvalidInput(f"Unknown field: {field}") from None
         if field == "atomic":
             raise InvalidInput("atomic must be true or false") from None
+        if field == "omitted_secrets":
+            raise InvalidInput(
+                "omitted_secrets must map task ids to lists of secret names (as an export"
+                " writes it)"
+            ) from None
         if error["type"] == "too_long":
             raise InvalidInput(f"operations must hold at most {MAX_OPERATIONS} items") from None
         if len(error["loc"]) > 1:  # an operation that is not an object: answered on its own
@@ -215,7 +228,7 @@ async def _problem(
     if op == "add":
         assert spec is not None and spec.code is not None
         try:
-            await daemon.check_code(spec.code)
+            await daemon.check_code(spec.code, spec.python)
         except OmniMindError as exc:
             return exc
         if exists(task_id):
@@ -254,10 +267,28 @@ async def _problem(
     return None
 
 
-async def _apply(daemon: Daemon, op: str, task_id: str, spec: TaskSpec | None) -> ActionResult:
+def _paused_next(
+    parsed: list[tuple[str, str, TaskSpec | None] | OmniMindError], index: int
+) -> bool:
+    """Whether the operation after an add pauses the task it adds (as an export of a paused
+    task does): the add then adds it paused, so it cannot start in between."""
+    item = parsed[index]
+    following = parsed[index + 1] if index + 1 < len(parsed) else None
+    return (
+        not isinstance(item, OmniMindError)
+        and item[0] == "add"
+        and not isinstance(following, OmniMindError | None)
+        and following[:2] == ("pause", item[1])
+    )
+
+
+async def _apply(
+    daemon: Daemon, op: str, task_id: str, spec: TaskSpec | None, *, paused: bool = False
+) -> ActionResult:
     if op == "add":
         assert spec is not None
-        return action("task_added", await daemon.add_task(spec), "added successfully")
+        added = await daemon.add_task(spec, paused=paused)
+        return action("task_added", added, "added successfully")
     if op == "delete":
         return action("task_deleted", await daemon.delete_task(task_id), "deleted")
     if op == "pause":

@@ -10,6 +10,7 @@ from ..models import (
     RunRequested,
     TaskCreate,
     TaskDetail,
+    TaskExportBody,
     TaskList,
     TaskPatch,
     TaskRows,
@@ -81,6 +82,15 @@ def add_task_routes(routes: Routes, daemon: Daemon) -> None:
         spec = parse_task_spec(await json_object(), max_code_bytes=daemon.settings.max_code_bytes)
         task = await daemon.add_task(spec)
         return respond(action("task_added", task, "added successfully"))
+
+    @route(
+        "GET",
+        "/daemon/export",
+        "Every code task as a batch body that adds it again (secret values left out)",
+        response=TaskExportBody,
+    )
+    async def export_tasks() -> Response:
+        return respond(daemon.export_tasks())
 
     @route("GET", TASK, "Show a task", response=TaskDetail, errors=(404,))
     async def show_task(task_id: str) -> Response:

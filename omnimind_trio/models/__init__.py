@@ -3,7 +3,8 @@
 - :class:`TaskSpec` declares a task's fields once; the add and patch bodies, the store's
   columns, the task detail, the OpenAPI document and the CLI's options derive from it.
 - :class:`ExecutionRecord` is one run: stored as is, answered as its JSON dump.
-- The response bodies and events (:mod:`._views`), and the named values (:mod:`._enums`).
+- The response bodies and events (:mod:`._views`), the export (:mod:`._export`), and the
+  named values (:mod:`._enums`).
 
 Imports: the standard library, pydantic, and :mod:`omnimind_trio.exceptions`.
 """
@@ -35,6 +36,7 @@ from ._execution import (
     ExecutionSummary,
     Pause,
 )
+from ._export import ExportAdd, ExportPause, TaskExport, TaskExportBody, task_export
 from ._fields import (
     CRON_MACROS,
     NotifyEvent,
@@ -119,6 +121,8 @@ __all__ = [
     "ExecutionQuery",
     "ExecutionRecord",
     "ExecutionSummary",
+    "ExportAdd",
+    "ExportPause",
     "Gates",
     "Instant",
     "Limit",
@@ -146,6 +150,8 @@ __all__ = [
     "TaskCreate",
     "TaskDefinitionView",
     "TaskDetail",
+    "TaskExport",
+    "TaskExportBody",
     "TaskList",
     "TaskPatch",
     "TaskQuery",
@@ -173,4 +179,5 @@ __all__ = [
     "iso_utc",
     "parse_task_patch",
     "parse_task_spec",
+    "task_export",
 ]

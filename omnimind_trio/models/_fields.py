@@ -67,6 +67,12 @@ def check_timezone(name: str) -> str:
 ENV_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_ENV_ENTRIES: Final = 100
 MAX_ENV_VALUE_BYTES: Final = 32 * 1024
+DAEMON_PREFIX: Final = "OMNIMIND_"
+"""The daemon's own variables (``OMNIMIND_WORKSPACE`` is set for every run): a task's
+``env`` or ``secrets`` may not name one, so what the daemon sets is what the task sees."""
+MIN_SECRET_CHARS: Final = 4
+"""A secret's value is masked wherever it appears in output: a shorter one would mask
+every occurrence of a common string (``***`` for each ``a``) and hide nothing."""
 
 
 def check_environment(values: dict[str, str]) -> dict[str, str]:
@@ -77,10 +83,26 @@ def check_environment(values: dict[str, str]) -> dict[str, str]:
             raise ValueError(
                 f"{name!r} is not a variable name (letters, digits and _, not first a digit)"
             )
+        if name.startswith(DAEMON_PREFIX):
+            raise ValueError(
+                f"{name}: names starting with {DAEMON_PREFIX} are the daemon's own "
+                "(it sets OMNIMIND_WORKSPACE for every run)"
+            )
         if "\0" in value:
             raise ValueError(f"the value of {name} holds a NUL character")
         if len(value.encode("utf-8", "surrogatepass")) > MAX_ENV_VALUE_BYTES:
             raise ValueError(f"the value of {name} is over {MAX_ENV_VALUE_BYTES} bytes")
+    return values
+
+
+def check_secrets(values: dict[str, str]) -> dict[str, str]:
+    """Secrets are variables too; each value must be long enough to be masked."""
+    for name, value in values.items():
+        if len(value) < MIN_SECRET_CHARS:
+            raise ValueError(
+                f"the value of {name} is shorter than {MIN_SECRET_CHARS} characters: too short "
+                "to be masked in output (a value that is not secret goes in env)"
+            )
     return values
 
 
@@ -101,6 +123,9 @@ def check_webhook(url: str) -> str:
 Cron = Annotated[str, Field(max_length=200), AfterValidator(check_cron)]
 TimeZoneName = Annotated[str, Field(max_length=64), AfterValidator(check_timezone)]
 Environment = Annotated[dict[str, str], AfterValidator(check_environment)]
+Secrets = Annotated[
+    dict[str, str], AfterValidator(check_environment), AfterValidator(check_secrets)
+]
 PythonPath = Annotated[str, Field(max_length=4096), AfterValidator(check_python)]
 WebhookUrl = Annotated[str, Field(max_length=2048), AfterValidator(check_webhook)]
 

@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from ..exceptions import InvalidInput
 from ._enums import OnBusy, OnMissed, Overlap, Priority
-from ._fields import Cron, Environment, NotifySpec, PythonPath, TimeZoneName
+from ._fields import Cron, Environment, NotifySpec, PythonPath, Secrets, TimeZoneName
 
 TASK_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 RESERVED_TASK_IDS: Final = frozenset({"add", "batch"})
@@ -135,7 +135,7 @@ class TaskSpec:
         Environment | None, Field(description="Environment variables of a run (name: value)")
     ] = None
     secrets: Annotated[
-        Environment | None,
+        Secrets | None,
         Field(
             description="Environment variables whose values are write-only and masked "
             "(*** in output); reads show their names",
@@ -200,6 +200,9 @@ def field_description(name: str) -> str:
 
 SCHEDULE_FIELDS: Final = ("cron", "repeat_hours", "repeat_minutes", "after")
 """What makes a task run again; at most one of them per task."""
+
+PROCESS_FIELDS: Final = ("env", "secrets", "python")
+"""What only a task that runs in a process of its own (code) can use."""
 
 IDENTITY_FIELDS: Final = ("task_id", "name", "description", "priority", "code")
 """The fields every task states; the others are options with defaults."""
@@ -297,6 +300,11 @@ def parse_task_patch(data: Any, current: TaskSpec, *, max_code_bytes: int) -> Ta
         raise InvalidInput("task_id cannot be changed")
     if current.code is None and "code" in data:
         raise InvalidInput("code cannot be set on an in-process task")
+    for name in PROCESS_FIELDS:
+        if current.code is None and data.get(name) is not None:
+            raise InvalidInput(
+                f"{name} applies to code tasks only (an in-process task runs in the daemon)"
+            )
     merged = current.as_dict()
     if current.code is None:
         merged["code"] = _IN_PROCESS_PLACEHOLDER

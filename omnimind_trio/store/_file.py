@@ -16,6 +16,11 @@ refused, not opened read-only) and, when it is not empty, look like a SQLite dat
 magic string, and a size that holds the pages its header counts). SQLite's own errors are
 turned into a sentence for the operator. Nothing here writes to an existing file.
 
+Privacy. The database holds task code, output and secrets: it is created 0600 (SQLite
+gives its -wal and -shm files the database's mode), and a file others may read (made by an
+older version, a copy, a generous umask) is made 0600 at open, with its -wal and -shm,
+saying so in the log. Its content is not touched.
+
 Watching. :meth:`DatabaseFile.lost` compares the open file with the one at the path: a
 file deleted (``rm omnimind.db*``) or replaced while the daemon runs is noticed.
 """
@@ -24,12 +29,15 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..exceptions import StartupError
+
+log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
 MAGIC = b"SQLite format 3\x00"
 """The first 16 bytes of every SQLite database file."""
@@ -80,7 +88,31 @@ class DatabaseFile:
         except BaseException:
             opened.close()
             raise
+        opened._make_private()
         return opened
+
+    def _make_private(self) -> None:
+        """Take the group's and others' permissions away from the database and its -wal
+        and -shm files (see the module's docstring)."""
+        paths = [self.path.with_name(self.path.name + suffix) for suffix in ("-wal", "-shm")]
+        for path in (self.path, *paths):
+            try:
+                mode = os.fstat(self.fd).st_mode if path == self.path else path.stat().st_mode
+                if mode & 0o077:
+                    if path == self.path:
+                        os.fchmod(self.fd, 0o600)
+                    else:
+                        path.chmod(0o600)
+                    log.warning(
+                        "%s was readable by others (mode %04o): it holds task code, output"
+                        " and secrets; made 0600",
+                        path,
+                        mode & 0o777,
+                    )
+            except FileNotFoundError:
+                continue
+            except OSError as exc:  # not ours (a file of another user that we may write)
+                log.warning("%s is readable by others and cannot be made 0600: %s", path, exc)
 
     def _check(self, existed: bool) -> None:
         path = self.path
