@@ -19,19 +19,13 @@ from ..execution import Executor
 from ..models import (
     DaemonState,
     Event,
-    Machine,
     Priority,
     Status,
     StatusMetrics,
     SystemMetrics,
     TaskDetail,
-    TaskExportBody,
-    TaskList,
-    TaskQuery,
-    TaskRows,
     TaskSpec,
     TaskSummary,
-    Waiting,
     iso_utc,
 )
 from ..notify import Notifier
@@ -49,24 +43,22 @@ from ..scheduling import (
 )
 from ..store import Store
 from ._builtin import apply_retention
-from ._dashboard import RECENT_RUNS, machine_view, task_row
 from ._events import EventBus
-from ._export import export_tasks
 from ._history import ExecutionReads
-from ._listing import select
 from ._metrics import DaemonMetrics, LiveState
 from ._notifications import history_reader, load_telling_interrupted
 from ._output import OutputHub
+from ._reads import TaskReads
 from ._registry import TaskRegistry
 from ._runs import ExecutionRunner, wait_recorded
 from ._supervisor import Supervisor
-from ._views import STOPPED, task_detail, task_summary
+from ._views import task_summary
 from ._writes import WriteGuard
 
 log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
 
-class Daemon(ExecutionReads):
+class Daemon(TaskReads, ExecutionReads):
     """A running (or stopped) daemon. Create it with :func:`~omnimind_trio.open_daemon`.
 
     Reads answer with models (:class:`~omnimind_trio.models.TaskDetail`...); changes are
@@ -265,36 +257,6 @@ class Daemon(ExecutionReads):
         self._changed.set()
         self._changed = trio.Event()
 
-    # -- tasks: reading ----------------------------------------------------------------
-
-    def list_tasks(self, query: TaskQuery | None = None) -> TaskList:
-        """Tasks in insertion order (or ``query.sort``'s), filtered and paged."""
-        tasks = self._scheduler.tasks
-        page, total = select(query or TaskQuery(), tasks.values(), len(tasks))
-        return TaskList(tasks=[task_summary(entry) for entry in page], total_tasks=total)
-
-    def get_task(self, task_id: str) -> TaskDetail:
-        """One task in full. Raises TaskNotFound."""
-        entry = self._scheduler.get(task_id)
-        due = not self.running or entry.ready_since is not None
-        upcoming = (
-            []
-            if entry.paused
-            else calendar.upcoming(entry.spec, entry.next_due, self._scheduler.timezone)
-        )
-        return task_detail(entry, self.settings, self._waiting(entry), due=due, upcoming=upcoming)
-
-    def export_tasks(self) -> TaskExportBody:
-        """Every code task as a batch body that adds it again (``GET /daemon/export``):
-        secret values left out, a task after the tasks it runs after."""
-        return export_tasks(self._scheduler.tasks.values())
-
-    def _waiting(self, entry: TaskEntry) -> Waiting | None:
-        if not self.running:
-            return STOPPED
-        explained = self._scheduler.explain(entry)
-        return None if explained is None else Waiting(**explained)
-
     # -- tasks: changing ---------------------------------------------------------------
 
     async def add_task(self, spec: TaskSpec, *, paused: bool = False) -> TaskSummary:
@@ -346,10 +308,6 @@ class Daemon(ExecutionReads):
         self._notify_change()
         return self.get_task(task_id)
 
-    def waiting_on(self, task_id: str) -> list[str]:
-        """The tasks whose ``after`` names ``task_id`` (deleting it is refused while any)."""
-        return self._scheduler.dependents(task_id)
-
     async def delete_task(self, task_id: str) -> TaskSummary:
         """Unregister a task (its history stays); a running execution is cancelled.
         Raises TaskNotFound, StoreError, or Conflict for an in-process task: its program
@@ -400,21 +358,6 @@ class Daemon(ExecutionReads):
         """Delete the history beyond the retention settings (``OMNIMIND_HISTORY_*``) and
         the log files of the runs deleted; returns how many runs went."""
         return await apply_retention(self._store, self.settings, self._clock, self._output)
-
-    # -- the dashboard's reads ---------------------------------------------------------
-
-    async def task_rows(self, query: TaskQuery | None = None) -> TaskRows:
-        """The dashboard's task table: the tasks :meth:`list_tasks` selects, each with its
-        state and its latest finished runs."""
-        tasks = self._scheduler.tasks
-        page, total = select(query or TaskQuery(), tasks.values(), len(tasks))
-        recent = await self._store.recent_executions([e.task_id for e in page], RECENT_RUNS)
-        rows = [task_row(self.get_task(e.task_id), recent.get(e.task_id, [])) for e in page]
-        return TaskRows(tasks=rows, total_tasks=total)
-
-    def machine(self) -> Machine:
-        """The gates, the daemon's state and the CPU over the last minutes."""
-        return machine_view(self.state, self.running, self._gates, self._supervisor.samples)
 
     # -- start-up ----------------------------------------------------------------------
 

@@ -213,13 +213,7 @@ async def _problem(
     def exists(other: str) -> bool:
         if other in added:
             return True
-        if other in deleted:
-            return False
-        try:
-            daemon.get_task(other)
-        except TaskNotFound:
-            return False
-        return True
+        return other not in deleted and daemon.has_task(other)  # no detail built: cheap
 
     try:
         task = None if task_id in deleted or task_id in added else daemon.get_task(task_id)
