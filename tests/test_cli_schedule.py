@@ -9,7 +9,7 @@ import pytest
 
 from omnimind_trio.cli._client import OmniMindClient
 
-from .test_cli import QUICK, api, at, clean_env, cli, ok, served, write
+from .test_cli import QUICK, api, at, block, clean_env, cli, ok, served, write
 from .test_process import Served
 
 __all__ = ["api", "clean_env", "served"]  # the fixtures, re-used
@@ -64,6 +64,10 @@ def test_add_and_edit_schedules_from_the_command_line(
     assert (nightly["cron"], nightly["timezone"]) == ("30 2 * * 1-5", "Europe/Paris")
     assert nightly["execution_count"] == 0 and len(nightly["upcoming"]) == 5
     assert api.get_task("report")["after"] == ["fetch", "clean"]
+    shown = block(ok(capsys, *at(served, "show", "nightly")).out)
+    assert shown["schedule"] == "At 02:30 on Monday through Friday (Europe/Paris)"
+    times = shown["upcoming"].split(", ")  # in local time, like every other time shown
+    assert len(times) == 5 and all(len(t) == len("2026-12-01 02:30:00") for t in times)
 
     # A schedule option replaces the schedule: the cron task becomes a 10-minute one.
     ok(capsys, *at(served, "edit", "nightly", "--repeat-minutes", "10"))

@@ -161,6 +161,8 @@ def _value(key: str, value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, str) and (key in _TIME_KEYS or key.endswith("_at")):
         return _when(value)
+    if key == "upcoming" and isinstance(value, list):  # due times, in local time
+        return ", ".join(_when(item) for item in value) or "-"
     if isinstance(value, float):
         return _number(value)
     if isinstance(value, dict | list):
