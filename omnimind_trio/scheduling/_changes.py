@@ -101,7 +101,7 @@ class TaskChanges:
         entry.spec = spec
         self._followers.link(entry)
         if spec.after != old.after:
-            entry.upstream_done &= set(spec.after or ())
+            entry.upstream_done &= frozenset(spec.after or ())
         if schedule_key(spec) != schedule_key(old) and not waiting:
             entry.next_due = rescheduled(
                 spec,
@@ -140,13 +140,13 @@ class TaskChanges:
     def _upstream_succeeded(self, upstream: TaskEntry) -> None:
         for task_id in self.dependents(upstream.task_id):
             entry = self.tasks[task_id]
-            entry.upstream_done.add(upstream.task_id)
+            entry.upstream_done |= {upstream.task_id}
             self._check_after(entry)
 
     def mark_upstream_done(self, entry: TaskEntry, upstream_ids: set[str]) -> None:
         """Restore, at start-up, which upstream tasks have succeeded since ``entry`` last
         started (the daemon reads it from the history)."""
-        entry.upstream_done |= upstream_ids & set(entry.spec.after or ())
+        entry.upstream_done |= upstream_ids & frozenset(entry.spec.after or ())
         self._check_after(entry)
 
     def _check_after(self, entry: TaskEntry) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,11 +36,15 @@ class TaskEntry:
     retry_at: float | None = None
     requested_id: str | None = None
     """The execution id promised to a pending run-now request (its run will carry it)."""
-    upstream_done: set[str] = field(default_factory=set)
-    """``after``: the upstream tasks that have succeeded since this one last started."""
-    requests: deque[str] = field(default_factory=deque)
+    upstream_done: frozenset[str] = frozenset()
+    """``after``: the upstream tasks that have succeeded since this one last started.
+    Immutable and shared while empty: a set per task would cost 216 bytes at each of
+    100,000 tasks, nearly all without ``after``."""
+    requests: list[str] = field(default_factory=list)
     """Further run-now requests accepted (``overlap`` ``queue`` or ``allow``) while one was
     pending or running: their promised execution ids, in order."""
+    # A list, not a deque: a few requests at most, and an empty deque costs 760 bytes at
+    # each of 100,000 tasks against 56.
 
     @property
     def task_id(self) -> str:

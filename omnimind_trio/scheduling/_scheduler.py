@@ -275,7 +275,7 @@ class Scheduler(TaskChanges):
             scheduled_at = min(scheduled_at, entry.next_due)
         forced = entry.forced
         self._unready(entry)
-        entry.upstream_done.clear()  # ``after`` counts successes since the last start
+        entry.upstream_done = frozenset()  # ``after`` counts successes since the last start
         if trigger is not Trigger.RETRY:
             # An interval counts from the start of the last run, a cron expression gives
             # its next time after now; a one-shot is done once started.
@@ -354,7 +354,7 @@ class Scheduler(TaskChanges):
     # -- helpers -----------------------------------------------------------------
 
     def _next_request(self, entry: TaskEntry) -> None:
-        entry.requested_id = entry.requests.popleft()
+        entry.requested_id = entry.requests.pop(0)
         self._ready_up(entry, Trigger.RUN_NOW)
 
     def _push(self, entry: TaskEntry) -> None:

@@ -74,12 +74,13 @@ def _column(name: str, hint: Any, default: Any, *, typed: bool = False) -> Colum
         return Column(name, simple[base], nullable, default, None, None)
     # Anything else (a JSON result, a list of pauses, a task's env) is stored as JSON text.
     if typed:
+        # A task field: NULL when unset (most rows: no JSON to parse at start-up).
         adapter: TypeAdapter[Any] = TypeAdapter(hint)
         return Column(
             name,
             "TEXT",
-            False,
-            _stored_json(default),
+            nullable,
+            None if nullable and default is None else _stored_json(default),
             lambda value: adapter.dump_json(value).decode(),
             adapter.validate_json,
         )
