@@ -26,7 +26,17 @@ from omnimind_trio.models import Outcome, Priority, TaskCounters, TaskSpec, pars
 from omnimind_trio.scheduling import GateSet, Running, Scheduler, SleepWindow, TaskEntry
 from omnimind_trio.scheduling import TrioWallClock as WallClock
 
-from .common import TRIVIAL_CODE, Figure, Mode, log, percentile, query, result_time, temp_home
+from .common import (
+    TRIVIAL_CODE,
+    Figure,
+    Mode,
+    fill_tasks,
+    log,
+    percentile,
+    query,
+    result_time,
+    temp_home,
+)
 from .executor import settings_for
 
 EXPRESSIONS = ("*/5 * * * *", "30 2 * * *", "0 */3 * * *", "15 9 * * 1-5", "*/30 1 * * *")
@@ -92,10 +102,21 @@ def _fake_clock_run(tasks: int) -> dict[str, float]:
 
 
 async def _real_clock_run(tasks: int, minutes: int) -> dict[str, list[float]]:
-    """Per run: ``start`` (the scheduler's start - the cron time), ``entry`` (execute()
-    entry - the cron time); ``first``: entry of the first run of each minute."""
+    """Per run of the cron tasks: ``start`` (the scheduler's start - the cron time),
+    ``entry`` (execute() entry - the cron time), ``first`` (entry of the first run of each
+    minute). ``control``: the same as ``first`` for as many one-shot interval tasks, due
+    30 s after each cron minute in the same daemon, in the same bursts: the side-by-side
+    reference."""
     with temp_home() as home:
         settings = settings_for(home)
+        first_minute = (time.time() // 60 + 2) * 60  # start-up fits in the minute before
+        fill_tasks(
+            settings.database_path,
+            tasks * minutes,
+            priority=Priority.CRITICAL,
+            next_due=lambda i: first_minute + 30 + 60 * (i // tasks),
+            prefix="ctrl",
+        )
         async with open_daemon(settings, metrics_source=FakeSource(5.0)) as daemon:
             for i in range(tasks):
                 body = {
@@ -107,28 +128,27 @@ async def _real_clock_run(tasks: int, minutes: int) -> dict[str, list[float]]:
                     "cron": "* * * * *",
                 }
                 await daemon.add_task(parse_task_spec(body, max_code_bytes=10_000))
-            goal = tasks * minutes
-            with trio.move_on_after(60 * minutes + 30):
-                while True:
-                    page = daemon.list_tasks()
-                    done = sum(t.execution_count for t in page.tasks if t.task_id[:5] == "cron-")
-                    if done >= goal:
-                        break
-                    await trio.sleep(0.5)
+            with trio.move_on_at(trio.current_time() + first_minute + 60 * minutes - time.time()):
+                await trio.sleep_forever()
+            await trio.sleep(5)  # the last bursts end
         rows = query(
             settings.database_path,
-            "SELECT scheduled_at, started_at, result FROM executions"
-            " WHERE outcome = 'succeeded' AND task_id LIKE 'cron-%'",
+            "SELECT task_id, scheduled_at, started_at, result FROM executions"
+            " WHERE outcome = 'succeeded'",
         )
-    late: dict[str, list[float]] = {"start": [], "entry": [], "first": []}
-    by_minute: dict[float, list[float]] = {}
-    for scheduled_at, started_at, result in rows:
+    late: dict[str, list[float]] = {"start": [], "entry": [], "first": [], "control": []}
+    bursts: dict[tuple[bool, float], list[float]] = {}
+    for task_id, scheduled_at, started_at, result in rows:
         entered = result_time(result)
-        if entered is not None:
+        if entered is None or not first_minute <= scheduled_at < first_minute + 60 * minutes:
+            continue  # a burst before the first minute, or cut by the end
+        cron = task_id.startswith("cron-")
+        if cron:
             late["start"].append((started_at - scheduled_at) * 1000)
             late["entry"].append((entered - scheduled_at) * 1000)
-            by_minute.setdefault(scheduled_at, []).append(late["entry"][-1])
-    late["first"] = [min(entries) for entries in by_minute.values()]
+        bursts.setdefault((cron, scheduled_at), []).append((entered - scheduled_at) * 1000)
+    for (cron, _), entries in bursts.items():
+        late["first" if cron else "control"].append(min(entries))
     return late
 
 
@@ -184,5 +204,18 @@ def run(mode: Mode) -> list[Figure]:
             "ms",
             [percentile(late["entry"], 99)],
             note="the runs of one minute start together: forks queue behind each other",
+        ),
+        Figure(
+            "M6",
+            "the same as M4 for interval tasks in the same bursts (reference)",
+            "ms",
+            [percentile(late["control"], 99)],
+            note="one-shots due 30 s after each cron minute, in the same daemon",
+        ),
+        Figure(
+            "M7",
+            "first-of-a-burst lateness ratio cron / interval (p50)",
+            "x",
+            [percentile(late["first"], 50) / max(percentile(late["control"], 50), 1e-9)],
         ),
     ]
