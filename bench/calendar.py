@@ -162,6 +162,12 @@ def run(mode: Mode) -> list[Figure]:
     tasks, minutes = (5, 2) if mode.name == "quick" else (5, 6)
     late = trio.run(_real_clock_run, tasks, minutes)
     log(
+        "M first of each burst, ms: cron "
+        + ", ".join(f"{v:.1f}" for v in sorted(late["first"]))
+        + "; interval "
+        + ", ".join(f"{v:.1f}" for v in sorted(late["control"]))
+    )
+    log(
         f"M real clock: {len(late['entry'])} runs; start lateness p99 "
         f"{percentile(late['start'], 99):.1f} ms; execute() entry p50 "
         f"{percentile(late['entry'], 50):.1f} ms"

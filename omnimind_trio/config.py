@@ -147,7 +147,7 @@ class Settings(BaseSettings):
     sleep_weekdays: str | None = None
     """Days on which the sleep window starts: ``mon-fri``, ``sat,sun``...; default every day."""
     timezone: str | None = None
-    """IANA name for the sleep window; default the machine's local zone."""
+    """IANA name for the sleep window and cron tasks without their own; default: local."""
 
     # Policies
     missed_grace_seconds: Annotated[float, Field(ge=0)] = 300.0
