@@ -555,6 +555,11 @@ def query(path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, .
         db.close()
 
 
+def iso_epoch(iso: str) -> float:
+    """An API time (ISO-8601 UTC, ``...Z``) as epoch seconds."""
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
 def result_time(result: str | None) -> float | None:
     """The ``time.time()`` a trivial task returned, from an execution's ``result``."""
     if result is None:

@@ -40,7 +40,6 @@ import statistics
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -57,6 +56,7 @@ from .common import (
     cpu_clock_seconds,
     fill_tasks,
     free_port,
+    iso_epoch,
     log,
     omnimind_command,
     percentile,
@@ -524,10 +524,6 @@ def _idle(
 # -- 20 tasks: a run seen on the tasks page, idle CPU, the run page ----------------
 
 
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
 def _finished(http: httpx.Client, execution_id: str, timeout: float) -> dict[str, Any]:
     """The execution record once it has ended."""
     deadline = time.monotonic() + timeout
@@ -667,8 +663,8 @@ def _row_latencies(
                 if seen["running"] is None or seen["done"] is None:
                     missed += 1
                     continue
-                group_start.append(seen["running"] - _epoch(record["started_at"]) * 1000)
-                group_finish.append(seen["done"] - _epoch(record["finished_at"]) * 1000)
+                group_start.append(seen["running"] - iso_epoch(record["started_at"]) * 1000)
+                group_finish.append(seen["done"] - iso_epoch(record["finished_at"]) * 1000)
         finally:
             context.close()
         started.append(group_start)

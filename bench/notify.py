@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -26,6 +25,7 @@ from .common import (
     Mode,
     base_env,
     free_port,
+    iso_epoch,
     log,
     omnimind_command,
     percentile,
@@ -34,10 +34,6 @@ from .common import (
 )
 
 TASK = "def execute():\n    return 1"
-
-
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 async def _receive(
@@ -91,7 +87,7 @@ async def _measure(count: int) -> list[float]:
                             (await http.post("/daemon/tasks/told/run")).raise_for_status()
                         with trio.fail_after(10):
                             received, told = await bodies.receive()
-                        delays.append((received - _epoch(told["finished_at"])) * 1000)
+                        delays.append((received - iso_epoch(told["finished_at"])) * 1000)
         nursery.cancel_scope.cancel()
     return delays
 

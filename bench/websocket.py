@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -27,6 +26,7 @@ from .common import (
     Mode,
     base_env,
     free_port,
+    iso_epoch,
     log,
     omnimind_command,
     percentile,
@@ -35,10 +35,6 @@ from .common import (
 )
 
 TASK = "def execute():\n    return 1"
-
-
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 async def _measure(port: int, count: int) -> tuple[list[float], list[float]]:
@@ -67,9 +63,9 @@ async def _measure(port: int, count: int) -> tuple[list[float], list[float]]:
                     ):
                         seen[message["type"]] = (received, data)
             received, data = seen["execution_started"]
-            started_ms.append((received - _epoch(data["started_at"])) * 1000)
+            started_ms.append((received - iso_epoch(data["started_at"])) * 1000)
             received, data = seen["execution_finished"]
-            finished_ms.append((received - _epoch(data["finished_at"])) * 1000)
+            finished_ms.append((received - iso_epoch(data["finished_at"])) * 1000)
     return started_ms, finished_ms
 
 
