@@ -23,7 +23,14 @@ import trio.testing
 
 from omnimind_trio import FakeSource, open_daemon
 from omnimind_trio.models import Outcome, Priority, TaskCounters, TaskSpec, parse_task_spec
-from omnimind_trio.scheduling import GateSet, Running, Scheduler, SleepWindow, TaskEntry
+from omnimind_trio.scheduling import (
+    GateSet,
+    Running,
+    Scheduler,
+    SleepWindow,
+    TaskEntry,
+    calendar,
+)
 from omnimind_trio.scheduling import TrioWallClock as WallClock
 
 from .common import (
@@ -75,7 +82,7 @@ def _fake_clock_run(tasks: int) -> dict[str, float]:
                 else {"repeat_minutes": rng.choice((5, 60, 180, 1440))}
             )
             spec = TaskSpec(f"{kind}-{i}", "t", "", Priority.CRITICAL, "", **fields)
-            first = scheduler.next_due_after(spec, wall.now()) if kind == "cron" else wall.now()
+            first = calendar.first_due(spec, wall.now(), scheduler.timezone)  # as an add does
             scheduler.add(TaskEntry(spec, TaskCounters(), i, wall.now(), first))
         # What a start costs, by kind: time the scheduler's next-due computation as the
         # scheduler calls it at each start (the rest of a dispatch is the same for both).

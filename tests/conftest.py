@@ -13,6 +13,8 @@ import trio.testing
 
 from omnimind_trio import FakeSource, Settings, open_daemon
 from omnimind_trio.daemon import Daemon
+from omnimind_trio.models import ExecutionRecord, Outcome, Trigger
+from omnimind_trio.store import open_store
 
 
 def far_window() -> str:
@@ -83,6 +85,21 @@ def source() -> FakeSource:
 async def daemon(settings: Settings, source: FakeSource) -> AsyncIterator[Daemon]:
     async with open_daemon(settings, metrics_source=source) as running:
         yield running
+
+
+async def leave_a_running_record(settings: Settings, task_id: str, execution_id: str) -> None:
+    """What a kill -9 leaves behind: a record of ``task_id`` still marked running (the
+    daemon must not be open on ``settings``' database)."""
+    async with open_store(settings.database_path) as store:
+        record = ExecutionRecord(
+            execution_id=execution_id,
+            task_id=task_id,
+            trigger=Trigger.SCHEDULE,
+            outcome=Outcome.RUNNING,
+            scheduled_at=1.0,
+            started_at=1.0,
+        )
+        await store.start_execution(record, last_execution=1.0, next_due=None)
 
 
 PF_EXITING = 0x4

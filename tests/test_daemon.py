@@ -32,9 +32,9 @@ from omnimind_trio.daemon import _writes as writes
 from omnimind_trio.exceptions import Conflict, StoreUnavailable
 from omnimind_trio.models import ExecutionRecord, TaskSpec, Trigger
 from omnimind_trio.scheduling import TrioWallClock
-from omnimind_trio.store import MemoryStore, SQLiteStore, open_store
+from omnimind_trio.store import MemoryStore, SQLiteStore
 
-from .conftest import make_settings, task_ids
+from .conftest import leave_a_running_record, make_settings, task_ids
 
 NOON = datetime(2026, 1, 1, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()
 
@@ -227,17 +227,7 @@ async def test_runs_left_open_by_a_crash_are_closed_as_interrupted(
 ) -> None:
     async with open_daemon(settings, metrics_source=source, autostart=False) as daemon:
         await daemon.add_task(code_task("victim", "def execute():\n    return 1", Priority.LOW))
-    # What a kill -9 leaves behind: a record still marked running.
-    async with open_store(settings.database_path) as store:
-        record = ExecutionRecord(
-            execution_id="dead",
-            task_id="victim",
-            trigger=Trigger.SCHEDULE,
-            outcome=Outcome.RUNNING,
-            scheduled_at=1.0,
-            started_at=1.0,
-        )
-        await store.start_execution(record, last_execution=1.0, next_due=None)
+    await leave_a_running_record(settings, "victim", "dead")
     async with open_daemon(settings, metrics_source=source, autostart=False) as daemon:
         record2 = await daemon._store.get_execution("dead")
         counters = daemon._scheduler.tasks["victim"].counters

@@ -52,9 +52,8 @@ from omnimind_trio.notify import (
     session_bus_address,
     stderr_tail,
 )
-from omnimind_trio.store import open_store
 
-from .conftest import make_settings
+from .conftest import leave_a_running_record, make_settings
 
 DOCS = Path(__file__).parent.parent / "docs"
 HOOK = "http://127.0.0.1:9/hook"
@@ -601,16 +600,7 @@ async def test_a_run_a_crash_interrupted_is_told_at_the_next_start(
     async with open_daemon(settings, metrics_source=source, autostart=False) as daemon:
         notify = NotifySpec(webhook=receiver.url)
         await daemon.add_task(spec("victim", notify, priority=Priority.LOW))
-    async with open_store(settings.database_path) as store:  # what a kill -9 leaves
-        record = ExecutionRecord(
-            execution_id="dead",
-            task_id="victim",
-            trigger=Trigger.SCHEDULE,
-            outcome=Outcome.RUNNING,
-            scheduled_at=1.0,
-            started_at=1.0,
-        )
-        await store.start_execution(record, last_execution=1.0, next_due=None)
+    await leave_a_running_record(settings, "victim", "dead")
     async with open_daemon(settings, metrics_source=source, autostart=False):
         [body] = await receiver.wait_for(1)
     assert (body["event"], body["outcome"], body["execution_id"]) == (

@@ -21,7 +21,7 @@ from ..config import Settings
 from ..exceptions import Conflict, InvalidInput, StoreError, StoreUnavailable, TaskExists
 from ..execution import Executor, describe_code_problem, interpreter_problem, kill_tree
 from ..models import Outcome, Priority, TaskCounters, TaskSpec, parse_task_patch
-from ..scheduling import Clock, InProcessFunction, Scheduler, TaskEntry
+from ..scheduling import Clock, InProcessFunction, Scheduler, TaskEntry, calendar
 from ..store import Store, StoredTask
 from ._events import EventBus
 from ._views import task_summary
@@ -141,9 +141,9 @@ class TaskRegistry:
         """Raise InvalidInput unless every task ``spec`` runs after exists and following
         them never leads back to ``spec``."""
         tasks = self._scheduler.tasks
-        for upstream in spec.after or ():
-            if upstream not in tasks:
-                raise InvalidInput(f"after: unknown task {upstream!r}")
+        unknown = unknown_upstream(spec, tasks.__contains__)
+        if unknown is not None:
+            raise unknown
 
         def after_of(task_id: str) -> tuple[str, ...]:
             # An upstream that is not registered (an in-process task its program has not
@@ -195,10 +195,7 @@ class TaskRegistry:
     ) -> TaskEntry:
         self._seq += 1
         now = self._clock.now()
-        # An interval or a one-shot is due at once; a cron task at its first time; an
-        # ``after`` task when its upstream tasks have succeeded.
-        first = now if spec.cron is None else self._scheduler.next_due_after(spec, now)
-        first = None if spec.after is not None else first
+        first = calendar.first_due(spec, now, self._scheduler.timezone)
         stored = StoredTask(spec, TaskCounters(), self._seq, paused, now, first)
         await self._write(self._store.insert_task(stored))  # raises TaskExists
         entry = _entry(stored, function)
@@ -294,6 +291,13 @@ class TaskRegistry:
         with trio.CancelScope(shield=True):
             if not await self._writes.write(write, "a change of the tasks"):
                 raise StoreError(self._writes.problem or "unknown error")
+
+
+def unknown_upstream(spec: TaskSpec, exists: Callable[[str], bool]) -> InvalidInput | None:
+    """The refusal of an ``after`` naming a task that does not exist (``exists``: whether
+    one does; a batch counts the tasks it adds before)."""
+    unknown = [task_id for task_id in spec.after or () if not exists(task_id)]
+    return InvalidInput(f"after: unknown task {unknown[0]!r}") if unknown else None
 
 
 def waited_on(task_id: str, waiting: list[str]) -> Conflict:

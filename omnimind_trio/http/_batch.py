@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..daemon import Daemon, waited_on
+from ..daemon import Daemon, unknown_upstream, waited_on
 from ..exceptions import Conflict, InvalidInput, OmniMindError, TaskExists, TaskNotFound
 from ..models import ActionResult, Overlap, Response, TaskSpec, TaskStatus, parse_task_spec
 from ._body import json_body
@@ -227,9 +227,9 @@ async def _problem(
             return exc
         if exists(task_id):
             return TaskExists(task_id)
-        unknown = [other for other in spec.after or () if not exists(other)]
-        if unknown:  # an atomic batch may add a task after one it adds before
-            return InvalidInput(f"after: unknown task {unknown[0]!r}")
+        unknown = unknown_upstream(spec, exists)  # may follow a task added before it
+        if unknown is not None:
+            return unknown
         added[task_id] = spec.after or ()
         deleted.discard(task_id)
         return None

@@ -261,12 +261,14 @@ def parse_task_spec(data: Any, *, max_code_bytes: int) -> TaskSpec:
         raise InvalidInput(describe_validation_error(exc)) from None
     spec = TaskSpec(**dict(body))
     check_code_size(spec.code or "", max_code_bytes=max_code_bytes)
-    check_schedule(spec)
+    check_fields_together(spec)
     return spec
 
 
-def check_schedule(spec: TaskSpec) -> None:
-    """One way to repeat: a body with two of :data:`SCHEDULE_FIELDS` names both."""
+def check_fields_together(spec: TaskSpec) -> None:
+    """The rules across fields: one way to repeat (a body with two of
+    :data:`SCHEDULE_FIELDS` names both), ``after`` without the task itself or a duplicate,
+    a variable in ``env`` or in ``secrets``, not both."""
     given = [name for name in SCHEDULE_FIELDS if getattr(spec, name) is not None]
     if len(given) > 1:
         raise InvalidInput(

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim
 from cronsim.explain import explain
 
-from ..models import TaskSpec, cron_fields
+from ..models import SCHEDULE_FIELDS, TaskSpec, cron_fields
 
 
 @lru_cache(maxsize=1)
@@ -81,9 +81,18 @@ def repeats(spec: TaskSpec) -> bool:
 
 
 def schedule_key(spec: TaskSpec) -> tuple[object, ...]:
-    """What decides a task's due times (``timezone`` only for a cron task)."""
+    """What decides a task's due times: its schedule fields, and ``timezone`` for a cron
+    task (it means nothing to the others)."""
     zone_name = spec.timezone if spec.cron is not None else None
-    return (spec.cron, zone_name, spec.repeat_hours, spec.repeat_minutes, spec.after)
+    return (*(getattr(spec, name) for name in SCHEDULE_FIELDS), zone_name)
+
+
+def first_due(spec: TaskSpec, now: float, tz: tzinfo | None) -> float | None:
+    """When a new task is first due: a one-shot or an interval at once, a cron task at its
+    first time after now, an ``after`` task when its upstream tasks have succeeded."""
+    if spec.cron is not None:
+        return next_due_after(spec, now, tz)
+    return None if spec.after is not None else now
 
 
 def rescheduled(
@@ -94,15 +103,13 @@ def rescheduled(
     tz: tzinfo | None,
 ) -> float | None:
     """The next due time of a task whose schedule fields changed: an interval counts from
-    the last start; a cron expression from now; a one-shot that has not run yet stays due
-    (or is due now); ``after`` waits for its upstream tasks."""
-    if spec.cron is not None:
-        return next_due_after(spec, now, tz)
-    if spec.after is not None:
-        return None
-    repeat = spec.repeat_seconds
+    the last start; a cron or ``after`` task is due as a new one would be; a one-shot or
+    interval task that has not started yet keeps the due time it had."""
+    if spec.cron is not None or spec.after is not None:
+        return first_due(spec, now, tz)
     if last_start is None:
-        return next_due or now
+        return next_due if next_due is not None else now
+    repeat = spec.repeat_seconds
     return None if repeat is None else last_start + repeat
 
 
@@ -130,16 +137,16 @@ def describe(spec: TaskSpec) -> str:
         return words if spec.timezone is None else f"{words} ({spec.timezone})"
     if spec.after is not None:
         return "after " + ", ".join(spec.after)
-    minutes = spec.repeat_minutes
-    if spec.repeat_hours is not None:
-        minutes = spec.repeat_hours * 60
-    if minutes is None:
+    if spec.repeat_seconds is None:
         return "once"
-    for size, unit in ((7 * 24 * 60, "week"), (24 * 60, "day"), (60, "hour"), (1, "minute")):
-        if minutes % size == 0:
-            count = minutes // size
-            return f"every {unit}" if count == 1 else f"every {count} {unit}s"
-    raise AssertionError("unreachable: every count of minutes divides by 1")
+    minutes = int(spec.repeat_seconds) // 60
+    size, unit = next(
+        (size, unit)
+        for size, unit in ((7 * 24 * 60, "week"), (24 * 60, "day"), (60, "hour"), (1, "minute"))
+        if minutes % size == 0  # the largest unit it is a whole number of
+    )
+    count = minutes // size
+    return f"every {unit}" if count == 1 else f"every {count} {unit}s"
 
 
 @lru_cache(maxsize=1024)
