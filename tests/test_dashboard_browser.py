@@ -422,8 +422,8 @@ def test_a_task_after_another_says_what_it_waits_for_with_links(
     schedule = region(page, "Schedule")
     expect(schedule).to_contain_text("after a")
     expect(schedule).to_contain_text("waiting for a succeeded run of a (since its own last start)")
-    why = schedule.locator("dl > div", has=page.get_by_text("Why it is not running"))
-    why.get_by_role("link", name="a", exact=True).click()
+    runs_after = schedule.locator("dl > div", has=page.get_by_text("Runs after"))
+    runs_after.get_by_role("link", name="a", exact=True).click()
     expect(page).to_have_url(re.compile(r"#/task/a$"))
     followers = region(page, "Schedule").locator("dl > div", has=page.get_by_text("Followed by"))
     expect(followers.get_by_role("link", name="b", exact=True)).to_be_visible()
@@ -477,9 +477,9 @@ async (version) => {
       "notify.webhook: 'x' is not an http:// or https:// URL",
       "notify.on.0: Input should be 'failure', 'recovery' or 'success'",
       'notify: Input should be an object',
-      'TOKEN is in both env and secrets: give it in one',
+      'env: TOKEN is also in secrets: give it in one',
       "secrets: 'my var' is not a variable name",
-      "python: '/usr/bin/python2' is Python 2.7; tasks need 3.8 or later",
+      'python: /usr/bin/python2 is Python 2.7; 3.8+ is needed',
       'Request body must be a JSON object',
     ].map((detail) => form.fieldOf(detail, names)),
     mappings: ['A=1\nB= two=2\r\n\n', '', 'A=1\nnothing', '=x', 'A=1\nA=2'].map(mapping),

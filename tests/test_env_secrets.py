@@ -128,7 +128,7 @@ def add_body(**fields: Any) -> dict[str, Any]:
         ),
         (
             {"env": {"A": "x"}, "secrets": {"A": "long enough"}},
-            "A is in both env and secrets: give it in one",
+            "env: A is also in secrets: give it in one",
         ),
         ({"env": {"A": 1}}, "env.A: Input should be a valid string"),
     ],

@@ -57,7 +57,14 @@ class TaskReads:
             if entry.paused
             else calendar.upcoming(entry.spec, entry.next_due, self._scheduler.timezone)
         )
-        return task_detail(entry, self.settings, self._waiting(entry), due=due, upcoming=upcoming)
+        return task_detail(
+            entry,
+            self.settings,
+            self._waiting(entry),
+            due=due,
+            upcoming=upcoming,
+            followed_by=self._scheduler.dependents(task_id),
+        )
 
     def export_tasks(self) -> TaskExportBody:
         """Every code task as a batch body that adds it again (``GET /daemon/export``):

@@ -37,6 +37,7 @@ def task_detail(
     *,
     due: bool,
     upcoming: list[float],
+    followed_by: list[str],
 ) -> TaskDetail:
     """``GET /daemon/tasks/{task_id}``: the summary, the definition (with the daemon's
     defaults filled in) and where the task stands. ``due``: it waits to run now (the
@@ -70,5 +71,6 @@ def task_detail(
         waiting=waiting,
         running_execution_id=running.execution_id if running is not None else None,
         upcoming=upcoming,
+        followed_by=followed_by,
         schedule=calendar.describe(spec),
     )

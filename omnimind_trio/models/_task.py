@@ -282,7 +282,7 @@ def check_fields_together(spec: TaskSpec) -> None:
     if spec.env and spec.secrets:
         both = sorted(set(spec.env) & set(spec.secrets))
         if both:
-            raise InvalidInput(f"{both[0]} is in both env and secrets: give it in one")
+            raise InvalidInput(f"env: {both[0]} is also in secrets: give it in one")
 
 
 _IN_PROCESS_PLACEHOLDER = "def execute():\n    pass\n"

@@ -123,6 +123,9 @@ class TaskState(Response):
         description='The schedule in words: "every 2 hours", "At 02:30 every day '
         '(Europe/Paris)", "after backup", "once"'
     )
+    followed_by: list[str] = Field(
+        description="The tasks whose after names this one, in insertion order"
+    )
     upcoming: list[Instant] = Field(
         description="The next five due times (none while paused, or for an after task)"
     )

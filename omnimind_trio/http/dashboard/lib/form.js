@@ -30,14 +30,12 @@ export function taskForm(fields, {values = {}, readOnly = [], submitLabel, idPre
   }
   form.append(h('div', {class: 'actions'}, h('button', {type: 'submit', class: 'primary'}, submitLabel)));
   const named = byName(widgets);
-  const shown = (item) => {
-    try {
-      return JSON.stringify(item.value());
-    } catch {
-      return null; // not a value the form can read back: any edit is a change
-    }
-  };
-  const initial = new Map(widgets.map((item) => [item, shown(item)]));
+  // What each widget's controls hold: a field is changed when its text is, and only a
+  // changed one is read (an env value with a newline shows as two lines the form could
+  // not read back; left alone, it is not sent).
+  const controls = (item) => JSON.stringify([...item.element.querySelectorAll('input, textarea, select')]
+    .map((control) => (control.type === 'checkbox' ? control.checked : control.value)));
+  const initial = new Map(widgets.map((item) => [item, controls(item)]));
 
   return {
     element: form,
@@ -49,8 +47,8 @@ export function taskForm(fields, {values = {}, readOnly = [], submitLabel, idPre
       const body = {};
       for (const item of widgets) {
         if (readOnly.includes(item.field.name)) continue;
+        if (changedOnly && controls(item) === initial.get(item)) continue;
         const value = item.value();
-        if (changedOnly && JSON.stringify(value) === initial.get(item)) continue;
         if (value === undefined) {
           if (changedOnly && item.field.nullable) body[item.field.name] = null;
           continue;
@@ -91,7 +89,8 @@ const escaped = (name) => name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
  * The field an API error names, else null: "repeat_hours: Input should be ...",
  * "notify.webhook: ...", "Missing required field: code", "Invalid priority: x", "task_id
  * may hold only ...", "cron and repeat_hours are mutually exclusive...", "Syntax error in
- * code at line 1: ...", "Task already exists: x", "X is in both env and secrets...".
+ * code at line 1: ...", "Task already exists: x". The API's messages begin with the field
+ * they are about (docs/api.md, "Errors").
  */
 export function fieldOf(detail, names) {
   const longestFirst = [...names].sort((a, b) => b.length - a.length);
@@ -101,12 +100,5 @@ export function fieldOf(detail, names) {
   }
   if (names.includes('code') && /\bcode\b|execute\(\)/i.test(detail)) return 'code';
   if (names.includes('task_id') && /^Task already exists/.test(detail)) return 'task_id';
-  // Else the first field the sentence names as a word of its own ("... in both env and secrets").
-  if (/^Unknown field: /.test(detail)) return null;
-  let first = null;
-  for (const name of longestFirst) {
-    const found = new RegExp(`(?:^|[^A-Za-z0-9_.])${escaped(name)}(?![A-Za-z0-9_.])`).exec(detail);
-    if (found && (first === null || found.index < first.index)) first = {name, index: found.index};
-  }
-  return first?.name ?? null;
+  return null;
 }

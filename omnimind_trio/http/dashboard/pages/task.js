@@ -3,7 +3,7 @@
 // run with its output followed live, its history with a duration chart, and the actions
 // (run, pause or resume, cancel, edit, delete) for an admin credential.
 
-import {ApiError, call, get, post, query, segment} from '../lib/api.js';
+import {ApiError, call, get, post, segment} from '../lib/api.js';
 import {actionButton, statusLine} from '../lib/actions.js';
 import {durationChart, widthOf} from '../lib/charts.js';
 import {definitions, fill, h} from '../lib/dom.js';
@@ -16,13 +16,12 @@ import {coalesced} from '../lib/schedule.js';
 import {InputError} from '../lib/widgets.js';
 
 const HISTORY = 50;
-const FOLLOWERS = 50;
 const IDENTITY = new Set(['task_id', 'name', 'description', 'priority', 'code']);
 const EVENTS = new Set([
   'task_updated', 'task_waiting', 'execution_started', 'execution_finished', 'execution_frozen',
   'execution_thawed',
 ]);
-const FOLLOWER_EVENTS = new Set(['task_added', 'task_updated', 'task_removed']);
+const FOLLOWER_EVENTS = new Set(['task_added', 'task_updated']); // may name this task in after
 const STATUS_KIND = {
   running: 'run', frozen: 'skip', waiting: 'wait', scheduled: 'none', paused: 'skip', done: 'ok',
 };
@@ -62,27 +61,20 @@ function policies(task, fields) {
 function whyNotRunning(task) {
   const waiting = task.waiting;
   if (!waiting) return task.running_execution_id ? 'it is running' : null;
-  if (waiting.reason === 'upstream' && waiting.upstream?.length) {
-    // The daemon's words (waiting.detail), with each task a link.
-    return ['waiting for a succeeded run of ', taskLinks(waiting.upstream), ' (since its own last start)'];
-  }
-  return waiting.detail;
+  return waiting.detail; // the daemon's words (the upstream tasks are linked under "Runs after")
 }
 
-function schedule(task, followers) {
+function schedule(task) {
   const waiting = task.waiting;
   const upcoming = task.upcoming?.length
     ? h('ul', {class: 'plain upcoming'}, task.upcoming.map((time) => h('li', null, timeElement(time))))
     : null;
-  const more = followers && followers.total_tasks > followers.tasks.length
-    ? ` and ${followers.total_tasks - followers.tasks.length} more` : '';
   return definitions([
     ['Status', [badge(task.status, STATUS_KIND[task.status] ?? 'none'),
       task.paused && task.status !== 'paused' ? ' (paused)' : null]],
     ['Schedule', task.schedule],
     ['Runs after', task.after?.length ? taskLinks(task.after) : null],
-    ['Followed by', followers?.tasks.length
-      ? [taskLinks(followers.tasks.map((row) => row.task_id)), more] : null],
+    ['Followed by', task.followed_by?.length ? taskLinks(task.followed_by) : null],
     ['Next run', timeElement(task.next_execution, {empty: task.status === 'done' ? 'none: it has run' : '—'})],
     ['Upcoming', upcoming],
     ['Why it is not running', whyNotRunning(task)],
@@ -143,7 +135,6 @@ export async function render(root, {params: [taskId], signal, who: whoPromise, n
       h('h3', null, 'Code'), code));
 
   let task = null;
-  let followers = null; // the tasks that run after this one: {tasks, total_tasks}
   let fields = null;
   let shownRun = null; // {id, controller, view}
   let deleted = false;
@@ -263,18 +254,14 @@ export async function render(root, {params: [taskId], signal, who: whoPromise, n
       }
       throw error;
     }
-    const [runs, next] = await Promise.all([
-      get(`${base}/executions?limit=${HISTORY}`, {signal}),
-      get(`/daemon/tasks${query({after: taskId, limit: FOLLOWERS})}`, {signal}),
-    ]);
+    const runs = await get(`${base}/executions?limit=${HISTORY}`, {signal});
     if (signal.aborted) return;
     task = detail;
-    followers = next;
     document.title = `${task.task_id} · OmniMind`;
     heading.textContent = task.name;
     fill(subtitle, h('code', null, task.task_id), ' · ', badge(task.priority,
       `prio-${task.priority.toLowerCase()}`), task.description ? ` · ${task.description}` : '');
-    fill(state, schedule(task, followers));
+    fill(state, schedule(task));
     const executions = runs.executions;
     const running = task.running_execution_id
       ? executions.find((run) => run.execution_id === task.running_execution_id)
@@ -300,19 +287,16 @@ export async function render(root, {params: [taskId], signal, who: whoPromise, n
   }
 
   const refresh = coalesced(load, {signal, onError: report});
-  // Another task added, changed or removed may run after this one (its events do not say):
-  // the followers are asked again, at most once a second.
-  const refreshFollowers = coalesced(async () => {
-    followers = await get(`/daemon/tasks${query({after: taskId, limit: FOLLOWERS})}`, {signal});
-    if (task && !signal.aborted) fill(state, schedule(task, followers));
-  }, {signal, intervalMs: 1000, onError: report});
   const stop = subscribe((message) => {
     const about = message.data?.task_id;
     if (message.type === 'status' && message.reconnected) refresh();
     else if (message.type === 'task_removed' && about === taskId) markDeleted();
     else if (EVENTS.has(message.type) && about === taskId) refresh();
     else if (message.type === 'execution_finished' && task?.after?.includes(about)) refresh();
-    else if (FOLLOWER_EVENTS.has(message.type) && about !== taskId) refreshFollowers();
+    // Another task added, changed or removed may run after this one (its events do not
+    // say); a removed one is asked about only if it followed this one.
+    else if (message.type === 'task_removed' && task?.followed_by?.includes(about)) refresh();
+    else if (FOLLOWER_EVENTS.has(message.type) && about !== taskId) refresh();
   });
   signal.addEventListener('abort', stop);
   await refresh.now();
