@@ -37,10 +37,8 @@ class Masker:
         self.values = tuple(texts)
         encoded = [v.encode("utf-8", "surrogatepass") for v in texts]
         self._encoded = tuple(encoded)
-        self._firsts = frozenset(v[0] for v in encoded)
         self._text = re.compile("|".join(map(re.escape, texts))) if texts else None
         self._bytes = re.compile(b"|".join(map(re.escape, encoded))) if encoded else None
-        self.longest = max((len(v) for v in encoded), default=0)
 
     def __bool__(self) -> bool:
         return bool(self.values)
@@ -77,13 +75,18 @@ class Masker:
         ``start``), or ``len(data)``: the smallest position whose rest is a proper prefix
         of a value."""
         size = len(data)
-        for position in range(max(start, size - self.longest + 1), size):
-            if data[position] not in self._firsts:
-                continue
-            rest = size - position
-            if any(len(v) > rest and data.startswith(v[:rest], position) for v in self._encoded):
-                return position
-        return size
+        held = size
+        for value in self._encoded:
+            # Where ``value`` could begin and not end within ``data``: its first byte's
+            # occurrences (found in C) among the last len(value) - 1 positions.
+            first = value[:1]
+            position = data.find(first, max(start, size - len(value) + 1))
+            while position != -1 and position < held:
+                if data.startswith(value[: size - position], position):
+                    held = position
+                    break
+                position = data.find(first, position + 1)
+        return held
 
 
 class StreamMasker:
@@ -99,9 +102,14 @@ class StreamMasker:
         if pattern is None:
             return data
         raw = self._held + data
+        held = self._masker._held_from(raw, 0)
+        if not any(value in raw for value in self._masker._encoded):
+            # Nearly every chunk: no secret in it, so no regex over it (a substring search
+            # per value is about 20x cheaper than the alternation at 100 values).
+            self._held = raw[held:]
+            return raw[:held]
         out = bytearray()
         position = 0
-        held = self._masker._held_from(raw, 0)
         for match in pattern.finditer(raw):
             if match.start() >= held:
                 break
