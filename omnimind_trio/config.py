@@ -7,12 +7,11 @@ import re
 import sys
 from pathlib import Path
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .models import NotifyEvent, NotifySpec, check_webhook
+from .models import NotifyEvent, NotifySpec, check_timezone, check_webhook
 from .scheduling import SleepWindow, parse_weekdays
 from .store import is_url
 
@@ -164,7 +163,7 @@ class Settings(BaseSettings):
     notify_webhook: str | None = None
     """URL every task without its own ``notify`` reports to (a JSON POST); none by
     default. A task's ``notify`` replaces these defaults."""
-    notify_on: str = "failure,recovery"
+    notify_on: str = ",".join(NotifySpec.model_fields["on"].default)  # a task's default
     """Comma-separated events those tasks report: ``failure``, ``recovery``, ``success``."""
 
     @field_validator("notify_webhook", mode="before")
@@ -221,12 +220,7 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _check_timezone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
-                raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
+        return None if value is None else check_timezone(value)  # as a task's timezone
 
     @model_validator(mode="after")
     def _check_tls_pair(self) -> Settings:

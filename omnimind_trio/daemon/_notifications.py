@@ -19,8 +19,9 @@ def history_reader(store: Store) -> History:
     """A task's latest records, for the notifier to tell whether it was failing."""
 
     async def read(task_id: str) -> Sequence[ExecutionRecord]:
-        records, _ = await store.list_executions(task_id=task_id, limit=HISTORY_RECORDS)
-        return records
+        # Finished runs only, and no count of them (list_executions would count).
+        recent = await store.recent_executions([task_id], HISTORY_RECORDS)
+        return recent.get(task_id, [])
 
     return read
 

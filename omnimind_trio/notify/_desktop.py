@@ -38,6 +38,13 @@ def session_bus_address(environ: Mapping[str, str]) -> str | None:
     return None
 
 
+def _load_jeepney_and_find_bus(environ: Mapping[str, str]) -> str | None:
+    import jeepney.io.trio
+    import jeepney.wrappers  # noqa: F401
+
+    return session_bus_address(environ)
+
+
 class DesktopNotifier:
     """Shows notifications on the user's desktop, or says once that it cannot."""
 
@@ -94,12 +101,13 @@ class DesktopNotifier:
         self._off_until = trio.current_time() + self.retry_seconds
 
     async def _call(self, summary: str, body: str, urgent: bool) -> None:
-        # jeepney is imported here: a daemon that shows no notification does not load it.
+        # jeepney is imported here, at the first notification (a daemon that shows none
+        # does not load it), in a thread like the bus lookup (a stat): not on the loop.
+        address = await trio.to_thread.run_sync(_load_jeepney_and_find_bus, self._environ)
         from jeepney import DBusAddress, new_method_call
         from jeepney.io.trio import open_dbus_router
         from jeepney.wrappers import unwrap_msg
 
-        address = session_bus_address(self._environ)
         if address is None:
             raise KeyError("no session bus (DBUS_SESSION_BUS_ADDRESS is not set)")
         notifications = DBusAddress(

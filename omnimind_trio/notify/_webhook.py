@@ -82,12 +82,18 @@ class WebhookSender:
                       self.attempts)  # fmt: skip
         raise DeliveryFailed(f"{problem} (attempt {attempt} of {self.attempts})")
 
-    async def _attempt(self, url: str, body: bytes) -> tuple[bool, str]:
-        """(whether to retry, what went wrong); ``(False, "")`` when delivered."""
+    def _new_client(self) -> httpx.AsyncClient:
         import httpx
 
+        return httpx.AsyncClient(follow_redirects=False, transport=self._transport)
+
+    async def _attempt(self, url: str, body: bytes) -> tuple[bool, str]:
+        """(whether to retry, what went wrong); ``(False, "")`` when delivered."""
+        import httpx  # loaded by _new_client already: a dictionary lookup
+
         if self._client is None:
-            self._client = httpx.AsyncClient(follow_redirects=False, transport=self._transport)
+            # Importing httpx and building its TLS context take 0.1-0.4 s: not on the loop.
+            self._client = await trio.to_thread.run_sync(self._new_client)
         with trio.move_on_after(self.timeout_seconds):
             try:
                 response = await self._client.post(
