@@ -82,6 +82,7 @@ async def test_an_interpreter_that_cannot_run_tasks_is_refused_saying_why(
     plain = tmp_path / "plain.txt"
     plain.write_text("not a program")
     monkeypatch.setattr(_interpreter, "CHECK_SECONDS", 0.5)
+    sleeper = tmp_path / "sleeper.pid"
     cases = [
         (tmp_path / "nope" / "python", "does not exist"),
         (tmp_path, "is not a file"),
@@ -94,7 +95,11 @@ async def test_an_interpreter_that_cannot_run_tasks_is_refused_saying_why(
             executable(tmp_path / "broken", "#!/bin/sh\necho 'no such module' >&2\nexit 3\n"),
             "failed the version check (exit status 3): no such module",
         ),
-        (executable(tmp_path / "slow", "#!/bin/sh\nsleep 30\n"), "did not answer within 0.5 s"),
+        (
+            # It starts a child of its own: the timeout kills that too.
+            executable(tmp_path / "slow", f"#!/bin/sh\nsleep 30 &\necho $! > {sleeper}\nwait\n"),
+            "did not answer within 0.5 s",
+        ),
         (
             executable(tmp_path / "nohash", "#!/nonexistent/interpreter\n"),
             "cannot be run (No such file or directory)",
@@ -110,6 +115,7 @@ async def test_an_interpreter_that_cannot_run_tasks_is_refused_saying_why(
             await daemon.add_task(spec(f"t{len(problem)}", code, python))
         assert caught.value.detail == f"python: {python} {problem}", python
     assert {t.task_id for t in daemon.list_tasks().tasks} == {"database_optimization"}
+    assert_gone(int(sleeper.read_text()))
 
 
 async def test_the_api_answers_400_and_a_relative_path_is_refused_first(

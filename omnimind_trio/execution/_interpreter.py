@@ -8,9 +8,11 @@ blocks the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 from typing import Final
 
 import trio
@@ -63,6 +65,13 @@ def _file_problem(python: str) -> str | None:
     return None
 
 
+async def _kill_group(process: trio.Process) -> None:
+    """On the timeout: the interpreter and whatever it started (its own session), not
+    only the interpreter, which is all trio would kill."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
 async def _run(python: str, args: list[str], stdin: bytes) -> bytes | str:
     """What ``python args`` printed, or why it failed (a sentence)."""
     with trio.move_on_after(CHECK_SECONDS):
@@ -75,6 +84,7 @@ async def _run(python: str, args: list[str], stdin: bytes) -> bytes | str:
                 check=False,
                 env=task_environment(),
                 start_new_session=True,
+                deliver_cancel=_kill_group,
             )
         except OSError as exc:
             return f"python: {python} cannot be run ({exc.strerror or exc})"
