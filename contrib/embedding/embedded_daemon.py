@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from omnimind_trio import Conflict, Priority, Settings, TaskSpec, open_daemon, serve_api
+from omnimind_trio import Priority, Settings, TaskSpec, open_daemon, serve_api
 
 BACKUP_CODE = """
 import os
@@ -40,19 +40,19 @@ async def main(home: Path) -> None:
         return {"runs": len(seen)}
 
     async with open_daemon(settings) as daemon, trio.open_nursery() as nursery:
+        # Each task is run now right after it is registered, with no await in between: the
+        # scheduler has not had a turn, so the run is this request's, even in the sleep
+        # window where a LOW task would start by itself.
+        requested: dict[str, str] = {}
         # An in-process task: this program's own coroutine, scheduled like any task.
         await daemon.register("remember", remember, name="Remember", priority=Priority.LOW)
+        requested["remember"] = daemon.run_task_now("remember")  # skips the gates
         # A code task: Python source run in a fresh child process.
         await daemon.add_task(
             TaskSpec("count_files", "Count files", "", Priority.LOW, BACKUP_CODE)
         )
-        for task_id in ("remember", "count_files"):
-            try:
-                execution_id = daemon.run_task_now(task_id)  # skips the gates
-            except Conflict:  # it runs already (LOW, in the sleep window): wait for that run
-                running = daemon.get_task(task_id).running_execution_id
-                assert running is not None
-                execution_id = running
+        requested["count_files"] = daemon.run_task_now("count_files")
+        for task_id, execution_id in requested.items():
             with trio.fail_after(30):
                 record = await daemon.wait_execution(execution_id)
             print(f"{task_id}: {record.outcome} {record.result}")
