@@ -15,6 +15,9 @@ from .models import NotifyEvent, NotifySpec, check_timezone, check_webhook
 from .scheduling import SleepWindow, parse_weekdays
 from .store import is_url
 
+USER_IDLE_SOURCES = ("mutter", "screensaver", "logind", "command")
+"""The sources of the person's idle time, in the order they are tried by default."""
+
 
 class Settings(BaseSettings):
     """Everything the daemon can be told. Units are in the names.
@@ -147,6 +150,37 @@ class Settings(BaseSettings):
     """Days on which the sleep window starts: ``mon-fri``, ``sat,sun``...; default every day."""
     timezone: str | None = None
     """IANA name for the sleep window and cron tasks without their own; default: local."""
+
+    # Task conditions (docs/configuration.md, "Conditions"): presence, power, network
+    away_seconds: Annotated[float, Field(ge=0)] = 180.0
+    """The person counts as away after this long without keyboard or mouse input."""
+    user_idle_sources: str = ",".join(USER_IDLE_SOURCES)
+    """Where the person's idle time is read, tried in this order: GNOME's Mutter
+    IdleMonitor, the freedesktop ScreenSaver, logind's idle hint, ``user_idle_command``."""
+    user_idle_command: str | None = None
+    """A command that prints the idle time in milliseconds (``xprintidle``, a script)."""
+    power_supply_dir: Path = Path("/sys/class/power_supply")
+    """Where the kernel lists the power supplies (psutil is asked when it cannot tell)."""
+    condition_sample_seconds: Annotated[float, Field(gt=0)] = 0.5
+    """How often presence, power and network are measured: a task that runs while the
+    person is away is frozen within this long of their return."""
+
+    @field_validator("user_idle_sources")
+    @classmethod
+    def _check_idle_sources(cls, value: str) -> str:
+        words = [w.strip().lower() for w in value.split(",") if w.strip()]
+        known = USER_IDLE_SOURCES
+        for word in words:
+            if word not in known:
+                raise ValueError(f"unknown source {word!r} (known: {', '.join(known)})")
+        return ",".join(dict.fromkeys(words))
+
+    @field_validator("user_idle_command", mode="before")
+    @classmethod
+    def _check_idle_command(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None  # OMNIMIND_USER_IDLE_COMMAND= (empty): none
+        return value
 
     # Policies
     missed_grace_seconds: Annotated[float, Field(ge=0)] = 300.0

@@ -163,3 +163,28 @@ class NotifySpec(BaseModel):
 
     def wants(self, event: NotifyEvent) -> bool:
         return event in self.on
+
+
+class Conditions(BaseModel):
+    """A task's ``conditions``: each one set true must hold for a run to start, and a run
+    admitted under them is frozen, cancelled or let run (``on_busy``) when one stops
+    holding. False (the default) asks nothing."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    user_away: bool = Field(
+        default=False, description="Run only while the person is away from keyboard and mouse"
+    )
+    on_ac_power: bool = Field(default=False, description="Run only on mains power")
+    unmetered_network: bool = Field(
+        default=False, description="Run only on a network connection that is not metered"
+    )
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The names of the conditions asked for, in declaration order."""
+        return tuple(name for name in CONDITION_NAMES if getattr(self, name))
+
+
+CONDITION_NAMES: Final = tuple(Conditions.model_fields)
+"""Every condition a task may ask for (``user_away``, ``on_ac_power``, ``unmetered_network``)."""

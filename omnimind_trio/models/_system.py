@@ -1,4 +1,5 @@
-"""A measurement of the machine."""
+"""Measurements of the machine: its load, and what task conditions depend on (the
+person's presence, the power supply, the network)."""
 
 from __future__ import annotations
 
@@ -13,3 +14,36 @@ class SystemMetrics:
     cpu_percent: float
     memory_percent: float
     external_cpu_percent: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One measurement of the person or the machine's surroundings, and where it came from.
+
+    ``value`` is None when it is unknown (no source works); ``detail`` then says why (the
+    sources tried and what each answered)."""
+
+    value: float | bool | None
+    source: str | None = None
+    """The source that answered: ``mutter``, ``screensaver``, ``logind``, ``command``;
+    ``sysfs``, ``psutil``; ``networkmanager``."""
+    detail: str | None = None
+
+    @property
+    def known(self) -> bool:
+        return self.value is not None
+
+
+UNKNOWN = Reading(None, None, "not measured yet")
+
+
+@dataclass(frozen=True, slots=True)
+class Surroundings:
+    """One sample of what a task's ``conditions`` depend on."""
+
+    user_idle_seconds: Reading = UNKNOWN
+    """Seconds since the person last used keyboard or mouse (a float)."""
+    on_ac_power: Reading = UNKNOWN
+    """True on mains power (or with no battery at all), False on battery."""
+    network_metered: Reading = UNKNOWN
+    """True on a metered connection (a phone's hotspot, a capped plan)."""
