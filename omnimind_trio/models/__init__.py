@@ -57,7 +57,7 @@ from ._queries import (
     TaskSortKey,
     integer_bounds,
 )
-from ._system import SystemMetrics
+from ._system import Reading, Surroundings, SystemMetrics
 from ._task import (
     IDENTITY_FIELDS,
     OPTION_FIELDS,
@@ -139,12 +139,14 @@ __all__ = [
     "Pause",
     "PreciseInstant",
     "Priority",
+    "Reading",
     "RecentRun",
     "Response",
     "RunRequested",
     "SleepWindowGate",
     "Status",
     "StatusMetrics",
+    "Surroundings",
     "SystemMetrics",
     "TaskCounters",
     "TaskCreate",
