@@ -96,6 +96,8 @@ class FakeService:
         self.properties: dict[tuple[str, str, str], tuple[str, Any]] = {}
         self.hang = False
         self.calls = 0
+        self.state: dict[str, Any] = {}
+        """Values the handlers answer, for the test to change."""
         self._scope: trio.CancelScope | None = None
 
     async def serve(self, address: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -157,3 +159,82 @@ async def serving(nursery: trio.Nursery, service: FakeService, address: str) -> 
     """Start ``service`` on ``address`` in ``nursery``; return it once it owns its name."""
     await nursery.start(service.serve, address)
     return service
+
+
+# -- the services the sensors read ---------------------------------------------------
+
+MUTTER = "org.gnome.Mutter.IdleMonitor"
+SCREENSAVER = "org.freedesktop.ScreenSaver"
+LOGIND, LOGIND_PATH = "org.freedesktop.login1", "/org/freedesktop/login1"
+NM = "org.freedesktop.NetworkManager"
+
+
+def fake_mutter(idle_ms: int = 0) -> FakeService:
+    """GNOME's IdleMonitor; ``state["idle"]`` milliseconds."""
+    service = FakeService(MUTTER)
+    service.state["idle"] = idle_ms
+    core = ("/org/gnome/Mutter/IdleMonitor/Core", MUTTER, "GetIdletime")
+    service.methods[core] = lambda _body: ("t", (service.state["idle"],))
+    return service
+
+
+def fake_screensaver(
+    idle: int = 0, paths: tuple[str, ...] = ("/org/freedesktop/ScreenSaver",)
+) -> FakeService:
+    """The freedesktop ScreenSaver at ``paths``; ``state["idle"]`` in its own unit."""
+    service = FakeService(SCREENSAVER)
+    service.state["idle"] = idle
+    for path in paths:
+        method = (path, SCREENSAVER, "GetSessionIdleTime")
+        service.methods[method] = lambda _body: ("u", (service.state["idle"],))
+    return service
+
+
+def set_logind(service: FakeService, hint: bool, since_monotonic_us: int, since_us: int) -> None:
+    manager = (LOGIND_PATH, f"{LOGIND}.Manager")
+    service.properties[(*manager, "IdleHint")] = ("b", hint)
+    service.properties[(*manager, "IdleSinceHintMonotonic")] = ("t", since_monotonic_us)
+    service.properties[(*manager, "IdleSinceHint")] = ("t", since_us)
+
+
+def fake_logind(hint: bool = True, since_monotonic_us: int = 0, since_us: int = 0) -> FakeService:
+    """logind's Manager properties; the defaults are a machine's at boot (idle since 1970)."""
+    service = FakeService(LOGIND)
+    set_logind(service, hint, since_monotonic_us, since_us)
+    return service
+
+
+def set_metered(service: FakeService, metered: int) -> None:
+    service.properties[("/org/freedesktop/NetworkManager", NM, "Metered")] = ("u", metered)
+
+
+def fake_networkmanager(metered: int) -> FakeService:
+    """NetworkManager's ``Metered`` (0 unknown, 1 yes, 2 no, 3 guess yes, 4 guess no)."""
+    service = FakeService(NM)
+    set_metered(service, metered)
+    return service
+
+
+async def wait_gone(address: str, name: str) -> None:
+    """Return once ``name`` has no owner on the bus (a vanished service's connection is
+    closed by the bus after it returns from ``vanish``). Polls without sleeping: each
+    poll is a round trip to the bus (so it works on a mock clock too)."""
+    from omnimind_trio.dbus import BusClient
+
+    bus = BusClient(address)
+    try:
+        for _ in range(1000):
+            await trio.lowlevel.checkpoint()
+            (owned,) = await bus.call(
+                "org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus",
+                "NameHasOwner",
+                "s",
+                (name,),
+            )
+            if not owned:
+                return
+        raise AssertionError(f"{name} is still on the bus")
+    finally:
+        await bus.aclose()
