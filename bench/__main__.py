@@ -37,6 +37,7 @@ SECTIONS = {
     "L": ("dashboard", "Dashboard in Chromium: first rows, live rows, output, idle CPU (issue 12)"),
     "M": ("calendar", "Calendar schedules: cron lateness, fake and real clock (issue 13)"),
     "N": ("notify", "Notifications: webhook delivery after a run's end (issue 13)"),
+    "O": ("sensors", "Sensors: the per-sample cost of each source (issue 14)"),
 }
 RESULTS = Path(__file__).with_name("results.json")
 BUSY_PERCENT = 15
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="".join(SECTIONS),
-        help="sections to run, e.g. --only AD (default: all of A-N)",
+        help="sections to run, e.g. --only AD (default: all of A-O)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON path")
     args = parser.parse_args(argv)

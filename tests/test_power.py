@@ -3,13 +3,14 @@ when there is no such folder."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from omnimind_trio.models import Reading
-from omnimind_trio.sensors import from_psutil, read_power
+from omnimind_trio.sensors import PowerSensor, from_psutil, read_power
 
 
 def supplies(root: Path, **entries: dict[str, str]) -> Path:
@@ -144,3 +145,15 @@ def test_an_unreadable_folder_falls_back_to_psutil(
         "psutil",
         f"{not_a_folder}: Not a directory; {NO_BATTERY}",
     )
+
+
+def test_a_supply_plugged_in_and_out_is_seen_at_the_next_reading(tmp_path: Path) -> None:
+    root = supplies(tmp_path, ADP1={"type": "Mains", "online": "0"}, BAT0=LAPTOP_BATTERY)
+    sensor = PowerSensor(root)
+    assert sensor.read().value is False
+    charger = supplies(root, **{"ucsi-source-psy-USBC000:002": {"type": "USB", "online": "1"}})
+    assert sensor.read() == Reading(True, "sysfs", "ucsi-source-psy-USBC000:002 (USB) is online")
+    shutil.rmtree(charger / "ucsi-source-psy-USBC000:002")
+    assert sensor.read().value is False
+    (root / "ADP1" / "online").write_text("1\n")
+    assert sensor.read().value is True

@@ -9,9 +9,16 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from omnimind_trio.models import Reading, Surroundings
-from omnimind_trio.sensors import IDLE_SOURCES, FakeSensors, Sensors, SystemSensors
+from omnimind_trio.sensors import (
+    IDLE_SOURCES,
+    REPROBE_SECONDS,
+    FakeSensors,
+    Sensors,
+    SystemSensors,
+)
 
 from .conftest import make_settings
 from .dbus_fakes import (
@@ -69,14 +76,21 @@ async def test_one_sample_reads_presence_power_and_network(tmp_path: Path, buses
 
 
 @pytest.mark.slow
-async def test_the_network_is_metered_as_networkmanager_says(tmp_path: Path, buses: Buses) -> None:
+async def test_the_network_is_metered_as_networkmanager_says(
+    tmp_path: Path, buses: Buses, mock_clock: trio.testing.MockClock
+) -> None:
     sensors = SystemSensors(idle_sources=(), power_supply_dir=tmp_path, environ=buses.environ)
-    assert (await sensors.sample()).network_metered == Reading(
+    absent = Reading(
         None, None, "networkmanager: org.freedesktop.NetworkManager is not on the system bus"
     )
+    assert (await sensors.sample()).network_metered == absent
     read = {}
     async with trio.open_nursery() as nursery:
         nm = await serving(nursery, fake_networkmanager(metered=0), buses.system)
+        # After a failure, NetworkManager is asked again only after a while.
+        mock_clock.jump(REPROBE_SECONDS - 1)
+        assert (await sensors.sample()).network_metered == absent
+        mock_clock.jump(1)
         for value in range(6):
             set_metered(nm, value)
             read[value] = (await sensors.sample()).network_metered
@@ -101,7 +115,7 @@ def test_the_settings_choose_the_sources(tmp_path: Path) -> None:
     )
     sensors = SystemSensors.from_settings(settings)
     assert [s.name for s in sensors.presence.sources] == ["command", "logind"]
-    assert sensors.power_supply_dir == tmp_path / "power"
+    assert sensors.power.folder == tmp_path / "power"
     default = SystemSensors.from_settings(make_settings(tmp_path))
     assert tuple(s.name for s in default.presence.sources) == IDLE_SOURCES
     with pytest.raises(ValueError, match=r"unknown idle sources \['xidle'\]"):
@@ -123,3 +137,29 @@ async def test_fake_sensors_answer_what_the_test_sets() -> None:
     assert (sample.on_ac_power.value, sample.network_metered.value) == (False, True)
     await sensors.aclose()
     assert (fake.samples, fake.closed) == (2, True)
+
+
+@pytest.mark.slow
+async def test_a_networkmanager_that_hangs_costs_its_timeout_once(
+    tmp_path: Path, buses: Buses
+) -> None:
+    sensors = SystemSensors(
+        idle_sources=(), power_supply_dir=tmp_path, environ=buses.environ, timeout_seconds=0.3
+    )
+    async with trio.open_nursery() as nursery:
+        nm = await serving(nursery, fake_networkmanager(metered=1), buses.system)
+        nm.hang = True
+        started = trio.current_time()
+        first = (await sensors.sample()).network_metered
+        assert 0.3 <= trio.current_time() - started < 1.0
+        started = trio.current_time()
+        assert (await sensors.sample()).network_metered == first
+        assert trio.current_time() - started < 0.1
+        nursery.cancel_scope.cancel()
+    await sensors.aclose()
+    assert first == Reading(
+        None,
+        None,
+        "networkmanager: org.freedesktop.NetworkManager did not answer property"
+        " org.freedesktop.NetworkManager.Metered at /org/freedesktop/NetworkManager within 0.3 s",
+    )

@@ -12,7 +12,7 @@ from ._bus_sources import LogindIdle, MutterIdle
 from ._command import CommandIdle
 from ._fake import FakeSensors
 from ._network import NetworkSensor
-from ._power import from_psutil, read_power
+from ._power import PowerSensor, from_psutil, read_power
 from ._presence import REPROBE_SECONDS, Presence
 from ._screensaver import ScreenSaverIdle, UnitGuess
 from ._sensors import Sensors, SensorSettings, SystemSensors
@@ -27,6 +27,7 @@ __all__ = [
     "LogindIdle",
     "MutterIdle",
     "NetworkSensor",
+    "PowerSensor",
     "Presence",
     "ScreenSaverIdle",
     "SensorSettings",

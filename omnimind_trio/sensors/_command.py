@@ -1,12 +1,15 @@
 """The person's idle time from a command that prints it in milliseconds (``xprintidle``).
 
-Run with ``trio.run_process`` (the process starts in a worker thread, its output is read
-on the loop without blocking it), in a session of its own, without a shell; on timeout
+Run without a shell, in a session of its own, by ``subprocess`` in a worker thread: the
+event loop never waits on it, and it costs the daemon less than ``trio.run_process``
+(0.7 against 1.2 ms of CPU a sample here, bench section O: trio's version adds a nursery,
+two pipe readers and a process watcher on the loop to the same thread hop). On timeout
 the whole session is killed (a script's children too).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -21,11 +24,28 @@ OUTPUT_LIMIT: Final = 200
 """Characters of the command's output or error quoted in a detail."""
 
 
-async def _kill_session(process: trio.Process) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        process.kill()
+def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
+    """Run ``argv``; on timeout kill its session and raise TimeoutExpired. Raises OSError
+    when it cannot start."""
+    with subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    ) as process:
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            # The pipes close as the session dies (unless a child left it: then give up
+            # on its output rather than wait for it).
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.communicate(timeout=1.0)
+            process.kill()
+            raise
+        return subprocess.CompletedProcess(argv, process.wait(), out, err)
 
 
 def _quote(data: bytes) -> str:
@@ -59,17 +79,12 @@ class CommandIdle:
             raise SourceFailed(self._problem)
         program = self._argv[0]
         try:
-            with trio.fail_after(self.timeout_seconds):
-                done = await trio.run_process(
-                    self._argv,
-                    stdin=subprocess.DEVNULL,
-                    capture_stdout=True,
-                    capture_stderr=True,
-                    check=False,
-                    start_new_session=True,
-                    deliver_cancel=_kill_session,
-                )
-        except trio.TooSlowError:
+            # Abandoned on cancel: the thread ends by itself within the timeout, killing
+            # the command if need be.
+            done = await trio.to_thread.run_sync(
+                _run, self._argv, self.timeout_seconds, abandon_on_cancel=True
+            )
+        except subprocess.TimeoutExpired:
             raise SourceFailed(
                 f"{program} did not answer within {self.timeout_seconds:g} s (killed)"
             ) from None

@@ -1,12 +1,17 @@
 """Whether the network is metered: NetworkManager's ``Metered`` property (system bus).
 
 NetworkManager's NMMetered values: 0 unknown, 1 yes, 2 no, 3 guessed yes (a phone's
-hotspot, a mobile broadband modem), 4 guessed no. Without NetworkManager it is unknown.
+hotspot, a mobile broadband modem), 4 guessed no. Without NetworkManager it is unknown;
+after it failed to answer (absent, or too slow), it is asked again only RETRY_SECONDS
+later, so a NetworkManager that hangs costs its timeout once in a while, not at every
+sample.
 """
 
 from __future__ import annotations
 
 from typing import Final
+
+import trio
 
 from ..dbus import BusClient, BusError
 from ..models import Reading
@@ -14,24 +19,34 @@ from ..models import Reading
 NETWORKMANAGER: Final = "org.freedesktop.NetworkManager"
 SOURCE: Final = "networkmanager"
 METERED: Final = {1: True, 2: False, 3: True, 4: False}
+RETRY_SECONDS: Final = 30.0
 WORDS: Final = {1: "metered", 2: "not metered", 3: "guessed metered", 4: "guessed not metered"}
 
 
 class NetworkSensor:
-    """Reads NetworkManager's ``Metered`` on each call (one property read)."""
+    """Reads NetworkManager's ``Metered`` at each call (one property read)."""
 
-    def __init__(self, bus: BusClient) -> None:
+    def __init__(self, bus: BusClient, *, retry_seconds: float = RETRY_SECONDS) -> None:
         self._bus = bus
+        self.retry_seconds = retry_seconds
+        self._failed: tuple[float, Reading] | None = None
+        """When the last failure was, and its reading."""
 
     async def read(self) -> Reading:
         """True when metered, False when not, None when unknown (the detail says why).
         Never raises but for Cancelled."""
+        now = trio.current_time()
+        if self._failed is not None and now < self._failed[0] + self.retry_seconds:
+            return self._failed[1]
         try:
             value = await self._bus.get_property(
                 NETWORKMANAGER, "/org/freedesktop/NetworkManager", NETWORKMANAGER, "Metered"
             )
         except BusError as exc:
-            return Reading(None, None, f"{SOURCE}: {exc}")
+            reading = Reading(None, None, f"{SOURCE}: {exc}")
+            self._failed = (now, reading)
+            return reading
+        self._failed = None
         if value == 0 and not isinstance(value, bool):
             return Reading(None, SOURCE, "NetworkManager does not know")
         if isinstance(value, int) and not isinstance(value, bool) and value in METERED:

@@ -7,14 +7,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-import trio
-
 from ..dbus import BusClient
-from ..models import Reading, Surroundings
+from ..models import Surroundings
 from ._bus_sources import LogindIdle, MutterIdle
 from ._command import CommandIdle
 from ._network import NetworkSensor
-from ._power import read_power
+from ._power import PowerSensor
 from ._presence import REPROBE_SECONDS, Presence
 from ._screensaver import ScreenSaverIdle
 from ._source import IDLE_SOURCES, IdleSource
@@ -75,8 +73,8 @@ class SystemSensors:
         self.presence = Presence(
             [known[name] for name in dict.fromkeys(idle_sources)], reprobe_seconds=reprobe_seconds
         )
-        self.network = NetworkSensor(self.system_bus)
-        self.power_supply_dir = power_supply_dir
+        self.network = NetworkSensor(self.system_bus, retry_seconds=reprobe_seconds)
+        self.power = PowerSensor(power_supply_dir)
 
     @classmethod
     def from_settings(
@@ -91,20 +89,11 @@ class SystemSensors:
         )
 
     async def sample(self) -> Surroundings:
-        network: Reading | None = None
-
-        async def read_network() -> None:
-            nonlocal network
-            network = await self.network.read()
-
-        # The network is read beside the presence: a slow NetworkManager does not delay
-        # the person's idle time (what freezes a task when they come back).
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(read_network)
-            idle = await self.presence.read()
-        # Small sysfs reads (about 35 us a supply here): on the loop, no thread hop.
-        power = read_power(self.power_supply_dir)
-        assert network is not None
+        # One after the other: the person first (what freezes a task when they come
+        # back). A NetworkManager that does not answer is asked again only after a while.
+        idle = await self.presence.read()
+        network = await self.network.read()
+        power = self.power.read()
         return Surroundings(idle, power, network)
 
     async def aclose(self) -> None:
