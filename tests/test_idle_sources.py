@@ -236,3 +236,40 @@ async def test_a_command_that_is_not_executable_says_so(tmp_path: Path) -> None:
     os.chmod(path, 0o644)
     with pytest.raises(SourceFailed, match=r"idle\.sh: Permission denied$"):
         await CommandIdle(str(path)).idle_seconds()
+
+
+@pytest.mark.slow
+async def test_a_cancelled_command_is_killed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    source = CommandIdle(script(tmp_path, f"echo $$ > '{pid_file}'; exec sleep 30"))
+    with trio.move_on_after(5) as scope:  # cancelled once the command runs
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(source.idle_seconds)
+            while not pid_file.exists() or not pid_file.read_text().strip():
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    assert not scope.cancelled_caught
+    pid = int(pid_file.read_text())
+    with trio.fail_after(5):
+        while _alive(pid):
+            await trio.sleep(0.01)
+
+
+@pytest.mark.slow
+async def test_without_pidfd_the_end_is_awaited_in_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(os, "pidfd_open")  # Linux before 5.3
+    value = tmp_path / "idle"
+    value.write_text("2500")
+    assert await CommandIdle(script(tmp_path, f"cat '{value}'")).idle_seconds() == 2.5
+
+
+@pytest.mark.slow
+async def test_a_command_is_found_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "idle").write_text("1500")
+    script(tmp_path, f"cat '{tmp_path / 'idle'}'")
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert await CommandIdle("idle.sh").idle_seconds() == 1.5
+    with pytest.raises(SourceFailed, match=r"^xprintidle-nowhere: no such program on PATH$"):
+        await CommandIdle("xprintidle-nowhere").idle_seconds()

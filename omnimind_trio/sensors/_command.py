@@ -1,51 +1,21 @@
 """The person's idle time from a command that prints it in milliseconds (``xprintidle``).
 
-Run without a shell, in a session of its own, by ``subprocess`` in a worker thread: the
-event loop never waits on it, and it costs the daemon less than ``trio.run_process``
-(0.7 against 1.2 ms of CPU a sample here, bench section O: trio's version adds a nursery,
-two pipe readers and a process watcher on the loop to the same thread hop). On timeout
-the whole session is killed (a script's children too).
+Run without a shell, in a session of its own (see :mod:`._spawn`); on timeout the whole
+session is killed (a script's children too).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shlex
-import signal
-import subprocess
 from typing import Final
 
 import trio
 
 from ._source import SourceFailed
+from ._spawn import find_program, run_briefly
 
 OUTPUT_LIMIT: Final = 200
 """Characters of the command's output or error quoted in a detail."""
-
-
-def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
-    """Run ``argv``; on timeout kill its session and raise TimeoutExpired. Raises OSError
-    when it cannot start."""
-    with subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    ) as process:
-        try:
-            out, err = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            # The pipes close as the session dies (unless a child left it: then give up
-            # on its output rather than wait for it).
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.communicate(timeout=1.0)
-            process.kill()
-            raise
-        return subprocess.CompletedProcess(argv, process.wait(), out, err)
 
 
 def _quote(data: bytes) -> str:
@@ -63,6 +33,7 @@ class CommandIdle:
         self.command = command
         self.timeout_seconds = timeout_seconds
         self._argv: list[str] = []
+        self._path: str | None = None
         self._problem: str | None = None
         if command is None or not command.strip():
             self._problem = "not configured (OMNIMIND_USER_IDLE_COMMAND)"
@@ -78,17 +49,18 @@ class CommandIdle:
         if self._problem is not None:
             raise SourceFailed(self._problem)
         program = self._argv[0]
+        if self._path is None:  # (stats on PATH: in a thread, once found)
+            self._path = await trio.to_thread.run_sync(find_program, program)
+            if self._path is None:
+                raise SourceFailed(f"{program}: no such program on PATH")
         try:
-            # Abandoned on cancel: the thread ends by itself within the timeout, killing
-            # the command if need be.
-            done = await trio.to_thread.run_sync(
-                _run, self._argv, self.timeout_seconds, abandon_on_cancel=True
-            )
-        except subprocess.TimeoutExpired:
+            done = await run_briefly([self._path, *self._argv[1:]], self.timeout_seconds)
+        except trio.TooSlowError:
             raise SourceFailed(
                 f"{program} did not answer within {self.timeout_seconds:g} s (killed)"
             ) from None
         except FileNotFoundError:
+            self._path = None  # gone since: looked for again next time
             raise SourceFailed(f"{program}: no such program") from None
         except OSError as exc:
             raise SourceFailed(f"{program}: {exc.strerror or exc}") from None
