@@ -6,7 +6,8 @@ Imports: the standard library, jeepney and trio only.
 """
 
 from ._address import session_bus_address, system_bus_address
-from ._client import RECONNECT_SECONDS, TIMEOUT_SECONDS, BusClient, BusError
+from ._client import RECONNECT_SECONDS, TIMEOUT_SECONDS, BusClient
+from ._errors import BusError
 
 __all__ = [
     "RECONNECT_SECONDS",

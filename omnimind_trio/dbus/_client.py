@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import itertools
 import os
-import struct
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import trio
 
 from ._address import session_bus_address, system_bus_address
-from ._connection import Connection, connect_unix
+from ._connection import Connection, Serialised, connect_unix
+from ._errors import BusError, describe, error_reply
 
 TIMEOUT_SECONDS: Final = 1.0
 """Bound on one call, connecting included."""
@@ -25,42 +25,6 @@ RECONNECT_SECONDS: Final = 10.0
 
 MESSAGES_KEPT: Final = 64
 """Serialised method calls kept for reuse (the sensors make a handful of distinct ones)."""
-
-_ERROR = "org.freedesktop.DBus.Error."
-_NOT_THERE: Final = {_ERROR + "ServiceUnknown", _ERROR + "NameHasNoOwner"}
-_NO_SUCH: Final = {
-    _ERROR + name
-    for name in ("UnknownMethod", "UnknownObject", "UnknownInterface", "UnknownProperty")
-}
-_NO_ANSWER: Final = {_ERROR + "NoReply", _ERROR + "Timeout", _ERROR + "TimedOut"}
-
-
-class BusError(Exception):
-    """A call that did not get its answer: no bus, a connection refused or lost, no answer
-    in time, or an error reply. The message says which, in words.
-
-    ``name`` is the D-Bus error name of an error reply
-    (``org.freedesktop.DBus.Error.ServiceUnknown``...), None for the other failures."""
-
-    def __init__(self, message: str, *, name: str | None = None) -> None:
-        super().__init__(message)
-        self.name = name
-
-
-class _Serialised:
-    """A method call serialised once; each send writes its serial into a copy (the
-    header's bytes 8-12, in the message's byte order)."""
-
-    __slots__ = ("_data", "_format")
-
-    def __init__(self, message: Any) -> None:
-        data = message if isinstance(message, bytes) else message.serialise(serial=1)
-        self._data = bytearray(data)
-        self._format = "<I" if data[:1] == b"l" else ">I"
-
-    def serialise(self, serial: int) -> bytes:
-        struct.pack_into(self._format, self._data, 8, serial)
-        return bytes(self._data)
 
 
 def _load_jeepney_and_locate(locate: Callable[[], str | None]) -> str | None:
@@ -103,7 +67,7 @@ class BusClient:
         self._connection: Connection | None = None
         self._lock = trio.Lock()
         self._serials = itertools.count(1)
-        self._messages: dict[tuple[Any, ...], _Serialised] = {}
+        self._messages: dict[tuple[Any, ...], Serialised] = {}
         self._retry_at: float | None = None
         self._failure = ""
         self.connections = 0
@@ -219,7 +183,7 @@ class BusClient:
             self._drop()
             if connecting:
                 raise self._connect_failed(f"cannot connect to the {self.bus}: {exc}") from exc
-            raise BusError(f"the connection to the {self.bus} failed: {_describe(exc)}") from exc
+            raise BusError(f"the connection to the {self.bus} failed: {describe(exc)}") from exc
         return self._unwrap(reply, destination, what)
 
     def _message(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
@@ -233,7 +197,7 @@ class BusClient:
             return build()
         if len(self._messages) >= MESSAGES_KEPT:
             self._messages.clear()
-        message = self._messages[key] = _Serialised(build())
+        message = self._messages[key] = Serialised(build())
         return message
 
     async def _connect(self) -> Any:
@@ -266,7 +230,7 @@ class BusClient:
             connection.close()
             if isinstance(exc, Exception):  # (Cancelled, at the call's deadline, goes up)
                 raise self._connect_failed(
-                    f"the {self.bus} at {shown} refused us: {_describe(exc)}"
+                    f"the {self.bus} at {shown} refused us: {describe(exc)}"
                 ) from exc
             raise
         self._retry_at = None
@@ -279,13 +243,13 @@ class BusClient:
         return BusError(message)
 
     async def _exchange(self, connection: Connection, message: Any) -> Any:
-        """Send ``message`` (a :class:`_Serialised`, or bytes whose serial is patched in)
+        """Send ``message`` (a :class:`Serialised`, or bytes whose serial is patched in)
         and receive until its reply."""
         from jeepney.low_level import HeaderFields, MessageType
 
         serial = next(self._serials)
         if isinstance(message, bytes):
-            message = _Serialised(message)
+            message = Serialised(message)
         await trio.lowlevel.checkpoint_if_cancelled()
         await connection.send(message.serialise(serial))
         while True:
@@ -304,26 +268,9 @@ class BusClient:
             return tuple(reply.body)
         name = reply.header.fields.get(HeaderFields.error_name, "")
         text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
-        if name in _NOT_THERE:
-            message = f"{destination} is not on the {self.bus}"
-        elif name in _NO_SUCH or (name == _ERROR + "InvalidArgs" and what.startswith("prop")):
-            message = f"{destination} has no {what}"
-        elif name in _NO_ANSWER:
-            message = f"{destination} did not answer {what}"
-        elif name == _ERROR + "AccessDenied":
-            message = f"the {self.bus} denies access to {what} of {destination}"
-        else:
-            message = f"{destination} answered {what} with {name}" + (f": {text}" if text else "")
-        raise BusError(message, name=name)
+        raise error_reply(name, text, destination=destination, what=what, bus=self.bus)
 
     def _drop(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    if isinstance(exc, trio.EndOfChannel):
-        return "the bus closed the connection"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 from typing import Any
 
 import trio
@@ -103,3 +104,19 @@ async def connect_unix(path: str) -> Connection:
         sock.close()
         raise
     return Connection(sock)
+
+
+class Serialised:
+    """A method call serialised once; each send writes its serial into a copy (the
+    header's bytes 8-12, in the message's byte order)."""
+
+    __slots__ = ("_data", "_format")
+
+    def __init__(self, message: Any) -> None:
+        data = message if isinstance(message, bytes) else message.serialise(serial=1)
+        self._data = bytearray(data)
+        self._format = "<I" if data[:1] == b"l" else ">I"
+
+    def serialise(self, serial: int) -> bytes:
+        struct.pack_into(self._format, self._data, 8, serial)
+        return bytes(self._data)
