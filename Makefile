@@ -29,18 +29,22 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix omnimind_trio tests bench
 
 # `make bench` (quick, under 3 minutes) or `make bench ARGS=--full`. The peers and the
-# load generator come from the `bench` extra; wrk and redis-server are Debian packages,
-# installed here when missing and we are root (figures needing them are N/A otherwise).
+# load generator come from the `bench` extra; wrk, redis-server and dbus-daemon (section
+# O's private buses) are Debian packages, installed here when missing and we are root
+# (figures needing them are N/A otherwise).
 $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
 bench-tools:
-	@if ! command -v wrk >/dev/null || ! command -v redis-server >/dev/null; then \
+	@if ! command -v wrk >/dev/null || ! command -v redis-server >/dev/null || \
+			! command -v dbus-daemon >/dev/null; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk redis-server; \
+			apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+				wrk redis-server dbus-daemon; \
 		else \
-			echo "bench: wrk and/or redis-server missing (apt-get install wrk redis-server)"; \
+			echo "bench: wrk, redis-server or dbus-daemon missing" \
+				"(apt-get install wrk redis-server dbus-daemon)"; \
 		fi; \
 	fi
 

@@ -21,6 +21,7 @@ beside it, without targets: ``trio.run_process`` and ``subprocess`` in a worker 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 import shutil
@@ -77,7 +78,7 @@ Read = Callable[[], Awaitable[Any]]
 def _bus(folder: Path) -> Iterator[str]:
     folder.mkdir()
     (folder / "bus.conf").write_text(BUS_CONFIG.format(path=folder / "bus"))
-    command = ["dbus-daemon", f"--config-file={folder / 'bus.conf'}", "--nofork"]
+    command = ["dbus-daemon", f"--config-file={folder / 'bus.conf'}", "--nofork", "--nosyslog"]
     daemon = subprocess.Popen([*command, "--print-address=1"], stdout=subprocess.PIPE, text=True)
     assert daemon.stdout is not None
     try:
@@ -278,6 +279,8 @@ async def _run_all(folder: Path, samples: int, environ: dict[str, str]) -> dict[
 
 
 def run(mode: Mode) -> list[Figure]:
+    # The machine-without-buses sample says once that the idle time is unknown: expected.
+    logging.getLogger("omnimind_trio.sensors").setLevel(logging.ERROR)
     samples = 300 if mode.name == "quick" else 2000
     names: list[str] = []
     if shutil.which("dbus-daemon") is None:

@@ -3,6 +3,8 @@ network's metered state from NetworkManager, the settings, and the fake for test
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,3 +165,18 @@ async def test_a_networkmanager_that_hangs_costs_its_timeout_once(
         "networkmanager: org.freedesktop.NetworkManager did not answer property"
         " org.freedesktop.NetworkManager.Metered at /org/freedesktop/NetworkManager within 0.3 s",
     )
+
+
+def test_constructing_the_sensors_loads_no_dbus_library() -> None:
+    """jeepney is imported at the first call on a bus, in a worker thread: a daemon that
+    asks for no condition, or a machine without buses, never loads it."""
+    probe = (
+        "import sys\n"
+        "from omnimind_trio.sensors import SystemSensors\n"
+        "SystemSensors(idle_command='xprintidle')\n"
+        "print('jeepney' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "False"
