@@ -1,11 +1,12 @@
 """Run a short command a few times a second, for as little of the daemon's CPU as can be.
 
-``posix_spawn`` on the event loop (vfork and exec: the loop waits until the exec, 0.2-0.8
-ms here), the output read on the loop as it comes, the end awaited on a pidfd. Measured
-against the alternatives (bench section O, the daemon's CPU per run of a tiny script):
-0.4-0.5 ms, against 0.7 for ``subprocess`` in a worker thread and 1.0-1.1 for
-``trio.run_process``; spawning in a worker thread instead of on the loop cost 0.3 ms
-more (the thread hop) to save 0.3 ms of block.
+``posix_spawn`` on the event loop (vfork and exec: the loop waits until the exec, 0.3-0.4
+ms here, more on a busy machine), the output read on the loop as it comes, the end
+awaited on a pidfd. Measured against the alternatives (bench section O, the daemon's CPU
+per run of a tiny script): 0.4-0.5 ms, against 0.7-0.8 for ``subprocess`` in a worker
+thread and 1.0-1.1 for ``trio.run_process``. Spawning in a worker thread would not spare
+the loop: ``os.posix_spawn`` holds the GIL until the exec (a spinning thread makes no
+progress meanwhile), and the thread hop costs 0.3 ms more.
 """
 
 from __future__ import annotations
