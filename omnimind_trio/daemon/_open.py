@@ -12,7 +12,8 @@ import trio
 from ..config import Settings
 from ..exceptions import StartupError
 from ..execution import open_executor
-from ..scheduling import Clock, MetricsSource, PsutilSource, SystemClock
+from ..scheduling import Clock, MetricsSource, PsutilSource, SurroundingsSource, SystemClock
+from ..sensors import SystemSensors
 from ..store import Store, is_url, open_store
 from ._builtin import register_builtins
 from ._daemon import Daemon
@@ -41,6 +42,7 @@ async def open_daemon(
     autostart: bool = True,
     clock: Clock | None = None,
     metrics_source: MetricsSource | None = None,
+    sensors: SurroundingsSource | None = None,
     store: Store | None = None,
 ) -> AsyncIterator[Daemon]:
     """Open the store and the task worker, load the tasks, and (unless ``autostart`` is
@@ -55,7 +57,11 @@ async def open_daemon(
             │                           # through stops (sends what is left at exit)
             └── supervisor              # start() opens it, stop() cancels it
                 ├── load monitor
+                ├── condition monitor   # presence, power, network (the sensors)
                 └── scheduler           # one cancel scope per execution
+
+    ``sensors``: what measures presence, power and network for tasks' conditions
+    (default: :class:`~omnimind_trio.sensors.SystemSensors` configured by ``settings``).
 
     ``store``: an open store to use instead of opening ``settings.database`` (its caller
     closes it).
@@ -74,13 +80,18 @@ async def open_daemon(
         open_executor(settings.task_python, cgroup_key=_cgroup_key(settings, store)) as executor,
     ):
         source = metrics_source or PsutilSource(executor.running_pids)
-        async with trio.open_nursery() as nursery:
+        own_sensors = SystemSensors.from_settings(settings) if sensors is None else None
+        async with (
+            own_sensors if own_sensors is not None else nullcontext(),
+            trio.open_nursery() as nursery,
+        ):
             daemon = Daemon(
                 settings,
                 store=store,
                 executor=executor,
                 clock=clock,
                 metrics_source=source,
+                sensors=sensors or own_sensors,
                 nursery=nursery,
             )
             await daemon.load()

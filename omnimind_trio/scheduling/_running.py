@@ -40,6 +40,9 @@ class Running:
     attempt: int = 0
     gated: bool = False
     """Admitted through a gate that can close: ``on_busy`` applies to it."""
+    conditional: bool = False
+    """Admitted under its task's ``conditions`` (not a run-now or a forced run): ``on_busy``
+    applies when one stops holding."""
     critical_slot: bool = False
     """Holds a CRITICAL slot (decided at start: a PATCH of the priority must not move it)."""
     pauses: list[tuple[float, float | None]] = field(default_factory=list)
