@@ -140,8 +140,18 @@ def run(mode: Mode) -> list[Figure]:
         Figure("P1", "user_away: frozen after the first input, p50", "ms", p50, note=note),
         Figure("P2", "user_away: frozen after the first input, max", "ms", worst, ("<", 1000.0)),
         Figure("P3", "user_away: thawed after the person left, p50", "ms", thaw50, ("<", 1000.0)),
-        Figure("P4", "CPU-load gate: frozen after the load began, p50", "ms", cpu50,
-               note="the reference: busy loops on every core, the gate's 3 s dwell"),  # fmt: skip
-        Figure("P5", "CPU-gate freeze / user_away freeze", "x", ratios,
-               note="how much sooner a user_away task gets out of the way"),  # fmt: skip
+        Figure(
+            "P4",
+            "CPU-load gate: frozen after the load began, p50",
+            "ms",
+            cpu50,
+            note="the reference: busy loops on every core, the gate's 3 s dwell",
+        ),
+        Figure(
+            "P5",
+            "CPU-gate freeze / user_away freeze",
+            "x",
+            ratios,
+            note="how much sooner a user_away task gets out of the way",
+        ),
     ]
