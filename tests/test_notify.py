@@ -13,7 +13,6 @@ import json
 import logging
 import re
 import shutil
-import socket
 import subprocess
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -49,7 +48,6 @@ from omnimind_trio.notify import (
     WebhookBody,
     WebhookSender,
     failing_before,
-    session_bus_address,
     stderr_tail,
 )
 
@@ -639,16 +637,6 @@ async def test_without_a_session_bus_one_line_then_a_retry_later(
     assert await desktop.notify("omnimind: backup failed", "boom", urgent=True) is False
     assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.DEBUG]
     assert desktop.skipped == 4
-
-
-def test_the_session_bus_is_found_where_systemd_puts_it(tmp_path: Path) -> None:
-    assert session_bus_address({"DBUS_SESSION_BUS_ADDRESS": "unix:path=/x"}) == "unix:path=/x"
-    assert session_bus_address({"XDG_RUNTIME_DIR": str(tmp_path)}) is None
-    with socket.socket(socket.AF_UNIX) as bus:
-        bus.bind(str(tmp_path / "bus"))
-        assert session_bus_address({"XDG_RUNTIME_DIR": str(tmp_path)}) == (
-            f"unix:path={tmp_path / 'bus'}"
-        )
 
 
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"

@@ -3,10 +3,11 @@
 The notifier node of the tree (a bounded queue and its consumer, in the daemon's nursery),
 the webhook sender (JSON POST, timeout, retries), the desktop notifier (the session
 D-Bus, through jeepney) and the messages they send. It is handed finished records and
-task definitions; it knows nothing of the scheduler or the store. Imports: models.
+task definitions; it knows nothing of the scheduler or the store. Imports: models, dbus
+(where the session bus is).
 """
 
-from ._desktop import DesktopNotifier, session_bus_address
+from ._desktop import DesktopNotifier
 from ._message import (
     FAILURE_OUTCOMES,
     STDERR_TAIL_BYTES,
@@ -33,6 +34,5 @@ __all__ = [
     "WebhookBody",
     "WebhookSender",
     "failing_before",
-    "session_bus_address",
     "stderr_tail",
 ]

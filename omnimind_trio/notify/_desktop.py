@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Final
 
 import trio
+
+from ..dbus import session_bus_address
 
 log = logging.getLogger(__package__)
 
@@ -24,18 +25,6 @@ TIMEOUT_SECONDS: Final = 5.0
 """Bound on connecting to the bus and getting the answer to one Notify call."""
 APP_NAME: Final = "omnimind"
 URGENCY_NORMAL, URGENCY_CRITICAL = 1, 2
-
-
-def session_bus_address(environ: Mapping[str, str]) -> str | None:
-    """``DBUS_SESSION_BUS_ADDRESS``, else the socket systemd's user manager opens at
-    ``$XDG_RUNTIME_DIR/bus`` (where sd-bus looks too), else None."""
-    address = environ.get("DBUS_SESSION_BUS_ADDRESS", "").strip()
-    if address:
-        return address
-    runtime = environ.get("XDG_RUNTIME_DIR")
-    if runtime and Path(runtime, "bus").is_socket():
-        return f"unix:path={Path(runtime, 'bus')}"
-    return None
 
 
 def _load_jeepney_and_find_bus(environ: Mapping[str, str]) -> str | None:

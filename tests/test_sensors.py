@@ -1,0 +1,125 @@
+"""The sensors as the daemon samples them: one sample of the three measurements, the
+network's metered state from NetworkManager, the settings, and the fake for tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from omnimind_trio.models import Reading, Surroundings
+from omnimind_trio.sensors import IDLE_SOURCES, FakeSensors, Sensors, SystemSensors
+
+from .conftest import make_settings
+from .dbus_fakes import (
+    Buses,
+    fake_logind,
+    fake_networkmanager,
+    private_buses,
+    serving,
+    set_metered,
+)
+
+
+@pytest.fixture
+def buses(tmp_path: Path) -> Iterator[Buses]:
+    with private_buses(tmp_path / "buses") as addresses:
+        yield addresses
+
+
+def battery_laptop(root: Path, online: str) -> Path:
+    for name, attributes in {
+        "AC": {"type": "Mains", "online": online},
+        "BAT0": {"type": "Battery", "status": "Discharging" if online == "0" else "Charging"},
+    }.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for attribute, value in attributes.items():
+            (root / name / attribute).write_text(value + "\n")
+    return root
+
+
+@pytest.mark.slow
+async def test_one_sample_reads_presence_power_and_network(tmp_path: Path, buses: Buses) -> None:
+    power = battery_laptop(tmp_path / "power", online="1")
+    sensors = SystemSensors(
+        idle_sources=("logind",), idle_command=None, power_supply_dir=power, environ=buses.environ
+    )
+    async with trio.open_nursery() as nursery:
+        since = int((time.monotonic() - 300) * 1e6)
+        await serving(nursery, fake_logind(True, since, since), buses.system)
+        await serving(nursery, fake_networkmanager(metered=4), buses.system)
+        sample = await sensors.sample()
+        (power / "AC" / "online").write_text("0\n")
+        unplugged = await sensors.sample()
+        nursery.cancel_scope.cancel()
+    await sensors.aclose()
+    assert sample.user_idle_seconds.source == "logind"
+    assert 300 <= (sample.user_idle_seconds.value or 0) < 301
+    assert sample.on_ac_power == Reading(True, "sysfs", "AC (Mains) is online")
+    assert sample.network_metered == Reading(
+        False, "networkmanager", "Metered 4 (guessed not metered)"
+    )
+    assert unplugged.on_ac_power == Reading(
+        False, "sysfs", "no external supply is online (AC (Mains))"
+    )
+    assert sensors.system_bus.connections == 1  # logind and NetworkManager share it
+
+
+@pytest.mark.slow
+async def test_the_network_is_metered_as_networkmanager_says(tmp_path: Path, buses: Buses) -> None:
+    sensors = SystemSensors(idle_sources=(), power_supply_dir=tmp_path, environ=buses.environ)
+    assert (await sensors.sample()).network_metered == Reading(
+        None, None, "networkmanager: org.freedesktop.NetworkManager is not on the system bus"
+    )
+    read = {}
+    async with trio.open_nursery() as nursery:
+        nm = await serving(nursery, fake_networkmanager(metered=0), buses.system)
+        for value in range(6):
+            set_metered(nm, value)
+            read[value] = (await sensors.sample()).network_metered
+        nursery.cancel_scope.cancel()
+    await sensors.aclose()
+    assert read == {
+        0: Reading(None, "networkmanager", "NetworkManager does not know"),
+        1: Reading(True, "networkmanager", "Metered 1 (metered)"),
+        2: Reading(False, "networkmanager", "Metered 2 (not metered)"),
+        3: Reading(True, "networkmanager", "Metered 3 (guessed metered)"),  # a phone's hotspot
+        4: Reading(False, "networkmanager", "Metered 4 (guessed not metered)"),
+        5: Reading(None, "networkmanager", "NetworkManager answered Metered 5"),
+    }
+
+
+def test_the_settings_choose_the_sources(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path,
+        user_idle_sources="command, logind",
+        user_idle_command="xprintidle",
+        power_supply_dir=tmp_path / "power",
+    )
+    sensors = SystemSensors.from_settings(settings)
+    assert [s.name for s in sensors.presence.sources] == ["command", "logind"]
+    assert sensors.power_supply_dir == tmp_path / "power"
+    default = SystemSensors.from_settings(make_settings(tmp_path))
+    assert tuple(s.name for s in default.presence.sources) == IDLE_SOURCES
+    with pytest.raises(ValueError, match=r"unknown idle sources \['xidle'\]"):
+        SystemSensors(idle_sources=("mutter", "xidle"))
+
+
+async def test_fake_sensors_answer_what_the_test_sets() -> None:
+    fake = FakeSensors(user_idle_seconds=12.5)
+    sensors: Sensors = fake  # the protocol the daemon takes
+    assert await sensors.sample() == Surroundings(
+        Reading(12.5, "fake"), Reading(True, "fake"), Reading(False, "fake")
+    )
+    fake.user_idle_seconds = None
+    fake.on_ac_power = False
+    fake.network_metered = True
+    fake.idle_source = "mutter"
+    sample = await sensors.sample()
+    assert sample.user_idle_seconds == Reading(None, None, "mutter: unknown (set by the test)")
+    assert (sample.on_ac_power.value, sample.network_metered.value) == (False, True)
+    await sensors.aclose()
+    assert (fake.samples, fake.closed) == (2, True)
