@@ -121,6 +121,7 @@ async def test_the_first_input_freezes_the_run_at_once_and_leaving_again_thaws_i
         await trio.sleep(0)
         await trio.sleep(0)
         assert run.frozen
+        assert run.freeze_reason == "the person came back (condition user_away)"
         entry = s.h.scheduler.tasks["render"]
         explained = s.h.scheduler.explain(entry)
         assert explained is not None

@@ -349,7 +349,7 @@ async def test_a_timeout_started_while_frozen_counts_from_the_thaw(
 ) -> None:
     run = Running(Trigger.SCHEDULE, scheduled_at=NOON, started_at=NOON)
     started = trio.current_time()
-    run.freeze(NOON)
+    run.freeze(NOON, "the machine became busy")
     run.start_timeout(10)
     async with trio.open_nursery() as nursery:
 

@@ -413,8 +413,9 @@ class Daemon(TaskReads, ExecutionReads):
                     {"frozen_at": iso_utc(a, millis=True), "thawed_at": iso_utc(b, millis=True)}
                     for a, b in run.pauses
                 ],
+                "reason": run.freeze_reason,
             },
         )
-        verb = "frozen: the machine is busy" if kind == "execution_frozen" else "thawed"
+        verb = f"frozen: {run.freeze_reason}" if kind == "execution_frozen" else "thawed"
         ids = {"task_id": entry.task_id, "execution_id": run.execution_id}
         log.info("execution %s of %s %s", run.execution_id, entry.task_id, verb, extra=ids)

@@ -13,10 +13,7 @@ from ..config import Settings
 from ..exceptions import StartupError
 from ..execution import open_executor
 from ..scheduling import Clock, MetricsSource, PsutilSource, SurroundingsSource, SystemClock
-try:
-    from ..sensors import SystemSensors  # TEMP
-except ImportError:
-    SystemSensors = None  # type: ignore  # TEMP
+from ..sensors import SystemSensors
 from ..store import Store, is_url, open_store
 from ._builtin import register_builtins
 from ._daemon import Daemon
@@ -83,34 +80,39 @@ async def open_daemon(
         open_executor(settings.task_python, cgroup_key=_cgroup_key(settings, store)) as executor,
     ):
         source = metrics_source or PsutilSource(executor.running_pids)
-        own_sensors = SystemSensors.from_settings(settings) if sensors is None else None
-        async with (
-            own_sensors if own_sensors is not None else nullcontext(),
-            trio.open_nursery() as nursery,
-        ):
-            daemon = Daemon(
-                settings,
-                store=store,
-                executor=executor,
-                clock=clock,
-                metrics_source=source,
-                sensors=sensors or own_sensors,
-                nursery=nursery,
-            )
-            await daemon.load()
-            await register_builtins(
-                daemon.register, store=store, settings=settings, retain=daemon.apply_retention
-            )
-            if autostart:
-                await daemon.start()
-            else:
-                daemon.set_stopped()
-            try:
-                yield daemon
-            finally:
-                with trio.move_on_after(EXIT_STOP_SECONDS, shield=True):
-                    daemon.stop()
-                    await daemon.wait_stopped()
-                with trio.move_on_after(EXIT_NOTIFY_SECONDS, shield=True):
-                    await daemon.close_notifications()
-                nursery.cancel_scope.cancel()
+        # The sensors connect to the D-Bus buses lazily; closed at exit when they are ours.
+        own = None
+        if sensors is None:
+            sensors = own = SystemSensors.from_settings(settings)
+        try:
+            async with trio.open_nursery() as nursery:
+                daemon = Daemon(
+                    settings,
+                    store=store,
+                    executor=executor,
+                    clock=clock,
+                    metrics_source=source,
+                    sensors=sensors,
+                    nursery=nursery,
+                )
+                await daemon.load()
+                await register_builtins(
+                    daemon.register, store=store, settings=settings, retain=daemon.apply_retention
+                )
+                if autostart:
+                    await daemon.start()
+                else:
+                    daemon.set_stopped()
+                try:
+                    yield daemon
+                finally:
+                    with trio.move_on_after(EXIT_STOP_SECONDS, shield=True):
+                        daemon.stop()
+                        await daemon.wait_stopped()
+                    with trio.move_on_after(EXIT_NOTIFY_SECONDS, shield=True):
+                        await daemon.close_notifications()
+                    nursery.cancel_scope.cancel()
+        finally:
+            if own is not None:
+                with trio.CancelScope(shield=True):
+                    await own.aclose()

@@ -33,7 +33,7 @@ def apply_on_busy(
             continue
         policy = entry.spec.on_busy
         if policy is OnBusy.FREEZE and entry.function is None:
-            if run.freeze(now):
+            if run.freeze(now, why):
                 notify("execution_frozen", entry, run)
         elif policy is OnBusy.CANCEL:
             run.cancel(f"{why} (on_busy=cancel)")
