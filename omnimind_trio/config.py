@@ -13,10 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .models import NotifyEvent, NotifySpec, check_timezone, check_webhook
 from .scheduling import SleepWindow, parse_weekdays
+from .sensors import IDLE_SOURCES
 from .store import is_url
-
-USER_IDLE_SOURCES = ("mutter", "screensaver", "logind", "command")
-"""The sources of the person's idle time, in the order they are tried by default."""
 
 
 class Settings(BaseSettings):
@@ -154,7 +152,7 @@ class Settings(BaseSettings):
     # Task conditions (docs/configuration.md, "Conditions"): presence, power, network
     away_seconds: Annotated[float, Field(ge=0)] = 180.0
     """The person counts as away after this long without keyboard or mouse input."""
-    user_idle_sources: str = ",".join(USER_IDLE_SOURCES)
+    user_idle_sources: str = ",".join(IDLE_SOURCES)
     """Where the person's idle time is read, tried in this order: GNOME's Mutter
     IdleMonitor, the freedesktop ScreenSaver, logind's idle hint, ``user_idle_command``."""
     user_idle_command: str | None = None
@@ -169,7 +167,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_idle_sources(cls, value: str) -> str:
         words = [w.strip().lower() for w in value.split(",") if w.strip()]
-        known = USER_IDLE_SOURCES
+        known = IDLE_SOURCES
         for word in words:
             if word not in known:
                 raise ValueError(f"unknown source {word!r} (known: {', '.join(known)})")

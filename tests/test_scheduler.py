@@ -29,6 +29,7 @@ from omnimind_trio.models import (
     Trigger,
 )
 from omnimind_trio.scheduling import (
+    ConditionState,
     GateSet,
     Running,
     Scheduler,
@@ -123,7 +124,11 @@ class Harness:
 
 @asynccontextmanager
 async def harness(
-    start_epoch: float = NOON, *, max_concurrent: int = 2, max_critical: int = 8
+    start_epoch: float = NOON,
+    *,
+    max_concurrent: int = 2,
+    max_critical: int = 8,
+    conditions: ConditionState | None = None,
 ) -> AsyncIterator[Harness]:
     wall = TrioWallClock(start_epoch)
     gates = GateSet.create(
@@ -138,6 +143,7 @@ async def harness(
         clock=wall,
         gates=gates,
         runner=runner,
+        conditions=conditions,
         max_concurrent=max_concurrent,
         max_concurrent_critical=max_critical,
         recorder=runner.record,
@@ -343,7 +349,7 @@ async def test_a_timeout_started_while_frozen_counts_from_the_thaw(
 ) -> None:
     run = Running(Trigger.SCHEDULE, scheduled_at=NOON, started_at=NOON)
     started = trio.current_time()
-    run.freeze(NOON)
+    run.freeze(NOON, "the machine became busy")
     run.start_timeout(10)
     async with trio.open_nursery() as nursery:
 

@@ -292,8 +292,10 @@ def _add_option(parser: argparse.ArgumentParser, dest: str, hint: Any, help_text
     origin = typing.get_origin(base)
     if isinstance(base, type) and issubclass(base, enum.Enum):
         parser.add_argument(flag, dest=dest, choices=[m.value for m in base], help=help_text)
-    elif base is bool:
-        parser.add_argument(flag, dest=dest, action="store_true", default=None, help=help_text)
+    elif base is bool:  # --no-... too: an edit can turn a condition or desktop off
+        parser.add_argument(
+            flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text
+        )
     elif base is float:
         parser.add_argument(flag, dest=dest, type=finite_float, help=help_text)
     elif base is int:

@@ -163,6 +163,11 @@ def _value(key: str, value: Any) -> str:
         return _when(value)
     if key == "upcoming" and isinstance(value, list):  # due times, in local time
         return ", ".join(_when(item) for item in value) or "-"
+    if key == "conditions" and isinstance(value, dict):  # the ones asked for
+        return ", ".join(name for name, asked in value.items() if asked) or "none"
+    if key == "conditions_status" and isinstance(value, list):  # one line each
+        lines = [f"{'holds' if c['holds'] else 'waits'}  {c['detail']}" for c in value]
+        return "\n".join(lines) or "-"
     if isinstance(value, float):
         return _number(value)
     if isinstance(value, dict | list):

@@ -31,12 +31,15 @@ from ..models import (
 from ..notify import Notifier
 from ..scheduling import (
     Clock,
+    ConditionMonitor,
+    ConditionState,
     GateSet,
     InProcessFunction,
     LoadMonitor,
     MetricsSource,
     Running,
     Scheduler,
+    SurroundingsSource,
     TaskEntry,
     calendar,
     check_run_now,
@@ -74,6 +77,7 @@ class Daemon(TaskReads, ExecutionReads):
         executor: Executor,
         clock: Clock,
         metrics_source: MetricsSource,
+        sensors: SurroundingsSource,
         nursery: trio.Nursery,
     ) -> None:
         self.settings = settings
@@ -93,6 +97,16 @@ class Daemon(TaskReads, ExecutionReads):
         )
         self._monitor = LoadMonitor(
             metrics_source, settings.sample_seconds, lambda m: self._supervisor.on_sample(m)
+        )
+        self._conditions = ConditionState.create(
+            away_seconds=settings.away_seconds,
+            open_seconds=settings.gate_open_seconds,
+            close_seconds=settings.gate_close_seconds,
+        )
+        self._condition_monitor = ConditionMonitor(
+            sensors,
+            settings.condition_sample_seconds,
+            lambda sample: self._supervisor.on_conditions(sample),
         )
         self._events = EventBus(lambda: self._supervisor.state, settings.ws_buffer_messages)
         self._output = OutputHub(
@@ -117,6 +131,7 @@ class Daemon(TaskReads, ExecutionReads):
         self._scheduler = Scheduler(
             clock=clock,
             gates=self._gates,
+            conditions=self._conditions,
             runner=self._runner.run,
             max_concurrent=settings.max_concurrent,
             max_concurrent_critical=settings.max_concurrent_critical,
@@ -133,6 +148,8 @@ class Daemon(TaskReads, ExecutionReads):
             scheduler=self._scheduler,
             gates=self._gates,
             monitor=self._monitor,
+            conditions=self._conditions,
+            condition_monitor=self._condition_monitor,
             writes=self._writes,
             events=self._events,
             clock=clock,
@@ -214,6 +231,7 @@ class Daemon(TaskReads, ExecutionReads):
             tasks_pending=self._scheduler.pending_count,
             machine=self._monitor.latest,
             open_priorities=self._gates.open_priorities(),
+            surroundings=self._conditions.readings,
         )
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -395,8 +413,9 @@ class Daemon(TaskReads, ExecutionReads):
                     {"frozen_at": iso_utc(a, millis=True), "thawed_at": iso_utc(b, millis=True)}
                     for a, b in run.pauses
                 ],
+                "reason": run.freeze_reason,
             },
         )
-        verb = "frozen: the machine is busy" if kind == "execution_frozen" else "thawed"
+        verb = f"frozen: {run.freeze_reason}" if kind == "execution_frozen" else "thawed"
         ids = {"task_id": entry.task_id, "execution_id": run.execution_id}
         log.info("execution %s of %s %s", run.execution_id, entry.task_id, verb, extra=ids)

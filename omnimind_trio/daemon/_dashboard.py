@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..models import (
+    ConditionsNow,
     CpuSample,
     DaemonState,
     ExecutionRecord,
@@ -17,7 +18,7 @@ from ..models import (
     TaskDetail,
     TaskRow,
 )
-from ..scheduling import GateSet
+from ..scheduling import ConditionState, GateSet
 
 RECENT_RUNS = 20
 """Runs in a task row's sparkline."""
@@ -49,8 +50,10 @@ def machine_view(
     state: DaemonState,
     running: bool,
     gates: GateSet,
+    conditions: ConditionState,
     samples: Iterable[tuple[float, SystemMetrics]],
 ) -> Machine:
+    readings = conditions.readings
     return Machine(
         state=state,
         running=running,
@@ -62,6 +65,13 @@ def machine_view(
                 threshold_percent=gates.low_activity_cpu_percent,
             ),
             sleep_window=SleepWindowGate(open=gates.in_sleep_window, window=str(gates.window)),
+        ),
+        conditions=ConditionsNow(
+            user_idle_seconds=readings.user_idle_seconds,
+            away_seconds=conditions.away_seconds,
+            on_ac_power=readings.on_ac_power,
+            network_metered=readings.network_metered,
+            holding=conditions.holding(),
         ),
         cpu_history=[
             CpuSample(

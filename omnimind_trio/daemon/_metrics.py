@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..models import ExecutionRecord, Outcome, Priority, SystemMetrics
+from ..models import ExecutionRecord, Outcome, Priority, Surroundings, SystemMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,7 @@ class LiveState:
     tasks_pending: int
     machine: SystemMetrics
     open_priorities: frozenset[Priority]
+    surroundings: Surroundings
 
 
 class DaemonMetrics:
@@ -132,6 +133,23 @@ class _LiveCollector(Collector):
         for priority in Priority:
             gates.add_metric([priority.value], float(priority in live.open_priorities))
         yield gates
+        # Task conditions' measurements; a series is left out while it is unknown.
+        around = live.surroundings
+        for name, doc, value in (
+            (
+                "omnimind_user_idle_seconds",
+                "Seconds since the person last used keyboard or mouse.",
+                around.user_idle_seconds.value,
+            ),
+            ("omnimind_on_ac_power", "1 on mains power, 0 on battery.", around.on_ac_power.value),
+            (
+                "omnimind_network_metered",
+                "1 on a metered network connection, else 0.",
+                around.network_metered.value,
+            ),
+        ):
+            if value is not None:
+                yield gauge(name, doc, float(value))
         last = GaugeMetricFamily(
             "omnimind_last_success_timestamp_seconds",
             "When each task last succeeded (epoch seconds).",

@@ -12,7 +12,8 @@ import trio
 from ..config import Settings
 from ..exceptions import StartupError
 from ..execution import open_executor
-from ..scheduling import Clock, MetricsSource, PsutilSource, SystemClock
+from ..scheduling import Clock, MetricsSource, PsutilSource, SurroundingsSource, SystemClock
+from ..sensors import SystemSensors
 from ..store import Store, is_url, open_store
 from ._builtin import register_builtins
 from ._daemon import Daemon
@@ -41,6 +42,7 @@ async def open_daemon(
     autostart: bool = True,
     clock: Clock | None = None,
     metrics_source: MetricsSource | None = None,
+    sensors: SurroundingsSource | None = None,
     store: Store | None = None,
 ) -> AsyncIterator[Daemon]:
     """Open the store and the task worker, load the tasks, and (unless ``autostart`` is
@@ -55,7 +57,11 @@ async def open_daemon(
             │                           # through stops (sends what is left at exit)
             └── supervisor              # start() opens it, stop() cancels it
                 ├── load monitor
+                ├── condition monitor   # presence, power, network (the sensors)
                 └── scheduler           # one cancel scope per execution
+
+    ``sensors``: what measures presence, power and network for tasks' conditions
+    (default: :class:`~omnimind_trio.sensors.SystemSensors` configured by ``settings``).
 
     ``store``: an open store to use instead of opening ``settings.database`` (its caller
     closes it).
@@ -74,29 +80,39 @@ async def open_daemon(
         open_executor(settings.task_python, cgroup_key=_cgroup_key(settings, store)) as executor,
     ):
         source = metrics_source or PsutilSource(executor.running_pids)
-        async with trio.open_nursery() as nursery:
-            daemon = Daemon(
-                settings,
-                store=store,
-                executor=executor,
-                clock=clock,
-                metrics_source=source,
-                nursery=nursery,
-            )
-            await daemon.load()
-            await register_builtins(
-                daemon.register, store=store, settings=settings, retain=daemon.apply_retention
-            )
-            if autostart:
-                await daemon.start()
-            else:
-                daemon.set_stopped()
-            try:
-                yield daemon
-            finally:
-                with trio.move_on_after(EXIT_STOP_SECONDS, shield=True):
-                    daemon.stop()
-                    await daemon.wait_stopped()
-                with trio.move_on_after(EXIT_NOTIFY_SECONDS, shield=True):
-                    await daemon.close_notifications()
-                nursery.cancel_scope.cancel()
+        # The sensors connect to the D-Bus buses lazily; closed at exit when they are ours.
+        own = None
+        if sensors is None:
+            sensors = own = SystemSensors.from_settings(settings)
+        try:
+            async with trio.open_nursery() as nursery:
+                daemon = Daemon(
+                    settings,
+                    store=store,
+                    executor=executor,
+                    clock=clock,
+                    metrics_source=source,
+                    sensors=sensors,
+                    nursery=nursery,
+                )
+                await daemon.load()
+                await register_builtins(
+                    daemon.register, store=store, settings=settings, retain=daemon.apply_retention
+                )
+                if autostart:
+                    await daemon.start()
+                else:
+                    daemon.set_stopped()
+                try:
+                    yield daemon
+                finally:
+                    with trio.move_on_after(EXIT_STOP_SECONDS, shield=True):
+                        daemon.stop()
+                        await daemon.wait_stopped()
+                    with trio.move_on_after(EXIT_NOTIFY_SECONDS, shield=True):
+                        await daemon.close_notifications()
+                    nursery.cancel_scope.cancel()
+        finally:
+            if own is not None:
+                with trio.CancelScope(shield=True):
+                    await own.aclose()

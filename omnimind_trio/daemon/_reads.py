@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..models import (
+    ConditionStatus,
     DaemonState,
     Machine,
     TaskDetail,
@@ -64,6 +65,10 @@ class TaskReads:
             due=due,
             upcoming=upcoming,
             followed_by=self._scheduler.dependents(task_id),
+            conditions_status=[
+                ConditionStatus(**status)
+                for status in self._scheduler.conditions.status(entry.spec.conditions)
+            ],
         )
 
     def export_tasks(self) -> TaskExportBody:
@@ -97,4 +102,10 @@ class TaskReads:
 
     def machine(self) -> Machine:
         """The gates, the daemon's state and the CPU over the last minutes."""
-        return machine_view(self.state, self.running, self._gates, self._supervisor.samples)
+        return machine_view(
+            self.state,
+            self.running,
+            self._gates,
+            self._scheduler.conditions,
+            self._supervisor.samples,
+        )

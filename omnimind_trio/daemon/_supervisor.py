@@ -4,6 +4,7 @@
 
     supervisor                  # start() opens its scope, stop() cancels it
     ├── load monitor            # samples the machine; each sample updates the gates
+    ├── condition monitor       # presence, power, network: tasks' conditions
     ├── scheduler               # one cancel scope per execution
     ├── database watch          # every 10 s: is the file still there? (re-created if
     │                           # deleted); while writes are refused, a probe
@@ -23,8 +24,15 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from ..models import DaemonState, SystemMetrics
-from ..scheduling import Clock, GateSet, LoadMonitor, Scheduler
+from ..models import DaemonState, Surroundings, SystemMetrics
+from ..scheduling import (
+    Clock,
+    ConditionMonitor,
+    ConditionState,
+    GateSet,
+    LoadMonitor,
+    Scheduler,
+)
 from ..store import Store
 from ._events import EventBus
 from ._writes import WriteGuard
@@ -51,6 +59,8 @@ class Supervisor:
         scheduler: Scheduler,
         gates: GateSet,
         monitor: LoadMonitor,
+        conditions: ConditionState,
+        condition_monitor: ConditionMonitor,
         writes: WriteGuard,
         events: EventBus,
         clock: Clock,
@@ -63,6 +73,8 @@ class Supervisor:
         self._scheduler = scheduler
         self._gates = gates
         self._monitor = monitor
+        self._conditions = conditions
+        self._condition_monitor = condition_monitor
         self._writes = writes
         self._events = events
         self._clock = clock
@@ -166,6 +178,7 @@ class Supervisor:
             with scope:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self._monitor.run)
+                    await nursery.start(self._condition_monitor.run)
                     await nursery.start(self._scheduler.run)
                     nursery.start_soon(self._writes.watch, self._store)
                     if self._retention is not None:
@@ -220,18 +233,8 @@ class Supervisor:
         if not self._events.subscriber_count:
             return
         gates = self._gates
-        open_priorities = sorted(p.value for p in gates.open_priorities())
         if changed:
-            self._events.publish(
-                "gates_changed",
-                {
-                    "open_priorities": open_priorities,
-                    "external_cpu_percent": metrics.external_cpu_percent,
-                    "is_idle": gates.idle.is_open,
-                    "is_low_activity": gates.low_activity.is_open,
-                    "is_sleep_time": gates.in_sleep_window,
-                },
-            )
+            self._publish_gates()
         self._events.publish(
             "metrics",
             {
@@ -240,6 +243,38 @@ class Supervisor:
                 "is_idle": gates.idle.is_open,
                 "is_sleep_time": gates.in_sleep_window,
                 "external_cpu_percent": metrics.external_cpu_percent,
-                "open_priorities": open_priorities,
+                "open_priorities": sorted(p.value for p in gates.open_priorities()),
+                **self._measurements(),
+            },
+        )
+
+    def on_conditions(self, sample: Surroundings) -> None:
+        """A new sample of presence, power and network: judge the conditions again; when
+        one starts or stops holding, the scheduler freezes or thaws at once."""
+        if self._conditions.update(sample, trio.current_time()):
+            self._scheduler.wake()
+            if self._events.subscriber_count:
+                self._publish_gates()
+
+    def _measurements(self) -> dict[str, object]:
+        readings = self._conditions.readings
+        return {
+            "user_idle_seconds": readings.user_idle_seconds.value,
+            "on_ac_power": readings.on_ac_power.value,
+            "network_metered": readings.network_metered.value,
+        }
+
+    def _publish_gates(self) -> None:
+        gates, conditions = self._gates, self._conditions
+        self._events.publish(
+            "gates_changed",
+            {
+                "open_priorities": sorted(p.value for p in gates.open_priorities()),
+                "external_cpu_percent": self._monitor.latest.external_cpu_percent,
+                "is_idle": gates.idle.is_open,
+                "is_low_activity": gates.low_activity.is_open,
+                "is_sleep_time": gates.in_sleep_window,
+                **self._measurements(),
+                "conditions_holding": conditions.holding(),
             },
         )

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from pydantic import BaseModel
+
 from ..config import Settings
-from ..models import TaskDetail, TaskSummary, Waiting
+from ..models import ConditionStatus, TaskDetail, TaskSummary, Waiting
 from ..scheduling import TaskEntry, calendar
 
 STOPPED = Waiting(reason="stopped", detail="the daemon is stopped (POST /daemon/start)")
@@ -38,6 +40,7 @@ def task_detail(
     due: bool,
     upcoming: list[float],
     followed_by: list[str],
+    conditions_status: list[ConditionStatus],
 ) -> TaskDetail:
     """``GET /daemon/tasks/{task_id}``: the summary, the definition (with the daemon's
     defaults filled in) and where the task stands. ``due``: it waits to run now (the
@@ -53,10 +56,12 @@ def task_detail(
             (spec.max_cpu_seconds or settings.max_cpu_seconds or None) if code_task else None
         ),
         secrets=None if spec.secrets is None else sorted(spec.secrets),
-        # As data, so every key shows in the answer (the detail leaves out unset fields,
-        # and a NotifySpec built from {"on": [...]} has only "on" set).
-        notify=None if spec.notify is None else spec.notify.model_dump(),
     )
+    for name, value in definition.items():
+        if isinstance(value, BaseModel):  # notify, conditions
+            # As data, so every key shows in the answer (the detail leaves out unset
+            # fields, and a NotifySpec built from {"on": [...]} has only "on" set).
+            definition[name] = value.model_dump()
     running = entry.running
     return TaskDetail(
         **{**dict(task_summary(entry)), **definition},
@@ -72,5 +77,6 @@ def task_detail(
         running_execution_id=running.execution_id if running is not None else None,
         upcoming=upcoming,
         followed_by=followed_by,
+        conditions_status=conditions_status,
         schedule=calendar.describe(spec),
     )

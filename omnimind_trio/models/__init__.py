@@ -10,6 +10,7 @@ Imports: the standard library, pydantic, and :mod:`omnimind_trio.exceptions`.
 """
 
 from ._dashboard import (
+    ConditionsNow,
     CpuSample,
     Gates,
     LoadGate,
@@ -38,7 +39,9 @@ from ._execution import (
 )
 from ._export import ExportAdd, ExportPause, TaskExport, TaskExportBody, task_export
 from ._fields import (
+    CONDITION_NAMES,
     CRON_MACROS,
+    Conditions,
     NotifyEvent,
     NotifySpec,
     check_cron,
@@ -79,6 +82,7 @@ from ._task import (
 from ._time import Instant, Measure, PreciseInstant, iso_utc
 from ._views import (
     ActionResult,
+    ConditionStatus,
     DaemonAction,
     ErrorBody,
     Event,
@@ -99,6 +103,7 @@ from ._views import (
 )
 
 __all__ = [
+    "CONDITION_NAMES",
     "CRON_MACROS",
     "EXECUTION_FIELDS",
     "IDENTITY_FIELDS",
@@ -112,6 +117,9 @@ __all__ = [
     "TASK_FIELD_TYPES",
     "TASK_ID_PATTERN",
     "ActionResult",
+    "ConditionStatus",
+    "Conditions",
+    "ConditionsNow",
     "CpuSample",
     "DaemonAction",
     "DaemonState",

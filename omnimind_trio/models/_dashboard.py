@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
 from ._enums import DaemonState, Outcome
+from ._system import Reading
 from ._time import Instant, Measure
 from ._views import Response, TaskDetail
 
@@ -64,11 +65,24 @@ class CpuSample(Response):
     external_cpu_percent: Measure = Field(description="All but the daemon and its tasks")
 
 
+class ConditionsNow(Response):
+    """What tasks' ``conditions`` are judged by now: each measurement with its source
+    (a null ``value``: unknown, and ``detail`` says why; an unknown one counts as holding)."""
+
+    user_idle_seconds: Reading = Field(description="Since the last keyboard or mouse input")
+    away_seconds: float = Field(description="The person is away after this long idle")
+    on_ac_power: Reading = Field(description="true on mains power, false on battery")
+    network_metered: Reading = Field(description="true on a metered connection")
+    holding: list[str] = Field(description="The conditions that hold now")
+
+
 class Machine(Response):
-    """``GET /daemon/machine``: the gates, the daemon's state and the CPU lately."""
+    """``GET /daemon/machine``: the gates, the conditions, the daemon's state and the CPU
+    lately."""
 
     state: DaemonState
     running: bool
     open_priorities: list[str]
     gates: Gates
+    conditions: ConditionsNow
     cpu_history: list[CpuSample] = Field(description="The last 10 minutes, oldest first")

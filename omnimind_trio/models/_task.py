@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from ..exceptions import InvalidInput
 from ._enums import OnBusy, OnMissed, Overlap, Priority
-from ._fields import Cron, Environment, NotifySpec, PythonPath, Secrets, TimeZoneName
+from ._fields import Conditions, Cron, Environment, NotifySpec, PythonPath, Secrets, TimeZoneName
 
 TASK_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 RESERVED_TASK_IDS: Final = frozenset({"add", "batch"})
@@ -126,6 +126,10 @@ class TaskSpec:
             le=24 * 366,
             description="Run anyway after waiting this long for its gate",
         ),
+    ] = None
+    conditions: Annotated[
+        Conditions | None,
+        Field(description="Run only while these hold: user_away, on_ac_power, unmetered_network"),
     ] = None
     notify: Annotated[
         NotifySpec | None,
@@ -339,6 +343,11 @@ def describe_validation_error(exc: ValidationError) -> str:
     if error["type"] == "value_error":  # our validators' sentences, without pydantic's prefix
         message = str(error["msg"]).removeprefix("Value error, ")
         return f"{field}: {message}"
+    if error["type"] == "extra_forbidden" and len(error["loc"]) == 2:
+        parent, name = (str(part) for part in error["loc"])
+        record, _ = base_type(TASK_FIELD_TYPES.get(parent))
+        if isinstance(record, type) and issubclass(record, BaseModel):  # notify, conditions
+            return f"{parent}: unknown name {name!r} (known: {', '.join(record.model_fields)})"
     if error["type"] == "extra_forbidden":
         return f"Unknown field: {field}"
     if error["type"] == "missing":

@@ -84,8 +84,8 @@ class Waiting(BaseModel):
     are present."""
 
     reason: str = Field(
-        description="stopped, paused, done, scheduled, upstream, backoff, gate, frozen, "
-        "catch_up, slot or starting"
+        description="stopped, paused, done, scheduled, upstream, backoff, gate, condition, "
+        "frozen, catch_up, slot or starting"
     )
     detail: str = Field(description="The same in words")
     until: Instant | None = None
@@ -101,9 +101,28 @@ class Waiting(BaseModel):
     upstream: list[str] | None = Field(
         default=None, description="The tasks of after still to succeed (reason upstream)"
     )
+    condition: str | None = Field(
+        default=None, description="The condition that does not hold (reason condition, frozen)"
+    )
+    value: float | bool | None = Field(
+        default=None, description="Its measurement: idle seconds, on AC power, metered"
+    )
+    source: str | None = Field(default=None, description="Where the measurement came from")
 
     def json_body(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_unset=True)
+
+
+class ConditionStatus(Response):
+    """One of a task's ``conditions`` and where it stands now."""
+
+    name: str = Field(description="user_away, on_ac_power or unmetered_network")
+    holds: bool = Field(description="True when it holds, or when it cannot be measured")
+    value: float | bool | None = Field(
+        description="The measurement: idle seconds, on AC power, metered (null: unknown)"
+    )
+    source: str | None = Field(description="Where the measurement came from")
+    detail: str = Field(description="The same in words")
 
 
 class TaskState(Response):
@@ -128,6 +147,9 @@ class TaskState(Response):
     )
     upcoming: list[Instant] = Field(
         description="The next five due times (none while paused, or for an after task)"
+    )
+    conditions_status: list[ConditionStatus] = Field(
+        description="Each condition the task asks for, and where it stands now"
     )
 
 

@@ -8,6 +8,7 @@ exceptions.
 
 from . import _calendar as calendar
 from ._clock import Clock, SystemClock, TrioWallClock, deadline_for
+from ._conditions import ConditionMonitor, ConditionState, SurroundingsSource
 from ._entry import InProcessFunction, TaskEntry
 from ._gates import Gate, GateSet, SleepWindow, parse_weekdays
 from ._load import FakeSource, LoadMonitor, MetricsSource, PsutilSource
@@ -18,6 +19,8 @@ from ._scheduler import Scheduler
 
 __all__ = [
     "Clock",
+    "ConditionMonitor",
+    "ConditionState",
     "FakeSource",
     "Gate",
     "GateSet",
@@ -28,6 +31,7 @@ __all__ = [
     "Running",
     "Scheduler",
     "SleepWindow",
+    "SurroundingsSource",
     "SystemClock",
     "TaskEntry",
     "TrioWallClock",

@@ -5,24 +5,28 @@ from __future__ import annotations
 from typing import Any
 
 from ..models import Priority, Trigger
+from ._conditions import ConditionState
 from ._entry import TaskEntry
 from ._gates import GateSet
 from ._slots import Slots
 
 
-def explain(entry: TaskEntry, gates: GateSet, slots: Slots, now: float) -> dict[str, Any] | None:
+def explain(
+    entry: TaskEntry, gates: GateSet, conditions: ConditionState, slots: Slots, now: float
+) -> dict[str, Any] | None:
     """Why ``entry`` is not running at ``now`` and when it is expected to, as data; None
     when it runs. ``reason`` is one of frozen, paused, done, scheduled, upstream, backoff, gate,
-    slot, catch_up, starting; ``detail`` says it in words."""
+    condition, slot, catch_up, starting; ``detail`` says it in words."""
     if entry.runs:
         if all(run.frozen for run in entry.runs):
-            closed = gates.explain(entry.spec.priority, now)
-            return {
-                "reason": "frozen",
-                **closed,
-                "detail": "frozen until the machine is free again: " + closed["detail"],
-                "expected_start": None,
-            }
+            failing = conditions.failing(entry.spec.conditions)
+            if gates.is_open(entry.spec.priority) and failing is not None:
+                closed = conditions.explain(failing)
+                detail = "frozen until " + closed["detail"].removeprefix("waiting for ")
+            else:
+                closed = gates.explain(entry.spec.priority, now)
+                detail = "frozen until the machine is free again: " + closed["detail"]
+            return {"reason": "frozen", **closed, "detail": detail, "expected_start": None}
         return None
     if entry.paused:
         return {"reason": "paused", "detail": "paused (POST .../resume to resume)"}
@@ -66,6 +70,14 @@ def explain(entry: TaskEntry, gates: GateSet, slots: Slots, now: float) -> dict[
             **why,
             "run_by": run_by,
             "expected_start": _expected_start(entry, gates, now),
+        }
+    failing = None if entry.bypasses_gates else conditions.failing(entry.spec.conditions)
+    if failing is not None:
+        return {
+            "reason": "condition",
+            **conditions.explain(failing),
+            "run_by": entry.forced_at,
+            "expected_start": entry.forced_at,
         }
     if entry.ready_trigger is Trigger.CATCH_UP and slots.catch_up_running:
         return {

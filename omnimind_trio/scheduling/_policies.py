@@ -8,30 +8,50 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..models import OnBusy, Outcome
+from ._conditions import LOST_WORDS, ConditionState
 from ._entry import Notify, TaskEntry
 from ._gates import GateSet
 from ._running import Running
 
 
 def apply_on_busy(
-    active: Iterable[tuple[TaskEntry, Running]], gates: GateSet, now: float, notify: Notify
+    active: Iterable[tuple[TaskEntry, Running]],
+    gates: GateSet,
+    conditions: ConditionState,
+    now: float,
+    notify: Notify,
 ) -> None:
-    """Freeze, cancel or let run the executions whose gate closed; thaw the ones whose gate
-    reopened. Runs admitted without a gate (CRITICAL, run-now, forced) are left alone."""
+    """Freeze, cancel or let run the executions whose gate closed or whose task's
+    conditions stopped holding; thaw the ones for which both hold again. Runs admitted
+    without a gate (CRITICAL, run-now, forced) are left alone by the gates, and run-now and
+    forced runs by the conditions too."""
     for entry, run in active:
-        if not run.gated:
-            continue
-        if gates.is_open(entry.spec.priority):
+        why = _stopped_by(entry, run, gates, conditions)
+        if why is None:
             if run.thaw(now):
                 notify("execution_thawed", entry, run)
             continue
         policy = entry.spec.on_busy
         if policy is OnBusy.FREEZE and entry.function is None:
-            if run.freeze(now):
+            if run.freeze(now, why):
                 notify("execution_frozen", entry, run)
         elif policy is OnBusy.CANCEL:
-            gate = gates.closed_reason(entry.spec.priority) or "its gate closed"
-            run.cancel(f"the machine became busy: {gate} (on_busy=cancel)")
+            run.cancel(f"{why} (on_busy=cancel)")
+
+
+def _stopped_by(
+    entry: TaskEntry, run: Running, gates: GateSet, conditions: ConditionState
+) -> str | None:
+    """Why ``run`` may not go on now, in words; None when it may."""
+    priority = entry.spec.priority
+    if run.gated and not gates.is_open(priority):
+        gate = gates.closed_reason(priority) or "its gate closed"
+        return f"the machine became busy: {gate}"
+    if run.conditional:
+        failing = conditions.failing(entry.spec.conditions)
+        if failing is not None:
+            return f"{LOST_WORDS[failing]} (condition {failing})"
+    return None
 
 
 @dataclass(frozen=True)

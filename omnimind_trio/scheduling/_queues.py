@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable
 
 from ..models import Priority, Trigger
+from ._conditions import ConditionState
 from ._entry import TaskEntry
 from ._gates import GateSet
 from ._slots import Slots
@@ -52,20 +53,37 @@ class ReadyQueues:
             entry.forced = False
             self.pending -= 1
 
-    def dispatch(self, gates: GateSet, slots: Slots, start: Callable[[TaskEntry], None]) -> None:
-        """``start`` what may start now, in order, while slots are free."""
+    def dispatch(
+        self,
+        gates: GateSet,
+        slots: Slots,
+        start: Callable[[TaskEntry], None],
+        conditions: ConditionState,
+    ) -> None:
+        """``start`` what may start now, in order, while slots are free. A task whose
+        ``conditions`` do not hold stays in its queue without holding back the ones behind."""
+
+        def conditions_hold(entry: TaskEntry) -> bool:
+            return entry.spec.conditions is None or conditions.allows(entry.spec.conditions)
+
         self._drain(self._now, _bypasses_gates, slots, start, mixed=True)
         if self._catch_up and not slots.catch_up_running:
 
-            def gate_open(entry: TaskEntry) -> bool:
-                return gates.is_open(entry.spec.priority)
+            def admitted(entry: TaskEntry) -> bool:
+                return gates.is_open(entry.spec.priority) and conditions_hold(entry)
 
             self._drain(
-                self._catch_up, _catches_up, slots, start, admit=gate_open, limit=1, mixed=True
+                self._catch_up, _catches_up, slots, start, admit=admitted, limit=1, mixed=True
             )
         for priority in Priority:
             if gates.is_open(priority):
-                self._drain(self._by_priority[priority], _queued_at(priority), slots, start)
+                self._drain(
+                    self._by_priority[priority],
+                    _queued_at(priority),
+                    slots,
+                    start,
+                    admit=conditions_hold,
+                )
 
     def _drain(
         self,
@@ -85,14 +103,15 @@ class ReadyQueues:
             if entry.ready_since is None or not self._registered(entry) or not belongs(entry):
                 del queue[index]
                 continue
+            full = slots.full(critical=entry.spec.priority is Priority.CRITICAL)
+            if full and not mixed:
+                return  # one priority, one kind of slot: nothing more starts from here
             if not admit(entry):
-                # Only the catch-up queue mixes priorities and has an admit rule: one
-                # closed gate must not hold back the catch-ups of the others.
+                # Its conditions (or, in the catch-up queue, its gate) do not hold: the
+                # ones behind it may still start.
                 index += 1
                 continue
-            if slots.full(critical=entry.spec.priority is Priority.CRITICAL):
-                if not mixed:
-                    return
+            if full:
                 index += 1  # the run-now and catch-up queues mix both kinds of slot:
                 continue  # a full kind must not hold back the other
             del queue[index]

@@ -40,9 +40,14 @@ class Running:
     attempt: int = 0
     gated: bool = False
     """Admitted through a gate that can close: ``on_busy`` applies to it."""
+    conditional: bool = False
+    """Admitted under its task's ``conditions`` (not a run-now or a forced run): ``on_busy``
+    applies when one stops holding."""
     critical_slot: bool = False
     """Holds a CRITICAL slot (decided at start: a PATCH of the priority must not move it)."""
     pauses: list[tuple[float, float | None]] = field(default_factory=list)
+    freeze_reason: str | None = None
+    """Why it was last frozen: its gate closed, or a condition stopped holding."""
     recorded: trio.Event = field(default_factory=trio.Event)
     """Set once the runner's write of its start record (outcome ``running``) is over:
     committed, or refused or cancelled. A run-now answer waits for it (durability)."""
@@ -75,10 +80,11 @@ class Running:
         if self.frozen:
             self._signal(signal.SIGSTOP)
 
-    def freeze(self, now: float) -> bool:
+    def freeze(self, now: float, reason: str) -> bool:
         if self.frozen:
             return False
         self.pauses.append((now, None))
+        self.freeze_reason = reason
         if self._timed:
             self._remaining = max(0.0, self.scope.deadline - trio.current_time())
             self.scope.deadline = math.inf

@@ -39,6 +39,7 @@ from ._after import Followers
 from ._calendar import next_due_after, repeats
 from ._changes import TaskChanges
 from ._clock import Clock, deadline_for
+from ._conditions import ConditionState
 from ._due import DueTimes
 from ._entry import Notify, Recorder, Runner, TaskEntry
 from ._explain import explain
@@ -67,6 +68,7 @@ class Scheduler(TaskChanges):
         clock: Clock,
         gates: GateSet,
         runner: Runner,
+        conditions: ConditionState | None = None,
         max_concurrent: int,
         max_concurrent_critical: int,
         on_change: Callable[[], None] = lambda: None,
@@ -81,6 +83,8 @@ class Scheduler(TaskChanges):
     ) -> None:
         self.clock = clock
         self.gates = gates
+        self.conditions = conditions if conditions is not None else ConditionState()
+        """Presence, power and network, as tasks' ``conditions`` are judged by."""
         self.tasks: dict[str, TaskEntry] = {}
         """Registered tasks, in insertion order (``seq``)."""
         self.slots = Slots(gated=max_concurrent, critical=max_concurrent_critical)
@@ -128,7 +132,7 @@ class Scheduler(TaskChanges):
     def explain(self, entry: TaskEntry) -> dict[str, Any] | None:
         """Why a task is not running now and when it is expected to, as data; None when
         it runs (see :func:`._explain.explain`)."""
-        return explain(entry, self.gates, self.slots, self.clock.now())
+        return explain(entry, self.gates, self.conditions, self.slots, self.clock.now())
 
     def run_now(self, task_id: str) -> str:
         """Start the task as soon as a slot is free, whatever its gate says. Returns the
@@ -262,10 +266,12 @@ class Scheduler(TaskChanges):
             self._nursery.start_soon(self._recorder, entry, due, trigger, reason)
 
     def _apply_gates(self, now: float) -> None:
-        apply_on_busy(self._active.values(), self.gates, now, self._notify)
+        apply_on_busy(self._active.values(), self.gates, self.conditions, now, self._notify)
 
     def _dispatch(self, now: float) -> None:
-        self._queues.dispatch(self.gates, self.slots, lambda entry: self._start(entry, now))
+        self._queues.dispatch(
+            self.gates, self.slots, lambda entry: self._start(entry, now), self.conditions
+        )
 
     def _start(self, entry: TaskEntry, now: float) -> None:
         assert self._nursery is not None
@@ -300,6 +306,7 @@ class Scheduler(TaskChanges):
             gated=gated,
         )
         run.critical_slot = entry.spec.priority is Priority.CRITICAL
+        run.conditional = trigger is not Trigger.RUN_NOW and not forced
         entry.runs.append(run)
         self._active[run.execution_id] = (entry, run)
         entry.counters.last_execution = now

@@ -1,5 +1,6 @@
 // The machine: the daemon's state with Start and Stop, the gates that admit each priority
-// (idle, low activity, sleep window), and the measured CPU over the last minutes.
+// (idle, low activity, sleep window), what tasks' conditions are judged by (the person's
+// presence, the power supply, the network), and the measured CPU over the last minutes.
 
 import {get, post} from '../lib/api.js';
 import {actionButton, statusLine} from '../lib/actions.js';
@@ -15,11 +16,26 @@ const GATES = [
   ['low_activity', 'Low activity', 'MEDIUM tasks start'],
   ['sleep_window', 'Sleep window', 'LOW tasks start'],
 ];
+const CONDITIONS = [
+  ['user_away', 'Person away', 'user_idle_seconds'],
+  ['on_ac_power', 'On mains power', 'on_ac_power'],
+  ['unmetered_network', 'Network not metered', 'network_metered'],
+];
 const STATE_KIND = {idle: 'ok', working: 'run', sleeping: 'none', stopped: 'skip', error: 'fail'};
 
 function gateWords(name, gate) {
   if (name === 'sleep_window') return `between ${gate.window}`;
   return `CPU outside the daemon below ${gate.threshold_percent} %`;
+}
+
+function measured(name, reading, awaySeconds) {
+  if (reading.value === null) return `unknown: ${reading.detail ?? 'no source works'} (counts as holding)`;
+  const from = reading.source ? `, from ${reading.source}` : '';
+  if (name === 'user_away') {
+    return `no input for ${Math.round(reading.value)} s (away after ${awaySeconds} s)${from}`;
+  }
+  if (name === 'on_ac_power') return `${reading.value ? 'on mains power' : 'on battery'}${from}`;
+  return `${reading.value ? 'metered' : 'not metered'}${from}`;
 }
 
 export async function render(root, {signal, who: whoPromise}) {
@@ -28,6 +44,7 @@ export async function render(root, {signal, who: whoPromise}) {
   const status = statusLine();
   const daemon = h('div');
   const gates = h('ul', {class: 'gates'});
+  const conditions = h('ul', {class: 'gates'});
   const chart = h('div', {class: 'chart-box'});
   const now = h('p', {class: 'muted'});
   const buttons = who.role === 'admin' ? {
@@ -41,7 +58,9 @@ export async function render(root, {signal, who: whoPromise}) {
       h('section', {class: 'card', 'aria-labelledby': 'daemon-title'},
         h('h2', {id: 'daemon-title'}, 'Daemon'), daemon),
       h('section', {class: 'card', 'aria-labelledby': 'gates-title'},
-        h('h2', {id: 'gates-title'}, 'Gates'), gates)),
+        h('h2', {id: 'gates-title'}, 'Gates'), gates),
+      h('section', {class: 'card', 'aria-labelledby': 'conditions-title'},
+        h('h2', {id: 'conditions-title'}, 'Conditions'), conditions)),
     h('section', {class: 'card', 'aria-labelledby': 'cpu-title'},
       h('h2', {id: 'cpu-title'}, 'CPU, last 10 minutes'), now, chart));
 
@@ -59,6 +78,11 @@ export async function render(root, {signal, who: whoPromise}) {
   function addSample(message) {
     if (!machine) return;
     const {cpu_percent: cpu, external_cpu_percent: external} = message.data;
+    // The person's idle time grows every second: the sample carries it.
+    const idle = machine.conditions.user_idle_seconds;
+    if (idle.value !== null && message.data.user_idle_seconds !== null) {
+      idle.value = message.data.user_idle_seconds;
+    }
     const cutoff = Date.now() - WINDOW_MS;
     machine.cpu_history = machine.cpu_history
       .filter((sample) => Date.parse(sample.time) >= cutoff)
@@ -81,6 +105,13 @@ export async function render(root, {signal, who: whoPromise}) {
       return h('li', {class: 'gate'}, h('strong', null, title), ' ',
         badge(gate.open ? 'open' : 'closed', gate.open ? 'ok' : 'none'),
         h('span', {class: 'why'}, [gateWords(name, gate), gate.open ? `: ${admits}` : ''].join('')));
+    }));
+    const around = machine.conditions;
+    fill(conditions, CONDITIONS.map(([name, title, key]) => {
+      const holds = around.holding.includes(name);
+      return h('li', {class: 'gate'}, h('strong', null, title), ' ',
+        badge(holds ? 'holds' : 'does not hold', holds ? 'ok' : 'none'),
+        h('span', {class: 'why'}, measured(name, around[key], around.away_seconds)));
     }));
     const samples = machine.cpu_history;
     const lines = [

@@ -1,0 +1,220 @@
+"""Task conditions: whether the person is away, the machine on mains power, the network
+unmetered, judged from the latest :class:`~.models.Surroundings` sample.
+
+- ``user_away`` holds once the person has been idle ``away_seconds``, and stops at the first
+  input: an input is unambiguous, so there is no dwell either way.
+- ``on_ac_power`` and ``unmetered_network`` follow their measurement through a
+  :class:`~._gates.Gate`, with the load gates' dwell (a charger plugged in for a second does
+  not start the night's work). The first known reading is taken as it is.
+- A measurement that is unknown (no source works) counts as holding, and says so.
+
+The sampling loop (:class:`ConditionMonitor`) calls a source on a fixed time grid, like the
+load monitor; the daemon gives it the sensors of :mod:`omnimind_trio.sensors`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import trio
+
+from ..models import CONDITION_NAMES, Conditions, Reading, Surroundings
+from ._gates import Gate
+
+log = logging.getLogger(__package__)
+
+MEASURED_BY = {
+    "user_away": "user_idle_seconds",
+    "on_ac_power": "on_ac_power",
+    "unmetered_network": "network_metered",
+}
+"""The measurement of :class:`~.models.Surroundings` each condition is judged by."""
+LOST_WORDS = {
+    "user_away": "the person came back",
+    "on_ac_power": "the machine went on battery",
+    "unmetered_network": "the network became metered",
+}
+"""What happened when a condition stops holding (a cancelled run's reason says it)."""
+assert set(MEASURED_BY) == set(LOST_WORDS) == set(CONDITION_NAMES)
+
+
+@dataclass
+class ConditionState:
+    """The conditions as the scheduler judges them. Call :meth:`update` with each sample."""
+
+    away_seconds: float = 180.0
+    power: Gate = field(default_factory=lambda: Gate(5.0, 3.0))
+    network: Gate = field(default_factory=lambda: Gate(5.0, 3.0))
+    """Open while the network is unmetered."""
+    readings: Surroundings = field(default_factory=Surroundings)
+    sampled_at: float = 0.0
+    """When ``readings`` were taken (Trio time)."""
+
+    @classmethod
+    def create(
+        cls, *, away_seconds: float, open_seconds: float, close_seconds: float
+    ) -> ConditionState:
+        return cls(
+            away_seconds, Gate(open_seconds, close_seconds), Gate(open_seconds, close_seconds)
+        )
+
+    def update(self, sample: Surroundings, now_monotonic: float) -> bool:
+        """Take a new sample; True when any condition started or stopped holding."""
+        before = self.holding()
+        self._feed(self.power, self.readings.on_ac_power, sample.on_ac_power, now_monotonic)
+        previous = self.readings.network_metered
+        self._feed(
+            self.network, _negated(previous), _negated(sample.network_metered), now_monotonic
+        )
+        self.readings, self.sampled_at = sample, now_monotonic
+        return self.holding() != before
+
+    @staticmethod
+    def _feed(gate: Gate, previous: Reading, reading: Reading, now: float) -> None:
+        if reading.value is None:
+            return
+        if previous.value is None:  # the first known reading: no dwell
+            gate.is_open = bool(reading.value)
+            gate.update(gate.is_open, now)  # forget a trend from before the gap
+            return
+        gate.update(bool(reading.value), now)
+
+    def holds(self, name: str) -> bool:
+        """Whether condition ``name`` holds now (an unknown measurement holds)."""
+        reading = self.reading(name)
+        if reading.value is None:
+            return True
+        if name == "user_away":
+            return float(reading.value) >= self.away_seconds
+        return (self.power if name == "on_ac_power" else self.network).is_open
+
+    def holding(self) -> list[str]:
+        """The conditions that hold now."""
+        return [name for name in CONDITION_NAMES if self.holds(name)]
+
+    def reading(self, name: str) -> Reading:
+        reading: Reading = getattr(self.readings, MEASURED_BY[name])
+        return reading
+
+    def failing(self, conditions: Conditions | None) -> str | None:
+        """The first of ``conditions`` that does not hold; None when all hold."""
+        if conditions is None:
+            return None
+        for name in conditions.required:
+            if not self.holds(name):
+                return name
+        return None
+
+    def allows(self, conditions: Conditions | None) -> bool:
+        return self.failing(conditions) is None
+
+    def describe(self, name: str) -> str:
+        """Where condition ``name`` stands, in words, with its measurement and source."""
+        reading = self.reading(name)
+        source = f"; from {reading.source}" if reading.source else ""
+        if reading.value is None:
+            return f"{name}: unknown ({reading.detail or 'no source works'}); counts as holding"
+        if name == "user_away":
+            idle = float(reading.value)
+            state = "away" if idle >= self.away_seconds else "present"
+            return (
+                f"{name}: the person is {state}: no input for {idle:.0f} s "
+                f"(away after {self.away_seconds:g} s{source})"
+            )
+        gate = self.power if name == "on_ac_power" else self.network
+        if name == "on_ac_power":
+            state = "on mains power" if reading.value else "on battery"
+        else:
+            state = "metered" if reading.value else "not metered"
+        text = f"{name}: {state}{source}"
+        remaining = gate.remaining(self.sampled_at)
+        if remaining is not None:
+            text += f"; it {'holds' if gate.is_open else 'fails'} for {remaining:.0f} s more"
+        return text
+
+    def explain(self, name: str) -> dict[str, Any]:
+        """Why a task waits for condition ``name``, as the waiting explanation's keys."""
+        reading = self.reading(name)
+        found: dict[str, Any] = {
+            "condition": name,
+            "value": reading.value,
+            "source": reading.source,
+            "detail": f"waiting for {self.describe(name)}",
+        }
+        if name == "user_away" and reading.value is not None:
+            found["dwell_remaining_seconds"] = round(
+                max(0.0, self.away_seconds - float(reading.value)), 1
+            )
+        return found
+
+    def status(self, conditions: Conditions | None) -> list[dict[str, Any]]:
+        """Each condition a task asks for, with where it stands now."""
+        if conditions is None:
+            return []
+        return [
+            {
+                "name": name,
+                "holds": self.holds(name),
+                "value": self.reading(name).value,
+                "source": self.reading(name).source,
+                "detail": self.describe(name),
+            }
+            for name in conditions.required
+        ]
+
+
+def _negated(reading: Reading) -> Reading:
+    """``network_metered`` as the ``unmetered_network`` condition sees it."""
+    if reading.value is None:
+        return reading
+    return Reading(not reading.value, reading.source, reading.detail)
+
+
+class SurroundingsSource(Protocol):
+    """The sensors: one sample of presence, power and network; never raises but for
+    Cancelled, and bounded in time."""
+
+    async def sample(self) -> Surroundings: ...
+
+
+class ConditionMonitor:
+    """Samples ``source`` every ``interval`` seconds (on a fixed grid, as the load
+    monitor does) and calls ``on_sample`` with each."""
+
+    def __init__(
+        self,
+        source: SurroundingsSource,
+        interval: float,
+        on_sample: Callable[[Surroundings], None],
+    ) -> None:
+        self.source = source
+        self.interval = interval
+        self._on_sample = on_sample
+        self.latest = Surroundings()
+        self.samples = 0
+
+    async def sample_now(self) -> Surroundings:
+        try:
+            self.latest = await self.source.sample()
+        except Exception:  # the sensors promise not to raise; a bug must not stop the daemon
+            log.exception("sampling the conditions failed; keeping the previous sample")
+        self.samples += 1
+        self._on_sample(self.latest)
+        return self.latest
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Sample now (so no task starts on conditions not measured yet), report started,
+        then sample on a fixed grid for ever."""
+        await self.sample_now()
+        task_status.started()
+        next_tick = trio.current_time()
+        while True:
+            next_tick += self.interval
+            now = trio.current_time()
+            if next_tick < now:  # fell behind (suspend, a slow source): realign, no burst
+                next_tick = now + self.interval
+            await trio.sleep_until(next_tick)
+            await self.sample_now()
