@@ -38,6 +38,7 @@ SECTIONS = {
     "M": ("calendar", "Calendar schedules: cron lateness, fake and real clock (issue 13)"),
     "N": ("notify", "Notifications: webhook delivery after a run's end (issue 13)"),
     "O": ("sensors", "Sensors: the per-sample cost of each source (issue 14)"),
+    "P": ("conditions", "Conditions: a task frozen when the person comes back (issue 14)"),
 }
 RESULTS = Path(__file__).with_name("results.json")
 BUSY_PERCENT = 15
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="".join(SECTIONS),
-        help="sections to run, e.g. --only AD (default: all of A-O)",
+        help="sections to run, e.g. --only AD (default: all of A-P)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON path")
     args = parser.parse_args(argv)

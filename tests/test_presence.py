@@ -141,9 +141,22 @@ async def test_a_switch_of_source_is_logged_once(
         (
             "WARNING",
             "the person's idle time is unknown (mutter: not on the session bus;"
-            " screensaver: gone; command: not configured)",
+            " screensaver: gone; command: not configured); user_away counts as holding",
         ),
     ]
+
+
+async def test_unknown_from_the_start_is_news_for_no_one(
+    mock_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server has no desktop: its unknown idle time is logged at INFO, not WARNING."""
+    caplog.set_level(logging.INFO, logger="omnimind_trio.sensors")
+    mutter, screensaver, command = sources()
+    screensaver.answer = command.answer = "not here"
+    presence = Presence([mutter, screensaver, command])
+    for _ in range(3):
+        await presence.read()
+    assert [r.levelname for r in caplog.records] == ["INFO"]
 
 
 # -- end to end: SystemSensors on private buses --------------------------------------

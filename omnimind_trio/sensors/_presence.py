@@ -68,9 +68,15 @@ class Presence:
         name = None if source is None else source.name
         if name == self._told:
             return
-        self._told = name
+        lost, self._told = bool(self._told), name
         if source is None:
-            log.warning("the person's idle time is unknown (%s)", detail)
+            # Unknown from the start is the normal state of a server (INFO); a source that
+            # stopped answering is news (WARNING): user_away tasks now run as if away.
+            log.log(
+                logging.WARNING if lost else logging.INFO,
+                "the person's idle time is unknown (%s); user_away counts as holding",
+                detail,
+            )
             return
         above = self.sources[: self.sources.index(source)]
         failed = "; ".join(f"{s.name}: {self._answers[s.name]}" for s in above)
