@@ -20,6 +20,7 @@ import trio.testing
 
 from omnimind_trio import Settings, StartupError, StoreError, StoreUnavailable, TaskExists
 from omnimind_trio.models import (
+    Conditions,
     ExecutionRecord,
     NotifyEvent,
     NotifySpec,
@@ -151,6 +152,7 @@ def full_spec(task_id: str = "full") -> TaskSpec:
             webhook="https://hooks.example/x",
             desktop=True,
         ),
+        conditions=Conditions(user_away=True, unmetered_network=True),
         env={"BACKUP_DIR": "/srv/backup", "LANG": "C.UTF-8"},
         secrets={"TOKEN": "s3crét"},
         python="/opt/venv/bin/python",
