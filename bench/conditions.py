@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -76,6 +77,7 @@ def _burner(http: httpx.Client, workspace: Path, task_id: str, **fields: Any) ->
 
 def _measure(cycles: int) -> tuple[list[float], list[float], list[float], list[float]]:
     freeze, thaw, cpu_freeze, cpu_thaw = [], [], [], []
+    rng = random.Random(14)
     with temp_home() as home:
         idle = home / "idle_ms"
         _write(idle, "600000\n")
@@ -96,10 +98,10 @@ def _measure(cycles: int) -> tuple[list[float], list[float], list[float], list[f
             pid = _burner(http, workspace, "away", priority="CRITICAL",
                           conditions={"user_away": True})  # fmt: skip
             for _ in range(cycles):
-                time.sleep(0.3)  # a random phase against the 0.5 s sampling grid
+                time.sleep(rng.uniform(0.3, 0.8))  # a random phase against the 0.5 s grid
                 _write(idle, "40\n")
                 freeze.append(_until(lambda: _state(pid) == "T", 10) * 1000)
-                time.sleep(0.3)
+                time.sleep(rng.uniform(0.3, 0.8))
                 _write(idle, "200000\n")
                 thaw.append(_until(lambda: _state(pid) != "T", 10) * 1000)
             http.post("/daemon/tasks/away/cancel")
