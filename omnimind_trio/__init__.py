@@ -57,6 +57,7 @@ from .models import (
     Trigger,
 )
 from .scheduling import FakeSource, MetricsSource, PsutilSource
+from .sensors import FakeSensors, Sensors, SystemSensors
 from .store import MemoryStore, Store
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ __all__ = [
     "ExecutionRecord",
     "ExecutionSummary",
     "ExecutorError",
+    "FakeSensors",
     "FakeSource",
     "InvalidInput",
     "MemoryStore",
@@ -96,6 +98,7 @@ __all__ = [
     "Overlap",
     "Priority",
     "PsutilSource",
+    "Sensors",
     "Settings",
     "StartupError",
     "Status",
@@ -103,6 +106,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "SystemMetrics",
+    "SystemSensors",
     "TaskDetail",
     "TaskExists",
     "TaskList",

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trio.testing
 
-from omnimind_trio import FakeSource, Settings, open_daemon
+from omnimind_trio import FakeSensors, FakeSource, Settings, open_daemon
 from omnimind_trio.daemon import Daemon
 from omnimind_trio.models import ExecutionRecord, Outcome, Trigger
 from omnimind_trio.store import open_store
@@ -82,8 +82,17 @@ def source() -> FakeSource:
 
 
 @pytest.fixture
-async def daemon(settings: Settings, source: FakeSource) -> AsyncIterator[Daemon]:
-    async with open_daemon(settings, metrics_source=source) as running:
+def sensors() -> FakeSensors:
+    """Presence, power and network as the test sets them: the person present (idle 0 s),
+    on AC power, an unmetered network."""
+    return FakeSensors()
+
+
+@pytest.fixture
+async def daemon(
+    settings: Settings, source: FakeSource, sensors: FakeSensors
+) -> AsyncIterator[Daemon]:
+    async with open_daemon(settings, metrics_source=source, sensors=sensors) as running:
         yield running
 
 

@@ -13,6 +13,7 @@ import pytest
 import trio
 import trio.testing
 
+from omnimind_trio.daemon import Daemon
 from omnimind_trio.exceptions import InvalidInput
 from omnimind_trio.models import (
     Conditions,
@@ -23,8 +24,13 @@ from omnimind_trio.models import (
     parse_task_spec,
 )
 from omnimind_trio.scheduling import ConditionState, TaskEntry
+from omnimind_trio.sensors import FakeSensors
 
+from .test_api import call, client, wait_for
+from .test_api_schedule import BASE, add, send
 from .test_scheduler import NOON, Harness, harness
+
+__all__ = ["client"]  # the fixture, re-used
 
 AWAY = 180.0
 
@@ -304,3 +310,49 @@ def test_conditions_are_validated_naming_what_is_wrong() -> None:
         with pytest.raises(InvalidInput) as caught:
             parse(conditions)
         assert str(caught.value) == message
+
+
+# -- over the API, on a whole daemon with fake sensors --------------------------------------
+
+
+async def test_conditions_over_the_api(client: Any, daemon: Daemon, sensors: FakeSensors) -> None:
+    body = {**BASE, "priority": "CRITICAL", "code": "def execute():\n    return 1"}
+    bad = {**body, "conditions": {"user_away": True, "on_wifi": True}}
+    assert await send(client, "POST", "/daemon/tasks/add", bad, 400) == {
+        "detail": "conditions: unknown name 'on_wifi' (known: user_away, on_ac_power, "
+        "unmetered_network)"
+    }
+    assert not daemon.has_task(BASE["task_id"])  # a refused add changes nothing
+
+    sensors.user_idle_seconds = 12.0  # the person is here
+    await wait_for(lambda: daemon.machine().conditions.user_idle_seconds.value == 12.0)
+    await add(client, conditions={"user_away": True}, priority="CRITICAL")
+    task_id = BASE["task_id"]
+    detail = await send(client, "GET", f"/daemon/tasks/{task_id}")
+    assert detail["conditions"] == {
+        "user_away": True,
+        "on_ac_power": False,
+        "unmetered_network": False,
+    }
+    assert detail["status"] == "waiting"
+    assert detail["waiting"]["reason"] == "condition"
+    assert (detail["waiting"]["condition"], detail["waiting"]["value"]) == ("user_away", 12.0)
+    assert detail["conditions_status"] == [
+        {
+            "name": "user_away",
+            "holds": False,
+            "value": 12.0,
+            "source": "fake",
+            "detail": "user_away: the person is present: no input for 12 s "
+            "(away after 180 s; from fake)",
+        }
+    ]
+    machine = await send(client, "GET", "/daemon/machine")
+    assert machine["conditions"]["holding"] == ["on_ac_power", "unmetered_network"]
+    metrics = (await (await call(client, "GET", "/metrics")).get_data()).decode()
+    assert "omnimind_user_idle_seconds 12.0" in metrics
+    assert "omnimind_network_metered 0.0" in metrics
+
+    patched = await send(client, "PATCH", f"/daemon/tasks/{task_id}", {"conditions": None})
+    assert patched["task"]["conditions"] is None
+    await wait_for(lambda: daemon.get_task(task_id).execution_count == 1)
