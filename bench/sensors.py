@@ -48,6 +48,7 @@ from omnimind_trio.sensors import (
     ScreenSaverIdle,
     SystemSensors,
 )
+from tests.dbus_fakes import private_bus  # the test suite's private dbus-daemon
 
 from .common import (
     REPO,
@@ -60,46 +61,13 @@ from .common import (
     with_repo_on_path,
 )
 
-BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={path}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"""
 Read = Callable[[], Awaitable[Any]]
-
-
-@contextlib.contextmanager
-def _bus(folder: Path) -> Iterator[str]:
-    folder.mkdir()
-    (folder / "bus.conf").write_text(BUS_CONFIG.format(path=folder / "bus"))
-    command = ["dbus-daemon", f"--config-file={folder / 'bus.conf'}", "--nofork", "--nosyslog"]
-    daemon = subprocess.Popen(
-        [*command, "--print-address=1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,  # (a warning that it cannot raise its fd limit)
-        text=True,
-    )
-    assert daemon.stdout is not None
-    try:
-        yield daemon.stdout.readline().strip()
-    finally:
-        daemon.kill()
-        daemon.wait()
-        daemon.stdout.close()
 
 
 @contextlib.contextmanager
 def _services(folder: Path) -> Iterator[dict[str, str]]:
     """The two buses and the fake services on them: the environ naming the buses."""
-    with _bus(folder / "session") as session, _bus(folder / "system") as system:
+    with private_bus(folder / "session") as session, private_bus(folder / "system") as system:
         env = with_repo_on_path(dict(os.environ))
         services = subprocess.Popen(
             [sys.executable, "-m", "bench._desktop_services", session, system],

@@ -47,7 +47,7 @@ def private_bus(folder: Path) -> Iterator[str]:
     config = folder / "bus.conf"
     config.write_text(BUS_CONFIG.format(path=folder / "bus"))
     bus = subprocess.Popen(
-        ["dbus-daemon", f"--config-file={config}", "--nofork", "--print-address=1"],
+        ["dbus-daemon", f"--config-file={config}", "--nofork", "--nosyslog", "--print-address=1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

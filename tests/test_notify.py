@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
-import subprocess
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
@@ -52,6 +50,7 @@ from omnimind_trio.notify import (
 )
 
 from .conftest import leave_a_running_record, make_settings
+from .dbus_fakes import private_bus
 
 DOCS = Path(__file__).parent.parent / "docs"
 HOOK = "http://127.0.0.1:9/hook"
@@ -639,41 +638,11 @@ async def test_without_a_session_bus_one_line_then_a_retry_later(
     assert desktop.skipped == 4
 
 
-BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={path}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"""
-
-
 @pytest.fixture
 def session_bus(tmp_path: Path) -> Iterator[str]:
     """A private session bus (no service activation): its address."""
-    if shutil.which("dbus-daemon") is None:
-        pytest.skip("dbus-daemon is not installed (apt-get install dbus)")
-    config = tmp_path / "bus.conf"
-    config.write_text(BUS_CONFIG.format(path=tmp_path / "bus"))
-    bus = subprocess.Popen(
-        ["dbus-daemon", f"--config-file={config}", "--nofork", "--print-address=1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert bus.stdout is not None
-    try:
-        yield bus.stdout.readline().strip()
-    finally:
-        bus.kill()
-        bus.wait()
-        bus.stdout.close()
+    with private_bus(tmp_path / "session") as address:
+        yield address
 
 
 class FakeNotificationServer:

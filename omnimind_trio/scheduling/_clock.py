@@ -9,6 +9,7 @@ it sleeps, so a wall-clock jump is noticed at the next wake-up.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import trio
@@ -39,3 +40,23 @@ class TrioWallClock:
 def deadline_for(clock: Clock, epoch: float) -> float:
     """The Trio deadline at which ``clock`` will read ``epoch``."""
     return trio.current_time() + (epoch - clock.now())
+
+
+async def on_a_grid(
+    interval: float,
+    step: Callable[[], Awaitable[object]],
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Call ``step`` now, report started, then every ``interval`` seconds for ever, on a
+    fixed grid (``sleep_until``: a slow step does not make it drift). When it falls behind
+    (the machine was suspended, a step was slow) it realigns rather than bursts."""
+    await step()
+    task_status.started()
+    next_tick = trio.current_time()
+    while True:
+        next_tick += interval
+        now = trio.current_time()
+        if next_tick < now:
+            next_tick = now + interval
+        await trio.sleep_until(next_tick)
+        await step()

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import trio
 
 from ..models import CONDITION_NAMES, Conditions, Reading, Surroundings
+from ._clock import on_a_grid
 from ._gates import Gate
 
 log = logging.getLogger(__package__)
@@ -208,13 +209,4 @@ class ConditionMonitor:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Sample now (so no task starts on conditions not measured yet), report started,
         then sample on a fixed grid for ever."""
-        await self.sample_now()
-        task_status.started()
-        next_tick = trio.current_time()
-        while True:
-            next_tick += self.interval
-            now = trio.current_time()
-            if next_tick < now:  # fell behind (suspend, a slow source): realign, no burst
-                next_tick = now + self.interval
-            await trio.sleep_until(next_tick)
-            await self.sample_now()
+        await on_a_grid(self.interval, self.sample_now, task_status)

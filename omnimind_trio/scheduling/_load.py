@@ -18,6 +18,7 @@ import psutil
 import trio
 
 from ..models import SystemMetrics
+from ._clock import on_a_grid
 
 log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
@@ -210,13 +211,4 @@ class LoadMonitor:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Sample now, report started, then sample on a fixed grid for ever."""
-        await self.sample_now()
-        task_status.started()
-        next_tick = trio.current_time()
-        while True:
-            next_tick += self.interval
-            now = trio.current_time()
-            if next_tick < now:  # we fell behind (machine suspended?): realign, no burst
-                next_tick = now + self.interval
-            await trio.sleep_until(next_tick)
-            await self.sample_now()
+        await on_a_grid(self.interval, self.sample_now, task_status)
