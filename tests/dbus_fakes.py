@@ -78,6 +78,12 @@ def private_buses(folder: Path) -> Iterator[Buses]:
         yield Buses(session, system)
 
 
+@pytest.fixture
+def buses(tmp_path: Path) -> Iterator[Buses]:
+    with private_buses(tmp_path / "buses") as addresses:
+        yield addresses
+
+
 Handler = Callable[[tuple[Any, ...]], tuple[str, tuple[Any, ...]]]
 """A method's behaviour: its call's body -> the reply's signature and body."""
 

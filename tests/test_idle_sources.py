@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,19 +25,15 @@ from .dbus_fakes import (
     MUTTER,
     Buses,
     answer,
+    buses,
     fake_logind,
     fake_mutter,
     fake_screensaver,
-    private_buses,
     serving,
     set_logind,
 )
 
-
-@pytest.fixture
-def buses(tmp_path: Path) -> Iterator[Buses]:
-    with private_buses(tmp_path / "buses") as addresses:
-        yield addresses
+__all__ = ["buses"]  # the fixture, re-used
 
 
 # -- mutter ------------------------------------------------------------------------

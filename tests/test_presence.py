@@ -5,7 +5,6 @@ clock, then end to end through SystemSensors against fake services on private bu
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,13 +17,15 @@ from omnimind_trio.sensors import REPROBE_SECONDS, Presence, SourceFailed, Syste
 from .dbus_fakes import (
     MUTTER,
     Buses,
+    buses,
     fake_logind,
     fake_mutter,
     fake_screensaver,
-    private_buses,
     serving,
     wait_gone,
 )
+
+__all__ = ["buses"]  # the fixture, re-used
 
 
 class FakeIdle:
@@ -160,12 +161,6 @@ async def test_unknown_from_the_start_is_news_for_no_one(
 
 
 # -- end to end: SystemSensors on private buses --------------------------------------
-
-
-@pytest.fixture
-def buses(tmp_path: Path) -> Iterator[Buses]:
-    with private_buses(tmp_path / "buses") as addresses:
-        yield addresses
 
 
 def idle_script(tmp_path: Path, value: str) -> str:

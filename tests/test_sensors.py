@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,18 +24,14 @@ from omnimind_trio.sensors import (
 from .conftest import make_settings
 from .dbus_fakes import (
     Buses,
+    buses,
     fake_logind,
     fake_networkmanager,
-    private_buses,
     serving,
     set_metered,
 )
 
-
-@pytest.fixture
-def buses(tmp_path: Path) -> Iterator[Buses]:
-    with private_buses(tmp_path / "buses") as addresses:
-        yield addresses
+__all__ = ["buses"]  # the fixture, re-used
 
 
 def battery_laptop(root: Path, online: str) -> Path:
