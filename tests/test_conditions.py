@@ -146,6 +146,37 @@ async def test_the_first_input_freezes_the_run_at_once_and_leaving_again_thaws_i
         assert s.h.scheduler.running_count == 0  # it finished its 100 s of work
 
 
+async def test_frozen_runs_give_their_slots_to_other_tasks_and_thaw_when_one_is_free(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with sensed() as s:  # max_concurrent 2
+        s.sense(idle=600.0)
+        for name in ("render", "encode"):
+            s.h.runner.durations[name] = 100
+            s.add(name, conditions={"user_away": True})
+        await trio.sleep(1)
+        assert s.h.scheduler.slots.running_gated == 2
+        s.sense(idle=0.0)  # the person is back: both frozen, their slots free
+        await trio.sleep(0.001)
+        assert [run.frozen for _, run in s.h.runner.runs] == [True, True]
+        s.h.runner.durations["report"] = 50
+        s.add("report")  # no conditions: it runs while the others are frozen
+        await trio.sleep(1)
+        assert s.h.runner.started("report") == [pytest.approx(1.0, abs=0.01)]
+
+        s.sense(idle=AWAY)  # gone again: one slot is free, one run thaws
+        await trio.sleep(0.001)
+        frozen = {name: run.frozen for name, run in s.h.runner.runs}
+        assert frozen == {"render": False, "encode": True, "report": False}
+        explained = s.h.scheduler.explain(s.h.scheduler.tasks["encode"])
+        assert explained is not None
+        assert explained["detail"] == "frozen until a slot is free to thaw it (2 of 2 in use)"
+        assert s.h.scheduler.running_count == 3  # a frozen run is still in flight
+        await trio.sleep(60)  # report ends: encode thaws in its slot
+        assert not dict(s.h.runner.runs)["encode"].frozen
+        assert s.h.scheduler.slots.running_gated == 2
+
+
 async def test_on_busy_cancel_and_continue_apply_to_conditions(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

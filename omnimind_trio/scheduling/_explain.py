@@ -20,12 +20,16 @@ def explain(
     if entry.runs:
         if all(run.frozen for run in entry.runs):
             failing = conditions.failing(entry.spec.conditions)
-            if gates.is_open(entry.spec.priority) and failing is not None:
-                closed = conditions.explain(failing)
-                detail = "frozen until " + closed["detail"].removeprefix("waiting for ")
-            else:
+            if not gates.is_open(entry.spec.priority):
                 closed = gates.explain(entry.spec.priority, now)
                 detail = "frozen until the machine is free again: " + closed["detail"]
+            elif failing is not None:
+                closed = conditions.explain(failing)
+                detail = "frozen until " + closed["detail"].removeprefix("waiting for ")
+            else:  # its slot went to another run while it was frozen
+                used, limit = slots.use(critical=entry.runs[-1].critical_slot)
+                closed = {"in_use": used, "limit": limit}
+                detail = f"frozen until a slot is free to thaw it ({used} of {limit} in use)"
             return {"reason": "frozen", **closed, "detail": detail, "expected_start": None}
         return None
     if entry.paused:

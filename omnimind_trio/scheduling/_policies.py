@@ -12,29 +12,37 @@ from ._conditions import LOST_WORDS, ConditionState
 from ._entry import Notify, TaskEntry
 from ._gates import GateSet
 from ._running import Running
+from ._slots import Slots
 
 
 def apply_on_busy(
     active: Iterable[tuple[TaskEntry, Running]],
     gates: GateSet,
     conditions: ConditionState,
+    slots: Slots,
     now: float,
     notify: Notify,
 ) -> None:
     """Freeze, cancel or let run the executions whose gate closed or whose task's
     conditions stopped holding; thaw the ones for which both hold again. Runs admitted
     without a gate (CRITICAL, run-now, forced) are left alone by the gates, and run-now and
-    forced runs by the conditions too."""
+    forced runs by the conditions too. A frozen run gives its slot back and thaws only
+    once it has one again (this pass comes before any new run starts)."""
     for entry, run in active:
         why = _stopped_by(entry, run, gates, conditions)
-        if why is None:
+        policy = entry.spec.on_busy
+        if why is None or (policy is OnBusy.CONTINUE and run.frozen):
+            if run.frozen and not run.holds_slot:
+                if slots.full(critical=run.critical_slot):
+                    continue  # frozen until a slot is free
+                slots.take(run)
             if run.thaw(now):
                 notify("execution_thawed", entry, run)
             continue
-        policy = entry.spec.on_busy
         if policy is OnBusy.FREEZE and entry.function is None:
             if run.freeze(now, why):
                 notify("execution_frozen", entry, run)
+            slots.give_back(run)
         elif policy is OnBusy.CANCEL:
             run.cancel(f"{why} (on_busy=cancel)")
 

@@ -44,6 +44,9 @@ class Running:
     """Admitted under its task's ``conditions`` (not a run-now or a forced run): ``on_busy``
     applies when one stops holding."""
     critical_slot: bool = False
+    holds_slot: bool = False
+    """It holds its slot (:class:`~._slots.Slots`): from its start until it ends or is
+    frozen."""
     """Holds a CRITICAL slot (decided at start: a PATCH of the priority must not move it)."""
     pauses: list[tuple[float, float | None]] = field(default_factory=list)
     freeze_reason: str | None = None

@@ -118,7 +118,8 @@ class Scheduler(TaskChanges):
 
     @property
     def running_count(self) -> int:
-        return self.slots.running
+        """Executions in flight, frozen ones included."""
+        return len(self._active)
 
     def find_run(self, execution_id: str) -> Running | None:
         """The execution in flight with that id, if it is one."""
@@ -266,7 +267,9 @@ class Scheduler(TaskChanges):
             self._nursery.start_soon(self._recorder, entry, due, trigger, reason)
 
     def _apply_gates(self, now: float) -> None:
-        apply_on_busy(self._active.values(), self.gates, self.conditions, now, self._notify)
+        apply_on_busy(
+            self._active.values(), self.gates, self.conditions, self.slots, now, self._notify
+        )
 
     def _dispatch(self, now: float) -> None:
         self._queues.dispatch(

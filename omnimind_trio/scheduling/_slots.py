@@ -12,7 +12,9 @@ from ._running import Running
 class Slots:
     """How many runs hold each kind of slot, against its limit. A run keeps the kind of
     slot it took at its start (``Running.critical_slot``), whatever its task's priority
-    becomes meanwhile."""
+    becomes meanwhile. A frozen run gives its slot back (two runs frozen for the day must
+    not keep every other task waiting); it takes one again to thaw, before any new run
+    starts."""
 
     gated: int
     """Limit of HIGH, MEDIUM and LOW runs at once (``max_concurrent``)."""
@@ -38,6 +40,9 @@ class Slots:
         return used >= limit
 
     def take(self, run: Running) -> None:
+        if run.holds_slot:
+            return
+        run.holds_slot = True
         if run.critical_slot:
             self.running_critical += 1
         else:
@@ -46,6 +51,10 @@ class Slots:
             self.catch_up_running += 1
 
     def give_back(self, run: Running) -> None:
+        """At the run's end, or while it is frozen (it takes one again to thaw)."""
+        if not run.holds_slot:
+            return
+        run.holds_slot = False
         if run.critical_slot:
             self.running_critical -= 1
         else:
