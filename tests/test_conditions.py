@@ -200,13 +200,25 @@ async def test_an_unknown_measurement_counts_as_holding_and_says_so(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with sensed() as s:
-        s.sense(idle=None, ac=None, metered=None)
+        s.sense(ac=False)  # the person is here, the laptop on battery
+        s.sense(idle=None, ac=None, metered=None)  # then no source answers
         s.add(
             "anyway",
             conditions={"user_away": True, "on_ac_power": True, "unmetered_network": True},
         )
+        # One failed read must not start every waiting task: the last known values stand
+        # for a minute.
+        for _ in range(59):
+            await trio.sleep(1)
+            s.sense()
+        assert s.h.runner.started("anyway") == []
+        explained = s.h.scheduler.explain(s.h.scheduler.tasks["anyway"])
+        assert explained is not None
+        assert (explained["condition"], explained["value"]) == ("user_away", 0.0)
         await trio.sleep(1)
-        assert s.h.runner.started("anyway") == [0.0]
+        s.sense()
+        await trio.sleep(0.001)
+        assert s.h.runner.started("anyway") == [pytest.approx(60.0, abs=0.01)]
         status = s.state.status(s.h.scheduler.tasks["anyway"].spec.conditions)
         assert [(c["name"], c["holds"], c["value"]) for c in status] == [
             ("user_away", True, None),
@@ -235,9 +247,16 @@ async def test_power_waits_out_the_dwell_and_the_first_reading_needs_none(
     assert not state.holds("on_ac_power")
     assert state.update(on_ac, 12.0)
     assert state.holds("on_ac_power")
-    # Unknown in between, then known again: the new value at once.
+    # Unknown for a moment: the last known value stands, and the dwell applies.
     state.update(Surroundings(), 13.0)
+    assert state.holds("on_ac_power")
     state.update(on_battery, 14.0)
+    assert state.holds("on_ac_power")
+    # Unknown for over a minute: it holds, then the first known value counts at once.
+    state.update(Surroundings(), 20.0)
+    state.update(Surroundings(), 80.0)
+    assert state.reading("on_ac_power").value is None and state.holds("on_ac_power")
+    state.update(on_battery, 81.0)
     assert not state.holds("on_ac_power")
 
 

@@ -14,10 +14,11 @@ load monitor; the daemon gives it the sensors of :mod:`omnimind_trio.sensors`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import trio
 
@@ -33,6 +34,10 @@ MEASURED_BY = {
     "unmetered_network": "network_metered",
 }
 """The measurement of :class:`~.models.Surroundings` each condition is judged by."""
+MEASUREMENTS: Final = tuple(f.name for f in dataclasses.fields(Surroundings))
+UNKNOWN_GRACE_SECONDS: Final = 60.0
+"""How long a measurement that was known keeps its last value once its source stops
+answering, before it counts as unknown (and so as holding)."""
 LOST_WORDS = {
     "user_away": "the person came back",
     "on_ac_power": "the machine went on battery",
@@ -53,6 +58,8 @@ class ConditionState:
     readings: Surroundings = field(default_factory=Surroundings)
     sampled_at: float = 0.0
     """When ``readings`` were taken (Trio time)."""
+    _unknown_since: dict[str, float] = field(default_factory=dict, repr=False)
+    """Since when each measurement that was known has been unknown."""
 
     @classmethod
     def create(
@@ -65,6 +72,12 @@ class ConditionState:
     def update(self, sample: Surroundings, now_monotonic: float) -> bool:
         """Take a new sample; True when any condition started or stopped holding."""
         before = self.holding()
+        sample = Surroundings(
+            **{
+                name: self._steady(name, getattr(sample, name), now_monotonic)
+                for name in MEASUREMENTS
+            }
+        )
         self._feed(self.power, self.readings.on_ac_power, sample.on_ac_power, now_monotonic)
         previous = self.readings.network_metered
         self._feed(
@@ -72,6 +85,19 @@ class ConditionState:
         )
         self.readings, self.sampled_at = sample, now_monotonic
         return self.holding() != before
+
+    def _steady(self, name: str, reading: Reading, now: float) -> Reading:
+        """``reading``, or the last known value while a measurement that was known has been
+        unknown less than UNKNOWN_GRACE_SECONDS (a source that missed one call, a
+        NetworkManager restarting): one failed read must not start every waiting task."""
+        previous: Reading = getattr(self.readings, name)
+        if reading.value is not None or previous.value is None:
+            self._unknown_since.pop(name, None)
+            return reading
+        since = self._unknown_since.setdefault(name, now)
+        if now - since >= UNKNOWN_GRACE_SECONDS:
+            return reading
+        return Reading(previous.value, previous.source, f"last known value ({reading.detail})")
 
     @staticmethod
     def _feed(gate: Gate, previous: Reading, reading: Reading, now: float) -> None:
