@@ -4,6 +4,7 @@ on private buses, the command one with real scripts."""
 from __future__ import annotations
 
 import os
+import random
 import time
 from pathlib import Path
 
@@ -66,23 +67,41 @@ def test_the_unit_is_told_by_how_fast_the_value_grows() -> None:
     # Unknown at first: read as milliseconds (too small if it is seconds: never away early).
     assert seconds.seconds(200, now=0.0) == 0.2
     assert millis.seconds(200_000, now=0.0) == 200.0
-    assert seconds.seconds(201, now=1.0) == 0.201  # under two seconds: still unknown
-    assert seconds.seconds(202, now=2.0) == 202.0  # 1 per second: seconds
-    assert millis.seconds(202_000, now=2.0) == 202.0  # 1000 per second: milliseconds
+    for t in (1.0, 2.0):  # under three seconds: still unknown
+        assert seconds.seconds(200 + int(t), now=t) == (200 + t) / 1000
+        millis.seconds(200_000 + int(1000 * t), now=t)
+    assert seconds.seconds(203, now=3.0) == 203.0  # 1 per second, sample after sample
+    assert millis.seconds(203_000, now=3.0) == 203.0  # 1000 per second: milliseconds
     assert (seconds.unit, millis.unit) == ("s", "ms")
     # An input between two readings (the value drops) starts the measure again.
     guess = UnitGuess()
     guess.seconds(5000, now=0.0)
     guess.seconds(300, now=1.5)
-    guess.seconds(1300, now=2.5)  # 1000 per second, but for one second only
-    assert guess.unit is None
+    guess.seconds(1300, now=2.5)
     guess.seconds(2300, now=3.5)
+    assert guess.unit is None  # 1000 per second, but for two seconds only
+    guess.seconds(3300, now=4.5)
     assert guess.unit == "ms"
     # An idle time that does not grow (a busy person, in seconds) decides nothing.
     still = UnitGuess()
     for t in range(10):
         assert still.seconds(0, now=float(t)) == 0.0
     assert still.unit is None
+
+
+def test_a_person_typing_on_kde_is_never_taken_for_seconds() -> None:
+    """KDE answers milliseconds; while the person types they are small and random. Read as
+    seconds they would make the person 'away' after 180 ms (the review's finding: the old
+    guess took them for seconds in 185 runs of 200)."""
+    rng = random.Random(14)
+    for run in range(200):
+        guess, now, last_input, next_input = UnitGuess(), 0.0, 0.0, 0.0
+        for _ in range(600):  # five minutes of samples every 0.5 s
+            now += 0.5
+            while next_input < now:  # an input every 150 ms on average
+                last_input, next_input = next_input, next_input + rng.expovariate(1 / 0.15)
+            guess.seconds(int(1000 * (now - last_input)), now)
+        assert guess.unit != "s", f"run {run}"
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@
 ``GetSessionIdleTime`` answers seconds by the specification, and milliseconds in KDE
 Plasma (at ``/ScreenSaver`` as well as ``/org/freedesktop/ScreenSaver``). Which one is
 told apart by how fast the value grows while nobody types: about 1000 per second or 1
-per second, over at least MIN_SPAN_SECONDS. Until that is known the value is read as
+per second, sample after sample over MIN_SPAN_SECONDS. Until then the value is read as
 milliseconds: seconds read that way are too small, so the person is never taken for away
 too early (at worst later, by the couple of seconds the guess takes).
 """
@@ -20,7 +20,10 @@ from ._source import SourceFailed, unsigned
 SCREENSAVER: Final = "org.freedesktop.ScreenSaver"
 PATHS: Final = ("/org/freedesktop/ScreenSaver", "/ScreenSaver")
 """Tried in this order; the one that answered is asked first from then on."""
-MIN_SPAN_SECONDS: Final = 2.0
+MIN_SPAN_SECONDS: Final = 3.0
+"""How long the value must grow like one unit, sample after sample, before it is decided."""
+SECONDS_SLACK: Final = 1.0
+"""Off by this much from one per second is still seconds (the value is whole seconds)."""
 _NO_OBJECT: Final = {
     f"org.freedesktop.DBus.Error.{name}"
     for name in ("UnknownObject", "UnknownMethod", "UnknownInterface")
@@ -28,12 +31,15 @@ _NO_OBJECT: Final = {
 
 
 class UnitGuess:
-    """Tells milliseconds from seconds by the growth of successive values."""
+    """Tells milliseconds from seconds by the growth of successive values: the unit is
+    decided only once every sample over MIN_SPAN_SECONDS grew like it (a person typing on
+    KDE gives small random milliseconds, which must never pass for seconds)."""
 
     def __init__(self) -> None:
         self.unit: str | None = None
         """``ms``, ``s``, or None while unknown."""
         self._anchor: tuple[int, float] | None = None
+        self._like = {"s": True, "ms": True}
 
     def seconds(self, value: int, now: float) -> float:
         """``value`` in seconds, as far as the unit is known (milliseconds until then)."""
@@ -42,20 +48,26 @@ class UnitGuess:
         return float(value) if self.unit == "s" else value / 1000
 
     def _observe(self, value: int, now: float) -> None:
-        if self._anchor is None or value < self._anchor[0]:  # the first, or an input
-            self._anchor = (value, now)
+        if self._anchor is None:
+            self._start(value, now)
             return
         start, since = self._anchor
         span = now - since
-        if span < MIN_SPAN_SECONDS:
+        grown = value - start
+        like = {
+            "s": self._like["s"] and abs(grown - span) <= SECONDS_SLACK,
+            "ms": self._like["ms"] and abs(grown - 1000 * span) <= max(100.0, 100 * span),
+        }
+        if not any(like.values()):  # an input in between: measure again from here
+            self._start(value, now)
             return
-        rate = (value - start) / span
-        if rate >= 100:
-            self.unit = "ms"
-        elif 0 < rate <= 10:
-            self.unit = "s"
-        else:  # no growth (idle under a second, in seconds), or an input in between
-            self._anchor = (value, now)
+        self._like = like
+        if span >= MIN_SPAN_SECONDS:
+            self.unit = "ms" if like["ms"] else "s"
+
+    def _start(self, value: int, now: float) -> None:
+        self._anchor = (value, now)
+        self._like = {"s": True, "ms": True}
 
 
 class ScreenSaverIdle:
