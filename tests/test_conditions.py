@@ -220,12 +220,12 @@ async def test_an_unknown_measurement_counts_as_holding_and_says_so(
         await trio.sleep(0.001)
         assert s.h.runner.started("anyway") == [pytest.approx(60.0, abs=0.01)]
         status = s.state.status(s.h.scheduler.tasks["anyway"].spec.conditions)
-        assert [(c["name"], c["holds"], c["value"]) for c in status] == [
+        assert [(c.name, c.holds, c.value) for c in status] == [
             ("user_away", True, None),
             ("on_ac_power", True, None),
             ("unmetered_network", True, None),
         ]
-        assert all(c["detail"].endswith("counts as holding") for c in status)
+        assert all(c.detail.endswith("counts as holding") for c in status)
 
 
 async def test_power_waits_out_the_dwell_and_the_first_reading_needs_none(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..models import (
+    MEASUREMENTS,
     ConditionsNow,
     CpuSample,
     DaemonState,
@@ -67,11 +68,8 @@ def machine_view(
             sleep_window=SleepWindowGate(open=gates.in_sleep_window, window=str(gates.window)),
         ),
         conditions=ConditionsNow(
-            user_idle_seconds=readings.user_idle_seconds,
-            away_seconds=conditions.away_seconds,
-            on_ac_power=readings.on_ac_power,
-            network_metered=readings.network_metered,
-            holding=conditions.holding(),
+            **{name: getattr(readings, name) for name in MEASUREMENTS},
+            **{"away_seconds": conditions.away_seconds, "holding": conditions.holding()},
         ),
         cpu_history=[
             CpuSample(

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..models import ExecutionRecord, Outcome, Priority, Surroundings, SystemMetrics
+from ..models import MEASUREMENTS, ExecutionRecord, Outcome, Priority, Surroundings, SystemMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,22 +134,10 @@ class _LiveCollector(Collector):
             gates.add_metric([priority.value], float(priority in live.open_priorities))
         yield gates
         # Task conditions' measurements; a series is left out while it is unknown.
-        around = live.surroundings
-        for name, doc, value in (
-            (
-                "omnimind_user_idle_seconds",
-                "Seconds since the person last used keyboard or mouse.",
-                around.user_idle_seconds.value,
-            ),
-            ("omnimind_on_ac_power", "1 on mains power, 0 on battery.", around.on_ac_power.value),
-            (
-                "omnimind_network_metered",
-                "1 on a metered network connection, else 0.",
-                around.network_metered.value,
-            ),
-        ):
+        for name, doc in MEASUREMENTS.items():
+            value = getattr(live.surroundings, name).value
             if value is not None:
-                yield gauge(name, doc, float(value))
+                yield gauge(f"omnimind_{name}", doc, float(value))
         last = GaugeMetricFamily(
             "omnimind_last_success_timestamp_seconds",
             "When each task last succeeded (epoch seconds).",

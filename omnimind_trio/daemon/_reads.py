@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..models import (
-    ConditionStatus,
     DaemonState,
     Machine,
     TaskDetail,
@@ -65,10 +64,7 @@ class TaskReads:
             due=due,
             upcoming=upcoming,
             followed_by=self._scheduler.dependents(task_id),
-            conditions_status=[
-                ConditionStatus(**status)
-                for status in self._scheduler.conditions.status(entry.spec.conditions)
-            ],
+            conditions_status=self._scheduler.conditions.status(entry.spec.conditions),
         )
 
     def export_tasks(self) -> TaskExportBody:

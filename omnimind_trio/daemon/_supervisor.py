@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from ..models import DaemonState, Surroundings, SystemMetrics
+from ..models import MEASUREMENTS, DaemonState, Surroundings, SystemMetrics
 from ..scheduling import (
     Clock,
     ConditionMonitor,
@@ -258,11 +258,7 @@ class Supervisor:
 
     def _measurements(self) -> dict[str, object]:
         readings = self._conditions.readings
-        return {
-            "user_idle_seconds": readings.user_idle_seconds.value,
-            "on_ac_power": readings.on_ac_power.value,
-            "network_metered": readings.network_metered.value,
-        }
+        return {name: getattr(readings, name).value for name in MEASUREMENTS}
 
     def _publish_gates(self) -> None:
         gates, conditions = self._gates, self._conditions

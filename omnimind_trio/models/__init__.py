@@ -60,7 +60,7 @@ from ._queries import (
     TaskSortKey,
     integer_bounds,
 )
-from ._system import Reading, Surroundings, SystemMetrics
+from ._system import MEASUREMENTS, Reading, Surroundings, SystemMetrics
 from ._task import (
     IDENTITY_FIELDS,
     OPTION_FIELDS,
@@ -109,6 +109,7 @@ __all__ = [
     "IDENTITY_FIELDS",
     "MAX_LIMIT",
     "MAX_OFFSET",
+    "MEASUREMENTS",
     "OPTION_FIELDS",
     "OUTPUT_FIELDS",
     "PAGE_BOUNDS",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, create_model
 from pydantic.json_schema import SkipJsonSchema
 
 from ._enums import DaemonState, Outcome
-from ._system import Reading
+from ._system import MEASUREMENTS, Reading
 from ._time import Instant, Measure
 from ._views import Response, TaskDetail
 
@@ -65,15 +65,15 @@ class CpuSample(Response):
     external_cpu_percent: Measure = Field(description="All but the daemon and its tasks")
 
 
-class ConditionsNow(Response):
-    """What tasks' ``conditions`` are judged by now: each measurement with its source
-    (a null ``value``: unknown, and ``detail`` says why; an unknown one counts as holding)."""
-
-    user_idle_seconds: Reading = Field(description="Since the last keyboard or mouse input")
-    away_seconds: float = Field(description="The person is away after this long idle")
-    on_ac_power: Reading = Field(description="true on mains power, false on battery")
-    network_metered: Reading = Field(description="true on a metered connection")
-    holding: list[str] = Field(description="The conditions that hold now")
+ConditionsNow: type[Response] = create_model(  # type: ignore[call-overload]
+    "ConditionsNow",
+    __base__=Response,
+    __doc__="What tasks' ``conditions`` are judged by now: each measurement with its source "
+    "(a null ``value``: unknown, and ``detail`` says why; an unknown one counts as holding).",
+    **{name: (Reading, Field(description=doc)) for name, doc in MEASUREMENTS.items()},
+    away_seconds=(float, Field(description="The person is away after this long idle")),
+    holding=(list[str], Field(description="The conditions that hold now")),
+)
 
 
 class Machine(Response):
@@ -84,5 +84,5 @@ class Machine(Response):
     running: bool
     open_priorities: list[str]
     gates: Gates
-    conditions: ConditionsNow
+    conditions: ConditionsNow  # type: ignore[valid-type]
     cpu_history: list[CpuSample] = Field(description="The last 10 minutes, oldest first")

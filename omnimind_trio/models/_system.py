@@ -3,7 +3,8 @@ person's presence, the power supply, the network)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Final
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +40,20 @@ UNKNOWN = Reading(None, None, "not measured yet")
 
 @dataclass(frozen=True, slots=True)
 class Surroundings:
-    """One sample of what a task's ``conditions`` depend on."""
+    """One sample of what a task's ``conditions`` depend on. Each field's ``doc`` is its
+    description in the API, the OpenAPI document and ``/metrics`` (``omnimind_<name>``)."""
 
-    user_idle_seconds: Reading = UNKNOWN
-    """Seconds since the person last used keyboard or mouse (a float)."""
-    on_ac_power: Reading = UNKNOWN
-    """True on mains power (or with no battery at all), False on battery."""
-    network_metered: Reading = UNKNOWN
-    """True on a metered connection (a phone's hotspot, a capped plan)."""
+    user_idle_seconds: Reading = field(
+        default=UNKNOWN,
+        metadata={"doc": "Seconds since the person last used keyboard or mouse."},
+    )
+    on_ac_power: Reading = field(
+        default=UNKNOWN, metadata={"doc": "1 on mains power (or with no battery), 0 on battery."}
+    )
+    network_metered: Reading = field(
+        default=UNKNOWN, metadata={"doc": "1 on a metered network connection, else 0."}
+    )
+
+
+MEASUREMENTS: Final = {f.name: str(f.metadata["doc"]) for f in fields(Surroundings)}
+"""Each measurement of :class:`Surroundings` and its description."""

@@ -14,7 +14,6 @@ load monitor; the daemon gives it the sensors of :mod:`omnimind_trio.sensors`.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,14 @@ from typing import Any, Final, Protocol
 
 import trio
 
-from ..models import CONDITION_NAMES, Conditions, Reading, Surroundings
+from ..models import (
+    CONDITION_NAMES,
+    MEASUREMENTS,
+    Conditions,
+    ConditionStatus,
+    Reading,
+    Surroundings,
+)
 from ._clock import on_a_grid
 from ._gates import Gate
 
@@ -34,7 +40,6 @@ MEASURED_BY = {
     "unmetered_network": "network_metered",
 }
 """The measurement of :class:`~.models.Surroundings` each condition is judged by."""
-MEASUREMENTS: Final = tuple(f.name for f in dataclasses.fields(Surroundings))
 UNKNOWN_GRACE_SECONDS: Final = 60.0
 """How long a measurement that was known keeps its last value once its source stops
 answering, before it counts as unknown (and so as holding)."""
@@ -45,6 +50,7 @@ LOST_WORDS = {
 }
 """What happened when a condition stops holding (a cancelled run's reason says it)."""
 assert set(MEASURED_BY) == set(LOST_WORDS) == set(CONDITION_NAMES)
+assert set(MEASURED_BY.values()) == set(MEASUREMENTS)
 
 
 @dataclass
@@ -177,18 +183,18 @@ class ConditionState:
             )
         return found
 
-    def status(self, conditions: Conditions | None) -> list[dict[str, Any]]:
+    def status(self, conditions: Conditions | None) -> list[ConditionStatus]:
         """Each condition a task asks for, with where it stands now."""
         if conditions is None:
             return []
         return [
-            {
-                "name": name,
-                "holds": self.holds(name),
-                "value": self.reading(name).value,
-                "source": self.reading(name).source,
-                "detail": self.describe(name),
-            }
+            ConditionStatus(
+                name=name,
+                holds=self.holds(name),
+                value=self.reading(name).value,
+                source=self.reading(name).source,
+                detail=self.describe(name),
+            )
             for name in conditions.required
         ]
 
