@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -175,3 +176,27 @@ def test_constructing_the_sensors_loads_no_dbus_library() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "False"
+
+
+async def test_slow_power_supplies_are_read_in_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An AC adapter that takes milliseconds to answer (ACPI in the embedded controller)
+    must not hold the event loop at every sample."""
+    power = battery_laptop(tmp_path / "power", online="1")
+    sensors = SystemSensors(idle_sources=(), power_supply_dir=power, environ={})
+    loop_thread = threading.get_ident()
+    readers: list[int] = []
+    real_read = sensors.power.read
+
+    def slow_read() -> Reading:
+        readers.append(threading.get_ident())
+        time.sleep(0.005)
+        return real_read()
+
+    monkeypatch.setattr(sensors.power, "read", slow_read)
+    for _ in range(3):
+        assert (await sensors.sample()).on_ac_power.value is True
+    await sensors.aclose()
+    assert readers[0] == loop_thread  # the first read shows it is slow
+    assert loop_thread not in readers[1:] and sensors.power_in_thread

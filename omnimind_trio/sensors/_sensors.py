@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
+
+import trio
 
 from ..dbus import BusClient
-from ..models import Surroundings
+from ..models import Reading, Surroundings
 from ._bus_sources import LogindIdle, MutterIdle
 from ._command import CommandIdle
 from ._network import NetworkSensor
@@ -16,6 +20,8 @@ from ._power import PowerSensor
 from ._presence import REPROBE_SECONDS, Presence
 from ._screensaver import ScreenSaverIdle
 from ._source import IDLE_SOURCES, IdleSource
+
+log = logging.getLogger(__package__)
 
 
 class Sensors(Protocol):
@@ -40,6 +46,10 @@ class SensorSettings(Protocol):
     def user_idle_command(self) -> str | None: ...
     @property
     def power_supply_dir(self) -> Path: ...
+
+
+SLOW_POWER_SECONDS: Final = 0.002
+"""A power read longer than this moves power reads off the event loop."""
 
 
 class SystemSensors:
@@ -75,6 +85,7 @@ class SystemSensors:
         )
         self.network = NetworkSensor(self.system_bus, retry_seconds=reprobe_seconds)
         self.power = PowerSensor(power_supply_dir)
+        self.power_in_thread = False
 
     @classmethod
     def from_settings(
@@ -93,8 +104,21 @@ class SystemSensors:
         # back). A NetworkManager that does not answer is asked again only after a while.
         idle = await self.presence.read()
         network = await self.network.read()
-        power = self.power.read()
-        return Surroundings(idle, power, network)
+        return Surroundings(idle, await self._read_power(), network)
+
+    async def _read_power(self) -> Reading:
+        """On the loop while the kernel answers fast (tens of microseconds); in a worker
+        thread from the first read over SLOW_POWER_SECONDS: on some laptops reading an AC
+        adapter's ``online`` evaluates ACPI in the embedded controller, for milliseconds."""
+        if self.power_in_thread:
+            return await trio.to_thread.run_sync(self.power.read)
+        started = time.perf_counter()
+        reading = self.power.read()
+        took = time.perf_counter() - started
+        if took > SLOW_POWER_SECONDS:
+            self.power_in_thread = True
+            log.info("the power supplies answer slowly (%.1f ms): read in a thread", took * 1e3)
+        return reading
 
     async def aclose(self) -> None:
         await self.session_bus.aclose()
