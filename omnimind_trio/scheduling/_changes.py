@@ -91,9 +91,9 @@ class TaskChanges:
         old = entry.spec
         self._followers.unlink(entry)  # by the old definition's after
         waiting = entry.ready_since is not None
-        if waiting and spec.priority is not old.priority:
-            # Move it to its new priority's queue, keeping how long it has waited (that is
-            # what max_delay_hours counts).
+        if waiting and (spec.priority is not old.priority or spec.conditions != old.conditions):
+            # Move it to its new priority's queue (or out of the tasks held for their
+            # conditions), keeping how long it has waited (what max_delay_hours counts).
             trigger, since = entry.ready_trigger, entry.ready_since
             self._unready(entry)
             entry.spec = spec

@@ -29,6 +29,10 @@ class ReadyQueues:
         """Run-now requests and tasks forced by ``max_delay_hours``: no gate applies."""
         self._catch_up: deque[TaskEntry] = deque()
         """Catch-ups of missed runs: released one at a time, each through its gate."""
+        self._held: dict[tuple[Priority, tuple[str, ...]], deque[TaskEntry]] = {}
+        """Due tasks whose ``conditions`` did not hold when their turn came, by priority
+        and the conditions they ask for: looked at again only once those hold, so a
+        hundred thousand tasks waiting for the person to leave cost a pass nothing."""
         self.pending = 0
         """Tasks in a queue (due, not running)."""
 
@@ -76,14 +80,21 @@ class ReadyQueues:
                 self._catch_up, _catches_up, slots, start, admit=admitted, limit=1, mixed=True
             )
         for priority in Priority:
-            if gates.is_open(priority):
-                self._drain(
-                    self._by_priority[priority],
-                    _queued_at(priority),
-                    slots,
-                    start,
-                    admit=conditions_hold,
-                )
+            if not gates.is_open(priority):
+                continue
+            belongs = _queued_at(priority)
+            for (held_priority, required), held in list(self._held.items()):
+                # The held went before the ones still queued: they are served first.
+                if held_priority is priority and all(conditions.holds(c) for c in required):
+                    self._drain(held, belongs, slots, start, admit=conditions_hold)
+                    if not held:
+                        del self._held[held_priority, required]
+            queue = self._by_priority[priority]
+            self._drain(queue, belongs, slots, start, admit=conditions_hold, park=self._park)
+
+    def _park(self, entry: TaskEntry) -> None:
+        required = entry.spec.conditions.required if entry.spec.conditions is not None else ()
+        self._held.setdefault((entry.spec.priority, required), deque()).append(entry)
 
     def _drain(
         self,
@@ -95,7 +106,10 @@ class ReadyQueues:
         admit: Callable[[TaskEntry], bool] = lambda entry: True,
         limit: int | None = None,
         mixed: bool = False,
+        park: Callable[[TaskEntry], None] | None = None,
     ) -> None:
+        """Start what ``queue`` may start, in order. An entry ``admit`` refuses is left in
+        place, or handed to ``park`` (taken out of the queue)."""
         started = 0
         index = 0
         while index < len(queue) and (limit is None or started < limit):
@@ -109,7 +123,11 @@ class ReadyQueues:
             if not admit(entry):
                 # Its conditions (or, in the catch-up queue, its gate) do not hold: the
                 # ones behind it may still start.
-                index += 1
+                if park is None:
+                    index += 1
+                else:
+                    del queue[index]
+                    park(entry)
                 continue
             if full:
                 index += 1  # the run-now and catch-up queues mix both kinds of slot:
