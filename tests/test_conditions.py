@@ -406,3 +406,23 @@ async def test_conditions_over_the_api(client: Any, daemon: Daemon, sensors: Fak
     patched = await send(client, "PATCH", f"/daemon/tasks/{task_id}", {"conditions": None})
     assert patched["task"]["conditions"] is None
     await wait_for(lambda: daemon.get_task(task_id).execution_count == 1)
+
+
+async def test_unplugged_a_moment_a_running_task_goes_on_but_no_new_one_starts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with sensed(open_seconds=5.0, close_seconds=3.0) as s:
+        s.h.runner.durations["sync"] = 100
+        s.add("sync", conditions={"on_ac_power": True})
+        await trio.sleep(1)
+        s.sense(ac=False)  # the cable slips out
+        s.add("backup", conditions={"on_ac_power": True})
+        await trio.sleep(1)
+        s.sense()
+        [(_, sync)] = [r for r in s.h.runner.runs if r[0] == "sync"]
+        assert not sync.frozen  # within the close dwell: a blip spares it
+        assert s.h.runner.started("backup") == []  # but nothing new starts on battery
+        s.sense(ac=True)  # plugged back in
+        await trio.sleep(0.001)
+        assert s.h.runner.started("backup") == [pytest.approx(2.0, abs=0.01)]
+        assert not sync.frozen and sync.pauses == []

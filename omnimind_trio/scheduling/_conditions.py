@@ -76,8 +76,9 @@ class ConditionState:
         )
 
     def update(self, sample: Surroundings, now_monotonic: float) -> bool:
-        """Take a new sample; True when any condition started or stopped holding."""
-        before = self.holding()
+        """Take a new sample; True when any condition started or stopped holding or
+        admitting new runs."""
+        before = self._verdicts()
         sample = Surroundings(
             **{
                 name: self._steady(name, getattr(sample, name), now_monotonic)
@@ -90,7 +91,7 @@ class ConditionState:
             self.network, _negated(previous), _negated(sample.network_metered), now_monotonic
         )
         self.readings, self.sampled_at = sample, now_monotonic
-        return self.holding() != before
+        return self._verdicts() != before
 
     def _steady(self, name: str, reading: Reading, now: float) -> Reading:
         """``reading``, or the last known value while a measurement that was known has been
@@ -124,6 +125,9 @@ class ConditionState:
             return float(reading.value) >= self.away_seconds
         return (self.power if name == "on_ac_power" else self.network).is_open
 
+    def _verdicts(self) -> tuple[bool, ...]:
+        return tuple(f(name) for name in CONDITION_NAMES for f in (self.holds, self.admits))
+
     def holding(self) -> list[str]:
         """The conditions that hold now."""
         return [name for name in CONDITION_NAMES if self.holds(name)]
@@ -132,17 +136,31 @@ class ConditionState:
         reading: Reading = getattr(self.readings, MEASURED_BY[name])
         return reading
 
-    def failing(self, conditions: Conditions | None) -> str | None:
-        """The first of ``conditions`` that does not hold; None when all hold."""
+    def admits(self, name: str) -> bool:
+        """Whether a new run may start on condition ``name``: it holds, and for power and
+        network the latest reading agrees (the close dwell spares a running task a
+        blip; it must not let new ones start on battery or a metered network)."""
+        if not self.holds(name):
+            return False
+        value = self.reading(name).value
+        if value is None or name == "user_away":
+            return True
+        return bool(value) if name == "on_ac_power" else not value
+
+    def failing(self, conditions: Conditions | None, *, starting: bool = False) -> str | None:
+        """The first of ``conditions`` that does not hold (``starting``: that does not
+        admit a new run); None when all do."""
         if conditions is None:
             return None
+        judge = self.admits if starting else self.holds
         for name in conditions.required:
-            if not self.holds(name):
+            if not judge(name):
                 return name
         return None
 
     def allows(self, conditions: Conditions | None) -> bool:
-        return self.failing(conditions) is None
+        """Whether a new run may start under ``conditions``."""
+        return self.failing(conditions, starting=True) is None
 
     def describe(self, name: str) -> str:
         """Where condition ``name`` stands, in words, with its measurement and source."""

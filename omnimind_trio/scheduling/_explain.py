@@ -75,7 +75,9 @@ def explain(
             "run_by": run_by,
             "expected_start": _expected_start(entry, gates, now),
         }
-    failing = None if entry.bypasses_gates else conditions.failing(entry.spec.conditions)
+    failing = (
+        None if entry.bypasses_gates else conditions.failing(entry.spec.conditions, starting=True)
+    )
     if failing is not None:
         return {
             "reason": "condition",

@@ -85,7 +85,7 @@ class ReadyQueues:
             belongs = _queued_at(priority)
             for (held_priority, required), held in list(self._held.items()):
                 # The held went before the ones still queued: they are served first.
-                if held_priority is priority and all(conditions.holds(c) for c in required):
+                if held_priority is priority and all(conditions.admits(c) for c in required):
                     self._drain(held, belongs, slots, start, admit=conditions_hold)
                     if not held:
                         del self._held[held_priority, required]
