@@ -487,6 +487,12 @@ async (version) => {
       (s) => format.relative(new Date(Date.now() + s * 1000).toISOString())),
     duration: [null, 0.123, 4.5, 42, 125, 7384].map(format.duration),
     tail: logview.lastLines('a\nb\nc\n', 2),
+    // Output events that came while the log loaded: the log was read after the first two.
+    early: [
+      logview.notYetIn('tick 4\ntick 5\n', [['tick 4\n'], ['tick 5\n'], ['tick 6\n']]),
+      logview.notYetIn('tick 3\n', [['tick 4\n'], ['tick 5\n']]),
+      logview.notYetIn('tick 5\n', []),
+    ].map((chunks) => chunks.map(([text]) => text).join('')),
   };
 }
 """
@@ -517,6 +523,8 @@ def test_the_pages_words_and_the_field_an_error_names(
     assert words["relative"] == ["now", "in 30 s", "2 min ago", "in 5 min", "in 2 h", "3 d ago"]
     assert words["duration"] == ["—", "0.12 s", "4.5 s", "42 s", "2 min 5 s", "2 h 3 min"]
     assert words["tail"] == "b\nc\n"
+    # A line written between the log's read and its answer's arrival is not lost.
+    assert words["early"] == ["tick 6\n", "tick 4\ntick 5\n", ""]
     session.check()
 
 

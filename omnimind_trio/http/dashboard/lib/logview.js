@@ -125,10 +125,26 @@ export class LogView {
 }
 
 /**
+ * The output events of ``early`` that ``tail`` does not end with: the log was read at some
+ * point among them, so it holds a first run of them (their text, in order) and not the rest.
+ */
+export function notYetIn(tail, early) {
+  let joined = '';
+  let held = 0;
+  for (let k = 1; k <= early.length; k += 1) {
+    joined += early[k - 1][0];
+    if (tail.endsWith(joined)) held = k;
+  }
+  return early.slice(held);
+}
+
+/**
  * ``executionId``'s output in ``view``, followed while it runs, until ``signal`` aborts.
- * ``load()`` shows the log's last lines; output events that arrive before them are dropped
- * (the tail holds them), those after are appended. The daemon sends a run's last output
- * before its execution_finished, so the view is complete when the run ends.
+ * ``load()`` shows the log's last lines. Output events that arrive while it loads are kept
+ * aside: those the log already holds are left out, the others appended (dropping them lost
+ * a line written between the log's read and the answer's arrival); those after are
+ * appended. The daemon sends a run's last output before its execution_finished, so the view
+ * is complete when the run ends.
  */
 export class OutputFollower {
   constructor(view, executionId, {signal}) {
@@ -136,10 +152,12 @@ export class OutputFollower {
     this.executionId = executionId;
     this.signal = signal;
     this.ready = false;
+    this.early = [];
     const stop = subscribe((message) => {
-      if (!this.ready || message.type !== 'execution_output') return;
+      if (message.type !== 'execution_output') return;
       if (message.data?.execution_id !== executionId) return;
-      view.append(message.data.data, message.data.stream);
+      if (this.ready) view.append(message.data.data, message.data.stream);
+      else if (this.early.length < TAIL_LINES) this.early.push([message.data.data, message.data.stream]);
     });
     signal.addEventListener('abort', stop);
   }
@@ -155,6 +173,8 @@ export class OutputFollower {
     }
     if (this.signal.aborted) return;
     this.view.reset(text, {cut: newlines(text) >= TAIL_LINES});
+    for (const [data, stream] of notYetIn(text, this.early)) this.view.append(data, stream);
+    this.early = [];
     this.ready = true;
   }
 }
