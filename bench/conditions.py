@@ -12,7 +12,6 @@ stand for the person (the freeze that existed before, through the gate's dwell).
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
@@ -22,6 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+# The test suite's own helpers: the CPU-bound task, its process state, an atomic write.
+from tests.test_conditions_process import write
+from tests.test_idle import burn_code, state
+from tests.test_process import read_marker
 
 from .common import (
     PASSWORD,
@@ -38,17 +42,6 @@ from .common import (
     temp_home,
 )
 
-BURN = (
-    "def execute():\n    import json, os\n"
-    "    open({marker!r}, 'w').write(json.dumps({{'pid': os.getpid()}}))\n"
-    "    while True:\n        pass"
-)
-
-
-def _state(pid: int) -> str:
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().rsplit(")", 1)[1].split()[0]
-
 
 def _until(predicate: Any, timeout: float) -> float:
     started = time.monotonic()
@@ -59,20 +52,12 @@ def _until(predicate: Any, timeout: float) -> float:
     return time.monotonic() - started
 
 
-def _write(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_text(text)
-    partial.replace(path)
-
-
 def _burner(http: httpx.Client, workspace: Path, task_id: str, **fields: Any) -> int:
     marker = workspace / f"{task_id}.json"
     body = {"task_id": task_id, "name": task_id, "description": "", "timeout_seconds": 600,
-            "code": BURN.format(marker=str(marker)), **fields}  # fmt: skip
+            "code": burn_code(str(marker)), **fields}  # fmt: skip
     http.post("/daemon/tasks/add", json=body).raise_for_status()
-    _until(marker.exists, 60)
-    time.sleep(0.05)
-    return int(json.loads(marker.read_text())["pid"])
+    return int(read_marker(marker, timeout=60)["pid"])
 
 
 def _measure(cycles: int) -> tuple[list[float], list[float], list[float], list[float]]:
@@ -80,7 +65,7 @@ def _measure(cycles: int) -> tuple[list[float], list[float], list[float], list[f
     rng = random.Random(14)
     with temp_home() as home:
         idle = home / "idle_ms"
-        _write(idle, "600000\n")
+        write(idle, "600000\n")
         workspace = home / "workspace"
         workspace.mkdir(exist_ok=True)
         port = free_port()
@@ -99,11 +84,11 @@ def _measure(cycles: int) -> tuple[list[float], list[float], list[float], list[f
                           conditions={"user_away": True})  # fmt: skip
             for _ in range(cycles):
                 time.sleep(rng.uniform(0.3, 0.8))  # a random phase against the 0.5 s grid
-                _write(idle, "40\n")
-                freeze.append(_until(lambda: _state(pid) == "T", 10) * 1000)
+                write(idle, "40\n")
+                freeze.append(_until(lambda: state(pid) == "T", 10) * 1000)
                 time.sleep(rng.uniform(0.3, 0.8))
-                _write(idle, "200000\n")
-                thaw.append(_until(lambda: _state(pid) != "T", 10) * 1000)
+                write(idle, "200000\n")
+                thaw.append(_until(lambda: state(pid) != "T", 10) * 1000)
             http.post("/daemon/tasks/away/cancel")
             # The reference: the CPU-load gate, with busy loops standing for the person.
             pid = _burner(http, workspace, "busy", priority="HIGH")
@@ -114,12 +99,12 @@ def _measure(cycles: int) -> tuple[list[float], list[float], list[float], list[f
                     for _ in range(os.cpu_count() or 2)
                 ]
                 try:
-                    cpu_freeze.append(_until(lambda: _state(pid) == "T", 30) * 1000)
+                    cpu_freeze.append(_until(lambda: state(pid) == "T", 30) * 1000)
                 finally:
                     for user in users:
                         user.kill()
                         user.wait()
-                cpu_thaw.append(_until(lambda: _state(pid) != "T", 30) * 1000)
+                cpu_thaw.append(_until(lambda: state(pid) != "T", 30) * 1000)
     return freeze, thaw, cpu_freeze, cpu_thaw
 
 

@@ -39,11 +39,11 @@ from ..scheduling import (
     MetricsSource,
     Running,
     Scheduler,
-    SurroundingsSource,
     TaskEntry,
     calendar,
     check_run_now,
 )
+from ..sensors import Sensors
 from ..store import Store
 from ._builtin import apply_retention
 from ._events import EventBus
@@ -77,7 +77,7 @@ class Daemon(TaskReads, ExecutionReads):
         executor: Executor,
         clock: Clock,
         metrics_source: MetricsSource,
-        sensors: SurroundingsSource,
+        sensors: Sensors,
         nursery: trio.Nursery,
     ) -> None:
         self.settings = settings
@@ -104,7 +104,7 @@ class Daemon(TaskReads, ExecutionReads):
             close_seconds=settings.gate_close_seconds,
         )
         self._condition_monitor = ConditionMonitor(
-            sensors,
+            sensors.sample,
             settings.condition_sample_seconds,
             lambda sample: self._supervisor.on_conditions(sample),
         )

@@ -12,8 +12,8 @@ import trio
 from ..config import Settings
 from ..exceptions import StartupError
 from ..execution import open_executor
-from ..scheduling import Clock, MetricsSource, PsutilSource, SurroundingsSource, SystemClock
-from ..sensors import SystemSensors
+from ..scheduling import Clock, MetricsSource, PsutilSource, SystemClock
+from ..sensors import Sensors, SystemSensors
 from ..store import Store, is_url, open_store
 from ._builtin import register_builtins
 from ._daemon import Daemon
@@ -42,7 +42,7 @@ async def open_daemon(
     autostart: bool = True,
     clock: Clock | None = None,
     metrics_source: MetricsSource | None = None,
-    sensors: SurroundingsSource | None = None,
+    sensors: Sensors | None = None,
     store: Store | None = None,
 ) -> AsyncIterator[Daemon]:
     """Open the store and the task worker, load the tasks, and (unless ``autostart`` is

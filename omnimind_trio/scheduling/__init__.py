@@ -8,7 +8,7 @@ exceptions.
 
 from . import _calendar as calendar
 from ._clock import Clock, SystemClock, TrioWallClock, deadline_for
-from ._conditions import ConditionMonitor, ConditionState, SurroundingsSource
+from ._conditions import ConditionMonitor, ConditionState
 from ._entry import InProcessFunction, TaskEntry
 from ._gates import Gate, GateSet, SleepWindow, parse_weekdays
 from ._load import FakeSource, LoadMonitor, MetricsSource, PsutilSource
@@ -31,7 +31,6 @@ __all__ = [
     "Running",
     "Scheduler",
     "SleepWindow",
-    "SurroundingsSource",
     "SystemClock",
     "TaskEntry",
     "TrioWallClock",

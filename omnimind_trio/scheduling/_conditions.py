@@ -15,9 +15,9 @@ load monitor; the daemon gives it the sensors of :mod:`omnimind_trio.sensors`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import trio
 
@@ -224,37 +224,29 @@ def _negated(reading: Reading) -> Reading:
     return Reading(not reading.value, reading.source, reading.detail)
 
 
-class SurroundingsSource(Protocol):
-    """The sensors: one sample of presence, power and network; never raises but for
-    Cancelled, and bounded in time."""
-
-    async def sample(self) -> Surroundings: ...
-
-
 class ConditionMonitor:
-    """Samples ``source`` every ``interval`` seconds (on a fixed grid, as the load
-    monitor does) and calls ``on_sample`` with each."""
+    """Calls ``sample`` (the sensors': :class:`omnimind_trio.sensors.Sensors`) every
+    ``interval`` seconds, on a fixed grid as the load monitor does, and ``on_sample`` with
+    each result. The sensors promise not to raise; should they, the sample is skipped (the
+    conditions keep the previous one) and logged."""
 
     def __init__(
         self,
-        source: SurroundingsSource,
+        sample: Callable[[], Awaitable[Surroundings]],
         interval: float,
         on_sample: Callable[[Surroundings], None],
     ) -> None:
-        self.source = source
+        self._sample = sample
         self.interval = interval
         self._on_sample = on_sample
-        self.latest = Surroundings()
-        self.samples = 0
 
-    async def sample_now(self) -> Surroundings:
+    async def sample_now(self) -> None:
         try:
-            self.latest = await self.source.sample()
-        except Exception:  # the sensors promise not to raise; a bug must not stop the daemon
+            sample = await self._sample()
+        except Exception:  # a bug in a sensor must not stop the daemon
             log.exception("sampling the conditions failed; keeping the previous sample")
-        self.samples += 1
-        self._on_sample(self.latest)
-        return self.latest
+            return
+        self._on_sample(sample)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Sample now (so no task starts on conditions not measured yet), report started,
