@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -164,9 +165,9 @@ def write(path: Path, text: str) -> str:
     return str(path)
 
 
-def table_rows(out: str) -> dict[str, list[str]]:
-    """A printed table as {first column: cells}; the header row is keyed by its first cell."""
-    return {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+def cells(line: str) -> list[str]:
+    """A table row's cells (cells hold single spaces, columns are two or more apart)."""
+    return re.split(r"\s{2,}", line.strip())
 
 
 # -- the client commands against a real daemon -------------------------------------------------
@@ -221,10 +222,23 @@ def test_add_from_a_file_and_stdin_then_tasks_and_show(
 
     ran = cli(capsys, *at(served, "tasks", "--q", "add_"))
     assert ran.code == 0, ran.err
-    rows = table_rows(ran.out)
-    assert rows["ID"] == ["ID", "PRIORITY", "RUNS", "OK", "FAIL", "LAST", "RUN", "EVERY"]
-    assert rows["add_file"] == ["add_file", "LOW", "0", "0", "0", "-", "1d"]
-    assert rows["add_stdin"] == ["add_stdin", "LOW", "0", "0", "0", "-", "once"]
+    rows = {row[0]: row for row in map(cells, ran.out.splitlines())}
+    assert rows["ID"] == [
+        *("ID", "PRIORITY", "STATUS", "NEXT", "RUNS", "OK", "FAIL", "LAST RUN", "SCHEDULE")
+    ]
+    # Both LOW tasks are due and wait for the sleep window, twelve hours from now.
+    opening = rf"(today|tonight|tomorrow) {SLEEP_WINDOW[:5]}"
+    for task_id, schedule in (("add_file", "every 1d"), ("add_stdin", "once")):
+        status, next_run = rows[task_id][2:4]
+        assert rows[task_id][:3] == [task_id, "LOW", "waiting: sleep window"]
+        assert re.fullmatch(opening, next_run), (status, next_run)
+        assert rows[task_id][4:] == ["0", "0", "0", "-", schedule]
+    # Columns stay aligned: every row's cells start where the header's do.
+    lines = ran.out.splitlines()
+    starts = [lines[0].index(header) for header in ("PRIORITY", "STATUS", "NEXT", "SCHEDULE")]
+    for line in lines[1:3]:
+        assert [line[start - 2 : start] for start in starts] == ["  "] * 4
+        assert all(line[start] != " " for start in starts)
 
     ran = cli(capsys, *at(served, "--json", "tasks", "--priority", "low,high", "--sort", "name"))
     listed = ran.json()
@@ -248,6 +262,12 @@ def test_add_from_a_file_and_stdin_then_tasks_and_show(
     assert fields["max cpu seconds"] == "30"
     assert fields["paused"] == "no"
     assert fields["last execution"] == "-"
+    # Why it waits, in one sentence with the expected start in local time (not JSON).
+    assert fields["waiting"].startswith(f"waiting for the sleep window ({SLEEP_WINDOW})")
+    assert re.search(
+        rf"expected to start .* \(\d{{4}}-\d\d-\d\d {SLEEP_WINDOW[:5]}\)$", fields["waiting"]
+    )
+    assert "waiting reason" not in fields
     assert ran.out.endswith("\ncode:\n" + "".join(f"    {line}\n" for line in QUICK.splitlines()))
 
     detail = cli(capsys, *at(served, "--json", "show", "add_stdin")).json()
@@ -435,7 +455,8 @@ def test_credentials_from_the_environment_or_the_home_file(
     served: Served,
     tmp_path: Path,
 ) -> None:
-    # Nothing: the daemon says 401.
+    # No runtime file (it would give the served daemon's home) and nothing else: 401.
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "no-runtime"))
     assert cli(capsys, "--url", served.url, "status").code == 1
 
     monkeypatch.setenv("OMNIMIND_URL", served.url)  # the default --url

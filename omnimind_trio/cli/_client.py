@@ -150,9 +150,12 @@ class OmniMindClient:
         sort: str | None = None,
         limit: int | None = None,
         offset: int | None = None,
+        with_state: bool = False,
     ) -> dict[str, Any]:
         """``GET /daemon/tasks``; ``priority`` and ``status`` may be comma-separated lists,
-        ``sort`` a field name with ``-`` in front for descending order."""
+        ``sort`` a field name with ``-`` in front for descending order. ``with_state``:
+        the same tasks with their status, next run and why they wait (the dashboard's
+        ``GET /daemon/dashboard/tasks``, which takes the same parameters)."""
         params = {
             "priority": priority,
             "status": status,
@@ -161,7 +164,8 @@ class OmniMindClient:
             "limit": limit,
             "offset": offset,
         }
-        return self._json("GET", "/daemon/tasks", params=params)
+        path = "/daemon/dashboard/tasks" if with_state else "/daemon/tasks"
+        return self._json("GET", path, params=params)
 
     def add_task(
         self,

@@ -166,8 +166,11 @@ def _client_command(args: argparse.Namespace) -> int:
     from ._client import OmniMindClient, tls_context
     from ._render import RENDER, render_message
 
-    # --url and OMNIMIND_URL win; else the daemon this user runs, found from any directory.
-    found = None if args.url else find_daemon(os.environ)
+    # --url and OMNIMIND_URL win; else the daemon this user runs, found from any directory
+    # (whose home, with its credentials file, also serves a --url naming that daemon).
+    found = find_daemon(os.environ)
+    if found is not None and args.url and args.url.rstrip("/") != found.url.rstrip("/"):
+        found = None
     url = _check_url(args.url or (found.url if found else DEFAULT_URL))
     home = Path(found.home) if found else None
     auth = resolve_auth(args.user, args.password, os.environ, home=home)
@@ -206,6 +209,7 @@ def _call(client: OmniMindClient, args: argparse.Namespace, code: str | None) ->
             sort=args.sort,
             limit=args.limit,
             offset=args.offset,
+            with_state=not args.json,  # --json prints the API document's list, as it is
         )
     if command == "add":
         assert code is not None

@@ -9,9 +9,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
+from ._waiting import next_words, status_words, waiting_sentence
+
 EXECUTION_EVENTS: Final = ("execution_started", "execution_finished")
 _TIME_KEYS: Final = frozenset({"last_execution", "next_execution", "waiting_since", "time"})
 _REASON_WIDTH: Final = 60
+_SHOW_FIRST: Final = (
+    *("task_id", "name", "description", "priority", "status", "schedule", "next_execution"),
+    *("upcoming", "last_execution", "execution_count", "success_count", "failure_count"),
+)
+"""The fields ``omnimind show`` leads with (the waiting sentence goes after the status)."""
 
 
 def format_event(message: Mapping[str, Any], ident: str | None = None) -> str | None:
@@ -43,8 +50,18 @@ def _render_status(data: Mapping[str, Any]) -> None:
     print(_block(flat.items()))
 
 
-def _render_task(data: Mapping[str, Any]) -> None:
-    print(_block((k, v) for k, v in data.items() if k != "code"))
+def _render_task(data: Mapping[str, Any], now: datetime | None = None) -> None:
+    """A task's detail: its fields in local time, the waiting data as one sentence (with
+    the expected start where it differs from the due time), then its code."""
+    now = now or datetime.now().astimezone()
+    # Where it stands first, then its counters, then its definition as the daemon sent it.
+    fields: list[tuple[str, Any]] = [(key, data.get(key)) for key in _SHOW_FIRST if key in data]
+    if "waiting" in data:
+        after_status = 1 + next((i for i, (key, _) in enumerate(fields) if key == "status"), 0)
+        fields.insert(after_status, ("waiting", waiting_sentence(data, now)))
+    hidden = {*_SHOW_FIRST, "code", "waiting", "waiting_reason"}
+    fields += [(key, value) for key, value in data.items() if key not in hidden]
+    print(_block(fields))
     code = data.get("code")
     if code:
         print("code:")
@@ -52,28 +69,45 @@ def _render_task(data: Mapping[str, Any]) -> None:
             print(f"    {line}".rstrip())
 
 
-def _render_tasks(data: Mapping[str, Any]) -> None:
+def _render_tasks(data: Mapping[str, Any], now: datetime | None = None) -> None:
+    """The task table. With the tasks' state (``omnimind tasks`` reads the dashboard's
+    rows), STATUS says what a waiting task waits for and NEXT when it should start."""
     tasks = data.get("tasks", [])
     if not tasks:
         print("no tasks")
         return
-    rows = [
-        [
-            task["task_id"],
-            task["priority"],
-            str(task["execution_count"]),
-            str(task["success_count"]),
-            str(task["failure_count"]),
-            _when(task["last_execution"]),
-            _every(task["repeat_interval"]),
-        ]
-        for task in tasks
-    ]
-    headers = ["ID", "PRIORITY", "RUNS", "OK", "FAIL", "LAST RUN", "EVERY"]
-    print(_table(headers, rows, right={2, 3, 4}))
+    now = now or datetime.now().astimezone()
+    with_state = "status" in tasks[0]
+    rows = []
+    for task in tasks:
+        state = [status_words(task), next_words(task, now)] if with_state else []
+        rows.append(
+            [
+                task["task_id"],
+                task["priority"],
+                *state,
+                str(task["execution_count"]),
+                str(task["success_count"]),
+                str(task["failure_count"]),
+                _when(task["last_execution"]),
+                _schedule(task),
+            ]
+        )
+    state_headers = ["STATUS", "NEXT"] if with_state else []
+    headers = ["ID", "PRIORITY", *state_headers, "RUNS", "OK", "FAIL", "LAST RUN", "SCHEDULE"]
+    counters = len(state_headers) + 2
+    print(_table(headers, rows, right={counters, counters + 1, counters + 2}))
     total = data.get("total_tasks", len(tasks))
     if total != len(tasks):
         print(f"({len(tasks)} of {total} tasks)")
+
+
+def _schedule(task: Mapping[str, Any]) -> str:
+    """``every 4h`` for an interval, else the schedule in the daemon's words (a cron
+    time, ``after backup``, ``once``)."""
+    if task.get("repeat_interval") is not None:
+        return "every " + _every(task["repeat_interval"])
+    return str(task.get("schedule") or "once")
 
 
 def _render_history(data: Mapping[str, Any]) -> None:
@@ -165,6 +199,8 @@ def _value(key: str, value: Any) -> str:
         return ", ".join(_when(item) for item in value) or "-"
     if key == "conditions" and isinstance(value, dict):  # the ones asked for
         return ", ".join(name for name, asked in value.items() if asked) or "none"
+    if key == "followed_by" and isinstance(value, list):
+        return ", ".join(value) or "-"
     if key == "conditions_status" and isinstance(value, list):  # one line each
         lines = [f"{'holds' if c['holds'] else 'waits'}  {c['detail']}" for c in value]
         return "\n".join(lines) or "-"

@@ -33,7 +33,7 @@ def explain(
             return {"reason": "frozen", **closed, "detail": detail, "expected_start": None}
         return None
     if entry.paused:
-        return {"reason": "paused", "detail": "paused (POST .../resume to resume)"}
+        return {"reason": "paused", "detail": "paused until resumed"}
     if entry.ready_since is None:
         if entry.retry_at is not None and (
             entry.next_due is None or entry.retry_at <= entry.next_due
