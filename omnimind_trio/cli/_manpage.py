@@ -1,20 +1,45 @@
 """``omnimind man``: the manual page, in roff (man(7)), written from the parser.
 
-Every command with its synopsis and options comes from the parser, the environment and
-the exit statuses from the tables beside it (``_parser.ENVIRONMENT``, ``EXIT_STATUS``), the
-daemon's settings from :class:`~omnimind_trio.config.Settings`: a new option is in the
-manual without anyone writing it there.
+Every command with its synopsis and options comes from the parser, the exit statuses from
+``_parser.EXIT_STATUS``, the daemon's settings from :class:`~omnimind_trio.config.Settings`:
+a new option is in the manual without anyone writing it there.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Final
 
 from .._version import __version__
 from ..config import Settings
-from ._parser import ENVIRONMENT, EXIT_STATUS
+from ._parser import EXIT_STATUS
 from ._usage import walk
+
+ENVIRONMENT: Final = (
+    ("OMNIMIND_URL", "the daemon's base URL, when --url is not given"),
+    ("OMNIMIND_CACERT", "the PEM file of the CA to trust, when --cacert is not given"),
+    (
+        "OMNIMIND_DASHBOARD_USER",
+        "with OMNIMIND_DASHBOARD_PASS: the credentials, when --user is not given",
+    ),
+    ("OMNIMIND_DASHBOARD_PASS", "the password that goes with OMNIMIND_DASHBOARD_USER"),
+    (
+        "OMNIMIND_HOME",
+        "the daemon's home: its config/dashboard_auth.json holds the credentials (default: "
+        "the home of the daemon this user runs, from its runtime file, else the current "
+        "directory); for serve and credentials rotate, the home itself",
+    ),
+    ("OMNIMIND_TIMEZONE", "the time zone of next (and of the daemon)"),
+    (
+        "XDG_RUNTIME_DIR",
+        "the runtime file is $XDG_RUNTIME_DIR/omnimind/daemon.json (else "
+        "$XDG_STATE_HOME/omnimind/daemon.json, by default under ~/.local/state): the URL "
+        "and home of the daemon this user runs",
+    ),
+)
+"""The environment variables the client commands read; ``serve`` reads every setting as
+``OMNIMIND_<SETTING>`` too (docs/configuration.md)."""
 
 SERVE_EXIT_STATUS: Final = (
     "omnimind serve exits with 0 after a clean stop (SIGTERM, SIGINT), 1 when it cannot "
@@ -27,6 +52,8 @@ def manpage(parser: argparse.ArgumentParser) -> str:
     files and exit status."""
     lines = [
         f'.TH OMNIMIND 1 "" "omnimind {__version__}" "User Commands"',
+        ".nh",  # no hyphenation: options are copied from it
+        ".ad l",
         ".SH NAME",
         "omnimind \\- a local background-task daemon and its command line",
         ".SH SYNOPSIS",
@@ -52,7 +79,7 @@ def manpage(parser: argparse.ArgumentParser) -> str:
             _synopsis(sub),
             ".PP",
             _text(sub.description or text),
-            *_arguments(sub),
+            *_arguments(sub, with_help=False),
         ]
     settings = ", ".join(f"OMNIMIND_{name.upper()}" for name in Settings.model_fields)
     lines += [
@@ -103,21 +130,29 @@ def _synopsis(parser: argparse.ArgumentParser) -> str:
     return f"\\fB{_escape(parser.prog)}\\fR{_escape(rest)}"
 
 
-def _arguments(parser: argparse.ArgumentParser) -> list[str]:
-    """A tagged paragraph per option and argument (the hidden ones left out)."""
+def _arguments(parser: argparse.ArgumentParser, *, with_help: bool = True) -> list[str]:
+    """A tagged paragraph per argument, then per option (the hidden ones left out, and
+    ``--help`` but for the program's)."""
     lines = []
-    for action in parser._actions:
-        if action.help == argparse.SUPPRESS or isinstance(action, argparse._SubParsersAction):
+    actions = sorted(parser._actions, key=lambda action: bool(action.option_strings))
+    for action in actions:
+        if (
+            action.help == argparse.SUPPRESS
+            or isinstance(action, argparse._SubParsersAction)
+            or (isinstance(action, argparse._HelpAction) and not with_help)
+        ):
             continue
         lines += [".TP", _tag(action), _text((action.help or "").replace("%%", "%"))]
     return lines
 
 
 def _tag(action: argparse.Action) -> str:
-    if action.choices:
+    if isinstance(action.metavar, str):
+        value = action.metavar
+    elif action.choices:
         value = "{" + ",".join(map(str, action.choices)) + "}"
     else:
-        value = action.metavar if isinstance(action.metavar, str) else action.dest.upper()
+        value = action.dest.upper()
     if not action.option_strings:
         return f"\\fI{_escape(value)}\\fR"
     flags = ", ".join(f"\\fB{_escape(flag)}\\fR" for flag in action.option_strings)
@@ -130,6 +165,8 @@ def _escape(text: str) -> str:
 
 
 def _text(text: str) -> str:
-    """A paragraph's text line: backslashes escaped, a leading dot or quote made literal."""
+    """A paragraph's text line: backslashes escaped, `commands` in bold, a leading dot or
+    quote made literal."""
     text = " ".join(text.replace("\\", "\\e").split())
+    text = re.sub(r"`([^`]+)`", lambda m: f"\\fB{_escape(m[1])}\\fR", text)
     return "\\&" + text if text.startswith((".", "'")) else text

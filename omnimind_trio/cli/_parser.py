@@ -40,31 +40,6 @@ EXIT_STATUS: Final = (
 """The client commands' exit statuses (``omnimind serve`` has its own), for the help and
 the man page."""
 
-ENVIRONMENT: Final = (
-    ("OMNIMIND_URL", "the daemon's base URL, when --url is not given"),
-    ("OMNIMIND_CACERT", "the PEM file of the CA to trust, when --cacert is not given"),
-    (
-        "OMNIMIND_DASHBOARD_USER",
-        "with OMNIMIND_DASHBOARD_PASS: the credentials, when --user is not given",
-    ),
-    ("OMNIMIND_DASHBOARD_PASS", "the password that goes with OMNIMIND_DASHBOARD_USER"),
-    (
-        "OMNIMIND_HOME",
-        "the daemon's home: its config/dashboard_auth.json holds the credentials (default: "
-        "the home of the daemon this user runs, from its runtime file, else the current "
-        "directory); for serve and credentials rotate, the home itself",
-    ),
-    ("OMNIMIND_TIMEZONE", "the time zone of next (and of the daemon)"),
-    (
-        "XDG_RUNTIME_DIR",
-        "the runtime file is $XDG_RUNTIME_DIR/omnimind/daemon.json (else "
-        "$XDG_STATE_HOME/omnimind/daemon.json, by default under ~/.local/state): the URL "
-        "and home of the daemon this user runs",
-    ),
-)
-"""The environment variables the client commands read; ``serve`` reads every setting as
-``OMNIMIND_<SETTING>`` too (docs/configuration.md)."""
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
@@ -143,7 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the API with the daemon stopped (start it with POST /daemon/start)",
     )
     levels = ("DEBUG", "INFO", "WARNING", "ERROR")
-    serve.add_argument("--log-level", default="INFO", type=choice(levels), choices=levels)
+    serve.add_argument(
+        "--log-level",
+        default="INFO",
+        type=choice(levels),
+        choices=levels,
+        help="the least severe messages logged (default INFO)",
+    )
     serve.add_argument(
         "--log-format",
         default="text",
@@ -299,7 +280,12 @@ def _manners_commands(commands: Any) -> None:
         ),
     )
     completion.add_argument(
-        "shell", metavar="SHELL", nargs="?", type=choice(SHELLS), choices=SHELLS
+        "shell",
+        metavar="SHELL",
+        nargs="?",
+        type=choice(SHELLS),
+        choices=SHELLS,
+        help="bash, zsh or fish",
     )
     # What the scripts call for task ids: printed one per line, nothing when no daemon answers.
     completion.add_argument("--task-ids", action="store_true", help=argparse.SUPPRESS)
