@@ -106,8 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _complain(f"{exc.detail} (HTTP {exc.status_code})")
         if exc.status_code == 401:
             _complain(
-                "give the daemon's credentials with --user/--password, OMNIMIND_DASHBOARD_USER"
-                " and OMNIMIND_DASHBOARD_PASS, or OMNIMIND_HOME (its config/dashboard_auth.json)"
+                "give the daemon's credentials with --user (and --password-file, or at the "
+                "prompt), OMNIMIND_DASHBOARD_USER and OMNIMIND_DASHBOARD_PASS, or OMNIMIND_HOME "
+                "(its config/dashboard_auth.json)"
             )
         return EXIT_API_ERROR
     except ConnectionLost as exc:
