@@ -37,8 +37,9 @@ def bash_script(found: list[Command]) -> str:
             if positional.kind == "command":
                 body = f"_omnimind_choices {' '.join(n for n, _ in found[0].subcommands)}"
             if body:
-                # A repeated one (help's COMMAND...) matches any position: it is the first.
-                assert index == 0 or not positional.repeats, command
+                # A repeated one (help's COMMAND...) matches any position: it must be first.
+                if positional.repeats and index:
+                    raise ValueError(f"{command.key}: a repeated argument after another")
                 key = f"{command.key}|" + ("*" if positional.repeats else str(index))
                 places.setdefault(body, []).append(key)
     options: dict[str, list[str]] = {}

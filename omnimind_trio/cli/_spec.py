@@ -66,9 +66,7 @@ def commands(parser: argparse.ArgumentParser) -> list[Command]:
                 continue
             if isinstance(action, argparse._SubParsersAction):
                 children = tuple(
-                    (name, _first_clause(a.help or ""))
-                    for a in action._choices_actions
-                    for name in [a.dest]
+                    (a.dest, _first_clause(a.help or "")) for a in action._choices_actions
                 )
             elif action.option_strings:
                 options.append(_option(action))
@@ -76,10 +74,12 @@ def commands(parser: argparse.ArgumentParser) -> list[Command]:
                 positionals.append(_positional(action))
         found.append(Command(path, text, tuple(options), tuple(positionals), children))
     for command in found:  # what goes into the scripts unquoted
-        for word in (*command.path, *(n for n, _ in command.subcommands)):
-            assert WORD.fullmatch(word), word
-        for option in command.options:
-            assert all(WORD.fullmatch(w) for w in (*option.flags, *option.choices)), option
+        names = [*command.path, *(name for name, _ in command.subcommands)]
+        names += [word for o in command.options for word in (*o.flags, *o.choices)]
+        names += [choice for p in command.positionals for choice in p.choices]
+        for word in names:
+            if not WORD.fullmatch(word):
+                raise ValueError(f"{word!r} cannot go into a completion script unquoted")
     return found
 
 
