@@ -12,12 +12,14 @@ import getpass
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ..credentials import read_credentials_file
 from ._usage import UsageError
 
-Auth = tuple[str, str]
+if TYPE_CHECKING:  # the client (httpx) is imported by the client commands only
+    from ._client import Auth
+
 Prompt = Callable[[str], str]
 """Asks for ``user``'s password on the terminal."""
 
