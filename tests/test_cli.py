@@ -36,6 +36,7 @@ from omnimind_trio.cli._client import ApiError, ConnectionLost, OmniMindClient
 from omnimind_trio.cli._follow import follow_events
 from omnimind_trio.cli._logs import JsonFormatter, TextFormatter
 from omnimind_trio.cli._main import main, resolve_auth
+from omnimind_trio.cli._password import VISIBLE_WARNING
 from omnimind_trio.cli._render import format_event
 
 from .conftest import SLEEP_WINDOW
@@ -141,7 +142,11 @@ def basic(user: str, password: str) -> str:
 
 
 def at(served: Served, *args: str) -> list[str]:
-    return ["--url", served.url, "--user", USER, "--password", PASS, *args]
+    """``ARGS`` for the module's daemon; the password from a file (--password warns)."""
+    password_file = served.home.parent / "password"
+    if not password_file.exists():
+        password_file.write_text(PASS + "\n")
+    return ["--url", served.url, "--user", USER, "--password-file", str(password_file), *args]
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -719,7 +724,10 @@ def test_logs_follow_prints_one_line_per_execution_event(
 
         ran = cli(capsys, "--url", url, "--password", "wrong", "--user", USER, "logs", "-f")
         assert ran.code == 1
-        assert ran.err.splitlines()[0] == "omnimind: Not authenticated (HTTP 401)"
+        assert ran.err.splitlines()[:2] == [
+            VISIBLE_WARNING,
+            "omnimind: Not authenticated (HTTP 401)",
+        ]
 
 
 def ws_status(served: Served) -> int | None:

@@ -14,7 +14,7 @@ import os
 import re
 import ssl
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -23,12 +23,15 @@ import trio
 from pydantic import ValidationError
 
 from ..config import Settings
-from ..credentials import read_credentials_file
 from ..exceptions import OmniMindError
 from ..models import SCHEDULE_FIELDS
 from ._logs import configure_logging
 from ._parser import DEFAULT_URL, build_parser, given_options
+from ._password import VISIBLE_WARNING, resolve_auth, terminal_prompt
 from ._runtime import find_daemon
+from ._usage import UsageError, parse, print_help
+
+__all__ = ["UsageError", "main", "resolve_auth"]
 
 # The client side (httpx, trio-websocket, the rendering) is imported by the client
 # commands only: `omnimind serve` never needs it, and it was about 5 MB of the daemon's
@@ -42,10 +45,6 @@ EXIT_USAGE: Final = 2
 EXIT_UNREACHABLE: Final = 3
 
 
-class UsageError(Exception):
-    """The command line itself is wrong (exit status 2)."""
-
-
 class CommandFailed(Exception):
     """The command could not do what was asked, without an HTTP error (exit status 1)."""
 
@@ -56,9 +55,24 @@ class CommandFailed(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parse(parser, argv)
     except SystemExit as exc:  # --help, --version, usage errors: keep main() returning
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command == "help":
+        return print_help(parser, args.topic)
+    if args.command == "man":
+        from ._manpage import manpage
+
+        sys.stdout.write(manpage(parser))
+        return EXIT_OK
+    if args.command == "completion":
+        from ._completion import completion
+
+        try:
+            return completion(parser, args)
+        except UsageError as exc:
+            _complain(str(exc))
+            return EXIT_USAGE
     if args.command == "serve":
         return _serve(args)
     if args.command == "next":
@@ -67,7 +81,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return preview(args)
         except ValueError as exc:
-            parser.print_usage(sys.stderr)
             _complain(str(exc))
             return EXIT_USAGE
     if args.command == "credentials":
@@ -84,7 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except UsageError as exc:
-        parser.print_usage(sys.stderr)
         _complain(str(exc))
         return EXIT_USAGE
     except CommandFailed as exc:
@@ -94,8 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _complain(f"{exc.detail} (HTTP {exc.status_code})")
         if exc.status_code == 401:
             _complain(
-                "give the daemon's credentials with --user/--password, OMNIMIND_DASHBOARD_USER"
-                " and OMNIMIND_DASHBOARD_PASS, or OMNIMIND_HOME (its config/dashboard_auth.json)"
+                "give the daemon's credentials with --user (and --password-file, or at the "
+                "prompt), OMNIMIND_DASHBOARD_USER and OMNIMIND_DASHBOARD_PASS, or OMNIMIND_HOME "
+                "(its config/dashboard_auth.json)"
             )
         return EXIT_API_ERROR
     except ConnectionLost as exc:
@@ -173,7 +186,19 @@ def _client_command(args: argparse.Namespace) -> int:
         found = None
     url = _check_url(args.url or (found.url if found else DEFAULT_URL))
     home = Path(found.home) if found else None
-    auth = resolve_auth(args.user, args.password, os.environ, home=home)
+    reads_stdin = "-" in (getattr(args, "code_file", None), getattr(args, "batch_file", None))
+    if args.password_file == "-" and reads_stdin:
+        raise UsageError("standard input cannot hold both the password and the code or batch")
+    auth = resolve_auth(
+        args.user,
+        args.password,
+        os.environ,
+        home=home,
+        password_file=args.password_file,
+        prompt=terminal_prompt(url),
+    )
+    if args.password is not None:
+        print(VISIBLE_WARNING, file=sys.stderr)
     code = None
     if args.command == "add" or (args.command == "edit" and args.code_file is not None):
         code = _read_code(args.code_file)
@@ -316,32 +341,6 @@ def latest_execution(client: OmniMindClient, ident: str | None) -> dict[str, Any
             raise ApiError(404, f"No task or execution with id {ident!r}") from None
         raise
     raise CommandFailed(f"task {ident!r} has not run yet")
-
-
-def resolve_auth(
-    user: str | None,
-    password: str | None,
-    environ: Mapping[str, str],
-    *,
-    home: Path | None = None,
-) -> Auth | None:
-    """``--user``/``--password``, else the daemon's environment variables, else its
-    credentials file under ``OMNIMIND_HOME``, else under ``home`` (the home of the daemon
-    found by its runtime file), else under the current directory; else None."""
-    if user is not None or password is not None:
-        if user is None or password is None:
-            raise UsageError("--user and --password go together")
-        return user, password
-    env_user = environ.get("OMNIMIND_DASHBOARD_USER")
-    env_pass = environ.get("OMNIMIND_DASHBOARD_PASS")
-    if env_user and env_pass:
-        return env_user, env_pass
-    home = Path(environ.get("OMNIMIND_HOME") or home or Path.cwd())
-    try:
-        stored = read_credentials_file(home / "config" / "dashboard_auth.json")
-    except RuntimeError as exc:
-        raise UsageError(str(exc)) from None
-    return None if stored is None else (stored.user, stored.password)
 
 
 def _check_url(url: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import enum
-import math
 import os
 import typing
 from typing import Any, Final
@@ -22,30 +21,43 @@ from ..models import (
     field_description,
 )
 from ._logs import LOG_FORMATS
+from ._usage import Parser
+from ._values import choice, comma_list, finite_float, iterations, name_value
 
 PRIORITIES: Final = tuple(p.value for p in Priority)
+SHELLS: Final = ("bash", "zsh", "fish")
 DEFAULT_URL: Final = (
     f"http://{Settings.model_fields['host'].default}:{Settings.model_fields['port'].default}"
 )
 """Where ``omnimind serve`` listens by default."""
 
+EXIT_STATUS: Final = (
+    (0, "success"),
+    (1, "the daemon answered with an error, or the command could not do what was asked"),
+    (2, "usage error: an unknown command or option, a bad value, an unreadable file"),
+    (3, "the daemon cannot be reached (or its certificate does not verify)"),
+)
+"""The client commands' exit statuses (``omnimind serve`` has its own), for the help and
+the man page."""
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="omnimind",
         description=(
             "A local background-task daemon with a REST API. `omnimind serve` runs it; "
             "the other commands talk to a running daemon."
         ),
         epilog=(
-            "Credentials: --user/--password, else OMNIMIND_DASHBOARD_USER and "
-            "OMNIMIND_DASHBOARD_PASS, else $OMNIMIND_HOME/config/dashboard_auth.json "
-            "(OMNIMIND_HOME defaults to the home of the daemon this user runs, from its "
-            "runtime file, else the current directory). Exit status: 0 success, "
-            "1 API error, 2 usage error, 3 daemon not reachable."
+            "Credentials: --user with --password-file, --password or a prompt, else "
+            "OMNIMIND_DASHBOARD_USER and OMNIMIND_DASHBOARD_PASS, else "
+            "$OMNIMIND_HOME/config/dashboard_auth.json (OMNIMIND_HOME defaults to the home of "
+            "the daemon this user runs, from its runtime file, else the current directory). "
+            "Exit status: " + "; ".join(f"{code} {text}" for code, text in EXIT_STATUS) + ". "
+            "`omnimind help COMMAND` describes a command; `omnimind man` prints the manual."
         ),
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--url",
         default=os.environ.get("OMNIMIND_URL") or None,
@@ -65,10 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the server's JSON as is, for scripts"
     )
     parser.add_argument("--user", help="dashboard user name")
-    parser.add_argument("--password", help="dashboard password")
+    parser.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="read --user's password from FILE (- for standard input), without its one "
+        "trailing newline; with --user alone, it is asked for on a terminal",
+    )
+    parser.add_argument(
+        "--password",
+        help="dashboard password (other users see it in ps, and it stays in the shell "
+        "history: prefer --password-file)",
+    )
 
     # `--json` is also accepted after the command; SUPPRESS keeps the global one otherwise.
-    output = argparse.ArgumentParser(add_help=False)
+    output = Parser(add_help=False)
     output.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print the server's JSON"
     )
@@ -95,10 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve the API with the daemon stopped (start it with POST /daemon/start)",
     )
-    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    levels = ("DEBUG", "INFO", "WARNING", "ERROR")
+    serve.add_argument(
+        "--log-level",
+        default="INFO",
+        type=choice(levels),
+        choices=levels,
+        help="the least severe messages logged (default INFO)",
+    )
     serve.add_argument(
         "--log-format",
         default="text",
+        type=choice(LOG_FORMATS),
         choices=LOG_FORMATS,
         help="text lines for people (default) or one JSON object per line",
     )
@@ -126,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--description", default="", help='what it does (default: "")')
     add.add_argument(
         "--priority",
-        type=str.upper,
+        type=choice(PRIORITIES),
         choices=PRIORITIES,
         default="MEDIUM",
         help="CRITICAL, HIGH, MEDIUM (default) or LOW",
@@ -138,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--code-file", help="new code: a Python file, or - for stdin")
     edit.add_argument("--name", help="new name")
     edit.add_argument("--description", help="new description")
-    edit.add_argument("--priority", type=str.upper, choices=PRIORITIES, help="new priority")
+    edit.add_argument(
+        "--priority", type=choice(PRIORITIES), choices=PRIORITIES, help="new priority"
+    )
     edit.add_argument("--once", action="store_true", help="make it a one-shot task")
     _task_options(edit)
 
@@ -224,7 +256,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _credentials_command(commands)
+    _manners_commands(commands)
     return parser
+
+
+def _manners_commands(commands: Any) -> None:
+    """``help``, ``completion`` and ``man``: the command line describing itself."""
+    helper = commands.add_parser(
+        "help",
+        help="show the help of the program or of a command (as COMMAND --help does)",
+        description="Show the help of the program or of a command (as COMMAND --help does).",
+    )
+    helper.add_argument("topic", metavar="COMMAND", nargs="*", help="e.g. add, credentials rotate")
+    completion = commands.add_parser(
+        "completion",
+        help="print a shell completion script: bash, zsh or fish",
+        description=(
+            "Print a script completing omnimind's commands, options, choices and file names, "
+            "and the task ids of the running daemon, in bash, zsh or fish. "
+            'bash: eval "$(omnimind completion bash)" in ~/.bashrc; '
+            "zsh: omnimind completion zsh > ~/.zfunc/_omnimind (a directory in $fpath); "
+            "fish: omnimind completion fish > ~/.config/fish/completions/omnimind.fish."
+        ),
+    )
+    completion.add_argument(
+        "shell",
+        metavar="SHELL",
+        nargs="?",
+        type=choice(SHELLS),
+        choices=SHELLS,
+        help="bash, zsh or fish",
+    )
+    # What the scripts call for task ids: printed one per line, nothing when no daemon answers.
+    completion.add_argument("--task-ids", action="store_true", help=argparse.SUPPRESS)
+    commands.add_parser(
+        "man",
+        help="print the manual page (roff): omnimind man | man -l -",
+        description="Print omnimind's manual page, generated from its options, in roff "
+        "(man(7)): read it with `omnimind man | man -l -`, or install it with "
+        "`omnimind man > ~/.local/share/man/man1/omnimind.1`.",
+    )
 
 
 def _credentials_command(commands: Any) -> None:
@@ -291,7 +362,8 @@ def _add_option(parser: argparse.ArgumentParser, dest: str, hint: Any, help_text
     flag = "--" + dest.replace("__", "-").replace("_", "-")
     origin = typing.get_origin(base)
     if isinstance(base, type) and issubclass(base, enum.Enum):
-        parser.add_argument(flag, dest=dest, choices=[m.value for m in base], help=help_text)
+        values = [m.value for m in base]
+        parser.add_argument(flag, dest=dest, type=choice(values), choices=values, help=help_text)
     elif base is bool:  # --no-... too: an edit can turn a condition or desktop off
         parser.add_argument(
             flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text
@@ -321,39 +393,6 @@ def _add_option(parser: argparse.ArgumentParser, dest: str, hint: Any, help_text
     else:
         metavar = dest.rpartition("__")[2].upper()
         parser.add_argument(flag, dest=dest, metavar=metavar, help=help_text)
-
-
-def iterations(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
-    if not 1 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"must be 1 to 1000, not {value}")
-    return value
-
-
-def name_value(text: str) -> tuple[str, str]:
-    name, equals, value = text.partition("=")
-    if not equals or not name:
-        raise argparse.ArgumentTypeError(f"give NAME=VALUE, not {text!r}")
-    return name, value
-
-
-def comma_list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
-def finite_float(text: str) -> float:
-    """A float option's value; ``nan`` and ``inf`` are a usage error (JSON cannot carry
-    them, and no option means them)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
-    return value
 
 
 def given_options(args: argparse.Namespace) -> dict[str, Any]:
