@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("status", "show the daemon's state and load")
 
-    tasks = command("tasks", "list tasks with their counters")
+    tasks = command("tasks", "list tasks: status, next run, counters")
     tasks.add_argument("--priority", type=str.upper, help="only these, e.g. HIGH,CRITICAL")
     tasks.add_argument(
         "--status", help="only these: scheduled, waiting, running, frozen, paused, done"
