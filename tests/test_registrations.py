@@ -28,6 +28,7 @@ from omnimind_trio.models import (
     Outcome,
     Priority,
     TaskCounters,
+    TaskDetail,
     TaskSpec,
     Trigger,
 )
@@ -261,3 +262,16 @@ async def receiver() -> AsyncIterator[Receiver]:
         await nursery.start(receiver.serve)
         yield receiver
         nursery.cancel_scope.cancel()
+
+
+def test_the_api_reference_documents_the_registration_fields() -> None:
+    """docs/api.md's table of the execution record names every field of it (the
+    registration's among them), and the task detail's table its registration."""
+    api = (Path(__file__).parent.parent / "docs" / "api.md").read_text()
+    executions = api.split("## Executions", 1)[1].split("### Outcomes", 1)[0]
+    fields = ExecutionRecord.model_json_schema(mode="serialization")["properties"]
+    assert "registration_id" in fields and "registered_at" in fields
+    assert [name for name in fields if f"`{name}`" not in executions] == []
+    detail = api.split("## GET /daemon/tasks/{task_id}", 1)[1].split("## PATCH", 1)[0]
+    assert "registration_id" in TaskDetail.model_fields
+    assert "| `registration_id` |" in detail and '"registration_id": "' in detail
