@@ -186,10 +186,11 @@ class Store(Protocol):
     ) -> tuple[list[ExecutionRecord], int]:
         """A page of the records that match every filter given, and how many match.
 
-        ``since <= scheduled_at < until``. Newest ``scheduled_at`` first; among equal
-        ``scheduled_at``, the record last written by ``start_execution`` or
-        ``finish_execution`` first. The page skips ``offset`` records and holds at most
-        ``limit`` (both at least 0).
+        ``task_id``: every run of the id, whatever its registration; ``registration_id``:
+        one registration's runs (a task's own history). ``since <= scheduled_at < until``.
+        Newest ``scheduled_at`` first; among equal ``scheduled_at``, the record last written
+        by ``start_execution`` or ``finish_execution`` first. The page skips ``offset``
+        records and holds at most ``limit`` (both at least 0).
         """
         ...
 
