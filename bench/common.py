@@ -509,7 +509,7 @@ def fill_tasks(
     transaction (100k separate adds through the API would take minutes), written as the
     store writes them (its own column list and row conversion). The daemon loads them at
     start like any stored task; callers check it reports them all."""
-    from omnimind_trio.models import TaskCounters, TaskSpec
+    from omnimind_trio.models import TaskCounters, TaskSpec, new_registration_id
     from omnimind_trio.store import StoredTask
     from omnimind_trio.store._schema import TASK_COLUMNS, task_row
 
@@ -532,6 +532,7 @@ def fill_tasks(
                 paused=False,
                 created_at=now,
                 next_due=next_due(i),
+                registration_id=new_registration_id(),
             )
         )
         for i in range(count)

@@ -97,12 +97,15 @@ async def daemon(
 
 
 async def leave_a_running_record(settings: Settings, task_id: str, execution_id: str) -> None:
-    """What a kill -9 leaves behind: a record of ``task_id`` still marked running (the
-    daemon must not be open on ``settings``' database)."""
+    """What a kill -9 leaves behind: a record of the stored task ``task_id`` still marked
+    running (the daemon must not be open on ``settings``' database)."""
     async with open_store(settings.database_path) as store:
+        (task,) = [t for t in await store.load_tasks() if t.spec.task_id == task_id]
         record = ExecutionRecord(
             execution_id=execution_id,
             task_id=task_id,
+            registration_id=task.registration_id,
+            registered_at=task.created_at,
             trigger=Trigger.SCHEDULE,
             outcome=Outcome.RUNNING,
             scheduled_at=1.0,

@@ -214,6 +214,8 @@ async def test_a_start_kills_the_recorded_runs_left_running_and_spares_recycled_
                 ExecutionRecord(
                     execution_id=execution_id,
                     task_id="t",
+                    registration_id=None,  # a task no longer stored
+                    registered_at=None,
                     trigger=Trigger.SCHEDULE,
                     outcome=Outcome.RUNNING,
                     scheduled_at=1.0,

@@ -203,9 +203,12 @@ async def test_a_store_handed_to_the_daemon_outlives_it(
         await daemon.add_task(code_task("waits", "def execute():\n    return 2", Priority.LOW))
         await wait_for(lambda: daemon.get_task("ran").success_count == 1)
         listed = daemon.list_tasks().tasks
+        waits = daemon.get_task("waits")
     dead = ExecutionRecord(
         execution_id="dead",
         task_id="waits",
+        registration_id=waits.registration_id,
+        registered_at=waits.created_at,
         trigger=Trigger.SCHEDULE,
         outcome=Outcome.RUNNING,
         scheduled_at=1.0,

@@ -438,6 +438,31 @@ def test_a_task_after_another_says_what_it_waits_for_with_links(
     session.check()
 
 
+def test_a_task_page_follows_its_id_deleted_and_added_again(
+    spawn: Callable[..., Served], browser: Any
+) -> None:
+    """The page of a task whose id is deleted, then added again: it says so, and shows the
+    new task, whose history starts empty (the old runs are not its own)."""
+    served = spawn()
+    add(served, "report", "def execute():\n    return 1\n")
+    session = open_dashboard(browser, served)
+    page = session.page
+    page.goto("/#/task/report")
+    history = region(page, "History")
+    expect(history.locator("td[data-label=Trigger]")).to_have_text(["schedule"])
+    assert served.client().delete("/daemon/tasks/report").status_code == 200
+    expect(page.locator(".status-line")).to_have_text("This task was deleted. Its history stays.")
+    expect(page.get_by_role("button", name="Delete")).to_have_count(0)
+    add(served, "report", "def execute():\n    return 2\n", priority="LOW")
+    expect(page.locator(".status-line")).to_have_text(
+        "A new task was added under this id: its history starts empty."
+    )
+    expect(history).to_contain_text("It has not run yet.")
+    expect(region(page, "Latest run")).to_contain_text("It has not run yet.")
+    expect(page.get_by_role("button", name="Delete")).to_be_visible()
+    session.check()
+
+
 WORDS = r"""
 async (version) => {
   const form = await import(`/dashboard/${version}/lib/form.js`);

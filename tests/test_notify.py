@@ -36,6 +36,7 @@ from omnimind_trio.models import (
     Priority,
     TaskSpec,
     Trigger,
+    new_registration_id,
 )
 from omnimind_trio.notify import (
     STDERR_TAIL_BYTES,
@@ -67,10 +68,11 @@ def spec(task_id: str = "backup", notify: NotifySpec | None = None, **fields: An
 
 
 class Runs:
-    """Finished records of one task, one second apart."""
+    """Finished records of one task (one registration of it), one second apart."""
 
     def __init__(self, task_id: str = "backup") -> None:
         self.task_id = task_id
+        self.registration_id = new_registration_id()
         self.at = 1000.0
         self.records: list[ExecutionRecord] = []
 
@@ -81,6 +83,8 @@ class Runs:
         record = ExecutionRecord(
             execution_id=f"e{len(self.records)}",
             task_id=self.task_id,
+            registration_id=self.registration_id,
+            registered_at=1000.0,
             trigger=trigger,
             outcome=outcome,
             reason=None if outcome is Outcome.SUCCEEDED else f"it {outcome.value}",
@@ -119,7 +123,7 @@ class FakeSender:
         return [body["event"] for body in self.bodies]
 
 
-def no_history(task_id: str) -> Any:
+def no_history(record: ExecutionRecord) -> Any:
     async def read() -> list[ExecutionRecord]:
         return []
 
@@ -256,8 +260,8 @@ async def test_a_restarted_notifier_reads_the_history_once(
     reads: list[str] = []
     broken = False
 
-    async def history(task_id: str) -> list[ExecutionRecord]:
-        reads.append(task_id)
+    async def history(record: ExecutionRecord) -> list[ExecutionRecord]:
+        reads.append(record.task_id)
         if broken:
             raise OSError("disk I/O error")
         return [*reversed(past)]

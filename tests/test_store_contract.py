@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -117,11 +119,17 @@ def spec(task_id: str = "a", **fields: Any) -> TaskSpec:
     return TaskSpec(**values)
 
 
+def registration(task_id: str, n: int = 1) -> str:
+    """The ``n``-th registration of ``task_id``: 32 hex digits, as the daemon makes."""
+    return hashlib.md5(f"{task_id}/{n}".encode()).hexdigest()
+
+
 def task(task_id: str = "a", seq: int = 1, **fields: Any) -> StoredTask:
-    return StoredTask(
-        spec=spec(task_id), counters=TaskCounters(), seq=seq, paused=False, created_at=100.0,
-        next_due=200.0, **fields,
-    )  # fmt: skip
+    values: dict[str, Any] = {
+        "paused": False, "created_at": 100.0, "next_due": 200.0,
+        "registration_id": registration(task_id), **fields,
+    }  # fmt: skip
+    return StoredTask(spec=spec(task_id), counters=TaskCounters(), seq=seq, **values)
 
 
 def full_spec(task_id: str = "full") -> TaskSpec:
@@ -169,6 +177,7 @@ def full_task() -> StoredTask:
         paused=True,
         created_at=99.5,
         next_due=300.75,
+        registration_id=registration("full"),
         retry_at=320.5,
         retry_attempt=2,
     )
@@ -180,6 +189,8 @@ def record(
     values: dict[str, Any] = {
         "execution_id": f"e{i}",
         "task_id": task_id,
+        "registration_id": registration(task_id),
+        "registered_at": 100.0,
         "trigger": Trigger.SCHEDULE,
         "outcome": outcome,
         "scheduled_at": float(i),
@@ -195,6 +206,8 @@ def full_record() -> ExecutionRecord:
     return ExecutionRecord(
         execution_id="full-1",
         task_id="full",
+        registration_id=registration("full"),
+        registered_at=99.5,
         trigger=Trigger.RETRY,
         outcome=Outcome.FAILED,
         scheduled_at=10.0,
@@ -525,8 +538,129 @@ async def test_a_version_2_database_gets_the_process_columns(tmp_path: Path) -> 
         assert await store.running_processes() == {"e1": RunProcess(7, "boot/7")}
         assert await store.get_execution("e1") == record(1, "a", Outcome.RUNNING)
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == _sqlite_schema.SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == _sqlite_schema.SCHEMA_VERSION
     db.close()
+
+
+# -- registrations: a task id deleted and added again is another task ------------------------
+
+
+async def test_a_run_of_an_earlier_registration_changes_no_task(store: Store) -> None:
+    """A run in flight when its task is deleted, then added again under its id, ends
+    later: its record is written, under its own registration, and the new task's counters
+    and schedule are left alone; a crash's leftovers count for their own registration."""
+    first, second = registration("a", 1), registration("a", 2)
+    await store.insert_task(task("a"))
+    await store.start_execution(record(1, "a", Outcome.RUNNING), last_execution=1.0, next_due=50.0)
+    await store.start_execution(record(2, "a", Outcome.RUNNING), last_execution=2.0, next_due=50.0)
+    await store.delete_task("a")
+    await store.insert_task(task("a", 2, registration_id=second, created_at=300.0))
+    fresh = (await tasks_by_id(store))["a"]
+    await store.finish_execution(record(1, "a"), TaskCounters(9, 9, 0, last_execution=1.0))
+    await store.start_execution(
+        record(3, "a", Outcome.RUNNING), last_execution=3.0, next_due=60.0
+    )  # (e3: of the first registration, and it has not started before its delete)
+    assert (await tasks_by_id(store))["a"] == fresh
+    assert (await store.get_execution("e1")) == record(1, "a")  # written all the same
+    # A run of the new registration changes it.
+    ours = record(4, "a", Outcome.RUNNING, registration_id=second, registered_at=300.0)
+    await store.start_execution(ours, last_execution=4.0, next_due=70.0)
+    # A crash: e2, e3 (first registration) and e4 (second) were left running.
+    assert await store.close_interrupted(now=80.0) == 3
+    stored = (await tasks_by_id(store))["a"]
+    assert stored.counters == TaskCounters(1, 0, 1, last_execution=4.0)  # e4 only
+    assert stored.next_due == 70.0 and stored.registration_id == second
+    for execution_id, whose in (("e1", first), ("e2", first), ("e3", first), ("e4", second)):
+        got = await store.get_execution(execution_id)
+        assert got is not None and got.registration_id == whose, execution_id
+
+
+async def test_the_history_can_be_read_by_registration(store: Store) -> None:
+    """``registration_id`` selects one registration's runs (a task's history); with
+    ``task_id`` alone, every registration of the id; with both, those of the registration
+    if it is of that id."""
+    first, second = registration("a", 1), registration("a", 2)
+    for i in range(6):  # e0..e5: the first registration's, then the second's
+        whose = first if i < 3 else second
+        outcome = Outcome.FAILED if i in (1, 4) else Outcome.SUCCEEDED
+        await store.finish_execution(record(i, "a", outcome, registration_id=whose), TaskCounters())
+    await store.finish_execution(record(6, "b"), TaskCounters())
+    await store.finish_execution(record(7, "a", registration_id=None), TaskCounters())
+    assert await ids(store, registration_id=second) == ["e5", "e4", "e3"]
+    assert await ids(store, registration_id=first) == ["e2", "e1", "e0"]
+    assert await ids(store, task_id="a") == ["e7", "e5", "e4", "e3", "e2", "e1", "e0"]
+    assert await ids(store, task_id="a", registration_id=second) == ["e5", "e4", "e3"]
+    assert await ids(store, task_id="b", registration_id=second) == []
+    assert await ids(store, registration_id=registration("nobody")) == []
+    page, total = await store.list_executions(
+        registration_id=second, outcome=Outcome.SUCCEEDED, limit=1, offset=1
+    )
+    assert [r.execution_id for r in page] == ["e3"] and total == 2
+    page, total = await store.list_executions(registration_id=first, since=1, until=3, limit=1)
+    assert [r.execution_id for r in page] == ["e2"] and total == 2
+    assert await store.apply_retention(max_per_task=2, older_than=0.0) == 5  # per task id
+    assert await ids(store, task_id="a") == ["e7", "e5"]
+    assert await ids(store, registration_id=first) == []
+    assert await ids(store, registration_id=second) == ["e5"]
+
+
+async def test_a_version_3_database_gets_registrations(tmp_path: Path) -> None:
+    """The step to version 4: each stored task gets a registration, its runs due since it
+    was added get it too; the runs of deleted tasks, and those due before the stored task
+    of their id was added (an earlier task under that id), get none (NULL: unknown)."""
+    path = tmp_path / "v3.db"
+    async with _sqlite.open_sqlite_store(path) as store:
+        await store.insert_task(task("a"))  # created at 100
+        await store.insert_task(task("b", 2, created_at=5.0))
+        for i, task_id, outcome in [
+            (50, "a", Outcome.FAILED),  # before a was added: an earlier a's
+            (100, "a", Outcome.SUCCEEDED),  # due as it was added: its first run
+            (150, "a", Outcome.SUCCEEDED),
+            (160, "a", Outcome.RUNNING),  # a crash left it running
+            (10, "b", Outcome.SUCCEEDED),
+            (120, "gone", Outcome.SUCCEEDED),  # its task was deleted
+        ]:
+            await store.finish_execution(record(i, task_id, outcome), TaskCounters())
+        await store.set_schedule("a", next_due=None, paused=True)
+    with sqlite3.connect(path) as db:  # as version 3 wrote it: no registrations
+        db.execute("DROP INDEX executions_by_registration")
+        for table, column in [
+            ("tasks", "registration_id"),
+            ("executions", "registration_id"),
+            ("executions", "registered_at"),
+        ]:
+            db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        db.execute("PRAGMA user_version = 3")
+    db.close()
+
+    async with _sqlite.open_sqlite_store(path) as store:
+        tasks = await tasks_by_id(store)
+        a, b = tasks["a"].registration_id, tasks["b"].registration_id
+        assert re.fullmatch("[0-9a-f]{32}", a) and re.fullmatch("[0-9a-f]{32}", b) and a != b
+        assert tasks["a"].paused and tasks["a"].created_at == 100.0  # the rest as it was
+        assert await ids(store, registration_id=a) == ["e160", "e150", "e100"]
+        assert await ids(store, registration_id=b) == ["e10"]
+        for execution_id in ("e50", "e120"):
+            unknown = await store.get_execution(execution_id)
+            assert unknown is not None
+            assert (unknown.registration_id, unknown.registered_at) == (None, None)
+        mine = await store.get_execution("e150")
+        assert mine == record(150, "a", registration_id=a, registered_at=100.0)
+        assert await ids(store, task_id="a") == ["e160", "e150", "e100", "e50"]
+        # The crash's leftover counts for a; the unknown runs count for no task.
+        assert await store.close_interrupted(now=200.0) == 1
+        assert (await tasks_by_id(store))["a"].counters.failure_count == 1
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == _sqlite_schema.SCHEMA_VERSION
+        plan = db.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM executions WHERE registration_id = ?"
+            " ORDER BY scheduled_at DESC",
+            (a,),
+        ).fetchall()
+    db.close()
+    assert "executions_by_registration" in str(plan)
+    async with _sqlite.open_sqlite_store(path) as store:  # once only: the ids stay
+        assert (await tasks_by_id(store))["a"].registration_id == a
 
 
 async def test_history_is_newest_first_and_filtered(store: Store) -> None:
@@ -564,18 +698,23 @@ async def test_history_pages_add_up_to_the_whole(store: Store) -> None:
     assert await store.list_executions(offset=50, outcome=Outcome.FAILED) == ([], 4)
 
 
-async def test_recent_executions_are_each_tasks_latest_finished_newest_first(
+async def test_recent_executions_are_each_registrations_latest_finished_newest_first(
     store: Store,
 ) -> None:
     await fill(store)
     running = record(20, "a", Outcome.RUNNING)
     await store.start_execution(running, last_execution=20.0, next_due=None)
-    recent = await store.recent_executions(["a", "b", "nobody"], 3)
-    assert {task_id: [r.execution_id for r in page] for task_id, page in recent.items()} == {
-        "a": ["e9", "e7", "e5"],  # e20 runs: not finished
-        "b": ["e8", "e6", "e4"],
+    # A later registration of a: its runs are not the first one's, nor the other way.
+    again = registration("a", 2)
+    await store.finish_execution(record(21, "a", registration_id=again), TaskCounters())
+    a, b = registration("a"), registration("b")
+    recent = await store.recent_executions([a, b, again, registration("nobody")], 3)
+    assert {key: [r.execution_id for r in page] for key, page in recent.items()} == {
+        a: ["e9", "e7", "e5"],  # e20 runs: not finished
+        b: ["e8", "e6", "e4"],
+        again: ["e21"],
     }
-    assert recent["a"][0] == record(9, "a", Outcome.FAILED)
+    assert recent[a][0] == record(9, "a", Outcome.FAILED)
     assert await store.recent_executions([], 3) == {}
 
 

@@ -19,6 +19,7 @@ from ..execution import Executor
 from ..models import (
     DaemonState,
     Event,
+    ExecutionRecord,
     Priority,
     Status,
     StatusMetrics,
@@ -115,7 +116,7 @@ class Daemon(TaskReads, ExecutionReads):
             log_bytes=settings.max_log_bytes,
             publish=self._events.publish,
         )
-        self._prom = DaemonMetrics(self._live_state, lambda t: t in self._scheduler.tasks)
+        self._prom = DaemonMetrics(self._live_state, self._is_registered)
         self._runner = ExecutionRunner(
             settings,
             store=store,
@@ -166,7 +167,7 @@ class Daemon(TaskReads, ExecutionReads):
             scheduler=self._scheduler,
             writes=self._writes,
             events=self._events,
-            on_removed=self._prom.forget,
+            on_removed=self._forget,
         )
 
     # -- state -------------------------------------------------------------------------
@@ -221,6 +222,16 @@ class Daemon(TaskReads, ExecutionReads):
     def prometheus(self) -> bytes:
         """The metrics in Prometheus's text exposition format."""
         return self._prom.render()
+
+    def _forget(self, task_id: str) -> None:
+        """A task was deleted: drop its metrics series and its last verdict."""
+        self._prom.forget(task_id)
+        self._notifier.forget(task_id)
+
+    def _is_registered(self, record: ExecutionRecord) -> bool:
+        """Whether ``record``'s registration is the task registered under its id now."""
+        entry = self._scheduler.tasks.get(record.task_id)
+        return entry is not None and entry.registration_id == record.registration_id
 
     def _live_state(self) -> LiveState:
         return LiveState(

@@ -24,6 +24,7 @@ class ExecutionReads:
         query = query or ExecutionQuery()
         records, total = await self._store.list_executions(
             task_id=query.task_id,
+            registration_id=query.registration_id,
             outcome=query.outcome,
             since=query.since,
             until=query.until,

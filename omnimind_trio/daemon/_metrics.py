@@ -35,7 +35,9 @@ class LiveState:
 class DaemonMetrics:
     """One registry per daemon (never the global one: embedders may run several)."""
 
-    def __init__(self, live: Callable[[], LiveState], registered: Callable[[str], bool]) -> None:
+    def __init__(
+        self, live: Callable[[], LiveState], registered: Callable[[ExecutionRecord], bool]
+    ) -> None:
         self._registered = registered
         self.registry = CollectorRegistry(auto_describe=True)
         self.executions = Counter(
@@ -73,9 +75,10 @@ class DaemonMetrics:
     def observe(self, record: ExecutionRecord) -> None:
         if record.duration_seconds is not None:
             self.duration.observe(record.duration_seconds)
-        if not self._registered(record.task_id):
+        if not self._registered(record):
             # A run that ends after its task was deleted (the delete cancels it, and the
-            # run finishes later): its series are gone and must stay gone.
+            # run finishes later): its series are gone and must stay gone, and a task
+            # added again under its id meanwhile is another task, which it must not count.
             return
         self.executions.labels(record.task_id, record.outcome.value).inc()
         if record.outcome.is_success and record.finished_at is not None:

@@ -16,12 +16,16 @@ OPEN_RUNS_READ = 1000
 
 
 def history_reader(store: Store) -> History:
-    """A task's latest records, for the notifier to tell whether it was failing."""
+    """The latest records of a run's registration, for the notifier to tell whether its
+    task was failing (a task deleted before it under its id is another task)."""
 
-    async def read(task_id: str) -> Sequence[ExecutionRecord]:
+    async def read(record: ExecutionRecord) -> Sequence[ExecutionRecord]:
+        registration_id = record.registration_id
+        if registration_id is None:
+            return []
         # Finished runs only, and no count of them (list_executions would count).
-        recent = await store.recent_executions([task_id], HISTORY_RECORDS)
-        return recent.get(task_id, [])
+        recent = await store.recent_executions([registration_id], HISTORY_RECORDS)
+        return recent.get(registration_id, [])
 
     return read
 
@@ -48,5 +52,5 @@ async def load_telling_interrupted(
         if record is None or record.outcome is not Outcome.INTERRUPTED:
             continue
         entry = tasks.get(record.task_id)
-        if entry is not None:
+        if entry is not None and entry.registration_id == record.registration_id:
             notifier.finished(record, entry.spec, retrying=False)

@@ -92,8 +92,10 @@ class TaskReads:
         state and its latest finished runs."""
         tasks = self._scheduler.tasks
         page, total = select(query or TaskQuery(), tasks.values(), len(tasks))
-        recent = await self._store.recent_executions([e.task_id for e in page], RECENT_RUNS)
-        rows = [task_row(self.get_task(e.task_id), recent.get(e.task_id, [])) for e in page]
+        # The runs of each task's registration: not those of a task deleted before it.
+        registrations = [e.registration_id for e in page]
+        recent = await self._store.recent_executions(registrations, RECENT_RUNS)
+        rows = [task_row(self.get_task(e.task_id), recent.get(e.registration_id, [])) for e in page]
         return TaskRows(tasks=rows, total_tasks=total)
 
     def machine(self) -> Machine:

@@ -20,11 +20,18 @@ import trio
 from ..config import Settings
 from ..exceptions import Conflict, InvalidInput, StoreError, StoreUnavailable, TaskExists
 from ..execution import Executor, describe_code_problem, interpreter_problem, kill_tree
-from ..models import Outcome, Priority, TaskCounters, TaskSpec, parse_task_patch
+from ..models import (
+    Outcome,
+    Priority,
+    TaskCounters,
+    TaskSpec,
+    new_registration_id,
+    parse_task_patch,
+)
 from ..scheduling import Clock, InProcessFunction, Scheduler, TaskEntry, calendar
 from ..store import Store, StoredTask
 from ._events import EventBus
-from ._views import task_summary
+from ._views import task_event
 from ._writes import WriteGuard
 
 log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
@@ -96,21 +103,38 @@ class TaskRegistry:
 
     async def _restore_upstream(self, entry: TaskEntry) -> None:
         """Which of an ``after`` task's upstream tasks have succeeded since it last started,
-        read from the history (so a restart neither loses nor repeats a due run)."""
+        read from the history (so a restart neither loses nor repeats a due run). Only the
+        runs of the upstream task's current registration count: those of a task deleted
+        before it under its id are another task's."""
         since = entry.counters.last_execution or entry.created_at
         done = set()
         for upstream in entry.spec.after or ():
+            registration_id = self._registration_of(upstream)
+            if registration_id is None:
+                continue  # not registered: nothing of it has succeeded
             try:
                 # Newest by due time; the one that finished last may be a little further
                 # down (overlapping runs, a catch-up of an old due time).
                 page, _ = await self._store.list_executions(
-                    task_id=upstream, outcome=Outcome.SUCCEEDED, limit=20
+                    task_id=upstream,
+                    registration_id=registration_id,
+                    outcome=Outcome.SUCCEEDED,
+                    limit=20,
                 )
             except StoreUnavailable:
                 return
             if any(r.finished_at is not None and r.finished_at > since for r in page):
                 done.add(upstream)
         self._scheduler.mark_upstream_done(entry, done)
+
+    def _registration_of(self, task_id: str) -> str | None:
+        """The current registration of ``task_id`` (a stored in-process task's too, before
+        its program registers it again), or None."""
+        entry = self._scheduler.tasks.get(task_id)
+        if entry is not None:
+            return entry.registration_id
+        stored = self._stored_functions.get(task_id)
+        return None if stored is None else stored.registration_id
 
     async def check_code(self, code: str, python: str | None = None) -> None:
         """Raise InvalidInput unless ``code`` parses and defines ``execute()``, as the task
@@ -177,7 +201,7 @@ class TaskRegistry:
             self._scheduler.add(entry)
             if entry.spec.after is not None:
                 await self._restore_upstream(entry)
-            self._events.publish("task_added", task_summary(entry).json_body())
+            self._events.publish("task_added", task_event(entry))
             return entry
         spec = TaskSpec(
             task_id=task_id,
@@ -196,7 +220,15 @@ class TaskRegistry:
         self._seq += 1
         now = self._clock.now()
         first = calendar.first_due(spec, now, self._scheduler.timezone)
-        stored = StoredTask(spec, TaskCounters(), self._seq, paused, now, first)
+        stored = StoredTask(
+            spec,
+            TaskCounters(),
+            seq=self._seq,
+            paused=paused,
+            created_at=now,
+            next_due=first,
+            registration_id=new_registration_id(),  # a new task, even under a known id
+        )
         await self._write(self._store.insert_task(stored))  # raises TaskExists
         entry = _entry(stored, function)
         self._scheduler.add(entry)
@@ -206,7 +238,7 @@ class TaskRegistry:
             spec.priority,
             extra={"task_id": spec.task_id, "priority": spec.priority.value},
         )
-        self._events.publish("task_added", task_summary(entry).json_body())
+        self._events.publish("task_added", task_event(entry))
         return entry
 
     async def update(self, task_id: str, changes: Mapping[str, Any]) -> TaskEntry:
@@ -241,7 +273,9 @@ class TaskRegistry:
         self._scheduler.remove(task_id)
         self._on_removed(task_id)
         log.info("task %s deleted", task_id, extra={"task_id": task_id})
-        self._events.publish("task_removed", {"task_id": task_id})
+        self._events.publish(
+            "task_removed", {"task_id": task_id, "registration_id": entry.registration_id}
+        )
         return entry
 
     async def pause(self, task_id: str) -> TaskEntry:
@@ -272,7 +306,7 @@ class TaskRegistry:
             await self._write(write)
             entry = apply()
             await self.persist_schedule(entry)
-        self._events.publish("task_updated", task_summary(entry).json_body())
+        self._events.publish("task_updated", task_event(entry))
         return entry
 
     async def _save_schedule(self, entry: TaskEntry, *, paused: bool | None = None) -> None:
@@ -334,6 +368,7 @@ def _entry(stored: StoredTask, function: InProcessFunction | None) -> TaskEntry:
         seq=stored.seq,
         created_at=stored.created_at,
         next_due=stored.next_due,
+        registration_id=stored.registration_id,
         paused=stored.paused,
         function=function,
         retry_at=stored.retry_at,

@@ -143,6 +143,10 @@ class ExecutionRunner:
         record = ExecutionRecord(
             execution_id=running.execution_id,
             task_id=spec.task_id,
+            # The registration it started under: a delete and re-add of the id while it
+            # runs makes another entry, so its record and counters stay this one's.
+            registration_id=entry.registration_id,
+            registered_at=entry.created_at,
             trigger=running.trigger,
             outcome=Outcome.RUNNING,
             scheduled_at=running.scheduled_at,
@@ -194,6 +198,8 @@ class ExecutionRunner:
         record = ExecutionRecord(
             execution_id=uuid.uuid4().hex,
             task_id=entry.task_id,
+            registration_id=entry.registration_id,
+            registered_at=entry.created_at,
             trigger=trigger,
             outcome=Outcome.SKIPPED,
             scheduled_at=due,

@@ -32,6 +32,12 @@ def task_summary(entry: TaskEntry) -> TaskSummary:
     )
 
 
+def task_event(entry: TaskEntry) -> dict[str, Any]:
+    """The data of a ``task_added`` or ``task_updated`` event: the task as listed, and its
+    registration (which the records of its runs, in the execution events, name)."""
+    return {**task_summary(entry).json_body(), "registration_id": entry.registration_id}
+
+
 def task_detail(
     entry: TaskEntry,
     settings: Settings,
@@ -68,6 +74,7 @@ def task_detail(
         status=entry.status,
         kind="code" if code_task else "in_process",
         paused=entry.paused,
+        registration_id=entry.registration_id,
         created_at=entry.created_at,
         next_execution=entry.next_due,
         waiting_since=entry.ready_since,

@@ -29,9 +29,11 @@ def add_execution_routes(routes: Routes, daemon: Daemon) -> None:
         errors=(400, 404),
     )
     async def task_executions(task_id: str) -> Response:
-        daemon.get_task(task_id)  # 404 for an unknown task, not an empty list
+        task = daemon.get_task(task_id)  # 404 for an unknown task, not an empty list
         parameters = parse_parameters(ExecutionListParameters, request.args)
-        return respond(await daemon.list_executions(parameters.to_query(task_id)))
+        # This task's runs: not those of a task deleted before it under its id.
+        query = parameters.to_query(task_id, task.registration_id)
+        return respond(await daemon.list_executions(query))
 
     @route(
         "GET",

@@ -172,16 +172,25 @@ class ExecutionListParameters(BaseModel):
     limit: LimitParameter = 100
     offset: OffsetParameter = 0
 
-    def to_query(self, task_id: str | None = None) -> ExecutionQuery:
-        return ExecutionQuery(task_id=task_id, **self.model_dump())
+    def to_query(
+        self, task_id: str | None = None, registration_id: str | None = None
+    ) -> ExecutionQuery:
+        return ExecutionQuery(task_id=task_id, registration_id=registration_id, **self.model_dump())
 
 
 class AllExecutionsParameters(ExecutionListParameters):
     """``GET /daemon/executions?...``"""
 
-    task_id: str | None = Field(default=None, description="Only this task's")
+    task_id: str | None = Field(
+        default=None, description="Only this task id's (every registration of it)"
+    )
+    registration_id: str | None = Field(
+        default=None, description="Only the runs of this registration (a task detail's)"
+    )
 
-    def to_query(self, task_id: str | None = None) -> ExecutionQuery:
+    def to_query(
+        self, task_id: str | None = None, registration_id: str | None = None
+    ) -> ExecutionQuery:
         return ExecutionQuery(**self.model_dump())
 
 

@@ -36,6 +36,8 @@ from ._execution import (
     ExecutionRecord,
     ExecutionSummary,
     Pause,
+    RegistrationId,
+    new_registration_id,
 )
 from ._export import ExportAdd, ExportPause, TaskExport, TaskExportBody, task_export
 from ._fields import (
@@ -150,6 +152,7 @@ __all__ = [
     "Priority",
     "Reading",
     "RecentRun",
+    "RegistrationId",
     "Response",
     "RunRequested",
     "SleepWindowGate",
@@ -188,6 +191,7 @@ __all__ = [
     "field_description",
     "integer_bounds",
     "iso_utc",
+    "new_registration_id",
     "parse_task_patch",
     "parse_task_spec",
     "task_export",

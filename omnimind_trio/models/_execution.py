@@ -3,10 +3,16 @@
 The record is what the store keeps (one column per field), what the API answers (its JSON
 dump: instants as ISO-8601, ``duration_seconds`` and ``frozen_seconds`` computed), and what
 ``execution_started``/``execution_finished`` events carry (without the output).
+
+A run belongs to one *registration* of its task: each add of a task id is a new one
+(:data:`RegistrationId`), so a task deleted and added again under the same id starts with an
+empty history and counters, and the earlier registration's runs stay readable, saying whose
+they were (``registration_id``, ``registered_at``).
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any, Final
 
 from pydantic import (
@@ -20,7 +26,24 @@ from pydantic import (
 )
 
 from ._enums import Outcome, Trigger
-from ._time import Measure, PreciseInstant
+from ._time import Instant, Measure, PreciseInstant
+
+RegistrationId = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="The registration: 32 hex digits, new at each add of a task id (a task "
+        "deleted and added again under its id is a new registration, with its own history "
+        "and counters)",
+    ),
+]
+"""One registration of a task id: the task detail's ``registration_id``, and every record
+of a run of that registration."""
+
+
+def new_registration_id() -> str:
+    """A new registration's id (random: unique across restarts and databases)."""
+    return uuid.uuid4().hex
 
 
 class Pause(BaseModel):
@@ -49,6 +72,16 @@ class ExecutionSummary(BaseModel):
 
     execution_id: str
     task_id: str
+    registration_id: RegistrationId | None = Field(
+        description="The registration of the task this run belonged to: the task detail's "
+        "registration_id while it stands (a task deleted and added again under its id is a "
+        "new registration). null: a run recorded before registrations were kept (database "
+        "schema version 4) of a registration already gone then: which one is not known"
+    )
+    registered_at: Instant | None = Field(
+        description="When that registration was made (its task's created_at); null when "
+        "registration_id is"
+    )
     trigger: Trigger
     outcome: Outcome
     reason: str | None = None

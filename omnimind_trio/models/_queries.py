@@ -80,6 +80,9 @@ class ExecutionQuery(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     task_id: str | None = None
+    registration_id: str | None = Field(
+        default=None, description="Only the runs of this registration of their task"
+    )
     outcome: Outcome | None = None
     since: float | None = Field(default=None, description="Scheduled at or after (epoch seconds)")
     until: float | None = Field(default=None, description="Scheduled before (epoch seconds)")

@@ -11,7 +11,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model
 
 from ._enums import DaemonState, Priority, TaskStatus
-from ._execution import ExecutionSummary
+from ._execution import ExecutionSummary, RegistrationId
 from ._task import TASK_FIELD_TYPES, TASK_FIELDS
 from ._time import Instant
 
@@ -131,7 +131,8 @@ class TaskState(Response):
     status: TaskStatus
     kind: str = Field(description="code, or in_process for a task its embedding program runs")
     paused: bool
-    created_at: Instant
+    registration_id: RegistrationId
+    created_at: Instant = Field(description="When this registration was made (the task added)")
     next_execution: Instant | None
     waiting_since: Instant | None
     retry_attempt: int

@@ -47,8 +47,9 @@ CLOSE_SECONDS: Final = 1.0
 HISTORY_RECORDS: Final = 50
 """How far back a restarted daemon looks for a task's last failure (``recovery``)."""
 
-History = Callable[[str], Awaitable[Sequence[ExecutionRecord]]]
-"""A task's latest records (the store's ``list_executions``, newest first)."""
+History = Callable[[ExecutionRecord], Awaitable[Sequence[ExecutionRecord]]]
+"""The latest records of the registration a run belonged to (newest first): its task's
+history, without the runs of a task deleted before it under its id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +94,11 @@ class Notifier:
         self._slots = trio.Semaphore(concurrency)
         self._webhook = sender or WebhookSender()
         self.desktop = desktop or DesktopNotifier()
-        self._failing: dict[str, bool] = {}
-        """Whether each task's last verdict (a success, or a failure not retried) was a
-        failure; absent: not seen since the daemon started (its history tells). Kept when
-        a task is deleted, as its history is: a task added again under its id goes on."""
+        self._failing: dict[str, tuple[str | None, bool]] = {}
+        """Per task id, the registration of its last verdict (a success, or a failure not
+        retried) and whether it was a failure. Unknown (absent, or another registration's:
+        a task added again under a deleted one's id is a new task): its history tells, so
+        a new registration's first success is no recovery."""
         self._closed = trio.Event()
         self._pending = 0
         """Queued, being resolved or being delivered."""
@@ -112,6 +114,11 @@ class Notifier:
             dropped=self._dropped,
         )
 
+    def forget(self, task_id: str) -> None:
+        """The task was deleted: drop its last verdict (a daemon that runs for a year sees
+        many tasks come and go). A run of it that ends later is judged from its history."""
+        self._failing.pop(task_id, None)
+
     # -- what the runner tells -----------------------------------------------------------
 
     def finished(self, record: ExecutionRecord, spec: TaskSpec, *, retrying: bool) -> None:
@@ -121,9 +128,10 @@ class Notifier:
         if record.outcome not in VERDICT_OUTCOMES:
             return  # running, skipped, cancelled: nothing to tell, nothing changes
         succeeded = record.outcome is Outcome.SUCCEEDED
-        was_failing = self._failing.get(record.task_id)
+        registration_id, failing = self._failing.get(record.task_id, (None, None))
+        was_failing = failing if registration_id == record.registration_id else None
         if succeeded or not retrying:
-            self._failing[record.task_id] = not succeeded
+            self._failing[record.task_id] = (record.registration_id, not succeeded)
         notify = spec.notify if spec.notify is not None else self.defaults
         if notify is None or (notify.webhook is None and not notify.desktop):
             return
@@ -202,7 +210,7 @@ class Notifier:
             return notification
         record = notification.record
         try:
-            history = await self._history(record.task_id)
+            history = await self._history(record)
         except Exception as exc:
             log.warning(
                 "whether %s recovered is unknown: its history cannot be read (%s)",

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..models import Outcome, TaskCounters, TaskSpec, TaskStatus, Trigger
+from ..models import Outcome, TaskCounters, TaskSpec, TaskStatus, Trigger, new_registration_id
 from ._running import Running
 
 InProcessFunction = Callable[[], Awaitable[Any]]
@@ -20,7 +20,11 @@ class TaskEntry:
     counters: TaskCounters
     seq: int
     created_at: float
+    """When this registration was made (the task added)."""
     next_due: float | None
+    registration_id: str = field(default_factory=new_registration_id)
+    """This registration of the task id: its runs' records name it (a task deleted and
+    added again under its id is another entry, another registration)."""
     paused: bool = False
     function: InProcessFunction | None = None
     runs: list[Running] = field(default_factory=list)

@@ -48,6 +48,8 @@ class MemoryStore:
         """Every record's key, sorted: oldest first."""
         self._task_history: dict[str, list[_Key]] = {}
         """The same, per task id."""
+        self._registration_history: dict[str, list[_Key]] = {}
+        """The same, per registration (records that name one)."""
         self._write_order = itertools.count()
         self._processes: dict[str, RunProcess] = {}
         self._refusal: str | None = None
@@ -166,7 +168,8 @@ class MemoryStore:
 
         def start() -> None:
             self._put(record)
-            self._change_task(record.task_id, schedule)
+            if self._is_stored(record.task_id, record.registration_id):
+                self._change_task(record.task_id, schedule)
 
         await self._write(start)
 
@@ -178,27 +181,42 @@ class MemoryStore:
 
         def finish() -> None:
             self._put(record)
-            self._change_task(record.task_id, count)
+            if self._is_stored(record.task_id, record.registration_id):
+                self._change_task(record.task_id, count)
 
         await self._write(finish)
+
+    def _is_stored(self, task_id: str, registration_id: str | None) -> bool:
+        """Whether the task stored under ``task_id`` is that registration (a run's record
+        changes its task only then)."""
+        stored = self._tasks.get(task_id)
+        return stored is not None and stored.registration_id == registration_id
 
     def _put(self, record: ExecutionRecord) -> None:
         """Insert or replace a record; it becomes the last written."""
         old = self._records.get(record.execution_id)
         self._processes.pop(record.execution_id, None)
         if old is not None:
-            self._unindex(old[0], old[1].task_id)
+            self._unindex(old[0], old[1])
         key = (record.scheduled_at, next(self._write_order), record.execution_id)
         self._records[record.execution_id] = (key, copy.deepcopy(record))
         insort(self._history, key)
         insort(self._task_history.setdefault(record.task_id, []), key)
+        if record.registration_id is not None:
+            insort(self._registration_history.setdefault(record.registration_id, []), key)
 
-    def _unindex(self, key: _Key, task_id: str) -> None:
+    def _unindex(self, key: _Key, record: ExecutionRecord) -> None:
         del self._history[bisect_left(self._history, key)]
-        keys = self._task_history[task_id]
-        del keys[bisect_left(keys, key)]
-        if not keys:
-            del self._task_history[task_id]
+        for index, name in (
+            (self._task_history, record.task_id),
+            (self._registration_history, record.registration_id),
+        ):
+            if name is None:
+                continue
+            keys = index[name]
+            del keys[bisect_left(keys, key)]
+            if not keys:
+                del index[name]
 
     async def record_process(self, execution_id: str, process: RunProcess) -> None:
         def record() -> None:
@@ -227,21 +245,23 @@ class MemoryStore:
                 for key, record in self._records.values()
                 if record.outcome is Outcome.RUNNING
             ]
-            per_task: dict[str, int] = {}
+            per_registration: dict[tuple[str, str | None], int] = {}
             for key, record in open_runs:
                 closed = copy.copy(record)
                 closed.outcome, closed.reason = Outcome.INTERRUPTED, INTERRUPTED_REASON
                 closed.finished_at = now
                 self._records[record.execution_id] = (key, closed)  # same place in history
                 self._processes.pop(record.execution_id, None)
-                per_task[record.task_id] = per_task.get(record.task_id, 0) + 1
-            for task_id, count in per_task.items():
+                whose = (record.task_id, record.registration_id)
+                per_registration[whose] = per_registration.get(whose, 0) + 1
+            for (task_id, registration_id), count in per_registration.items():
 
                 def add(task: StoredTask, count: int = count) -> None:
                     task.counters.execution_count += count
                     task.counters.failure_count += count
 
-                self._change_task(task_id, add)
+                if self._is_stored(task_id, registration_id):
+                    self._change_task(task_id, add)
             return len(open_runs)
 
         return await self._write(close)
@@ -257,6 +277,7 @@ class MemoryStore:
         self,
         *,
         task_id: str | None = None,
+        registration_id: str | None = None,
         outcome: Outcome | None = None,
         since: float | None = None,
         until: float | None = None,
@@ -266,7 +287,7 @@ class MemoryStore:
         """Newest first; returns the page and the number of matching records."""
 
         def query() -> tuple[list[ExecutionRecord], int]:
-            keys = self._history if task_id is None else self._task_history.get(task_id, [])
+            keys = self._keys(task_id, registration_id)
             low = 0 if since is None else bisect_left(keys, since, key=_scheduled_at)
             high = len(keys) if until is None else bisect_left(keys, until, key=_scheduled_at)
             if high <= low:
@@ -287,21 +308,31 @@ class MemoryStore:
 
         return await self._read(query)
 
+    def _keys(self, task_id: str | None, registration_id: str | None) -> list[_Key]:
+        """The history the filters select, oldest first (a registration's records all
+        name its task)."""
+        if registration_id is None:
+            return self._history if task_id is None else self._task_history.get(task_id, [])
+        keys = self._registration_history.get(registration_id, [])
+        if keys and task_id is not None and self._records[keys[0][2]][1].task_id != task_id:
+            return []
+        return keys
+
     async def recent_executions(
-        self, task_ids: Collection[str], per_task: int
+        self, registration_ids: Collection[str], per_task: int
     ) -> dict[str, list[ExecutionRecord]]:
         def query() -> dict[str, list[ExecutionRecord]]:
             found: dict[str, list[ExecutionRecord]] = {}
-            for task_id in task_ids:
+            for registration_id in registration_ids:
                 page: list[ExecutionRecord] = []
-                for key in reversed(self._task_history.get(task_id, [])):
+                for key in reversed(self._registration_history.get(registration_id, [])):
                     if len(page) == per_task:
                         break
                     record = self._records[key[2]][1]
                     if record.outcome is not Outcome.RUNNING:
                         page.append(copy.deepcopy(record))
                 if page:
-                    found[task_id] = page
+                    found[registration_id] = page
             return found
 
         return await self._read(query)
@@ -327,8 +358,7 @@ class MemoryStore:
             if doomed:
                 self._check_writable()
                 for key in doomed:
-                    del self._records[key[2]]
-                    self._unindex(key, task_id)
+                    self._unindex(key, self._records.pop(key[2])[1])
                 deleted += len(doomed)
             judged += len(keys)
             if judged >= STEP:

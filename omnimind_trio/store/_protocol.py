@@ -20,6 +20,10 @@ Rules every method follows:
   it to the store, or one the store returned, does not change what is stored.
 - Unknown ids: updates and deletes of a task that is not stored change nothing and raise
   nothing; executions may name a task that is not (or no longer) stored.
+- Registrations: each stored task is one registration of its id (``registration_id``); a
+  record names the registration its run belonged to. A record changes a task's counters and
+  schedule only when the task stored under its ``task_id`` is that registration: a run of a
+  task deleted (and perhaps added again under its id) meanwhile changes no task.
 """
 
 from __future__ import annotations
@@ -54,7 +58,11 @@ class StoredTask:
     """Insertion order: :meth:`Store.load_tasks` returns tasks by ``seq``."""
     paused: bool
     created_at: float
+    """When this registration was made (the task added)."""
     next_due: float | None
+    registration_id: str
+    """This registration of the task id (32 hex digits): every record of its runs names
+    it. A task deleted and added again under its id is a new registration."""
     retry_at: float | None = None
     retry_attempt: int = 0
 
@@ -134,12 +142,13 @@ class Store(Protocol):
     ) -> None:
         """Write ``record`` (a new one, or in place of the stored record with its
         ``execution_id``) and set the task's ``last_execution`` and ``next_due``, in one
-        atomic write."""
+        atomic write. The task is changed only if it is the record's registration."""
         ...
 
     async def finish_execution(self, record: ExecutionRecord, counters: TaskCounters) -> None:
         """Write ``record`` (in place of the stored one with its ``execution_id``, or as
-        a new one) and set the task's counters to ``counters``, atomically."""
+        a new one) and set the task's counters to ``counters``, atomically. The task is
+        changed only if it is the record's registration."""
         ...
 
     async def record_process(self, execution_id: str, process: RunProcess) -> None:
@@ -155,7 +164,8 @@ class Store(Protocol):
     async def close_interrupted(self, now: float) -> int:
         """Close every record still ``running`` (left so by a crash): outcome
         ``interrupted``, reason :data:`INTERRUPTED_REASON`, ``finished_at = now``; each
-        adds one to its task's ``execution_count`` and ``failure_count``. Atomic. Returns
+        adds one to its task's ``execution_count`` and ``failure_count`` when the task is
+        still the record's registration. Atomic. Returns
         how many records were closed. Their order in the history does not change."""
         ...
 
@@ -167,6 +177,7 @@ class Store(Protocol):
         self,
         *,
         task_id: str | None = None,
+        registration_id: str | None = None,
         outcome: Outcome | None = None,
         since: float | None = None,
         until: float | None = None,
@@ -175,19 +186,20 @@ class Store(Protocol):
     ) -> tuple[list[ExecutionRecord], int]:
         """A page of the records that match every filter given, and how many match.
 
-        ``since <= scheduled_at < until``. Newest ``scheduled_at`` first; among equal
-        ``scheduled_at``, the record last written by ``start_execution`` or
-        ``finish_execution`` first. The page skips ``offset`` records and holds at most
-        ``limit`` (both at least 0).
+        ``task_id``: every run of the id, whatever its registration; ``registration_id``:
+        one registration's runs (a task's own history). ``since <= scheduled_at < until``.
+        Newest ``scheduled_at`` first; among equal ``scheduled_at``, the record last written
+        by ``start_execution`` or ``finish_execution`` first. The page skips ``offset``
+        records and holds at most ``limit`` (both at least 0).
         """
         ...
 
     async def recent_executions(
-        self, task_ids: Collection[str], per_task: int
+        self, registration_ids: Collection[str], per_task: int
     ) -> dict[str, list[ExecutionRecord]]:
         """The latest ``per_task`` finished records (every outcome but ``running``) of
-        each task of ``task_ids``, newest first as :meth:`list_executions` orders them;
-        a task without any is absent."""
+        each registration of ``registration_ids``, by registration id, newest first as
+        :meth:`list_executions` orders them; a registration without any is absent."""
         ...
 
     async def known_executions(self, execution_ids: Collection[str]) -> set[str]:
@@ -196,9 +208,10 @@ class Store(Protocol):
 
     async def apply_retention(self, *, max_per_task: int, older_than: float) -> int:
         """Delete the finished records (every outcome but ``running``) that are beyond
-        the newest ``max_per_task`` finished records of their task (in the order of
-        :meth:`list_executions`) or have ``scheduled_at < older_than``. Running records
-        are never deleted, nor counted. Returns how many were deleted.
+        the newest ``max_per_task`` finished records of their task id (all its
+        registrations together, in the order of :meth:`list_executions`) or have
+        ``scheduled_at < older_than``. Running records are never deleted, nor counted.
+        Returns how many were deleted.
 
         Not atomic: it may delete in several steps, so other writes are not held up for
         long. A record written meanwhile is judged again at the next call.

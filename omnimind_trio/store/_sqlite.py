@@ -193,8 +193,9 @@ class SQLiteStore:
         def start(db: sqlite3.Connection) -> None:
             _upsert_execution(db, record)
             db.execute(
-                "UPDATE tasks SET last_execution = ?, next_due = ? WHERE task_id = ?",
-                (last_execution, next_due, record.task_id),
+                "UPDATE tasks SET last_execution = ?, next_due = ?"
+                " WHERE task_id = ? AND registration_id = ?",
+                (last_execution, next_due, record.task_id, record.registration_id),
             )
 
         await self._run(self._tx(start))
@@ -205,8 +206,9 @@ class SQLiteStore:
         def finish(db: sqlite3.Connection) -> None:
             _upsert_execution(db, record)
             db.execute(
-                f"UPDATE tasks SET {assignments(COUNTER_COLUMNS)} WHERE task_id = ?",
-                (*counters_row(counters), record.task_id),
+                f"UPDATE tasks SET {assignments(COUNTER_COLUMNS)}"
+                " WHERE task_id = ? AND registration_id = ?",
+                (*counters_row(counters), record.task_id, record.registration_id),
             )
 
         await self._run(self._tx(finish))
@@ -238,14 +240,15 @@ class SQLiteStore:
 
         def close(db: sqlite3.Connection) -> int:
             rows = db.execute(
-                "SELECT task_id, COUNT(*) FROM executions WHERE outcome = ? GROUP BY task_id",
+                "SELECT task_id, registration_id, COUNT(*) FROM executions WHERE outcome = ?"
+                " GROUP BY task_id, registration_id",
                 (Outcome.RUNNING.value,),
             ).fetchall()
-            for task_id, count in rows:
+            for task_id, registration_id, count in rows:
                 db.execute(
                     "UPDATE tasks SET execution_count = execution_count + ?,"
-                    " failure_count = failure_count + ? WHERE task_id = ?",
-                    (count, count, task_id),
+                    " failure_count = failure_count + ? WHERE task_id = ? AND registration_id = ?",
+                    (count, count, task_id, registration_id),
                 )
             cursor = db.execute(
                 "UPDATE executions SET outcome = ?, reason = ?, finished_at = ? WHERE outcome = ?",
@@ -269,6 +272,7 @@ class SQLiteStore:
         self,
         *,
         task_id: str | None = None,
+        registration_id: str | None = None,
         outcome: Outcome | None = None,
         since: float | None = None,
         until: float | None = None,
@@ -280,6 +284,7 @@ class SQLiteStore:
         params: list[Any] = []
         for column, op, value in (
             ("task_id", "=", task_id),
+            ("registration_id", "=", registration_id),
             ("outcome", "=", outcome.value if outcome else None),
             ("scheduled_at", ">=", since),
             ("scheduled_at", "<", until),
@@ -302,19 +307,19 @@ class SQLiteStore:
         return await self._run(self._tx(query))
 
     async def recent_executions(
-        self, task_ids: Collection[str], per_task: int
+        self, registration_ids: Collection[str], per_task: int
     ) -> dict[str, list[ExecutionRecord]]:
         def query(db: sqlite3.Connection) -> dict[str, list[ExecutionRecord]]:
             found: dict[str, list[ExecutionRecord]] = {}
-            for task_id in task_ids:  # one indexed query each (executions_by_task)
+            for registration_id in registration_ids:  # one indexed query each
                 rows = db.execute(
                     f"SELECT {names(EXECUTION_COLUMNS)} FROM executions"
-                    " WHERE task_id = ? AND outcome != 'running'"
+                    " WHERE registration_id = ? AND outcome != 'running'"
                     " ORDER BY scheduled_at DESC, rowid DESC LIMIT ?",
-                    (task_id, per_task),
+                    (registration_id, per_task),
                 ).fetchall()
                 if rows:
-                    found[task_id] = [execution_from_row(row) for row in rows]
+                    found[registration_id] = [execution_from_row(row) for row in rows]
             return found
 
         return await self._run(self._tx(query))

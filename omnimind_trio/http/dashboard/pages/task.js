@@ -256,6 +256,13 @@ export async function render(root, {params: [taskId], signal, who: whoPromise, n
     }
     const runs = await get(`${base}/executions?limit=${HISTORY}`, {signal});
     if (signal.aborted) return;
+    if (deleted) {
+      // Added again under this id: a new task (its own registration), whose history and
+      // counters start empty; the deleted one's runs stay in the history of every run.
+      deleted = false;
+      if (buttons) fill(actions, ...Object.values(buttons));
+      status.ok('A new task was added under this id: its history starts empty.');
+    }
     task = detail;
     document.title = `${task.task_id} · OmniMind`;
     heading.textContent = task.name;
@@ -291,6 +298,7 @@ export async function render(root, {params: [taskId], signal, who: whoPromise, n
     const about = message.data?.task_id;
     if (message.type === 'status' && message.reconnected) refresh();
     else if (message.type === 'task_removed' && about === taskId) markDeleted();
+    else if (message.type === 'task_added' && about === taskId) refresh(); // added again
     else if (EVENTS.has(message.type) && about === taskId) refresh();
     else if (message.type === 'execution_finished' && task?.after?.includes(about)) refresh();
     // Another task added, changed or removed may run after this one (its events do not
