@@ -320,27 +320,39 @@ def _write_export(data: dict[str, Any], output: str | None) -> int:
 
 
 def latest_execution(client: OmniMindClient, ident: str | None) -> dict[str, Any]:
-    """The full record (with stdout and stderr) of the latest execution of task ``ident``,
-    or of the execution ``ident``, or of the latest execution of any task."""
+    """The full record (with stdout and stderr) of the latest execution of task ``ident``
+    (of its current registration: a re-added id's runs start afresh), or of the execution
+    ``ident``, or of the latest execution of a deleted task ``ident``, or of the latest
+    execution of any task."""
     from ._client import ApiError
 
-    page = client.list_executions(task_id=ident, limit=1)
-    if page["executions"]:
-        return client.get_execution(page["executions"][0]["execution_id"])
+    def latest(page: dict[str, Any]) -> dict[str, Any] | None:
+        runs = page["executions"]
+        return client.get_execution(runs[0]["execution_id"]) if runs else None
+
     if ident is None:
-        raise CommandFailed("no task has run yet")
+        found = latest(client.list_executions(limit=1))
+        if found is None:
+            raise CommandFailed("no task has run yet")
+        return found
+    try:
+        found = latest(client.task_executions(ident, limit=1))
+    except ApiError as exc:
+        if exc.status_code != 404:
+            raise
+    else:
+        if found is None:
+            raise CommandFailed(f"task {ident!r} has not run yet")
+        return found
     try:
         return client.get_execution(ident)
     except ApiError as exc:
         if exc.status_code != 404:
             raise
-    try:
-        client.get_task(ident)
-    except ApiError as exc:
-        if exc.status_code == 404:
-            raise ApiError(404, f"No task or execution with id {ident!r}") from None
-        raise
-    raise CommandFailed(f"task {ident!r} has not run yet")
+    found = latest(client.list_executions(task_id=ident, limit=1))  # a deleted task's runs
+    if found is None:
+        raise ApiError(404, f"No task or execution with id {ident!r}")
+    return found
 
 
 def _check_url(url: str) -> str:
