@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from omnimind_trio import FakeSource, Settings, StartupError, StoreUnavailable, 
 from omnimind_trio.daemon import Daemon, _writes
 from omnimind_trio.models import DaemonState, Outcome
 from omnimind_trio.store import MemoryStore, SQLiteStore, open_store
+from omnimind_trio.store._sqlite_schema import SCHEMA_VERSION
 
 from .conftest import make_settings
 from .test_daemon import code_task, history, wait_for
@@ -432,3 +434,20 @@ def test_a_second_daemon_on_the_same_file_by_another_name_is_refused(
         f"omnimind: another omnimind daemon is using the database {symlink} (the file {database})"
     ) in stderr
     assert running.proc.poll() is None
+
+
+def test_a_database_of_a_newer_version_is_refused_at_start_untouched(tmp_path: Path) -> None:
+    database = tmp_path / "data" / "omnimind.db"
+    stored_database(database)
+    with sqlite3.connect(database) as db:  # as a later omnimind would leave it
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    before = database.read_bytes()
+    code, stderr = serve(tmp_path / "home", database)
+    assert code == 1, stderr
+    assert (
+        f"the database was written by a newer omnimind (schema version {SCHEMA_VERSION + 1};"
+        f" this one knows up to {SCHEMA_VERSION}): upgrade omnimind" in stderr
+    )
+    assert "Traceback" not in stderr
+    assert database.read_bytes() == before

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from ..exceptions import StartupError
 from ._schema import EXECUTION_COLUMNS, PROCESS_COLUMNS, TASK_COLUMNS, create_table
 
 SCHEMA_VERSION = 4
@@ -34,6 +35,13 @@ def migrate(db: sqlite3.Connection) -> None:
     """Bring an older database up to :data:`SCHEMA_VERSION`: columns added to a model since
     it was written are added (with their defaults), then each numbered step runs once."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        # Written by a newer omnimind: changing it would lose what that version stores.
+        raise StartupError(
+            f"the database was written by a newer omnimind (schema version {version}; this "
+            f"one knows up to {SCHEMA_VERSION}): upgrade omnimind, or give it another "
+            "database (OMNIMIND_DATABASE)"
+        )
     if version < 4:
         _add_registrations(db)
     for table, columns in (
