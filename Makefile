@@ -2,18 +2,28 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Two stamps: `make run` needs the runtime only; `make test` and `make lint` add the dev
+# extra (pytest, ruff, mypy...) on top. Either order works, and a changed pyproject.toml
+# reinstalls. Both are editable installs: the checkout's code is what runs.
+RUN_STAMP := $(VENV)/.runtime-stamp
 STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-installed-stamp
 
 .PHONY: run test lint fmt bench bench-tools clean
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# Ctrl-C stops the daemon cleanly (it exits 0), but make, which gets the same SIGINT from
+# the terminal, then reports "Interrupt" and exits 130 (README, "Two commands").
+run: $(RUN_STAMP)
 	$(BIN)/omnimind serve
 
 test: $(STAMP)

@@ -195,6 +195,27 @@ async def test_list_filters_sorts_and_pages(
     assert body["total_tasks"] == total
 
 
+async def test_a_descending_sort_keeps_ties_in_insertion_order(client: Any) -> None:
+    """``sort=-field`` reverses the field's order, not the ties' (docs/api.md): a stable
+    sort on the key alone, as ``sort``, ``ls -r`` and spreadsheets do."""
+    await seed(client)  # t0 LOW, t1 HIGH, t2 LOW, t3 MEDIUM, after the MEDIUM built-in
+    body = await get(client, "/daemon/tasks?sort=-priority")
+    assert [t["task_id"] for t in body["tasks"]] == [
+        "t0", "t2", "database_optimization", "t3", "t1",
+    ]  # fmt: skip
+    body = await get(client, "/daemon/tasks?sort=priority")
+    assert [t["task_id"] for t in body["tasks"]] == [
+        "t1", "database_optimization", "t3", "t0", "t2",
+    ]  # fmt: skip
+    # A page far smaller than the list is picked with a heap: the same order.
+    for i in range(4, 24):
+        await add(client, task_id=f"t{i}", name=f"Task {i}", priority="LOW")
+    body = await get(client, "/daemon/tasks?sort=-priority&limit=4")
+    assert [t["task_id"] for t in body["tasks"]] == ["t0", "t2", "t4", "t5"]
+    body = await get(client, "/daemon/tasks?sort=-priority&limit=4&offset=21")
+    assert [t["task_id"] for t in body["tasks"]] == ["t23", "database_optimization", "t3", "t1"]
+
+
 async def test_list_filters_the_tasks_that_run_after_others(client: Any) -> None:
     await seed(client)
     await add(client, task_id="sync", after=["t0"], repeat_hours=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import subprocess
@@ -91,3 +92,15 @@ def test_schemathesis_finds_no_server_error_and_no_contradiction(
     print(summary)
     assert result.returncode == 0, summary
     assert "Internal server error" not in served.stderr()
+
+
+async def test_the_servers_entry_is_where_the_request_was_sent(daemon: Daemon) -> None:
+    """docs/api.md: the scheme, host and port of the request (its Host header), so the
+    real port and the name the daemon was called by, never a fixed 8000."""
+    app = create_app(daemon, Credentials("u", "pass", "environment"))
+    client = app.test_client()
+    basic = "Basic " + base64.b64encode(b"u:pass").decode()
+    for host in ("127.0.0.1:8000", "localhost:9123", "[::1]:41234"):
+        response = await client.get("/openapi.json", headers={"Host": host, "Authorization": basic})
+        assert response.status_code == 200, host
+        assert (await response.get_json())["servers"] == [{"url": f"http://{host}"}]

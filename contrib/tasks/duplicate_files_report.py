@@ -22,8 +22,10 @@ SKIP_DIRS = {".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache_
 
 def _same_size_files(root, min_bytes):
     """Regular files (no symbolic links) of at least min_bytes that share their size
-    with another one: (relative path, size) pairs."""
+    with another one: (relative path, size) pairs. A file's other names (hard links) are
+    left out, as fdupes does: they take no space of their own."""
     by_size = defaultdict(list)
+    seen = set()  # (device, inode) of the files listed
     for directory, subdirs, files in os.walk(root):
         subdirs[:] = [d for d in subdirs if d not in SKIP_DIRS]
         for name in files:
@@ -33,6 +35,9 @@ def _same_size_files(root, min_bytes):
             except OSError:
                 continue
             if stat.S_ISREG(info.st_mode) and info.st_size >= min_bytes:
+                if (info.st_dev, info.st_ino) in seen:
+                    continue
+                seen.add((info.st_dev, info.st_ino))
                 by_size[info.st_size].append(os.path.relpath(path, root))
     return [(path, size) for size, paths in by_size.items() if len(paths) > 1 for path in paths]
 

@@ -16,6 +16,7 @@ import os
 import re
 import sqlite3
 import time
+from pathlib import Path
 
 
 def execute():
@@ -35,7 +36,9 @@ def execute():
     partial = target + ".partial"
 
     started = time.monotonic()
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    # Read-only, by URI: a path's "?", "#" and "%" are escaped by as_uri(), else SQLite
+    # would read them as the URI's query or fragment and open another file.
+    src = sqlite3.connect(Path(source).absolute().as_uri() + "?mode=ro", uri=True)
     try:
         dst = sqlite3.connect(partial)
         try:

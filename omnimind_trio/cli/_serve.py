@@ -32,8 +32,16 @@ from ..credentials import (
     reload_credentials,
     watch_credentials_file,
 )
-from ..daemon import open_daemon
-from ..http import check_transport, hypercorn_config, serve_api
+from ..daemon import check_database, open_daemon
+from ..exceptions import StartupError
+from ..http import (
+    check_bind,
+    check_transport,
+    describe_bind_error,
+    hypercorn_config,
+    serve_api,
+)
+from ._footprint import undone_unless_started
 from ._runtime import announced
 from ._systemd import Systemd
 
@@ -98,6 +106,15 @@ def end_of_start_up() -> None:
     gc.enable()
 
 
+def _bind_failure(settings: Settings, group: BaseExceptionGroup[OSError]) -> str:
+    """The words for the first bind error in ``group`` (hypercorn raises it in a group)."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, OSError)
+    return describe_bind_error(settings.host, settings.port, leaf)
+
+
 def announce(credentials: Credentials) -> None:
     if credentials.source == "generated":
         print(
@@ -114,20 +131,31 @@ async def serve(
     autostart: bool = True,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run daemon and API until SIGTERM or SIGINT; returns after a clean stop."""
+    """Run daemon and API until SIGTERM or SIGINT; returns after a clean stop.
+
+    A start that fails (the address cannot be served, another daemon holds the database,
+    a setting found wrong on the way) raises, and leaves the directories as it found them:
+    what it created is removed (``_footprint``); the generated credentials are printed only
+    once start-up has succeeded."""
     with (
         start_up_without_collections(),
         trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals,
         trio.open_signal_receiver(signal.SIGHUP) as hangups,  # from here, HUP cannot kill us
         contextlib.ExitStack() as on_exit,
         stop_backstop() as arm_backstop,
+        undone_unless_started(settings) as footprint,
     ):
-        # Plain HTTP beyond loopback, or a certificate that cannot be loaded: refused before
-        # anything is created (credentials, database). Reads files: in a worker thread.
-        await trio.to_thread.run_sync(check_transport, settings, hypercorn_config(settings))
+        # Refused before anything is created (credentials, database): plain HTTP beyond
+        # loopback, a certificate that cannot be loaded, a database another daemon holds
+        # (said before its port, which it holds too when it is the same), an address that
+        # cannot be bound. They read files and bind: in a worker thread.
+        config = hypercorn_config(settings)
+        await trio.to_thread.run_sync(check_transport, settings, config)
+        await trio.to_thread.run_sync(check_database, settings)
+        await trio.to_thread.run_sync(check_bind, settings, config)
         # Reads (or creates) a file: in a worker thread, not the event loop.
         credentials = await trio.to_thread.run_sync(load_credentials, settings)
-        announce(credentials)
+        footprint.generated(credentials)
         # Read (and removed from the environment) before the fork server inherits it.
         systemd = Systemd.from_environment(os.environ)  # None without $NOTIFY_SOCKET
         keyring = Keyring(credentials)
@@ -164,7 +192,11 @@ async def serve(
 
             async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
                 await serve_api(
-                    daemon, keyring, shutdown_trigger=shutdown.wait, task_status=task_status
+                    daemon,
+                    keyring,
+                    config=config,
+                    shutdown_trigger=shutdown.wait,
+                    task_status=task_status,
                 )
                 nursery.cancel_scope.cancel()  # served its last request: we are done
 
@@ -176,13 +208,18 @@ async def serve(
             nursery.start_soon(watch_hangups)
             await nursery.start(watch_credentials_file, keyring, settings)
             # Bind first: a daemon that cannot serve its API must not start running tasks.
-            urls = await nursery.start(http)
+            try:
+                urls = await nursery.start(http)
+            except* OSError as group:  # taken since check_bind: a race, said as it is
+                raise StartupError(_bind_failure(settings, group)) from None
             log.info("serving on %s", ", ".join(urls))
             # Where the CLI finds us from any directory; removed when we exit.
             on_exit.enter_context(announced(urls, settings.home))
             if autostart:
                 await daemon.start()
             end_of_start_up()
+            footprint.started = True
+            announce(credentials)
             if systemd is not None:
                 systemd.ready(daemon)
             task_status.started(urls)

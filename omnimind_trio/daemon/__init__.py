@@ -6,7 +6,7 @@ Imports: models, exceptions, config, scheduling, execution, store.
 """
 
 from ._daemon import Daemon
-from ._open import open_daemon
+from ._open import check_database, open_daemon
 from ._registry import unknown_upstream, waited_on
 
-__all__ = ["Daemon", "open_daemon", "unknown_upstream", "waited_on"]
+__all__ = ["Daemon", "check_database", "open_daemon", "unknown_upstream", "waited_on"]

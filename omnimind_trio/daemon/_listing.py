@@ -42,16 +42,14 @@ def select(
     if query.sort is None:
         return list(itertools.islice(entries, query.offset, end)), count
     key = SORT_KEYS[query.sort]
-
-    # Ties keep insertion order: sort on (key, seq), reversed as a whole when descending.
-    def full(e: TaskEntry) -> tuple[Any, int]:
-        return (key(e), e.seq)
-
+    # Ties keep insertion order both ways: the entries come in insertion order, and a
+    # stable sort on the key alone keeps it among equals (``reverse`` and ``nlargest``
+    # included: they reverse the key's order, not the ties').
     if end is not None and end < count // 4:
         pick = heapq.nlargest if query.descending else heapq.nsmallest
-        ordered = pick(end, entries, key=full)
+        ordered = pick(end, entries, key=key)
     else:
-        ordered = sorted(entries, key=full, reverse=query.descending)
+        ordered = sorted(entries, key=key, reverse=query.descending)
     return ordered[query.offset : end], count
 
 

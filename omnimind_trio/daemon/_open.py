@@ -14,7 +14,7 @@ from ..exceptions import StartupError
 from ..execution import open_executor
 from ..scheduling import Clock, MetricsSource, PsutilSource, SystemClock
 from ..sensors import Sensors, SystemSensors
-from ..store import Store, is_url, open_store
+from ..store import Store, check_store, is_url, open_store
 from ._builtin import register_builtins
 from ._daemon import Daemon
 
@@ -33,6 +33,12 @@ def _cgroup_key(settings: Settings, store: Store | None) -> str | None:
     if store is None and not is_url(settings.database_location):
         return str(settings.database_path)
     return f"{settings.database_location}#{os.getpid()}.{next(_daemons)}"
+
+
+def check_database(settings: Settings) -> None:
+    """Raise StartupError when another daemon holds ``settings``' database, creating
+    nothing: a start can refuse before it writes a file (``omnimind serve``)."""
+    check_store(settings.database_location)
 
 
 @asynccontextmanager

@@ -306,8 +306,11 @@ class Executor:
                     self.python, self.env, cold=self.env is not None
                 )
             except OSError as exc:  # no fd or memory to spare, the interpreter upgraded...
-                if first:
-                    raise
+                if first:  # (OMNIMIND_TASK_PYTHON names no program, or one not executable)
+                    raise ExecutorError(
+                        f"the task interpreter {self.python} cannot be started:"
+                        f" {exc.strerror or exc}"
+                    ) from None
                 failure = f"the task worker cannot be restarted: {exc}"
                 if self._start_failure is None:  # once per outage
                     log.error("%s; trying again, every %g s at most", failure, MAX_RESTART_DELAY)

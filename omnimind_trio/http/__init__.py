@@ -4,6 +4,21 @@ from them. Imports: the daemon facade, models, exceptions, config, credentials.
 """
 
 from ._app import create_app
-from ._server import check_transport, hypercorn_config, serve_api, serve_http
+from ._server import (
+    check_bind,
+    check_transport,
+    describe_bind_error,
+    hypercorn_config,
+    serve_api,
+    serve_http,
+)
 
-__all__ = ["check_transport", "create_app", "hypercorn_config", "serve_api", "serve_http"]
+__all__ = [
+    "check_bind",
+    "check_transport",
+    "create_app",
+    "describe_bind_error",
+    "hypercorn_config",
+    "serve_api",
+    "serve_http",
+]

@@ -7,8 +7,10 @@ configuration.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 
@@ -90,6 +92,48 @@ def check_transport(settings: Settings, config: HypercornConfig) -> None:
             "or, on a network you trust, allow plain HTTP (--allow-plain-http, or "
             "OMNIMIND_ALLOW_PLAIN_HTTP=true)"
         )
+
+
+def check_bind(settings: Settings, config: HypercornConfig) -> None:
+    """Refuse, before anything is created, an address that cannot be served: bind each
+    address hypercorn will bind (as it does, with SO_REUSEADDR), and close it. hypercorn
+    binds again a moment later; a program that takes the port in between gets the same
+    words from :func:`describe_bind_error`, and the start undoes what it made."""
+    binds = [*config.bind, *config.insecure_bind] if config.ssl_enabled else config.bind
+    for bind in binds:
+        host, _, port = bind.replace("[", "").replace("]", "").rpartition(":")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, int(port)))
+            except OSError as exc:
+                raise StartupError(describe_bind_error(settings.host, settings.port, exc)) from None
+
+
+def describe_bind_error(host: str, port: int, exc: OSError) -> str:
+    """What a failure to bind ``host``:``port`` means, in words, and what to do."""
+    if isinstance(exc, socket.gaierror):
+        return (
+            f"cannot serve on {host}:{port}: the host name {host} does not resolve "
+            f"({exc.strerror}); give an address with --host or OMNIMIND_HOST"
+        )
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is already in use (by another omnimind or another "
+            "program); choose another with --port or OMNIMIND_PORT"
+        )
+    if exc.errno == errno.EACCES and 0 < port < 1024:
+        return (
+            f"port {port} on {host} needs privileges (ports below 1024 do); choose a port "
+            "from 1024 up with --port or OMNIMIND_PORT"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"cannot serve on {host}:{port}: {host} is not an address of this machine; "
+            "choose another with --host or OMNIMIND_HOST"
+        )
+    return f"cannot serve on {host}:{port}: {exc.strerror or exc}"
 
 
 async def serve_http(

@@ -6,7 +6,7 @@ models, exceptions.
 """
 
 from ._memory import MemoryStore, open_memory_store
-from ._open import MEMORY_URL, is_url, open_store
+from ._open import MEMORY_URL, check_store, is_url, open_store
 from ._protocol import INTERRUPTED_REASON, RunProcess, Store, StoredTask
 from ._sqlite import SQLiteStore, open_sqlite_store
 
@@ -18,6 +18,7 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "StoredTask",
+    "check_store",
     "is_url",
     "open_memory_store",
     "open_sqlite_store",

@@ -79,9 +79,7 @@ class DatabaseFile:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise StartupError(
-                f"another omnimind daemon is using the database {_named(path)}"
-            ) from None
+            raise _held(path) from None
         opened = cls(path, fd)
         try:
             opened._check(existed)
@@ -160,6 +158,31 @@ class DatabaseFile:
 
     def close(self) -> None:
         os.close(self.fd)  # the lock goes with it
+
+
+def check_free(path: Path) -> None:
+    """Raise StartupError when a daemon holds the database at ``path``; create nothing.
+
+    A check before a start creates anything (``omnimind serve``): a second daemon on the
+    same database is told so, not that its port is taken. It takes a shared lock for an
+    instant: a daemon that opens the file in that instant is refused as if this one held it.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError:
+        return  # no file yet (or none to read): opening it will say what is wrong
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _held(path) from None
+    except OSError:
+        return
+    finally:
+        os.close(fd)
+
+
+def _held(path: Path) -> StartupError:
+    return StartupError(f"another omnimind daemon is using the database {_named(path)}")
 
 
 def _named(path: Path) -> str:

@@ -7,6 +7,7 @@ from os import PathLike
 from pathlib import Path
 
 from ..exceptions import StartupError
+from ._file import check_free
 from ._memory import open_memory_store
 from ._protocol import Store
 from ._sqlite import open_sqlite_store
@@ -41,3 +42,10 @@ def open_store(location: str | PathLike[str]) -> AbstractAsyncContextManager[Sto
     raise StartupError(
         f"unknown database {location!r}: give the path of a SQLite file, or {MEMORY_URL}"
     )
+
+
+def check_store(location: str | PathLike[str]) -> None:
+    """Raise StartupError when another daemon holds the store at ``location`` (a SQLite
+    file in use); create and change nothing. Other locations are not checked here."""
+    if not isinstance(location, str) or not is_url(location):
+        check_free(Path(location))
