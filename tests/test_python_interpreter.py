@@ -294,8 +294,7 @@ async def test_an_interpreter_gone_after_the_add_fails_the_run_saying_why(
     record: ExecutionRecord = await finished(daemon, "orphan", 2)
     assert record.outcome is Outcome.FAILED
     assert record.reason == (
-        f"the interpreter {link} could not be started: [Errno 2] No such file or directory:"
-        f" '{link}'"
+        f"the task interpreter {link} cannot be started: No such file or directory"
     )
 
 
