@@ -256,7 +256,7 @@ def check(
         if item.directive == "daemon":  # the command the test started the daemon with
             actual, status = sandbox.served.stdout(), 0
             if item.command != "omnimind serve":
-                failures.append(f"{item.where}: the daemon's block runs `omnimind serve`")
+                pytest.fail(f"{item.where}: the daemon's block must run `omnimind serve`")
         else:
             cat = re.fullmatch(r"cat (\S+)", item.command)
             if cat and not (sandbox.cwd / cat.group(1)).exists():
