@@ -18,12 +18,13 @@ TEXT -->`` (one line written to NAME), ``<!-- doc-test: daemon -->`` (the block 
 test's own daemon starting: its stdout is compared).
 
 **Normalisation.** Both sides pass through :func:`normalise` before they are compared:
-execution ids (32 hex digits), ISO-8601 and local times, dates, HTTP dates, durations
-(``1.71s``, ``3m05s``, ``4h 36min left``), relative times (``in 3 h``, ``tonight 00:00``),
-measured numbers (CPU and memory percentages, CPU seconds, RSS, the gates' CPU readings and
-dwell, the conditions' measurements, a sampled history), generated passwords and tokens, the
-pydantic version in its error links, and runs of spaces (table columns align on the width of
-their values) become placeholders. Before that the port of the test's daemon becomes
+execution ids (32 hex digits) and the cgroup name derived from the database path, ISO-8601
+and local times, dates, HTTP dates, durations (``1.71s``, ``3m05s``, ``4h 36min left``),
+relative times (``in 3 h``, ``tonight 00:00``), measured numbers (CPU and memory
+percentages, CPU seconds, RSS, the gates' CPU readings and dwell, the conditions'
+measurements, a sampled history), generated passwords and tokens, the pydantic version in
+its error links, and runs of spaces (table columns align on the width of their values)
+become placeholders. Before that the port of the test's daemon becomes
 ``8000`` and its temporary home ``/home/me``. Everything else must match: a changed message,
 field, key order, column or exit status fails. JSON (a curl answer, ``--json``) is compared
 as data: the same keys in the same order, the same values but the normalised ones. A line

@@ -218,7 +218,12 @@ def run(sandbox: Sandbox, command: str, example: Example) -> tuple[str, int]:
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGINT if limit else signal.SIGKILL)
-        out, _ = proc.communicate(timeout=10)
+        try:
+            out, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:  # Ctrl-C did not end it: that is a failure too
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+            out += b"[Ctrl-C did not end it within 10 s: killed]\n"
         if not limit:
             out += f"[still running after {COMMAND_TIMEOUT:g} s: killed]\n".encode()
     return out.decode(errors="replace"), proc.returncode
