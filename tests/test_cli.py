@@ -40,7 +40,7 @@ from omnimind_trio.cli._password import VISIBLE_WARNING
 from omnimind_trio.cli._render import format_event
 
 from .conftest import SLEEP_WINDOW
-from .test_process import Served, free_port, wait_for
+from .test_process import Served, free_port, launch, wait_for
 
 SERVE = [sys.executable, "-m", "omnimind_trio", "serve"]
 USER = "cli-user"
@@ -86,19 +86,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         # LOW tasks never run here: the sleep window is a minute, twelve hours away.
         OMNIMIND_SLEEP_WINDOW=SLEEP_WINDOW,
     )
-    port = free_port()
-    stdout_path, stderr_path = root / "serve.stdout", root / "serve.stderr"
-    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-        proc = subprocess.Popen(
-            [*SERVE, "--port", str(port), "--log-format", "json"],
-            cwd=home,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
-    daemon = Served(proc, port, home, workspace, (USER, PASS), stdout_path, stderr_path)
+    json_logs = ("--log-format", "json")
+    daemon = launch(home, env, *json_logs, workspace=workspace, credentials=(USER, PASS))
     try:
         daemon.wait_serving()
         yield daemon

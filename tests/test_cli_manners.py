@@ -36,7 +36,7 @@ from omnimind_trio.cli._spec import commands
 from omnimind_trio.cli._usage import UsageError, parse, walk
 
 from .conftest import SLEEP_WINDOW
-from .test_process import Served, free_port
+from .test_process import Served, free_port, launch
 
 USER = "manners-user"
 PASS = "manners-pass-1234"
@@ -82,19 +82,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         OMNIMIND_DASHBOARD_PASS=PASS,
         OMNIMIND_SLEEP_WINDOW=SLEEP_WINDOW,
     )
-    port = free_port()
-    stdout_path, stderr_path = root / "serve.stdout", root / "serve.stderr"
-    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "omnimind_trio", "serve", "--port", str(port)],
-            cwd=home,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
-    daemon = Served(proc, port, home, workspace, (USER, PASS), stdout_path, stderr_path)
+    daemon = launch(home, env, workspace=workspace, credentials=(USER, PASS))
     try:
         daemon.wait_serving()
         client = daemon.client()

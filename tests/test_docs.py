@@ -41,7 +41,7 @@ import psutil
 import pytest
 
 from .doc_examples import DOC_PORT, Example, Fence, Ids, compare, examples, regenerate, rewritten
-from .test_process import Served, free_port, wait_for
+from .test_process import Served, free_port, launch, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 REGENERATE = os.environ.get("OMNIMIND_DOCS_REGENERATE") == "1"
@@ -108,18 +108,7 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
         # HIGH and MEDIUM never start by themselves: the gates need a day of quiet.
         OMNIMIND_GATE_OPEN_SECONDS="86400",
     )
-    stdout, stderr = tmp_path / "serve.stdout", tmp_path / "serve.stderr"
-    with stdout.open("wb") as out, stderr.open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "omnimind_trio", "serve"],
-            cwd=cwd,
-            env=daemon_env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
-    served = Served(proc, port, cwd, cwd, None, stdout, stderr)
+    served = launch(cwd, daemon_env, port=port, logs=tmp_path / "serve")
     # The commands' default port is the daemon's, as 8000 is in the documents.
     env = dict(base, OMNIMIND_URL=served.url, OMNIMIND_PORT=str(port))
     try:

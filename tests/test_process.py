@@ -217,6 +217,34 @@ class Served:
             self.proc.wait(timeout=10)
 
 
+def launch(
+    cwd: Path,
+    env: dict[str, str],
+    *args: str,
+    port: int | None = None,
+    workspace: Path | None = None,
+    credentials: tuple[str, str] | None = None,
+    logs: Path | None = None,
+) -> Served:
+    """``omnimind serve --port PORT ARGS`` run in ``cwd`` with exactly ``env``, in a session
+    of its own, its output in ``LOGS.stdout`` and ``LOGS.stderr`` (``LOGS`` defaults to
+    ``cwd/../serve``); not waited for (``Served.wait_serving``)."""
+    port = port or free_port()
+    logs = logs or cwd.parent / "serve"
+    stdout_path, stderr_path = logs.with_suffix(".stdout"), logs.with_suffix(".stderr")
+    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "omnimind_trio", "serve", "--port", str(port), *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+    return Served(proc, port, cwd, workspace or cwd, credentials, stdout_path, stderr_path)
+
+
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Callable[..., Served]]:
     """Start ``omnimind serve`` in a subprocess and wait until it serves."""
@@ -237,23 +265,10 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Served]]:
         env.update(OMNIMIND_HOME=str(home), OMNIMIND_WORKSPACE=str(workspace), **extra)
         if credentials:
             env.update(OMNIMIND_DASHBOARD_USER=USER, OMNIMIND_DASHBOARD_PASS=PASS)
-        port = free_port()
         index = len(started)
-        stdout_path = tmp_path / f"serve-{index}.stdout"
-        stderr_path = tmp_path / f"serve-{index}.stderr"
-        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "omnimind_trio", "serve", "--port", str(port)],
-                cwd=home,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
-        served = Served(
-            proc, port, home, workspace, (USER, PASS) if credentials else None,
-            stdout_path, stderr_path,
+        served = launch(
+            home, env, workspace=workspace, logs=tmp_path / f"serve-{index}",
+            credentials=(USER, PASS) if credentials else None,
         )  # fmt: skip
         started.append(served)
         served.wait_serving()

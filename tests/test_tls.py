@@ -36,7 +36,7 @@ from omnimind_trio.exceptions import StartupError
 from omnimind_trio.http._server import check_transport, hypercorn_config, is_loopback
 
 from .conftest import SLEEP_WINDOW
-from .test_process import START_DEADLINE, Served, free_port, wait_for
+from .test_process import START_DEADLINE, Served, launch, wait_for
 
 SERVE = [sys.executable, "-m", "omnimind_trio", "serve"]
 CLI = [sys.executable, "-m", "omnimind_trio"]
@@ -75,25 +75,13 @@ def start(root: Path, *args: str, env: dict[str, str] | None = None) -> Served:
     home = root / "home"
     workspace = home / "workspace"
     workspace.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     environ = clean_env(
         OMNIMIND_HOME=str(home),
         OMNIMIND_WORKSPACE=str(workspace),
         OMNIMIND_SLEEP_WINDOW=SLEEP_WINDOW,
         **(env or {}),
     )
-    out_path, err_path = root / "serve.stdout", root / "serve.stderr"
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        proc = subprocess.Popen(
-            [*SERVE, "--port", str(port), *args],
-            cwd=home,
-            env=environ,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
-    return Served(proc, port, home, workspace, None, out_path, err_path)
+    return launch(home, environ, *args, workspace=workspace, logs=root / "serve")
 
 
 def wait_announced(served: Served, path: Path) -> RuntimeInfo:
