@@ -22,20 +22,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from omnimind_trio._version import __version__
 from omnimind_trio.cli._bash import bash_script
-from omnimind_trio.cli._main import main
 from omnimind_trio.cli._parser import build_parser
 from omnimind_trio.cli._password import VISIBLE_WARNING, read_password_file, resolve_auth
 from omnimind_trio.cli._spec import commands
 from omnimind_trio.cli._usage import UsageError, parse, walk
 
 from .conftest import SLEEP_WINDOW
+from .test_cli import Ran, clean_env, cli  # noqa: F401 (clean_env: an autouse fixture)
 from .test_process import Served, free_port, launch
 
 USER = "manners-user"
@@ -44,28 +43,6 @@ PROGRAM = str(Path(sys.executable).with_name("omnimind"))
 """The installed entry point, which the scripts call back for task ids."""
 TASK_IDS = ("alpha", "beta.two", "gamma-3")
 """Added to the module's daemon, beside its own database_optimization."""
-
-
-@dataclass
-class Ran:
-    code: int
-    out: str
-    err: str
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> Ran:
-    capsys.readouterr()
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return Ran(code, out, err)
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("OMNIMIND_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="module")
