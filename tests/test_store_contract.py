@@ -43,11 +43,11 @@ from omnimind_trio.store import (
     Store,
     StoredTask,
     _memory,
+    _postgres,
     _sqlite,
     _sqlite_schema,
     open_store,
 )
-from omnimind_trio.store import _postgres
 from omnimind_trio.store._postgres import PostgresStore
 
 REFUSAL = "attempt to write a readonly database"

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import trio
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..exceptions import StartupError, StoreUnavailable, TaskExists
 from ..models import ExecutionRecord, Outcome, TaskCounters, TaskSpec
@@ -52,6 +52,9 @@ Db = psycopg.Connection[Any]
 READERS = 3
 """The pool's connections at most (the writer is a fourth)."""
 
+POOL_WAIT_SECONDS = 1.0
+"""How long a read waits for a pooled connection before it makes one of its own."""
+
 PROBE_BYTES = 64 * 1024
 """The size of :meth:`PostgresStore.probe_write`'s row (random: it cannot be compressed)."""
 
@@ -81,6 +84,7 @@ class PostgresStore:
     def __init__(self, writer: Writer, pool: ConnectionPool[Any]) -> None:
         self._writer = writer
         self._pool = pool
+        self._reader_options = options(writer.url, writer.identity.name)
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(READERS)
 
@@ -96,20 +100,27 @@ class PostgresStore:
 
     async def _read(self, fn: Callable[[Db], T], *, snapshot: bool = False) -> T:
         """``fn(connection)`` on a pooled connection; with ``snapshot``, in one transaction
-        (its statements see the same data). A single statement needs none."""
+        (its statements see the same data; a single statement needs none). A pooled
+        connection found lost (the server restarted) is replaced, and the read tried
+        again. When the pool has none ready within POOL_WAIT_SECONDS (it is connecting
+        again, after an outage), a connection of the read's own: it fails at once, saying
+        why, while the server is away, and works as soon as it is back."""
 
         def read() -> T:
             for attempt in range(READERS + 1):
-                with self._pool.connection(timeout=CONNECT_SECONDS) as db:
-                    try:
-                        if not snapshot:
-                            return fn(db)
-                        with db.transaction():
-                            return fn(db)
-                    except psycopg.OperationalError:
-                        if not db.broken or attempt == READERS:
-                            raise
-                        # Lost (the server restarted): the pool replaces it; again.
+                try:
+                    db = self._pool.getconn(timeout=POOL_WAIT_SECONDS)
+                except PoolTimeout:
+                    with psycopg.connect(**self._reader_options) as own:
+                        _read_only(own)
+                        return _in(own, fn, snapshot)
+                try:
+                    return _in(db, fn, snapshot)
+                except psycopg.OperationalError:
+                    if not db.broken or attempt == READERS:
+                        raise
+                finally:
+                    self._pool.putconn(db)
             raise AssertionError("unreachable")
 
         return await self._run(read, self._read_limiter)
@@ -421,6 +432,13 @@ async def open_postgres_store(url: str) -> AsyncIterator[PostgresStore]:
             # (under the writer's limiter: a write still running ends first)
             limiter = None if store is None else store._write_limiter
             await trio.to_thread.run_sync(writer.close, limiter=limiter)
+
+
+def _in(db: Db, fn: Callable[[Db], T], snapshot: bool) -> T:
+    if not snapshot:
+        return fn(db)
+    with db.transaction():
+        return fn(db)
 
 
 def _read_only(db: Db) -> None:

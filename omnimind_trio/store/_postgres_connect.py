@@ -91,7 +91,7 @@ def describe(url: str, exc: psycopg.Error) -> str:
     where = masked(url)
     if isinstance(exc, psycopg.ProgrammingError) or "connection is bad: invalid" in str(exc):
         return f"the database URL {where} is not valid: {scrub(str(exc), url)}"
-    text = scrub(str(exc), url).removeprefix("connection failed: ")
+    text = re.sub(r"^connection (failed|is bad): ", "", scrub(str(exc), url))
     advice = ""
     if "password authentication failed" in text or "no password supplied" in text:
         advice = ": check the user and password in OMNIMIND_DATABASE"
@@ -105,9 +105,7 @@ def reason(exc: BaseException, url: str) -> str:
     if isinstance(exc, LockLost):
         return str(exc)
     text = scrub(str(exc), url) or type(exc).__name__
-    if type(exc).__name__ == "PoolTimeout":  # (psycopg_pool's: the server is unreachable)
-        return f"no connection to the PostgreSQL server within {CONNECT_SECONDS} s ({text})"
-    return text
+    return re.sub(r"^connection (failed|is bad): ", "", text)
 
 
 class Identity:
@@ -218,16 +216,13 @@ class Writer:
         retried = False
         while True:
             db = self._connected()
-            body_failed = False
+            committing = False
             try:
-                with db.transaction():
-                    try:
-                        result = fn(db)
-                    except psycopg.OperationalError:
-                        body_failed = True
-                        raise
+                with db.transaction():  # BEGIN ... COMMIT
+                    result = fn(db)
+                    committing = True
             except psycopg.OperationalError:
-                if body_failed and db.broken and not retried:
+                if not committing and db.broken and not retried:
                     retried = True
                     continue
                 raise
