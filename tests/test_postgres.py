@@ -408,3 +408,31 @@ async def test_a_daemon_rides_out_a_server_outage(
         assert set(daemon._scheduler.tasks) >= {"once"} and "during" not in daemon._scheduler.tasks
         runs = await history(daemon, "once")
         assert [r.outcome for r in runs] == [Outcome.SUCCEEDED, Outcome.SUCCEEDED]  # 1st, 3rd
+
+
+async def test_the_periodic_check_takes_the_lock_again_and_says_when_another_daemon_has_it(
+    postgres: Cluster, postgres_url: str
+) -> None:
+    """``check_file`` (every 10 s in the daemon): a lost connection is made again and the
+    lock taken again at once, not at the next write; another daemon that took the database
+    meanwhile is the problem, and ``restore_file`` takes it back once that one is gone."""
+    async with open_store(postgres_url) as first:
+        assert isinstance(first, PostgresStore)
+        kill_sessions(postgres, first)
+        assert await first.check_file() is None
+        with pytest.raises(StartupError, match="another omnimind daemon"):
+            await trio.to_thread.run_sync(check_store, postgres_url)  # held again
+
+        kill_sessions(postgres, first)
+        async with open_store(postgres_url):
+            problem = await first.check_file()
+            assert problem is not None and problem.startswith(
+                f"another omnimind daemon (pid {os.getpid()} on {HOST}) took the database"
+            )
+            with pytest.raises(StoreUnavailable, match="took the database"):
+                await first.restore_file()
+        assert await first.restore_file() == "this daemon holds the database again"
+        assert await first.check_file() is None
+        await first.insert_task(task("a"))
+        with pytest.raises(StartupError, match="another omnimind daemon"):
+            await trio.to_thread.run_sync(check_store, postgres_url)

@@ -176,12 +176,17 @@ class PostgresStore:
         await self._write(probe)
 
     async def check_file(self) -> str | None:
-        """No file of ours: the server keeps the database."""
-        await trio.lowlevel.checkpoint()
-        return None
+        """No file of ours: whether this daemon still holds the database. The writer's
+        connection is tried (a round trip): lost (the server restarted), it is made again
+        and takes the lock again at once, not at the next write, which may be hours away
+        (meanwhile a second daemon could start on the database). Another daemon holding it
+        is the problem said."""
+        return await trio.to_thread.run_sync(self._writer.check, limiter=self._write_limiter)
 
-    async def restore_file(self) -> None:
-        await trio.lowlevel.checkpoint()
+    async def restore_file(self) -> str:
+        """Take the database back from the daemon that took it (once that one is gone)."""
+        await self._write(lambda db: None)
+        return "this daemon holds the database again"
 
     async def set_schedule(
         self,

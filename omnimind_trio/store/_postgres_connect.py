@@ -228,6 +228,17 @@ class Writer:
                 raise
             return result
 
+    def check(self) -> str | None:
+        """Why this daemon no longer holds the database (another daemon took it), or None:
+        it does, or the server cannot be reached (the writes say so). Never raises."""
+        try:
+            self.run(lambda db: db.execute("SELECT 1"))
+        except LockLost as exc:
+            return str(exc)
+        except psycopg.Error:
+            pass
+        return None
+
     def _connected(self) -> psycopg.Connection[Any]:
         db = self._db
         if db is not None and not db.closed and not db.broken:
