@@ -35,11 +35,10 @@ local all omnimind_pw scram-sha-256
 local all all trust
 """
 
-SERVER_OPTIONS = (
-    "-c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    " -c max_connections=60"
-)
-"""A socket only; durability off (a throwaway cluster: it only makes the tests faster)."""
+SERVER_OPTIONS = "-c listen_addresses='' -c max_connections=60"
+"""A socket only."""
+FAST_OPTIONS = " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+"""Durability off: a throwaway cluster, it only makes the tests faster (not the bench's)."""
 
 
 def binaries() -> Path | None:
@@ -70,8 +69,11 @@ def missing() -> str | None:
 class Cluster:
     """A running throwaway cluster. :meth:`database` makes a new, empty database."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        """``durable``: PostgreSQL's defaults (a flushed WAL at each commit), as a server
+        in use has them; else durability off, for speed."""
         bin_dir = binaries()
+        self.options = SERVER_OPTIONS + ("" if durable else FAST_OPTIONS)
         assert bin_dir is not None, missing()
         self.bin = bin_dir
         self.root = Path(tempfile.mkdtemp(prefix="omnimind-pg-"))
@@ -120,7 +122,7 @@ class Cluster:
             )
 
     def start(self) -> None:
-        options = f"-k {self.socket_dir} {SERVER_OPTIONS}"
+        options = f"-k {self.socket_dir} {self.options}"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-o", options, "start")
         self.running = True
 
@@ -153,8 +155,8 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def cluster() -> Iterator[Cluster]:
-    started = Cluster()
+def cluster(*, durable: bool = False) -> Iterator[Cluster]:
+    started = Cluster(durable=durable)
     try:
         yield started
     finally:
