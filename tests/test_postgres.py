@@ -21,7 +21,7 @@ import trio.testing
 from omnimind_trio import FakeSource, StartupError, StoreError, StoreUnavailable, open_daemon
 from omnimind_trio.daemon import _writes
 from omnimind_trio.models import DaemonState, Outcome, TaskCounters
-from omnimind_trio.store import check_store, open_store
+from omnimind_trio.store import _postgres_connect, check_store, open_store
 from omnimind_trio.store._postgres import PostgresStore
 from omnimind_trio.store._postgres_connect import try_lock
 from omnimind_trio.store._postgres_schema import SCHEMA_VERSION
@@ -35,6 +35,12 @@ from .test_store_contract import full_task, record, task
 ONE = "def execute():\n    return 1\n"
 
 HOST = socket.gethostname()
+
+
+@pytest.fixture(autouse=True)
+def quick_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A start waits up to a second for a holder that is going: a tenth here."""
+    monkeypatch.setattr(_postgres_connect, "LOCK_WAIT_SECONDS", 0.1)
 
 
 def tables(cluster: Cluster, database: str) -> list[str]:
@@ -365,7 +371,7 @@ def test_a_store_cannot_write_through_a_pooled_connection(postgres_url: str) -> 
                 await trio.to_thread.run_sync(write_through_pool, store)
 
     def write_through_pool(store: PostgresStore) -> None:
-        with store._pool.connection() as db, db.transaction():
+        with store._pool.connection() as db:
             db.execute("DELETE FROM tasks")
 
     trio.run(main)

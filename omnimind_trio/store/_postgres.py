@@ -447,6 +447,7 @@ def _in(db: Db, fn: Callable[[Db], T], snapshot: bool) -> T:
 
 
 def _read_only(db: Db) -> None:
-    """A pooled connection: snapshots for reads of several statements, and no writes."""
+    """A pooled connection: snapshots for reads of several statements, and no writes
+    (a statement outside a transaction too)."""
+    db.execute("SET default_transaction_read_only = on")
     db.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-    db.read_only = True

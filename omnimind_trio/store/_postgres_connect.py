@@ -20,6 +20,7 @@ network database; it is reported as refused.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -46,6 +47,9 @@ CONNECT_SECONDS = 5
 LOCK_KEY = (0x6F6D6E69, 1)
 """The advisory lock (``pg_try_advisory_lock(int, int)``) of the daemon using a database:
 'omni', and 1."""
+
+LOCK_WAIT_SECONDS = 1.0
+"""How long a start waits for the lock before it says another daemon holds it."""
 
 SHARING = "sharing one database between daemons is not supported yet"
 
@@ -132,6 +136,18 @@ def try_lock(db: psycopg.Connection[Any]) -> bool:
     return bool(row and row[0])
 
 
+def lock_at_start(db: psycopg.Connection[Any]) -> bool:
+    """Take the lock, waiting up to LOCK_WAIT_SECONDS for a holder that is going: the
+    session of a daemon just stopped or killed ends on the server a moment after its
+    process did (a restart must not be refused for that)."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while not try_lock(db):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def holder(db: psycopg.Connection[Any]) -> tuple[int, str] | None:
     """The session holding the lock: its backend pid, and who it is ("pid 12 on desk")."""
     row = db.execute(_HOLDER).fetchone()
@@ -163,13 +179,15 @@ def check(url: str) -> None:
     """Raise StartupError when the database at ``url`` cannot be used (unreachable, a bad
     URL or password, missing, a newer schema) or another daemon holds it; create nothing.
     The lock is taken and released at once."""
-    with connect_for_start(url, Identity().name) as db:
-        try:
-            if not try_lock(db):
-                raise _refused(url, db)
-            check_version(read_version(db))
-        except psycopg.Error as exc:
-            raise StartupError(describe(url, exc)) from None
+    db = connect_for_start(url, Identity().name)
+    try:
+        if not lock_at_start(db):
+            raise _refused(url, db)
+        check_version(read_version(db))
+    except psycopg.Error as exc:
+        raise StartupError(describe(url, exc)) from None
+    finally:
+        release(db)
 
 
 class Writer:
@@ -191,20 +209,20 @@ class Writer:
         db = connect_for_start(url, identity.name)
         try:
             try:
-                if not try_lock(db):
+                if not lock_at_start(db):
                     raise _refused(url, db)
             except psycopg.Error as exc:
                 raise StartupError(describe(url, exc)) from None
             prepare(db)
         except psycopg.Error as exc:
-            db.close()
+            release(db)
             raise StartupError(
                 f"cannot create omnimind's tables in the database {masked(url)}:"
                 f" {scrub(str(exc), url)} (the role needs to own the database: see"
                 " docs/operations.md)"
             ) from None
         except BaseException:
-            db.close()
+            release(db)
             raise
         return cls(url, db, identity)
 
@@ -274,9 +292,21 @@ class Writer:
             time.sleep(0.05)
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()  # the lock goes with the session
-            self._db = None
+        """Release the lock, then close: the lock would go with the session, but a moment
+        after the connection closes (a daemon started at once must find it free)."""
+        db, self._db = self._db, None
+        if db is not None:
+            release(db)
+
+
+def release(db: psycopg.Connection[Any]) -> None:
+    """Release the lock (if held), then close the connection. The lock would go with the
+    session, but a moment after the connection closes: a daemon started at once, or
+    ``omnimind serve`` right after its own check, must find it free."""
+    with contextlib.suppress(psycopg.Error):
+        if not db.closed:
+            db.execute("SELECT pg_advisory_unlock_all()")
+    db.close()
 
 
 def _name_of(db: psycopg.Connection[Any], pid: int) -> str:
