@@ -26,18 +26,27 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ..exceptions import StartupError, StoreUnavailable, TaskExists
 from ..models import ExecutionRecord, Outcome, TaskCounters, TaskSpec
 from ._postgres_connect import CONNECT_SECONDS, LockLost, Writer, describe, options, reason
-from ._postgres_schema import escape, escaped, unescape, unescaped
+from ._postgres_schema import (
+    EXECUTIONS,
+    MINE,
+    ORDER,
+    UPSERT,
+    escape,
+    escaped,
+    record_from,
+    record_values,
+    unescape,
+    unescaped,
+    whose,
+)
 from ._protocol import INTERRUPTED_REASON, RunProcess, StoredTask
 from ._schema import (
     COUNTER_COLUMNS,
-    EXECUTION_COLUMNS,
     PROCESS_COLUMNS,
     SPEC_COLUMNS,
     TASK_COLUMNS,
     assignments,
     counters_row,
-    execution_from_row,
-    execution_row,
     marks,
     names,
     process_row,
@@ -62,19 +71,6 @@ RETENTION_CHUNK = 500
 """Rows deleted per transaction by the history retention."""
 
 RUNNING = Outcome.RUNNING.value
-_EXECUTIONS = names(EXECUTION_COLUMNS)
-_UPSERT = (
-    f"INSERT INTO executions ({_EXECUTIONS}) VALUES ({marks(EXECUTION_COLUMNS, '%s')})"
-    " ON CONFLICT (execution_id) DO UPDATE SET "
-    + ", ".join(f"{c.name} = EXCLUDED.{c.name}" for c in EXECUTION_COLUMNS)
-    + ", "
-    + ", ".join(f"{c.name} = NULL" for c in PROCESS_COLUMNS)
-    + ", written = EXCLUDED.written"
-)
-"""Write a record, new or in place of the one with its id: it becomes the last written
-(``written``), and forgets its process."""
-_ORDER = "ORDER BY scheduled_at DESC, written DESC"
-_MINE = "WHERE task_id = %s AND registration_id = %s"
 
 
 class PostgresStore:
@@ -210,21 +206,21 @@ class PostgresStore:
     async def start_execution(
         self, record: ExecutionRecord, *, last_execution: float, next_due: float | None
     ) -> None:
-        values = (*_row(record), last_execution, next_due, *_whose(record))
+        values = (*record_values(record), last_execution, next_due, *whose(record))
         await self._write(
             lambda db: db.execute(
-                f"WITH written AS ({_UPSERT})"
-                f" UPDATE tasks SET last_execution = %s, next_due = %s {_MINE}",
+                f"WITH written AS ({UPSERT})"
+                f" UPDATE tasks SET last_execution = %s, next_due = %s {MINE}",
                 values,
             )
         )
 
     async def finish_execution(self, record: ExecutionRecord, counters: TaskCounters) -> None:
-        values = (*_row(record), *counters_row(counters), *_whose(record))
+        values = (*record_values(record), *counters_row(counters), *whose(record))
         await self._write(
             lambda db: db.execute(
-                f"WITH written AS ({_UPSERT})"
-                f" UPDATE tasks SET {assignments(COUNTER_COLUMNS, '%s')} {_MINE}",
+                f"WITH written AS ({UPSERT})"
+                f" UPDATE tasks SET {assignments(COUNTER_COLUMNS, '%s')} {MINE}",
                 values,
             )
         )
@@ -273,10 +269,10 @@ class PostgresStore:
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         def get(db: Db) -> ExecutionRecord | None:
             row = db.execute(
-                f"SELECT {_EXECUTIONS} FROM executions WHERE execution_id = %s",
+                f"SELECT {EXECUTIONS} FROM executions WHERE execution_id = %s",
                 (escape(execution_id),),
             ).fetchone()
-            return None if row is None else _record(row)
+            return None if row is None else record_from(row)
 
         return await self._read(get)
 
@@ -308,10 +304,10 @@ class PostgresStore:
         def query(db: Db) -> tuple[list[ExecutionRecord], int]:
             count = db.execute(f"SELECT count(*) FROM executions{where}", params).fetchone()
             rows = db.execute(
-                f"SELECT {_EXECUTIONS} FROM executions{where} {_ORDER} LIMIT %s OFFSET %s",
+                f"SELECT {EXECUTIONS} FROM executions{where} {ORDER} LIMIT %s OFFSET %s",
                 [*params, limit, offset],
             ).fetchall()
-            return [_record(row) for row in rows], 0 if count is None else int(count[0])
+            return [record_from(row) for row in rows], 0 if count is None else int(count[0])
 
         return await self._read(query, snapshot=True)
 
@@ -326,13 +322,13 @@ class PostgresStore:
                 return found
             rows = db.execute(
                 f"SELECT wanted.id, latest.* FROM unnest(%s::text[]) WITH ORDINALITY"
-                f" AS wanted(id, n) CROSS JOIN LATERAL (SELECT {_EXECUTIONS} FROM executions"
-                f" WHERE registration_id = wanted.id AND outcome <> %s {_ORDER} LIMIT %s)"
+                f" AS wanted(id, n) CROSS JOIN LATERAL (SELECT {EXECUTIONS} FROM executions"
+                f" WHERE registration_id = wanted.id AND outcome <> %s {ORDER} LIMIT %s)"
                 " AS latest ORDER BY wanted.n",
                 (wanted, RUNNING, per_task),
             ).fetchall()
             for row in rows:
-                found.setdefault(unescape(row[0]), []).append(_record(row[1:]))
+                found.setdefault(unescape(row[0]), []).append(record_from(row[1:]))
             return found
 
         return await self._read(query)
@@ -384,20 +380,6 @@ class PostgresStore:
     async def optimize(self) -> None:
         """Refresh the planner's statistics after retention (autovacuum frees the space)."""
         await self._write(lambda db: db.execute("ANALYZE tasks, executions"))
-
-
-def _row(record: ExecutionRecord) -> tuple[Any, ...]:
-    return escaped(execution_row(record), EXECUTION_COLUMNS)
-
-
-def _whose(record: ExecutionRecord) -> tuple[str, str | None]:
-    """The task a record may change: its id and registration (none when it names none)."""
-    registration = record.registration_id
-    return escape(record.task_id), None if registration is None else escape(registration)
-
-
-def _record(row: tuple[Any, ...]) -> ExecutionRecord:
-    return execution_from_row(unescaped(row, EXECUTION_COLUMNS))
 
 
 @asynccontextmanager

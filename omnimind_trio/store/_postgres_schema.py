@@ -1,4 +1,5 @@
-"""The PostgreSQL database's schema, its version, and the text it cannot hold.
+"""The PostgreSQL database's schema, its version, the text it cannot hold, and the
+statements and rows of the executions table.
 
 The tables derive from the models (``_schema.py``), as SQLite's do, with PostgreSQL's types
 for them (:data:`TYPES`); a new field is a new column, added to older databases at open.
@@ -23,6 +24,7 @@ from typing import Any, Final
 import psycopg
 
 from ..exceptions import StartupError
+from ..models import ExecutionRecord
 from ._schema import (
     EXECUTION_COLUMNS,
     PROCESS_COLUMNS,
@@ -30,6 +32,10 @@ from ._schema import (
     TASK_COLUMNS,
     Column,
     create_table,
+    execution_from_row,
+    execution_row,
+    marks,
+    names,
     newer_version,
 )
 
@@ -178,3 +184,34 @@ def unescaped(row: tuple[Any, ...], columns: tuple[Column, ...]) -> tuple[Any, .
                 values = list(row)
             values[i] = unescape(value)
     return row if values is None else tuple(values)
+
+
+# -- statements and rows of the executions ----------------------------------------------------
+
+EXECUTIONS = names(EXECUTION_COLUMNS)
+UPSERT = (
+    f"INSERT INTO executions ({EXECUTIONS}) VALUES ({marks(EXECUTION_COLUMNS, '%s')})"
+    " ON CONFLICT (execution_id) DO UPDATE SET "
+    + ", ".join(f"{c.name} = EXCLUDED.{c.name}" for c in EXECUTION_COLUMNS)
+    + ", "
+    + ", ".join(f"{c.name} = NULL" for c in PROCESS_COLUMNS)
+    + ", written = EXCLUDED.written"
+)
+"""Write a record, new or in place of the one with its id: it becomes the last written
+(``written``), and forgets its process."""
+ORDER = "ORDER BY scheduled_at DESC, written DESC"
+MINE = "WHERE task_id = %s AND registration_id = %s"
+
+
+def record_values(record: ExecutionRecord) -> tuple[Any, ...]:
+    return escaped(execution_row(record), EXECUTION_COLUMNS)
+
+
+def whose(record: ExecutionRecord) -> tuple[str, str | None]:
+    """The task a record may change: its id and registration (none when it names none)."""
+    registration = record.registration_id
+    return escape(record.task_id), None if registration is None else escape(registration)
+
+
+def record_from(row: tuple[Any, ...]) -> ExecutionRecord:
+    return execution_from_row(unescaped(row, EXECUTION_COLUMNS))
