@@ -39,6 +39,7 @@ SECTIONS = {
     "N": ("notify", "Notifications: webhook delivery after a run's end (issue 13)"),
     "O": ("sensors", "Sensors: the per-sample cost of each source (issue 14)"),
     "P": ("conditions", "Conditions: a task frozen when the person comes back (issue 14)"),
+    "Q": ("stores", "Stores: SQLite and PostgreSQL side by side (issue 15)"),
 }
 RESULTS = Path(__file__).with_name("results.json")
 BUSY_PERCENT = 15
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="".join(SECTIONS),
-        help="sections to run, e.g. --only AD (default: all of A-P)",
+        help="sections to run, e.g. --only AD (default: all of A-Q)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON path")
     args = parser.parse_args(argv)

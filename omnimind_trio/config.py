@@ -39,8 +39,9 @@ class Settings(BaseSettings):
     """The tasks' working directory, reported as ``workspace`` in the status."""
     database: Path | str | None = None
     """Where tasks and history are kept: the path of a SQLite file (default
-    ``<home>/omnimind.db``), or ``memory://`` for a store in the daemon's memory that is
-    gone when it stops (tests, embedders)."""
+    ``<home>/omnimind.db``), a ``postgresql://`` URL (libpq's syntax; one daemon per
+    database), or ``memory://`` for a store in the daemon's memory that is gone when it
+    stops (tests, embedders)."""
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000

@@ -16,6 +16,8 @@ from omnimind_trio.daemon import Daemon
 from omnimind_trio.models import ExecutionRecord, Outcome, Trigger
 from omnimind_trio.store import open_store
 
+from . import pg_cluster
+
 
 def far_window() -> str:
     """A one-hour sleep window twelve hours from now (UTC): tests run at any hour, and a
@@ -61,6 +63,25 @@ def private_runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[pg_cluster.Cluster]:
+    """A throwaway PostgreSQL cluster for the session (``tests/pg_cluster.py``), started
+    at the first test that needs it; skipped, saying why, where PostgreSQL is missing.
+    (A synchronous fixture: a skip keeps its reason.)"""
+    why = pg_cluster.missing()
+    if why is not None:
+        pytest.skip(why)
+    with pg_cluster.cluster() as running:
+        yield running
+
+
+@pytest.fixture
+def postgres_url(postgres: pg_cluster.Cluster) -> str:
+    """The URL of a new, empty database on the session's cluster, owned by the role the
+    daemon connects as."""
+    return postgres.url(postgres.database())
 
 
 @pytest.fixture

@@ -43,10 +43,12 @@ from omnimind_trio.store import (
     Store,
     StoredTask,
     _memory,
+    _postgres,
     _sqlite,
     _sqlite_schema,
     open_store,
 )
+from omnimind_trio.store._postgres import PostgresStore
 
 REFUSAL = "attempt to write a readonly database"
 
@@ -66,20 +68,53 @@ async def refuse_memory(store: Store, on: bool) -> None:
     store.refuse_writes(REFUSAL if on else None)
 
 
+async def refuse_postgres(store: Store, on: bool) -> None:
+    """PostgreSQL's own switch, on the session that writes: every write fails with
+    'cannot execute INSERT in a read-only transaction' (UPDATE, DELETE...)."""
+    assert isinstance(store, PostgresStore)
+    setting = "on" if on else "off"
+    await store._write(lambda db: db.execute(f"SET default_transaction_read_only = {setting}"))
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
-    location: Callable[[Path], str | Path]
+    location: Callable[[pytest.FixtureRequest, Path], str | Path]
     refuse: Callable[[Store, bool], Awaitable[None]]
     """Make every write fail (True) or work again (False), as a full disk would."""
+    refusal: str
+    """The reason (a regular expression) of the writes ``refuse`` makes fail."""
     durable: bool
     """Whether what it holds is there again when the same location is opened again."""
     kind: type
 
 
 BACKENDS = [
-    Backend("sqlite", lambda tmp: tmp / "omnimind.db", refuse_sqlite, True, SQLiteStore),
-    Backend("memory", lambda tmp: "memory://", refuse_memory, False, MemoryStore),
+    Backend(
+        "sqlite",
+        lambda request, tmp: tmp / "omnimind.db",
+        refuse_sqlite,
+        re.escape(REFUSAL),
+        True,
+        SQLiteStore,
+    ),
+    Backend(
+        "memory",
+        lambda request, tmp: "memory://",
+        refuse_memory,
+        re.escape(REFUSAL),
+        False,
+        MemoryStore,
+    ),
+    Backend(
+        # A new database on the session's throwaway cluster (skipped without PostgreSQL).
+        "postgresql",
+        lambda request, tmp: str(request.getfixturevalue("postgres_url")),
+        refuse_postgres,
+        r"cannot execute (INSERT|UPDATE|DELETE|SELECT) in a read-only transaction",
+        True,
+        PostgresStore,
+    ),
 ]
 
 
@@ -90,8 +125,8 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 
 @pytest.fixture
-def location(backend: Backend, tmp_path: Path) -> str | Path:
-    return backend.location(tmp_path)
+def location(backend: Backend, tmp_path: Path, request: pytest.FixtureRequest) -> str | Path:
+    return backend.location(request, tmp_path)
 
 
 @pytest.fixture
@@ -428,6 +463,28 @@ async def test_an_execution_round_trips_with_every_field(store: Store) -> None:
     running = record(2, "full", Outcome.RUNNING)  # the fields at their defaults, too
     await store.start_execution(running, last_execution=2.0, next_due=None)
     assert await store.get_execution("e2") == running
+
+
+async def test_any_text_round_trips_nul_characters_too(store: Store) -> None:
+    """A task may print a NUL byte (PostgreSQL's text cannot hold one: it is escaped, and
+    so is the escape character)."""
+    odd = "a\x00b\x01c\x01\x02d\x01\x01\x00"
+    stored = task("odd")
+    stored.spec = spec("odd", description=odd, name="\x01")
+    await store.insert_task(stored)
+    await store.update_task(spec("odd", description=odd + "!"), next_due=1.0)
+    written = record(1, "odd", stdout=odd, stderr="\x00", reason=odd, result={odd: [odd]})
+    await store.finish_execution(written, TaskCounters(1, 1, 0))
+    ((loaded,),) = [await store.load_tasks()]
+    assert loaded.spec.description == odd + "!"
+    assert await store.get_execution("e1") == written
+    assert await store.list_executions(task_id="odd") == ([written], 1)
+    assert await store.recent_executions([registration("odd")], 5) == {
+        registration("odd"): [written]
+    }
+    assert await store.get_execution("e1\x00") is None
+    assert await store.known_executions(["e1", "e1\x00", "\x01"]) == {"e1"}
+    assert await ids(store, task_id="odd\x00") == []
 
 
 async def test_start_execution_sets_the_tasks_last_run_and_next_due(store: Store) -> None:
@@ -775,6 +832,7 @@ async def test_retention_in_steps_gives_the_same_answer(
     transaction; memory: a checkpoint every few records)."""
     monkeypatch.setattr(_sqlite, "RETENTION_CHUNK", 7)
     monkeypatch.setattr(_memory, "STEP", 7)
+    monkeypatch.setattr(_postgres, "RETENTION_CHUNK", 7)
     for i in range(60):
         await store.finish_execution(record(i, f"t{i % 4}"), TaskCounters())
         await store.insert_task(task(f"x{i}", seq=i))
@@ -857,7 +915,7 @@ async def test_refused_writes_raise_store_unavailable_and_change_nothing(
     for name, write in writes.items():
         with pytest.raises(StoreUnavailable) as refused:
             await write()
-        assert refused.value.reason == REFUSAL, name
+        assert re.fullmatch(backend.refusal, refused.value.reason), (name, refused.value)
         assert isinstance(refused.value, StoreError), name  # HTTP 503 if it gets that far
         assert await snapshot(store) == before, name  # reads still work
 
@@ -880,8 +938,8 @@ async def test_open_store_picks_the_backend_from_the_location(tmp_path: Path) ->
         async with open_store(url) as store:
             assert isinstance(store, MemoryStore)
     assert not (Path.cwd() / ":memory:").exists()
-    with pytest.raises(StartupError, match="unknown database 'postgresql://x'"):
-        open_store("postgresql://x")
+    with pytest.raises(StartupError, match=r"unknown database 'mysql://u:\*\*\*@x/db'"):
+        open_store("mysql://u:pass@x/db")  # (the password masked)
 
 
 async def test_each_memory_store_starts_empty() -> None:

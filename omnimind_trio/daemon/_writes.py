@@ -19,7 +19,10 @@ in ``error`` (``the database file ... was deleted``, logged at ERROR), and the s
 what it holds (tasks and history) to a new file at the path (``restore_file``): once that
 worked the error clears, and a restart loses nothing. Until it works (the path is taken by
 another file, the directory is gone) it is tried again at every check, the state stays
-``error``, and what is saved meanwhile is only in the deleted file.
+``error``, and what is saved meanwhile is only in the deleted file. On PostgreSQL the same
+check keeps the database held: a lost connection is made again (and the lock taken again)
+within PROBE_SECONDS; another daemon that took it meanwhile is the problem said, and
+``restore_file`` takes it back once that one is gone.
 """
 
 from __future__ import annotations
@@ -117,20 +120,20 @@ class WriteGuard:
         problem = await store.check_file()
         if problem is None:
             if self.file_problem is not None:  # (a file put back by hand)
-                log.warning("the database file is back")
+                log.warning("the database is as it should be again (it was: %s)", self.file_problem)
                 self._set_file(None)
             return
         if self.file_problem is None:
             log.error(
-                "%s while the daemon ran; it keeps serving from memory and from the open"
-                " file, and writes what it holds to a new file at that path",
+                "%s while the daemon ran; it keeps serving, and puts it right (a deleted file"
+                " re-created from the open database) as soon as it can",
                 problem,
             )
         self._set_file(problem)
         try:
-            await store.restore_file()
+            done = await store.restore_file()
         except StoreUnavailable as exc:
             self._set_file(f"{problem} ({exc.reason}; tried again every {PROBE_SECONDS:.0f} s)")
             return
-        log.warning("the database file was re-created from the open database; nothing was lost")
+        log.warning("%s", done)
         self._set_file(None)

@@ -1,8 +1,9 @@
 """Persistence: task definitions, counters and execution history, behind one Protocol.
 
 ``Store`` is the contract; ``open_store(location)`` picks the backend: a path is a
-SQLite file (``SQLiteStore``, the default), ``memory://`` a ``MemoryStore``. Imports:
-models, exceptions.
+SQLite file (``SQLiteStore``, the default), ``memory://`` a ``MemoryStore``, a
+``postgresql://`` URL a PostgreSQL database (``_postgres.PostgresStore``: not exported
+here, so that psycopg is imported only when it is used). Imports: models, exceptions.
 """
 
 from ._memory import MemoryStore, open_memory_store

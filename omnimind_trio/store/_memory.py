@@ -125,8 +125,9 @@ class MemoryStore:
         await trio.lowlevel.checkpoint()
         return None
 
-    async def restore_file(self) -> None:
+    async def restore_file(self) -> str:
         await trio.lowlevel.checkpoint()
+        return "nothing to restore"
 
     async def set_schedule(
         self,

@@ -11,6 +11,7 @@ from ._file import check_free
 from ._memory import open_memory_store
 from ._protocol import Store
 from ._sqlite import open_sqlite_store
+from ._url import is_postgres, masked
 
 MEMORY_URL = "memory://"
 """The location of a new, empty store in memory (``:memory:``, SQLite's spelling, too)."""
@@ -27,10 +28,11 @@ def open_store(location: str | PathLike[str]) -> AbstractAsyncContextManager[Sto
 
     - a path (``str`` or ``Path``): the SQLite file there, created if missing, locked
       against a second daemon;
-    - ``memory://`` (or ``:memory:``): a new, empty :class:`MemoryStore`, dropped on exit.
+    - ``memory://`` (or ``:memory:``): a new, empty :class:`MemoryStore`, dropped on exit;
+    - ``postgresql://...`` (or ``postgres://...``, libpq's URL): the PostgreSQL database
+      there, its tables created if missing, locked against a second daemon.
 
-    A new backend (``postgresql://...``) is one module with its ``open_*`` function, and
-    one branch here.
+    A new backend is one module with its ``open_*`` function, and one branch here.
 
     Error handling: an unknown URL, a database another daemon holds, or one that cannot
     be opened raise StartupError.
@@ -39,13 +41,26 @@ def open_store(location: str | PathLike[str]) -> AbstractAsyncContextManager[Sto
         return open_sqlite_store(Path(location))
     if location in (MEMORY_URL, ":memory:"):
         return open_memory_store()
+    if is_postgres(location):
+        # Imported here: psycopg takes a tenth of a second to import, which a daemon on
+        # SQLite (and every command of the CLI) need not spend.
+        from ._postgres import open_postgres_store
+
+        return open_postgres_store(location)
     raise StartupError(
-        f"unknown database {location!r}: give the path of a SQLite file, or {MEMORY_URL}"
+        f"unknown database {masked(location)!r}: give the path of a SQLite file,"
+        f" a postgresql:// URL, or {MEMORY_URL}"
     )
 
 
 def check_store(location: str | PathLike[str]) -> None:
-    """Raise StartupError when another daemon holds the store at ``location`` (a SQLite
-    file in use); create and change nothing. Other locations are not checked here."""
+    """Raise StartupError when another daemon holds the store at ``location``; create and
+    change nothing. A SQLite file: its lock. A PostgreSQL database: that it can be reached
+    and used (the URL, the password, the database), its lock (taken and released at once)
+    and its schema version. ``memory://``: nothing to check."""
     if not isinstance(location, str) or not is_url(location):
         check_free(Path(location))
+    elif is_postgres(location):
+        from ._postgres_connect import check
+
+        check(location)

@@ -107,18 +107,21 @@ class Store(Protocol):
 
     async def check_file(self) -> str | None:
         """Why the store's file is no longer where it was opened (``the database file ...
-        was deleted``, ``... replaced by another file``), or None: it is, or the backend
-        has no file. Cheap (no write): the daemon calls it every few seconds."""
+        was deleted``, ``... replaced by another file``) or, a server's database, why this
+        daemon no longer holds it (another daemon took it); None: it is, or the backend has
+        neither. Cheap (no write): the daemon calls it every few seconds. Never raises."""
         ...
 
-    async def restore_file(self) -> None:
-        """After :meth:`check_file` found the file deleted: write what the open store
-        holds to a new file where it was, and go on with that one. A file that stands
-        there now is never replaced.
+    async def restore_file(self) -> str:
+        """After :meth:`check_file` found a problem, put it right: write what the open
+        store holds to a new file where it was, and go on with that one (a file that stands
+        there now is never replaced); or take the server's database back. Returns what was
+        done, for the log.
 
         Error handling: raises :class:`~omnimind_trio.exceptions.StoreUnavailable` when
-        it cannot (the path is taken, the directory is gone or read-only); the store goes
-        on with the deleted file, whose content a restart would lose.
+        it cannot (the path is taken, the directory is gone or read-only; another daemon
+        still holds the database); the store goes on as it was (with the deleted file,
+        whose content a restart would lose).
         """
         ...
 

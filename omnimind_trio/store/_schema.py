@@ -14,13 +14,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final
 
 from pydantic import TypeAdapter
 
+from ..exceptions import StartupError
 from ..models import (
     EXECUTION_FIELDS,
     TASK_FIELD_TYPES,
@@ -46,7 +47,12 @@ class Column:
 
     @property
     def declaration(self) -> str:
-        text = f"{self.name} {self.sql_type}"
+        return self.declared()
+
+    def declared(self, types: Mapping[str, str] | None = None) -> str:
+        """The column's declaration in CREATE TABLE, with ``types`` naming the SQL types
+        (default: TEXT, INTEGER and REAL as they are, SQLite's)."""
+        text = f"{self.name} {types[self.sql_type] if types else self.sql_type}"
         if not self.nullable:
             text += " NOT NULL"
         if self.default is not dataclasses.MISSING and self.default is not None:
@@ -211,8 +217,18 @@ def execution_from_row(row: tuple[Any, ...]) -> ExecutionRecord:
 # SQL fragments over columns: written from the same definitions.
 
 
-def create_table(name: str, columns: tuple[Column, ...], key: str) -> str:
-    body = ",\n    ".join([*(c.declaration for c in columns), f"PRIMARY KEY ({key})"])
+def create_table(
+    name: str,
+    columns: tuple[Column, ...],
+    key: str,
+    *,
+    types: Mapping[str, str] | None = None,
+    extra: tuple[str, ...] = (),
+) -> str:
+    """``types``: see :meth:`Column.declared`; ``extra``: declarations of columns that no
+    model holds (the backend's own)."""
+    declarations = [*(c.declared(types) for c in columns), *extra, f"PRIMARY KEY ({key})"]
+    body = ",\n    ".join(declarations)
     return f"CREATE TABLE IF NOT EXISTS {name} (\n    {body}\n);\n"
 
 
@@ -220,9 +236,20 @@ def names(columns: tuple[Column, ...]) -> str:
     return ", ".join(column.name for column in columns)
 
 
-def marks(columns: tuple[Column, ...]) -> str:
-    return ", ".join("?" * len(columns))
+def marks(columns: tuple[Column, ...], mark: str = "?") -> str:
+    """A parameter placeholder per column (``?``: SQLite's; ``%s``: psycopg's)."""
+    return ", ".join([mark] * len(columns))
 
 
-def assignments(columns: tuple[Column, ...]) -> str:
-    return ", ".join(f"{column.name} = ?" for column in columns)
+def assignments(columns: tuple[Column, ...], mark: str = "?") -> str:
+    return ", ".join(f"{column.name} = {mark}" for column in columns)
+
+
+def newer_version(version: int, known: int) -> StartupError:
+    """The refusal of a database a newer omnimind wrote (schema ``version``; this one
+    knows up to ``known``): changing it would lose what that version stores."""
+    return StartupError(
+        f"the database was written by a newer omnimind (schema version {version}; this "
+        f"one knows up to {known}): upgrade omnimind, or give it another "
+        "database (OMNIMIND_DATABASE)"
+    )

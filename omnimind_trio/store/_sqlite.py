@@ -139,12 +139,12 @@ class SQLiteStore:
         file = self._file
         return None if file is None else await trio.to_thread.run_sync(file.lost)
 
-    async def restore_file(self) -> None:
+    async def restore_file(self) -> str:
         """Write what the open database holds to a new file at its path and go on with
         that one (after :meth:`check_file` found the file deleted). A file that stands at
         the path now is never replaced."""
         if self._file is None:
-            return
+            return "nothing to restore"
         path = self._file.path
 
         def restore() -> None:
@@ -161,6 +161,7 @@ class SQLiteStore:
             await self._run(restore)
         except (OSError, StartupError) as exc:
             raise StoreUnavailable(f"it cannot be re-created: {exc}") from exc
+        return "the database file was re-created from the open database; nothing was lost"
 
     async def set_schedule(
         self,

@@ -9,8 +9,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from ..exceptions import StartupError
-from ._schema import EXECUTION_COLUMNS, PROCESS_COLUMNS, TASK_COLUMNS, create_table
+from ._schema import (
+    EXECUTION_COLUMNS,
+    PROCESS_COLUMNS,
+    TASK_COLUMNS,
+    create_table,
+    newer_version,
+)
 
 SCHEMA_VERSION = 4
 """``PRAGMA user_version`` of a database this code wrote: 2 stores priorities by name, 3 the
@@ -36,12 +41,7 @@ def migrate(db: sqlite3.Connection) -> None:
     it was written are added (with their defaults), then each numbered step runs once."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        # Written by a newer omnimind: changing it would lose what that version stores.
-        raise StartupError(
-            f"the database was written by a newer omnimind (schema version {version}; this "
-            f"one knows up to {SCHEMA_VERSION}): upgrade omnimind, or give it another "
-            "database (OMNIMIND_DATABASE)"
-        )
+        raise newer_version(version, SCHEMA_VERSION)
     if version < 4:
         _add_registrations(db)
     for table, columns in (
