@@ -4,15 +4,23 @@ waits: the daemon's waiting data in words, at a fixed "now" in a fixed zone."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, timezone
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from omnimind_trio.cli._render import _render_task, _render_tasks
-from omnimind_trio.cli._waiting import next_words, relative, status_words, waiting_sentence
+from omnimind_trio.cli._waiting import (
+    local,
+    next_words,
+    relative,
+    status_words,
+    waiting_sentence,
+)
 
-ZONE = timezone(timedelta(hours=1), "CET")
+ZONE = ZoneInfo("Europe/Paris")  # CET, UTC+1, in December
 NOW = datetime(2026, 12, 1, 17, 0, tzinfo=ZONE)  # 16:00 UTC
 
 
@@ -138,15 +146,15 @@ def test_a_forced_run_time_is_said_with_the_wait() -> None:
         "expected_start": iso(20),
         "run_by": iso(20),
     }
-    # The forced time is the expected start: said once.
+    # The forced time is the expected start: said once, as what it is.
     assert waiting_sentence(task("waiting", waiting), NOW) == (
         "waiting for the machine to be idle: CPU outside the daemon 80 %; "
-        "expected to start in 3 h (2026-12-01 20:00)"
+        "runs anyway in 3 h (2026-12-01 20:00), as max_delay_hours says"
     )
     waiting["expected_start"] = None
     assert waiting_sentence(task("waiting", waiting), NOW) == (
         "waiting for the machine to be idle: CPU outside the daemon 80 %; "
-        "expected to start when idle; runs anyway by 2026-12-01 20:00 (max_delay_hours)"
+        "expected to start when idle; runs anyway by 2026-12-01 20:00, as max_delay_hours says"
     )
 
 
@@ -219,3 +227,48 @@ def test_show_leads_with_the_state_and_has_no_json_blob(capsys: pytest.CaptureFi
     fields = lines[: lines.index("code:")]
     assert len({len(re.match(r"[^:]*:\s*", line)[0]) for line in fields}) == 1
     assert "{" not in "\n".join(fields)
+
+
+def test_times_across_a_daylight_saving_change_keep_their_own_offset() -> None:
+    # Saturday 28 March 2026, 16:00 in Berlin; the clocks go forward that night. A task due
+    # on Sunday at 12:00 (10:00 UTC) is at 12:00 local, not at 11:00 (Saturday's offset).
+    berlin = ZoneInfo("Europe/Berlin")
+    now = datetime(2026, 3, 28, 16, 0, tzinfo=berlin)
+    noon = datetime(2026, 3, 29, 10, 0, tzinfo=UTC)
+    assert relative(noon, now) == "tomorrow 12:00"
+    assert local(noon, now) == "2026-03-29 12:00"
+    # In autumn (25 October), back: a task at 00:00 local on Monday is 23:00 UTC on Sunday.
+    now = datetime(2026, 10, 24, 20, 0, tzinfo=berlin)
+    midnight = datetime(2026, 10, 25, 23, 0, tzinfo=UTC)
+    assert relative(midnight, now) == "Mon 00:00"
+
+
+def test_the_system_zone_is_used_with_its_rules_when_now_has_no_named_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        now = datetime(2026, 3, 28, 15, 0, tzinfo=UTC)  # as the CLI passes it
+        assert local(datetime(2026, 3, 29, 10, 0, tzinfo=UTC), now) == "2026-03-29 12:00"
+        assert relative(datetime(2026, 3, 29, 10, 0, tzinfo=UTC), now) == "tomorrow 12:00"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_tonight_is_only_the_coming_night() -> None:
+    # At 02:00, 05:00 the next day is 27 h away: tomorrow, not tonight.
+    early = datetime(2026, 12, 1, 2, 0, tzinfo=ZONE)
+    assert relative(datetime(2026, 12, 2, 5, 0, tzinfo=ZONE), early) == "tomorrow 05:00"
+    assert relative(datetime(2026, 12, 1, 5, 0, tzinfo=ZONE), early) == "in 3 h"
+
+
+def test_a_stopped_daemon_is_said_with_the_command_that_starts_it() -> None:
+    waiting = {"reason": "stopped", "detail": "the daemon is stopped: nothing runs until it starts"}
+    stopped = task("scheduled", waiting)
+    assert status_words(stopped) == "scheduled: daemon stopped"
+    assert next_words(stopped, NOW) == "once started"
+    assert waiting_sentence(stopped, NOW) == (
+        "the daemon is stopped: nothing runs until it starts (omnimind start)"
+    )

@@ -19,6 +19,7 @@ from omnimind_trio.cli._runtime import (
     announced,
     find_daemon,
     local_url,
+    locate,
     read_runtime,
     runtime_path,
     write_runtime,
@@ -90,6 +91,12 @@ def test_a_stale_or_foreign_runtime_file_is_ignored(tmp_path: Path) -> None:
     assert find_daemon(environ) == me
     assert find_daemon({**environ, "OMNIMIND_HOME": str(tmp_path)}) == me
     assert find_daemon({**environ, "OMNIMIND_HOME": str(tmp_path / "other")}) is None
+    # What a client command (and a completion) talks to, and where its credentials are.
+    default = "http://127.0.0.1:8000"
+    assert locate(None, default, environ) == (me.url, tmp_path)
+    assert locate(me.url + "/", default, environ) == (me.url + "/", tmp_path)
+    assert locate("http://127.0.0.1:3", default, environ) == ("http://127.0.0.1:3", None)
+    assert locate(None, default, {"XDG_RUNTIME_DIR": str(tmp_path / "none")}) == (default, None)
     path.write_text("{not json")
     assert read_runtime(path) is None
 

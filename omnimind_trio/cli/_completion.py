@@ -11,12 +11,11 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Final
 
 from ._parser import DEFAULT_URL
 from ._password import resolve_auth
-from ._runtime import find_daemon
+from ._runtime import locate
 from ._spec import commands
 from ._usage import UsageError
 
@@ -48,9 +47,8 @@ def task_ids(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
     from ._client import ClientError, OmniMindClient
 
     try:
-        found = None if args.url else find_daemon(environ)
-        url = args.url or (found.url if found else DEFAULT_URL)
-        auth = resolve_auth(None, None, environ, home=Path(found.home) if found else None)
+        url, home = locate(args.url, DEFAULT_URL, environ)
+        auth = resolve_auth(None, None, environ, home=home)
         with OmniMindClient(
             url, auth=auth, cacert=args.cacert, timeout_seconds=TASK_IDS_TIMEOUT_SECONDS
         ) as client:

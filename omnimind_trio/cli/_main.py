@@ -28,7 +28,7 @@ from ..models import SCHEDULE_FIELDS
 from ._logs import configure_logging
 from ._parser import DEFAULT_URL, build_parser, given_options
 from ._password import VISIBLE_WARNING, resolve_auth, terminal_prompt
-from ._runtime import find_daemon
+from ._runtime import locate
 from ._usage import UsageError, parse, print_help
 
 __all__ = ["UsageError", "main", "resolve_auth"]
@@ -179,13 +179,8 @@ def _client_command(args: argparse.Namespace) -> int:
     from ._client import OmniMindClient, tls_context
     from ._render import RENDER, render_message
 
-    # --url and OMNIMIND_URL win; else the daemon this user runs, found from any directory
-    # (whose home, with its credentials file, also serves a --url naming that daemon).
-    found = find_daemon(os.environ)
-    if found is not None and args.url and args.url.rstrip("/") != found.url.rstrip("/"):
-        found = None
-    url = _check_url(args.url or (found.url if found else DEFAULT_URL))
-    home = Path(found.home) if found else None
+    url, home = locate(args.url, DEFAULT_URL, os.environ)
+    url = _check_url(url)
     reads_stdin = "-" in (getattr(args, "code_file", None), getattr(args, "batch_file", None))
     if args.password_file == "-" and reads_stdin:
         raise UsageError("standard input cannot hold both the password and the code or batch")

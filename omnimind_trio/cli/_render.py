@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from ._waiting import next_words, status_words, waiting_sentence
@@ -53,7 +53,7 @@ def _render_status(data: Mapping[str, Any]) -> None:
 def _render_task(data: Mapping[str, Any], now: datetime | None = None) -> None:
     """A task's detail: its fields in local time, the waiting data as one sentence (with
     the expected start where it differs from the due time), then its code."""
-    now = now or datetime.now().astimezone()
+    now = now or datetime.now(UTC)  # shown in local time (_waiting.shown)
     # Where it stands first, then its counters, then its definition as the daemon sent it.
     fields: list[tuple[str, Any]] = [(key, data.get(key)) for key in _SHOW_FIRST if key in data]
     if "waiting" in data:
@@ -76,7 +76,7 @@ def _render_tasks(data: Mapping[str, Any], now: datetime | None = None) -> None:
     if not tasks:
         print("no tasks")
         return
-    now = now or datetime.now().astimezone()
+    now = now or datetime.now(UTC)  # shown in local time (_waiting.shown)
     with_state = "status" in tasks[0]
     rows = []
     for task in tasks:

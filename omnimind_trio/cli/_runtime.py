@@ -84,6 +84,17 @@ def find_daemon(environ: Mapping[str, str] = os.environ) -> RuntimeInfo | None:
     return info
 
 
+def locate(url: str | None, default: str, environ: Mapping[str, str]) -> tuple[str, Path | None]:
+    """The daemon a client command talks to, and its home (for its credentials file):
+    ``url`` (``--url``, ``OMNIMIND_URL``) when given, else the daemon this user's runtime
+    file announces, else ``default``. The announced daemon's home comes with it, also when
+    ``url`` names that daemon."""
+    found = find_daemon(environ)
+    if found is not None and url and url.rstrip("/") != found.url.rstrip("/"):
+        found = None
+    return url or (found.url if found else default), Path(found.home) if found else None
+
+
 def remove_runtime(path: Path, pid: int) -> None:
     """Remove ``path`` if it still names ``pid`` (a daemon started later owns it else)."""
     try:

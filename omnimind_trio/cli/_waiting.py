@@ -8,8 +8,9 @@ Times are shown in the zone of ``now`` (the local zone for the commands)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 # A condition a task waits for, by name: what stands in its way, in two or three words.
 _CONDITION_WORDS: Final = {
@@ -40,6 +41,8 @@ def status_words(task: Mapping[str, Any]) -> str:
     waits for (``waiting: sleep window``, ``frozen: person present``)."""
     status = str(task.get("status") or "-")
     waiting = task.get("waiting")
+    if isinstance(waiting, Mapping) and waiting.get("reason") == "stopped":
+        return f"{status}: daemon stopped"
     if status not in ("waiting", "frozen") or not isinstance(waiting, Mapping):
         return status
     why = _obstacle(waiting)
@@ -83,28 +86,34 @@ def waiting_sentence(task: Mapping[str, Any], now: datetime) -> str | None:
         return f"paused: it runs again once resumed (omnimind resume {task_id})"
     if reason == "done":
         return f"done: a one-shot task that has run (omnimind run {task_id} runs it again)"
+    if reason == "stopped":
+        return "the daemon is stopped: nothing runs until it starts (omnimind start)"
     detail = str(waiting.get("detail") or reason or "")
     if reason == "scheduled":
         detail = "not due yet"
     parts = [detail]
     start = expected_start(task)
-    if start is not None:
+    run_by = parse_time(waiting.get("run_by"))
+    if start is not None and start == run_by:  # max_delay_hours forces the start
+        parts.append(
+            f"runs anyway {relative(start, now)} ({local(start, now)}), as max_delay_hours says"
+        )
+    elif start is not None:
         parts.append(f"expected to start {relative(start, now)} ({local(start, now)})")
     else:
         open_ended = _open_ended(waiting)
         if open_ended:
             parts.append(f"expected to start {open_ended}")
-    run_by = parse_time(waiting.get("run_by"))
     if run_by is not None and run_by != start:
-        parts.append(f"runs anyway by {local(run_by, now)} (max_delay_hours)")
+        parts.append(f"runs anyway by {local(run_by, now)}, as max_delay_hours says")
     return "; ".join(part for part in parts if part)
 
 
 def relative(moment: datetime, now: datetime) -> str:
     """``now``, ``in 40 s``, ``in 25 min``, ``in 3 h``, then a day and a time: ``today
-    21:00``, ``tonight 00:30`` (after midnight, before 06:00), ``tomorrow 14:00``,
-    ``Fri 14:00`` within a week, else the date."""
-    moment = moment.astimezone(now.tzinfo)
+    21:00``, ``tonight 00:30`` (after midnight, before 06:00, less than 18 h ahead),
+    ``tomorrow 14:00``, ``Fri 14:00`` within a week, else the date."""
+    moment, now = shown(moment, now), shown(now, now)
     seconds = (moment - now).total_seconds()
     if seconds < 1:
         return "now"
@@ -118,18 +127,28 @@ def relative(moment: datetime, now: datetime) -> str:
         return f"in {seconds / 3600:.0f} h"
     if days == 0:
         return f"today {clock}"
-    if days == 1 and moment.hour < 6:
+    if days == 1 and moment.hour < 6 and seconds < 18 * 3600:
         return f"tonight {clock}"
     if days == 1:
         return f"tomorrow {clock}"
-    if moment - now < timedelta(days=7):
+    if seconds < 7 * 86400:
         return moment.strftime("%a %H:%M")
     return moment.strftime("%Y-%m-%d %H:%M")
 
 
 def local(moment: datetime, now: datetime) -> str:
-    """``moment`` in the zone of ``now``, to the minute: ``2026-12-02 00:00``."""
-    return moment.astimezone(now.tzinfo).strftime("%Y-%m-%d %H:%M")
+    """``moment`` where ``now`` is shown (:func:`shown`), to the minute: ``2026-12-02 00:00``."""
+    return shown(moment, now).strftime("%Y-%m-%d %H:%M")
+
+
+def shown(moment: datetime, now: datetime) -> datetime:
+    """``moment`` in the zone times are shown in: ``now``'s when it is a named zone (a
+    ``ZoneInfo``, with its daylight-saving rules), else the system's local time, each moment
+    with the offset its own date has (a fixed offset taken now would be an hour off across
+    a daylight-saving change)."""
+    if isinstance(now.tzinfo, ZoneInfo):
+        return moment.astimezone(now.tzinfo)
+    return moment.astimezone()
 
 
 def _obstacle(waiting: Mapping[str, Any]) -> str:
@@ -166,4 +185,6 @@ def _open_ended(waiting: Mapping[str, Any]) -> str:
         return "after " + ", ".join(waiting.get("upstream") or [])
     if reason in ("slot", "catch_up"):
         return "when a slot is free"
+    if reason == "stopped":
+        return "once started"
     return ""

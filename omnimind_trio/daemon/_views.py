@@ -11,7 +11,7 @@ from ..config import Settings
 from ..models import ConditionStatus, TaskDetail, TaskSummary, Waiting
 from ..scheduling import TaskEntry, calendar
 
-STOPPED = Waiting(reason="stopped", detail="the daemon is stopped (POST /daemon/start)")
+STOPPED = Waiting(reason="stopped", detail="the daemon is stopped: nothing runs until it starts")
 
 
 def task_summary(entry: TaskEntry) -> TaskSummary:
