@@ -404,13 +404,20 @@ def test_cancel_pause_resume_rm(
     ran = ok(capsys, *at(served, "logs", "ctl_sleep"))
     assert block(ran.out)["outcome"] == "cancelled"
     old_run = block(ran.out)["execution id"]
+    ran = ok(capsys, *at(served, "history", "ctl_sleep"))  # and through history
+    assert [cells(line)[:3] for line in ran.out.splitlines()[1:]] == [
+        [old_run, "ctl_sleep", "cancelled"]
+    ]
     # Added again, the id is a new task: its logs start empty; the old run stays readable.
     ok(capsys, *at(served, "add", quick, "--id", "ctl_sleep", "--priority", "LOW"))
     ran = cli(capsys, *at(served, "logs", "ctl_sleep"))
     assert (ran.code, ran.err) == (1, "omnimind: task 'ctl_sleep' has not run yet\n")
     assert block(ok(capsys, *at(served, "logs", old_run)).out)["outcome"] == "cancelled"
+    assert ok(capsys, *at(served, "history", "ctl_sleep")).out == "no executions\n"
     ran = cli(capsys, *at(served, "logs", "never_was"))
     assert ran.code == 1 and "No task or execution with id 'never_was'" in ran.err
+    ran = cli(capsys, *at(served, "history", "never_was"))
+    assert ran.code == 1 and "No task or execution history with id 'never_was'" in ran.err
 
 
 @pytest.mark.slow

@@ -272,7 +272,7 @@ def _call(client: OmniMindClient, args: argparse.Namespace, code: str | None) ->
             "offset": args.offset,
         }
         if args.task_id is not None:
-            return client.task_executions(args.task_id, **filters)
+            return task_history(client, args.task_id, filters)
         return client.list_executions(**filters)
     if command == "logs":
         return latest_execution(client, args.ident)
@@ -312,6 +312,22 @@ def _write_export(data: dict[str, Any], output: str | None) -> int:
         named = "; ".join(f"{task}: {', '.join(names)}" for task, names in omitted.items())
         _complain(f"secret values are not exported; set them again after restoring ({named})")
     return EXIT_OK
+
+
+def task_history(client: OmniMindClient, task_id: str, filters: dict[str, Any]) -> dict[str, Any]:
+    """The runs of the task registered as ``task_id`` now (a re-added id's start afresh),
+    else, for an id no task has now, the runs of the tasks deleted under it."""
+    from ._client import ApiError
+
+    try:
+        return client.task_executions(task_id, **filters)
+    except ApiError as exc:
+        if exc.status_code != 404:
+            raise
+    found = client.list_executions(task_id=task_id, **filters)
+    if not found["executions"] and not found.get("total"):
+        raise ApiError(404, f"No task or execution history with id {task_id!r}")
+    return found
 
 
 def latest_execution(client: OmniMindClient, ident: str | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from ..models import (
     OPTION_FIELDS,
     TASK_FIELD_TYPES,
     Priority,
+    TaskStatus,
     base_type,
     field_description,
 )
@@ -138,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = command("tasks", "list tasks: status, next run, counters")
     tasks.add_argument("--priority", type=str.upper, help="only these, e.g. HIGH,CRITICAL")
     tasks.add_argument(
-        "--status", help="only these: scheduled, waiting, running, frozen, paused, done"
+        "--status", help="only these: " + ", ".join(status.value for status in TaskStatus)
     )
     tasks.add_argument("--q", metavar="TEXT", help="text in the id, name or description")
     tasks.add_argument(
