@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from ..config import Settings
 from ..credentials import CredentialsError, rotate_credentials
+from ._usage import settings_problems
 
 
 def rotate(args: argparse.Namespace) -> int:
@@ -25,7 +26,9 @@ def rotate(args: argparse.Namespace) -> int:
     try:
         settings = Settings(home=home)
     except ValidationError as exc:
-        print(f"omnimind: invalid settings:\n{exc}", file=sys.stderr)
+        print(
+            "omnimind: invalid settings:", *settings_problems(exc, {}), sep="\n  ", file=sys.stderr
+        )
         return 2
     try:
         new = rotate_credentials(settings, viewer=args.viewer)

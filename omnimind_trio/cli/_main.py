@@ -29,7 +29,7 @@ from ._logs import configure_logging
 from ._parser import DEFAULT_URL, build_parser, given_options
 from ._password import VISIBLE_WARNING, resolve_auth, terminal_prompt
 from ._runtime import locate
-from ._usage import UsageError, parse, print_help
+from ._usage import UsageError, parse, print_help, settings_problems
 
 __all__ = ["UsageError", "main", "resolve_auth"]
 
@@ -151,7 +151,10 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        print(f"omnimind: invalid settings:\n{exc}", file=sys.stderr)
+        options = {"host": "--host", "port": "--port", "tls_certfile": "--certfile"}
+        options |= {"tls_keyfile": "--keyfile", "allow_plain_http": "--allow-plain-http"}
+        wrong = settings_problems(exc, {k: v for k, v in options.items() if k in overrides})
+        print("omnimind: invalid settings:", *wrong, sep="\n  ", file=sys.stderr)
         return 2
     from ._serve import serve
 

@@ -104,3 +104,20 @@ def print_help(parser: argparse.ArgumentParser, words: Sequence[str]) -> int:
         parser = commands[word][0]
     parser.print_help(sys.stdout)
     return 0
+
+
+def settings_problems(exc: Any, options: dict[str, str]) -> list[str]:
+    """A pydantic ``ValidationError`` of the settings as one line per problem, each naming
+    what the user set: the command-line option (``options``: field name to option) or the
+    ``OMNIMIND_*`` variable, with the value, then what is wrong, without pydantic's type
+    codes and links."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not error["loc"]:  # a rule between settings: its message names them
+            lines.append(message)
+            continue
+        name = str(error["loc"][0])
+        where = options.get(name) or f"OMNIMIND_{name.upper()}"
+        lines.append(f"{where}={error['input']!r}: {message}")
+    return lines
