@@ -262,6 +262,7 @@ def test_bash_completes_task_ids_from_the_running_daemon(
     assert complete("run", "b") == ["beta.two"]
     assert complete("logs", "g") == ["gamma-3"]
     assert complete("edit", "alpha", "--after", "") == ids
+    assert complete("add", "task.py", "--id", "") == []  # a new id: none of the existing
     # No daemon answering: no ids, and no error on the screen.
     dead = f"http://127.0.0.1:{free_port()}"
     assert bash_complete(bash_completion, PROGRAM, "--url", dead, "show", "", env=env) == []

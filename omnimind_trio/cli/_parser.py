@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("status", "show the daemon's state and load")
 
     tasks = command("tasks", "list tasks: status, next run, counters")
-    tasks.add_argument("--priority", type=str.upper, help="only these, e.g. HIGH,CRITICAL")
+    tasks.add_argument("--priority", type=str.upper, help="only these priorities, e.g. HIGH,CRITICAL")
     tasks.add_argument(
         "--status", help="only these: " + ", ".join(status.value for status in TaskStatus)
     )
@@ -152,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add = command("add", "add a task from a Python file (or - for stdin) defining execute()")
     add.add_argument("code_file", metavar="CODE_FILE", help="Python source file, or - for stdin")
-    add.add_argument("--id", dest="task_id", required=True, help="the task's unique id")
+    add.add_argument(
+        "--id", dest="task_id", metavar="NEW_ID", required=True, help="the task's unique id"
+    )
     add.add_argument("--name", help="human-readable name (default: the id)")
     add.add_argument("--description", default="", help='what it does (default: "")')
     add.add_argument(
@@ -160,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=choice(PRIORITIES),
         choices=PRIORITIES,
         default="MEDIUM",
-        help="CRITICAL, HIGH, MEDIUM (default) or LOW",
+        help="the task's priority: CRITICAL, HIGH, MEDIUM (default) or LOW",
     )
     _task_options(add)
 

@@ -125,5 +125,5 @@ def _kind(dest: str, metavar: str, choices: tuple[str, ...]) -> str:
 
 def _first_clause(text: str) -> str:
     """A help text cut for a completion menu: its first clause, without markup."""
-    text = re.split(r"[;(]|: |\. ", text.replace("`", ""), maxsplit=1)[0]
+    text = re.split(r"[;(]|: |(?<!e\.g)\. ", text.replace("`", ""), maxsplit=1)[0]
     return " ".join(text.split()).rstrip(",. ")
