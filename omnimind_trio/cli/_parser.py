@@ -137,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     command("status", "show the daemon's state and load")
 
     tasks = command("tasks", "list tasks: status, next run, counters")
-    tasks.add_argument("--priority", type=str.upper, help="only these priorities, e.g. HIGH,CRITICAL")
+    tasks.add_argument(
+        "--priority", type=str.upper, help="only these priorities, e.g. HIGH,CRITICAL"
+    )
     tasks.add_argument(
         "--status", help="only these: " + ", ".join(status.value for status in TaskStatus)
     )
