@@ -114,6 +114,26 @@ def test_the_last_daemon_started_owns_the_file(tmp_path: Path) -> None:
     assert not [p for p in path.parent.iterdir() if p.name != "daemon.json"]  # no temp left
 
 
+def test_a_daemon_leaving_names_the_one_it_took_over_from_if_it_still_runs(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "omnimind" / "daemon.json"
+    first = RuntimeInfo("http://127.0.0.1:3", str(tmp_path), os.getppid())  # still running
+    write_runtime(first, path)
+    with announced(["http://127.0.0.1:4"], tmp_path, path):
+        assert read_runtime(path) == RuntimeInfo("http://127.0.0.1:4", str(tmp_path), os.getpid())
+    assert read_runtime(path) == first  # found again, not lost with the file
+    # One that has gone meanwhile is not named again: the file goes.
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with announced(["http://127.0.0.1:4"], tmp_path, path):
+        pass
+    write_runtime(RuntimeInfo("http://127.0.0.1:5", str(tmp_path), gone.pid), path)
+    with announced(["http://127.0.0.1:6"], tmp_path, path):
+        pass
+    assert not path.exists()
+
+
 def test_a_wildcard_address_is_announced_as_loopback() -> None:
     assert local_url("http://0.0.0.0:8000") == "http://127.0.0.1:8000"
     assert local_url("https://[::]:8443") == "https://[::1]:8443"

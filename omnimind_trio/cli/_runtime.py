@@ -95,11 +95,16 @@ def locate(url: str | None, default: str, environ: Mapping[str, str]) -> tuple[s
     return url or (found.url if found else default), Path(found.home) if found else None
 
 
-def remove_runtime(path: Path, pid: int) -> None:
-    """Remove ``path`` if it still names ``pid`` (a daemon started later owns it else)."""
+def remove_runtime(path: Path, pid: int, handing_back: RuntimeInfo | None = None) -> None:
+    """Remove ``path`` if it still names ``pid`` (a daemon started later owns it else), or
+    name ``handing_back`` in it again, the daemon it named before, if that one still runs."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("pid") == pid:
+        if data.get("pid") != pid:
+            return
+        if handing_back is not None and handing_back.pid != pid and _alive(handing_back.pid):
+            write_runtime(handing_back, path)
+        else:
             path.unlink()
     except (OSError, ValueError, AttributeError):
         pass
@@ -118,6 +123,8 @@ def announced(urls: list[str], home: Path, path: Path | None = None) -> Iterator
     """The runtime file exists, naming this process, while the block runs."""
     path = path or runtime_path()
     pid = os.getpid()
+    # A daemon of this user already announced keeps being found once this one has gone.
+    previous = read_runtime(path)
     try:
         write_runtime(RuntimeInfo(url=local_url(urls[0]), home=str(home.resolve()), pid=pid), path)
     except OSError as exc:  # the CLI will need --url; the daemon works all the same
@@ -125,7 +132,7 @@ def announced(urls: list[str], home: Path, path: Path | None = None) -> Iterator
     try:
         yield
     finally:
-        remove_runtime(path, pid)
+        remove_runtime(path, pid, handing_back=previous)
 
 
 def _alive(pid: int) -> bool:
