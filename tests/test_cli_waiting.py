@@ -210,6 +210,8 @@ def test_show_leads_with_the_state_and_has_no_json_blob(capsys: pytest.CaptureFi
         "schedule": "every 4 hours",
         "next_execution": iso(16),
         "timeout_seconds": 600.0,
+        "after": ["fetch", "report"],
+        "followed_by": [],
         "code": "def execute():\n    pass\n",
     }
     _render_task(detail, now=NOW)
@@ -226,7 +228,9 @@ def test_show_leads_with_the_state_and_has_no_json_blob(capsys: pytest.CaptureFi
     # Values start in one column.
     fields = lines[: lines.index("code:")]
     assert len({len(re.match(r"[^:]*:\s*", line)[0]) for line in fields}) == 1
-    assert "{" not in "\n".join(fields)
+    assert "{" not in "\n".join(fields) and "[" not in "\n".join(fields)
+    assert re.sub(r":\s+", ": ", fields[-2], count=1) == "after: fetch, report"
+    assert re.sub(r":\s+", ": ", fields[-1], count=1) == "followed by: -"
 
 
 def test_times_across_a_daylight_saving_change_keep_their_own_offset() -> None:

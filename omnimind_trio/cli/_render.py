@@ -199,8 +199,8 @@ def _value(key: str, value: Any) -> str:
         return ", ".join(_when(item) for item in value) or "-"
     if key == "conditions" and isinstance(value, dict):  # the ones asked for
         return ", ".join(name for name, asked in value.items() if asked) or "none"
-    if key == "followed_by" and isinstance(value, list):
-        return ", ".join(value) or "-"
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return ", ".join(value) or "-"  # ids and names (after, followed_by, secrets)
     if key == "conditions_status" and isinstance(value, list):  # one line each
         lines = [f"{'holds' if c['holds'] else 'waits'}  {c['detail']}" for c in value]
         return "\n".join(lines) or "-"
