@@ -36,7 +36,7 @@ from omnimind_trio.store import MemoryStore, StoredTask
 
 from .conftest import make_settings
 from .test_api import call, wait_for
-from .test_notify import Receiver, settled
+from .test_notify import Receiver, receiver, settled  # noqa: F401 (a fixture)
 
 WORKS = "def execute():\n    return {'ok': True}\n"
 FAILS = "def execute():\n    raise ValueError('nope')\n"
@@ -231,7 +231,9 @@ async def test_an_after_task_is_not_started_by_an_earlier_registrations_success(
 
 @pytest.mark.slow
 async def test_a_re_added_ids_first_success_is_no_recovery(
-    tmp_path: Path, source: FakeSource, receiver: Receiver
+    tmp_path: Path,
+    source: FakeSource,
+    receiver: Receiver,  # noqa: F811 (test_notify's fixture)
 ) -> None:
     """The deleted task was failing; the new one under its id has no past: its success is
     not told as a recovery (notify on failure and recovery), nor read so from the history
@@ -253,15 +255,6 @@ async def test_a_re_added_ids_first_success_is_no_recovery(
         await settled(daemon._notifier)
     assert failure["event"] == "failure"
     assert [b["event"] for b in receiver.bodies] == ["failure"]
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    receiver = Receiver()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(receiver.serve)
-        yield receiver
-        nursery.cancel_scope.cancel()
 
 
 def test_the_api_reference_documents_the_registration_fields() -> None:

@@ -47,6 +47,7 @@ from ._schema import (
     TASK_COLUMNS,
     assignments,
     counters_row,
+    execution_filter,
     marks,
     names,
     process_row,
@@ -287,19 +288,14 @@ class PostgresStore:
         limit: int = 100,
         offset: int = 0,
     ) -> tuple[list[ExecutionRecord], int]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, op, value in (
-            ("task_id", "=", None if task_id is None else escape(task_id)),
-            ("registration_id", "=", None if registration_id is None else escape(registration_id)),
-            ("outcome", "=", outcome.value if outcome else None),
-            ("scheduled_at", ">=", since),
-            ("scheduled_at", "<", until),
-        ):
-            if value is not None:
-                clauses.append(f"{column} {op} %s")
-                params.append(value)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = execution_filter(
+            "%s",
+            task_id=None if task_id is None else escape(task_id),
+            registration_id=None if registration_id is None else escape(registration_id),
+            outcome=outcome,
+            since=since,
+            until=until,
+        )
 
         def query(db: Db) -> tuple[list[ExecutionRecord], int]:
             count = db.execute(f"SELECT count(*) FROM executions{where}", params).fetchone()

@@ -26,6 +26,7 @@ from ..models import (
     EXECUTION_FIELDS,
     TASK_FIELD_TYPES,
     ExecutionRecord,
+    Outcome,
     TaskCounters,
     TaskSpec,
     base_type,
@@ -243,6 +244,33 @@ def marks(columns: tuple[Column, ...], mark: str = "?") -> str:
 
 def assignments(columns: tuple[Column, ...], mark: str = "?") -> str:
     return ", ".join(f"{column.name} = {mark}" for column in columns)
+
+
+def execution_filter(
+    mark: str,
+    *,
+    task_id: str | None,
+    registration_id: str | None,
+    outcome: Outcome | None,
+    since: float | None,
+    until: float | None,
+) -> tuple[str, list[Any]]:
+    """The ``WHERE`` clause (empty without filters) and its parameters that select the
+    executions :meth:`Store.list_executions` asks for, with ``mark`` as the driver's
+    placeholder (``?``, ``%s``)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, op, value in (
+        ("task_id", "=", task_id),
+        ("registration_id", "=", registration_id),
+        ("outcome", "=", outcome.value if outcome else None),
+        ("scheduled_at", ">=", since),
+        ("scheduled_at", "<", until),
+    ):
+        if value is not None:
+            clauses.append(f"{column} {op} {mark}")
+            params.append(value)
+    return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
 
 def newer_version(version: int, known: int) -> StartupError:

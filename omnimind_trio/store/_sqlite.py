@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import trio
 
@@ -28,6 +28,7 @@ from ._schema import (
     TASK_COLUMNS,
     assignments,
     counters_row,
+    execution_filter,
     execution_from_row,
     execution_row,
     marks,
@@ -281,19 +282,14 @@ class SQLiteStore:
         offset: int = 0,
     ) -> tuple[list[ExecutionRecord], int]:
         """Newest first; returns the page and the number of matching records."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, op, value in (
-            ("task_id", "=", task_id),
-            ("registration_id", "=", registration_id),
-            ("outcome", "=", outcome.value if outcome else None),
-            ("scheduled_at", ">=", since),
-            ("scheduled_at", "<", until),
-        ):
-            if value is not None:
-                clauses.append(f"{column} {op} ?")
-                params.append(value)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = execution_filter(
+            "?",
+            task_id=task_id,
+            registration_id=registration_id,
+            outcome=outcome,
+            since=since,
+            until=until,
+        )
 
         def query(db: sqlite3.Connection) -> tuple[list[ExecutionRecord], int]:
             total = db.execute(f"SELECT COUNT(*) FROM executions{where}", params).fetchone()[0]
