@@ -23,7 +23,7 @@ from ..models import (
 )
 from ._logs import LOG_FORMATS
 from ._usage import Parser
-from ._values import choice, comma_list, finite_float, iterations, name_value
+from ._values import comma_list, finite_float, iterations, name_value, one_of
 
 PRIORITIES: Final = tuple(p.value for p in Priority)
 SHELLS: Final = ("bash", "zsh", "fish")
@@ -122,15 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level",
         default="INFO",
-        type=choice(levels),
-        choices=levels,
+        **one_of(levels),
         help="the least severe messages logged (default INFO)",
     )
     serve.add_argument(
         "--log-format",
         default="text",
-        type=choice(LOG_FORMATS),
-        choices=LOG_FORMATS,
+        **one_of(LOG_FORMATS),
         help="text lines for people (default) or one JSON object per line",
     )
 
@@ -161,8 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--description", default="", help='what it does (default: "")')
     add.add_argument(
         "--priority",
-        type=choice(PRIORITIES),
-        choices=PRIORITIES,
+        **one_of(PRIORITIES),
         default="MEDIUM",
         help="the task's priority: CRITICAL, HIGH, MEDIUM (default) or LOW",
     )
@@ -173,9 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--code-file", help="new code: a Python file, or - for stdin")
     edit.add_argument("--name", help="new name")
     edit.add_argument("--description", help="new description")
-    edit.add_argument(
-        "--priority", type=choice(PRIORITIES), choices=PRIORITIES, help="new priority"
-    )
+    edit.add_argument("--priority", **one_of(PRIORITIES), help="new priority")
     edit.add_argument("--once", action="store_true", help="make it a one-shot task")
     _task_options(edit)
 
@@ -288,8 +283,7 @@ def _manners_commands(commands: Any) -> None:
         "shell",
         metavar="SHELL",
         nargs="?",
-        type=choice(SHELLS),
-        choices=SHELLS,
+        **one_of(SHELLS),
         help="bash, zsh or fish",
     )
     # What the scripts call for task ids: printed one per line, nothing when no daemon answers.
@@ -368,7 +362,7 @@ def _add_option(parser: argparse.ArgumentParser, dest: str, hint: Any, help_text
     origin = typing.get_origin(base)
     if isinstance(base, type) and issubclass(base, enum.Enum):
         values = [m.value for m in base]
-        parser.add_argument(flag, dest=dest, type=choice(values), choices=values, help=help_text)
+        parser.add_argument(flag, dest=dest, **one_of(values), help=help_text)
     elif base is bool:  # --no-... too: an edit can turn a condition or desktop off
         parser.add_argument(
             flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from ._waiting import next_words, status_words, waiting_sentence
+from ._waiting import next_words, parse_time, status_words, waiting_sentence
 
 EXECUTION_EVENTS: Final = ("execution_started", "execution_finished")
 _TIME_KEYS: Final = frozenset({"last_execution", "next_execution", "waiting_since", "time"})
@@ -213,12 +213,9 @@ def _value(key: str, value: Any) -> str:
 
 def _when(iso: str | None) -> str:
     """An API time (ISO-8601 UTC) in local time, to the second."""
-    if not iso:
-        return "-"
-    try:
-        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return iso
+    moment = parse_time(iso)
+    if moment is None:
+        return iso or "-"
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 
 def choice(values: Sequence[str]) -> Callable[[str], str]:
@@ -18,6 +19,12 @@ def choice(values: Sequence[str]) -> Callable[[str], str]:
         return folded.get(text.casefold(), text)
 
     return convert
+
+
+def one_of(values: Sequence[str]) -> dict[str, Any]:
+    """``add_argument`` keywords for an option taking one of ``values``, in any case:
+    ``parser.add_argument("--priority", **one_of(PRIORITIES))``."""
+    return {"type": choice(values), "choices": values}
 
 
 def iterations(text: str) -> int:
