@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-autostart",
         action="store_true",
-        help="serve the API with the daemon stopped (start it with POST /daemon/start)",
+        help="serve the API with the daemon stopped (start it with `omnimind start`)",
     )
     levels = ("DEBUG", "INFO", "WARNING", "ERROR")
     serve.add_argument(
