@@ -115,3 +115,20 @@ def test_a_new_task_field_is_declared_once_and_reaches_every_shape(tmp_path: Pat
 
     run(BEFORE, home, original)
     assert "every shape has it" in run(AFTER, home, changed)
+
+
+def test_an_execution_query_is_the_filters_every_store_takes() -> None:
+    """The daemon passes an ExecutionQuery's fields to ``Store.list_executions`` by name:
+    every backend takes exactly those."""
+    import inspect
+
+    from omnimind_trio.models import ExecutionQuery
+    from omnimind_trio.store import MemoryStore, Store
+    from omnimind_trio.store._postgres import PostgresStore
+    from omnimind_trio.store._sqlite import SQLiteStore
+
+    for backend in (Store, MemoryStore, SQLiteStore, PostgresStore):
+        parameters = inspect.signature(backend.list_executions).parameters
+        assert [name for name in parameters if name != "self"] == list(
+            ExecutionQuery.model_fields
+        ), backend

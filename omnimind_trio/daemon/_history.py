@@ -22,15 +22,9 @@ class ExecutionReads:
     async def list_executions(self, query: ExecutionQuery | None = None) -> ExecutionList:
         """Execution records, newest first, filtered and paged."""
         query = query or ExecutionQuery()
-        records, total = await self._store.list_executions(
-            task_id=query.task_id,
-            registration_id=query.registration_id,
-            outcome=query.outcome,
-            since=query.since,
-            until=query.until,
-            limit=query.limit,
-            offset=query.offset,
-        )
+        # The query's fields are the store's filters, by name (the store's own bounds are
+        # wider: its callers may ask for more than a page of the API).
+        records, total = await self._store.list_executions(**query.model_dump())
         return ExecutionList(executions=list[ExecutionSummary](records), total=total)
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord:
