@@ -159,6 +159,7 @@ def test_every_usage_error_is_at_most_two_lines(
         ("--url", url, "--user", "u", "status"): "--user needs its password",
         ("completion",): "completion needs a SHELL: bash, zsh or fish",
         ("next", "61 * * * *"): "Bad minute",
+        ("--user", "u", "--password", "-pw", "status"): "is written --option=VALUE",
     }
     for args, expected in cases.items():
         ran = cli(capsys, *args)

@@ -64,6 +64,18 @@ def test_rotate_writes_new_passwords_0600_and_keeps_user_and_viewer(tmp_path: Pa
     assert load_credentials(file_settings(tmp_path)).password == new.password
 
 
+def test_a_generated_password_never_begins_with_a_dash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--password -xyz`` reads as an option: CI once drew such a password (1 in 64) and
+    ``omnimind --password "$(cat file)" status`` failed with 'expected one argument'."""
+    drawn = iter(["-dash1", "_fine1", "-dash2", "-dash3", "_fine2", "_fine3"])
+    monkeypatch.setattr(credentials_file.secrets, "token_urlsafe", lambda n: next(drawn))
+    new = rotate_credentials(file_settings(tmp_path), viewer="new")
+    assert new.viewer is not None
+    assert {new.password, new.viewer[1]} == {"_fine1", "_fine2"}
+
+
 def test_rotate_can_renew_or_drop_the_viewer_and_creates_a_missing_file(tmp_path: Path) -> None:
     first = rotate_credentials(file_settings(tmp_path), viewer="new")
     assert first.user == "omnimind" and first.viewer is not None

@@ -27,6 +27,9 @@ class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line and a hint, not the whole usage."""
 
     def error(self, message: str) -> NoReturn:
+        if message.endswith(": expected one argument"):
+            # argparse reads a value that begins with '-' (a password, say) as an option.
+            message += " (a value that begins with '-' is written --option=VALUE)"
         self.exit(2, f"{self.prog}: error: {message}\n{help_hint(self.prog)}\n")
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:

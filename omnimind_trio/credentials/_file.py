@@ -167,7 +167,10 @@ def rotate_credentials(settings: Settings, *, viewer: ViewerChoice = "keep") -> 
 
 
 def _new_password() -> str:
-    return secrets.token_urlsafe(24)
+    """32 URL-safe characters, never a leading ``-`` (``--password -x...`` reads as an option)."""
+    while (password := secrets.token_urlsafe(24)).startswith("-"):
+        pass
+    return password
 
 
 def _content(user: str, password: str, viewer: tuple[str, str] | None) -> str:
