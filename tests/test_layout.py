@@ -28,6 +28,7 @@ MAY_IMPORT = {
     "sensors": {"models", "dbus"},
     "credentials": {"config"},
     "daemon": {
+        "_version",
         "models",
         "exceptions",
         "config",

@@ -21,7 +21,7 @@ import trio.testing
 from omnimind_trio import FakeSource, StartupError, StoreError, StoreUnavailable, open_daemon
 from omnimind_trio.daemon import _writes
 from omnimind_trio.models import DaemonState, Outcome, TaskCounters
-from omnimind_trio.store import _postgres_connect, check_store, open_store
+from omnimind_trio.store import _postgres_connect, check_store, default_node_name, open_store
 from omnimind_trio.store._postgres import PostgresStore
 from omnimind_trio.store._postgres_connect import try_lock
 from omnimind_trio.store._postgres_schema import SCHEMA_VERSION
@@ -35,6 +35,7 @@ from .test_store_contract import full_task, record, task
 ONE = "def execute():\n    return 1\n"
 
 HOST = socket.gethostname()
+NODE = default_node_name()
 
 
 @pytest.fixture(autouse=True)
@@ -76,28 +77,31 @@ def start_error(url: str) -> str:
     return detail
 
 
-# -- one daemon per database ---------------------------------------------------------------
+# -- one daemon per name, many per database -------------------------------------------------
 
 
-async def test_a_second_store_on_the_same_database_is_refused(
+async def test_a_second_daemon_of_the_same_name_is_refused_one_of_another_name_shares(
     postgres: Cluster, postgres_url: str
 ) -> None:
-    async with open_store(postgres_url) as store:
+    async with open_store(postgres_url, node="desk") as store:
         await store.insert_task(full_task())
         for url in (postgres_url, postgres_url.replace("postgresql://", "postgres://")):
             with pytest.raises(StartupError) as refused:
-                async with open_store(url):
-                    pytest.fail("a second store opened the database")
+                async with open_store(url, node="desk"):
+                    pytest.fail("a second store named desk opened the database")
             assert refused.value.detail == (
-                f"another omnimind daemon (pid {os.getpid()} on {HOST}) is using the database"
-                f" {url}: one daemon per database for now (sharing one database"
-                " between daemons is not supported yet)"
+                f"another omnimind daemon named desk (pid {os.getpid()} on {HOST}) is using"
+                f" the database {url}: each daemon sharing a database needs a name of its"
+                " own: set OMNIMIND_NODE_NAME"
             )
-            with pytest.raises(StartupError, match="another omnimind daemon"):
-                await trio.to_thread.run_sync(check_store, url)
+            with pytest.raises(StartupError, match="another omnimind daemon named desk"):
+                await trio.to_thread.run_sync(lambda u=url: check_store(u, node="desk"))
+        async with open_store(postgres_url, node="laptop") as other:
+            assert other.fleet is not None and other.fleet.node == "laptop"
+            assert [t.spec.task_id for t in await other.load_tasks()] == ["full"]
         assert [t.spec.task_id for t in await store.load_tasks()] == ["full"]
-    await trio.to_thread.run_sync(check_store, postgres_url)  # free again
-    async with open_store(postgres_url) as store:
+    await trio.to_thread.run_sync(lambda: check_store(postgres_url, node="desk"))  # free again
+    async with open_store(postgres_url, node="desk") as store:
         assert [t.spec.task_id for t in await store.load_tasks()] == ["full"]
 
 
@@ -106,7 +110,9 @@ def test_the_check_creates_nothing(postgres: Cluster, postgres_url: str) -> None
     assert tables(postgres, name_of(postgres_url)) == []
     trio.run(opened, postgres_url)
     assert tables(postgres, name_of(postgres_url)) == [
+        "claims",
         "executions",
+        "nodes",
         "omnimind_schema",
         "space_probe",
         "tasks",
@@ -141,10 +147,10 @@ async def test_a_daemon_that_lost_the_database_to_another_writes_nothing_more(
             with pytest.raises(StoreUnavailable) as refused:
                 await first.insert_task(task("lost", 2))
             assert refused.value.reason == (
-                f"another omnimind daemon (pid {os.getpid()} on {HOST}) took the database"
-                " while this one's connection was lost: this daemon writes nothing more to"
-                " it; stop one of them (sharing one database between daemons is not"
-                " supported yet)"
+                f"another omnimind daemon named {NODE} (pid {os.getpid()} on {HOST}) took the"
+                " database while this one's connection was lost: this daemon writes nothing"
+                " more to it; stop one of them (each daemon sharing a database needs a name"
+                " of its own: set OMNIMIND_NODE_NAME)"
             )
             await second.insert_task(task("b", 2))
             assert [t.spec.task_id for t in await second.load_tasks()] == ["a", "b"]
@@ -165,7 +171,7 @@ async def test_our_own_session_of_before_is_ended_to_take_the_lock_again(
         with ghost:
             assert writer._db is not None
             writer._db.close()  # our side of the connection gone...
-            assert try_lock(ghost)  # ...its session, holding the lock, still there
+            assert try_lock(ghost, writer.node)  # ...its session, holding the lock, still there
             await store.insert_task(task("a"))
             with pytest.raises(psycopg.OperationalError):
                 ghost.execute("SELECT 1")  # ended
@@ -407,9 +413,15 @@ async def test_a_daemon_rides_out_a_server_outage(
         await trio.sleep(_writes.QUIET_SECONDS + 2 * _writes.PROBE_SECONDS)
         await wait_for(lambda: daemon.state is DaemonState.IDLE)
         assert daemon.error is None
-        daemon.run_task_now("once")
-        await wait_for(lambda: entry.counters.execution_count == 3, 10)
-        await wait_for(lambda: daemon._scheduler.running_count == 0, 10)
+        third = daemon.run_task_now("once")
+        with trio.fail_after(10):
+            while (found := await daemon._store.get_execution(third)) is None or (
+                found.outcome is Outcome.RUNNING
+            ):
+                await trio.sleep(0.05)
+        # The counts are the database's (a fleet's daemons add to them): the run during
+        # the outage was not recorded there.
+        await wait_for(lambda: entry.counters.execution_count == 2, 15)
     async with open_daemon(settings, metrics_source=source) as daemon:
         assert set(daemon._scheduler.tasks) >= {"once"} and "during" not in daemon._scheduler.tasks
         runs = await history(daemon, "once")
@@ -433,7 +445,8 @@ async def test_the_periodic_check_takes_the_lock_again_and_says_when_another_dae
         async with open_store(postgres_url):
             problem = await first.check_file()
             assert problem is not None and problem.startswith(
-                f"another omnimind daemon (pid {os.getpid()} on {HOST}) took the database"
+                f"another omnimind daemon named {NODE} (pid {os.getpid()} on {HOST}) took the"
+                " database"
             )
             with pytest.raises(StoreUnavailable, match="took the database"):
                 await first.restore_file()

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from omnimind_trio.store import default_node_name
+
 from .pg_cluster import Cluster
 from .test_database import serve
 from .test_process import QUICK_CODE, Served, add, spawn, tasks_by_id, wait_counts  # noqa: F401
@@ -36,15 +38,16 @@ def test_a_daemon_on_postgresql_keeps_its_tasks_and_history_across_a_restart(
     wait_counts(client, "quick", 30, execution_count=1, success_count=1)
     (run,) = client.get("/daemon/tasks/quick/executions").json()["executions"]
     assert run["outcome"] == "succeeded"
-    assert client.get("/daemon/status").json()["cloud_enabled"] is False  # the fleet: later
+    assert client.get("/daemon/status").json()["cloud_enabled"] is True  # a fleet of one
 
-    # A second daemon on the same database: refused before it creates anything.
+    # A second daemon of the same name on the database: refused before it creates anything.
     code, stderr = serve(tmp_path / "second", postgres_url)  # type: ignore[arg-type]
     assert code == 1, stderr
     assert (
-        f"omnimind: another omnimind daemon (pid {first.pid} on " in stderr
-        and f"is using the database {postgres_url}: one daemon per database for now"
-        " (sharing one database between daemons is not supported yet)"
+        f"omnimind: another omnimind daemon named {default_node_name()} (pid {first.pid} on "
+        in stderr
+        and f"is using the database {postgres_url}: each daemon sharing a database needs a"
+        " name of its own: set OMNIMIND_NODE_NAME"
         in stderr
     ), stderr
     assert "Traceback" not in stderr

@@ -48,6 +48,7 @@ from ..sensors import Sensors
 from ..store import Store
 from ._builtin import apply_retention
 from ._events import EventBus
+from ._fleet import FleetMember
 from ._history import ExecutionReads
 from ._metrics import DaemonMetrics, LiveState
 from ._notifications import history_reader, load_telling_interrupted
@@ -128,6 +129,7 @@ class Daemon(TaskReads, ExecutionReads):
             output=self._output,
             notifier=self._notifier,
             on_finished=lambda record: self._notify_change(),
+            on_not_claimed=self._read_again,
         )
         self._scheduler = Scheduler(
             clock=clock,
@@ -169,6 +171,23 @@ class Daemon(TaskReads, ExecutionReads):
             events=self._events,
             on_removed=self._forget,
         )
+        self._nursery = nursery
+        self._fleet = (
+            None
+            if store.fleet is None
+            else FleetMember(
+                store.fleet,
+                lease_seconds=getattr(settings, "lease_seconds", 30.0),
+                store=store,
+                scheduler=self._scheduler,
+                registry=self._tasks,
+                events=self._events,
+                state=lambda: self.state,
+                running=lambda: self.running,
+                may_run=lambda task_id: True,
+            )
+        )
+        """This daemon as one of the fleet sharing its database (None: it runs alone)."""
 
     # -- state -------------------------------------------------------------------------
 
@@ -205,7 +224,7 @@ class Daemon(TaskReads, ExecutionReads):
                 is_idle=self._gates.idle.is_open,
                 is_sleep_time=self._gates.in_sleep_window,
             ),
-            cloud_enabled=False,
+            cloud_enabled=self._fleet is not None,
             workspace=str(self.settings.workspace),
         )
 
@@ -222,6 +241,11 @@ class Daemon(TaskReads, ExecutionReads):
     def prometheus(self) -> bytes:
         """The metrics in Prometheus's text exposition format."""
         return self._prom.render()
+
+    def _read_again(self, task_id: str) -> None:
+        """Another daemon of the fleet claimed a run of this task: its schedule is theirs."""
+        if self._fleet is not None:
+            self._fleet.read_again(task_id)
 
     def _forget(self, task_id: str) -> None:
         """A task was deleted: drop its metrics series and its last verdict."""
@@ -395,6 +419,8 @@ class Daemon(TaskReads, ExecutionReads):
         tasks = self._scheduler.tasks
         await load_telling_interrupted(self._store, self._tasks.load, self._notifier, tasks)
         await self._output.prepare()
+        if self._fleet is not None:  # once the tasks are loaded: it keeps them in step
+            self._nursery.start_soon(self._fleet.run, name="fleet member")
 
     async def close_notifications(self) -> None:
         """Send what is queued and in flight, then stop notifying (bound it: see _open)."""

@@ -38,7 +38,7 @@ def _cgroup_key(settings: Settings, store: Store | None) -> str | None:
 def check_database(settings: Settings) -> None:
     """Raise StartupError when another daemon holds ``settings``' database, creating
     nothing: a start can refuse before it writes a file (``omnimind serve``)."""
-    check_store(settings.database_location)
+    check_store(settings.database_location, node=getattr(settings, "node_name", None))
 
 
 @asynccontextmanager
@@ -81,7 +81,13 @@ async def open_daemon(
     clock = clock or SystemClock()
     async with (
         (
-            nullcontext(store) if store is not None else open_store(settings.database_location)
+            nullcontext(store)
+            if store is not None
+            else open_store(
+                settings.database_location,
+                node=getattr(settings, "node_name", None),
+                lease_seconds=getattr(settings, "lease_seconds", 30.0),
+            )
         ) as store,
         open_executor(settings.task_python, cgroup_key=_cgroup_key(settings, store)) as executor,
     ):

@@ -278,6 +278,56 @@ class TaskRegistry:
         )
         return entry
 
+    def apply_stored(self, task_id: str, stored: StoredTask | None) -> None:
+        """Make the task ``task_id`` what another daemon of the fleet stored (``stored``;
+        None: it deleted it): added, replaced by a new registration, removed, or its
+        definition, pause, schedule and counters updated; each change announced as the
+        daemon's own are."""
+        entry = self._scheduler.tasks.get(task_id)
+        if (
+            stored is not None
+            and stored.spec.code is None
+            and (entry is None or not entry.function)
+        ):
+            self._stored_functions[task_id] = stored  # in-process: its program registers it
+            return
+        if (
+            entry is not None
+            and entry.function is None
+            and (stored is None or stored.registration_id != entry.registration_id)
+        ):
+            self._scheduler.remove(task_id)
+            self._on_removed(task_id)
+            self._events.publish(
+                "task_removed", {"task_id": task_id, "registration_id": entry.registration_id}
+            )
+            entry = None
+        if stored is None:
+            return
+        if entry is None:
+            self._seq = max(self._seq, stored.seq)
+            entry = _entry(stored, None)
+            self._scheduler.add(entry)
+            self._events.publish("task_added", task_event(entry))
+            return
+        changed = stored.spec != entry.spec or stored.paused != entry.paused
+        if stored.spec != entry.spec:
+            self._scheduler.update(task_id, stored.spec)
+        if stored.paused and not entry.paused:
+            self._scheduler.pause(task_id)
+        elif entry.paused and not stored.paused:
+            self._scheduler.resume(task_id)
+        self._scheduler.reschedule(
+            entry,
+            next_due=stored.next_due,
+            retry_at=stored.retry_at,
+            attempt=stored.retry_attempt,
+        )
+        changed = changed or stored.counters != entry.counters
+        entry.counters = stored.counters
+        if changed:
+            self._events.publish("task_updated", task_event(entry))
+
     async def pause(self, task_id: str) -> TaskEntry:
         entry = self._scheduler.get(task_id)
         return await self._change(

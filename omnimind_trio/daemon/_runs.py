@@ -19,11 +19,20 @@ from collections.abc import Callable
 import trio
 
 from ..config import Settings
+from ..exceptions import StoreUnavailable
 from ..execution import Executor, Job, Masker, classify
 from ..models import ExecutionRecord, Outcome, Priority, TaskSpec, Trigger
 from ..notify import Notifier
-from ..scheduling import Clock, InProcessFunction, Running, Scheduler, TaskEntry, retry_follows
-from ..store import RunProcess, Store
+from ..scheduling import (
+    Clock,
+    InProcessFunction,
+    NotClaimed,
+    Running,
+    Scheduler,
+    TaskEntry,
+    retry_follows,
+)
+from ..store import Claim, Fleet, RunProcess, Store
 from ._events import EventBus
 from ._metrics import DaemonMetrics
 from ._output import OutputHub
@@ -107,6 +116,17 @@ async def wait_recorded(
     return False
 
 
+def occurrence_key(trigger: Trigger, scheduled_at: float, execution_id: str | None) -> str:
+    """What makes a run one occurrence of its task, the same on every daemon of a fleet:
+    its due time (a schedule's, a catch-up's, a retry's: all stored), else (a run-now
+    request, a run after its upstream tasks) its own id, which only one daemon has."""
+    if trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
+        return f"due {scheduled_at!r}"
+    if trigger is Trigger.RETRY:
+        return f"retry {scheduled_at!r}"
+    return f"request {execution_id}"
+
+
 class ExecutionRunner:
     def __init__(
         self,
@@ -121,8 +141,11 @@ class ExecutionRunner:
         output: OutputHub,
         notifier: Notifier | None = None,
         on_finished: Callable[[ExecutionRecord], None] = lambda record: None,
+        on_not_claimed: Callable[[str], None] = lambda task_id: None,
     ) -> None:
         self.settings = settings
+        self.fleet: Fleet | None = store.fleet
+        self._on_not_claimed = on_not_claimed
         self.output = output
         self._on_finished = on_finished
         self._notifier = notifier
@@ -154,16 +177,22 @@ class ExecutionRunner:
             attempt=running.attempt,
         )
         limit = spec.timeout_seconds or self.settings.timeout_seconds
+        if self.fleet is not None:
+            try:
+                running.claim = await self._claim(self.fleet, entry, running, record)
+            finally:
+                running.recorded.set()
         self.events.publish("execution_started", record.summary())
         try:
             # Refused (disk full...)? The task runs all the same; its record may be lost.
             try:
-                await self.writes.write(
-                    self.store.start_execution(
-                        record, last_execution=running.started_at, next_due=entry.next_due
-                    ),
-                    f"the start of execution {record.execution_id}",
-                )
+                if self.fleet is None:
+                    await self.writes.write(
+                        self.store.start_execution(
+                            record, last_execution=running.started_at, next_due=entry.next_due
+                        ),
+                        f"the start of execution {record.execution_id}",
+                    )
             finally:
                 running.recorded.set()  # a run-now answer may go (see wait_recorded)
             if entry.function is not None:
@@ -185,7 +214,8 @@ class ExecutionRunner:
             record.finished_at = self.clock.now()
             record.pauses = list(running.pauses)
             self._count(entry, record)
-            await self._finish(record, entry, retry_follows(entry, running, record.outcome))
+            claim = running.claim if isinstance(running.claim, Claim) else None
+            await self._finish(record, entry, retry_follows(entry, running, record.outcome), claim)
             self.output.forget(record.execution_id)  # the record holds its output now
             log_finished(record, internal_error)
         return record.outcome
@@ -207,7 +237,17 @@ class ExecutionRunner:
             reason=reason,
         )
         self.prom.observe(record)
-        await self._finish(record, entry, False)
+        if self.fleet is not None:
+            try:
+                won = await self.fleet.claim_skip(record, occurrence_key(trigger, due, None))
+            except StoreUnavailable as exc:
+                self.writes.failed(exc, f"the skip of a run of {entry.task_id}")
+                return
+            if not won:
+                return  # another daemon of the fleet recorded it
+            self._announce(record, entry, False)
+        else:
+            await self._finish(record, entry, False)
         log.info(
             "run of %s skipped: %s",
             entry.task_id,
@@ -215,15 +255,65 @@ class ExecutionRunner:
             extra={"task_id": entry.task_id, "execution_id": record.execution_id},
         )
 
-    async def _finish(self, record: ExecutionRecord, entry: TaskEntry, retrying: bool) -> None:
+    async def _claim(
+        self, fleet: Fleet, entry: TaskEntry, running: Running, record: ExecutionRecord
+    ) -> Claim | None:
+        """Claim the run for this daemon, writing its start record: raises NotClaimed when
+        another daemon of the fleet claimed it first. A run taken over is claimed already:
+        its start is written while the claim is still ours. While the database cannot be
+        reached, a due run is not run (no run without a claim: another daemon may run it),
+        but a run-now request is (None: no claim), as on SQLite: only this daemon has it."""
+        key = occurrence_key(running.trigger, running.scheduled_at, record.execution_id)
+        try:
+            if isinstance(running.claim, Claim):
+                if await fleet.start_claimed(record, running.claim):
+                    return running.claim
+            else:
+                claim = await fleet.claim(
+                    record, key, last_execution=running.started_at, next_due=entry.next_due
+                )
+                if claim is not None:
+                    return claim
+        except StoreUnavailable as exc:
+            self.writes.failed(exc, f"the claim of a run of {entry.task_id}")
+            if key.startswith("request ") and not isinstance(running.claim, Claim):
+                return None
+        self._on_not_claimed(entry.task_id)
+        raise NotClaimed(entry.task_id)
+
+    async def _finish(
+        self,
+        record: ExecutionRecord,
+        entry: TaskEntry,
+        retrying: bool,
+        claim: Claim | None = None,
+    ) -> None:
         """Write the final record with the task's counters (shielded and bounded: this runs
         during cancellation too), then announce it: an event, and a notification unless
-        ``retrying`` (a retry of this failed run follows)."""
+        ``retrying`` (a retry of this failed run follows). In a fleet, only while the run's
+        ``claim`` is still this daemon's (fencing)."""
+        fenced = False
         with trio.move_on_after(FINALIZE_SECONDS, shield=True) as finalizing:
-            await self.writes.write(
-                self.store.finish_execution(record, entry.counters),
-                f"the record of execution {record.execution_id} of {entry.task_id}",
+            if claim is not None and self.fleet is not None:
+                try:
+                    fenced = not await self.fleet.finish(record, claim)
+                except StoreUnavailable as exc:
+                    self.writes.failed(exc, f"the record of execution {record.execution_id}")
+            else:
+                await self.writes.write(
+                    self.store.finish_execution(record, entry.counters),
+                    f"the record of execution {record.execution_id} of {entry.task_id}",
+                )
+        if fenced:
+            log.warning(
+                "execution %s of %s (%s) is not recorded: another daemon of the fleet took"
+                " its run over",
+                record.execution_id,
+                entry.task_id,
+                record.outcome.value,
+                extra={"task_id": entry.task_id, "execution_id": record.execution_id},
             )
+            return
         if finalizing.cancelled_caught:
             # Lost, not refused (the database is slow, or busy with other writes): the row
             # still says running until the next start closes it as interrupted.
@@ -235,6 +325,9 @@ class ExecutionRunner:
                 FINALIZE_SECONDS,
                 extra={"task_id": entry.task_id, "execution_id": record.execution_id},
             )
+        self._announce(record, entry, retrying)
+
+    def _announce(self, record: ExecutionRecord, entry: TaskEntry, retrying: bool) -> None:
         self.events.publish("execution_finished", record.summary())
         if self._notifier is not None:
             # From the final record: what it says is what the user is told (secrets masked).

@@ -77,6 +77,9 @@ class Trigger(StrEnum):
     CATCH_UP = "catch_up"
     UPSTREAM = "upstream"
     """The tasks it runs ``after`` have all succeeded."""
+    TAKEOVER = "takeover"
+    """Run again by this daemon: the fleet's daemon that claimed it stopped renewing its
+    claim (it died, or lost the database) before the run ended."""
 
 
 class OnBusy(StrEnum):

@@ -14,7 +14,7 @@ from ._gates import Gate, GateSet, SleepWindow, parse_weekdays
 from ._load import FakeSource, LoadMonitor, MetricsSource, PsutilSource
 from ._policies import retry_follows
 from ._requests import check as check_run_now
-from ._running import Running
+from ._running import NotClaimed, Running
 from ._scheduler import Scheduler
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "InProcessFunction",
     "LoadMonitor",
     "MetricsSource",
+    "NotClaimed",
     "PsutilSource",
     "Running",
     "Scheduler",

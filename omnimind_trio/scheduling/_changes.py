@@ -115,6 +115,17 @@ class TaskChanges:
         self._changed()
         return entry
 
+    def reschedule(
+        self, entry: TaskEntry, *, next_due: float | None, retry_at: float | None, attempt: int
+    ) -> None:
+        """Set when a task is next due and its pending retry, as another daemon of the fleet
+        stored them (it ran the task)."""
+        if (entry.next_due, entry.retry_at, entry.retry_attempt) == (next_due, retry_at, attempt):
+            return
+        entry.next_due, entry.retry_at, entry.retry_attempt = next_due, retry_at, attempt
+        if entry.ready_since is None:
+            self._push(entry)
+
     def pause(self, task_id: str) -> TaskEntry:
         entry = self.get(task_id)
         entry.paused = True

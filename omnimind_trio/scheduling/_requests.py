@@ -50,8 +50,8 @@ class Promises:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def new(self, entry: TaskEntry) -> str:
-        execution_id = uuid.uuid4().hex
+    def new(self, entry: TaskEntry, execution_id: str | None = None) -> str:
+        execution_id = execution_id or uuid.uuid4().hex
         self._ids[execution_id] = entry
         return execution_id
 

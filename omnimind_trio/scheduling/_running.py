@@ -23,6 +23,11 @@ import trio
 from ..models import Trigger
 
 
+class NotClaimed(Exception):
+    """Raised by a runner: another daemon of the fleet claimed this occurrence first, so this
+    daemon does not run it (nothing was recorded; the task's schedule is the winner's)."""
+
+
 @dataclass(eq=False)
 class Running:
     """An execution in flight."""
@@ -51,6 +56,8 @@ class Running:
     pauses: list[tuple[float, float | None]] = field(default_factory=list)
     freeze_reason: str | None = None
     """Why it was last frozen: its gate closed, or a condition stopped holding."""
+    claim: object | None = None
+    """A fleet's claim on this run, when the store is shared (opaque to the scheduler)."""
     recorded: trio.Event = field(default_factory=trio.Event)
     """Set once the runner's write of its start record (outcome ``running``) is over:
     committed, or refused or cancelled. A run-now answer waits for it (durability)."""

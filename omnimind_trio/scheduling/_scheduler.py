@@ -46,7 +46,7 @@ from ._explain import explain
 from ._gates import GateSet
 from ._policies import Backoff, apply_on_busy, settle_retry
 from ._queues import ReadyQueues
-from ._running import Running
+from ._running import NotClaimed, Running
 from ._slots import Slots
 
 log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
@@ -103,6 +103,9 @@ class Scheduler(TaskChanges):
         self._active: dict[str, tuple[TaskEntry, Running]] = {}
         self._followers = Followers(self.tasks)
         self.promises = requests.Promises(lambda entry: self.tasks.get(entry.task_id) is entry)
+        self._takeovers: dict[str, tuple[float, int, object]] = {}
+        """Runs taken over from another daemon of the fleet, by execution id, until they
+        start: their due time, attempt and claim."""
         self._wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.dispatches = 0
@@ -154,6 +157,26 @@ class Scheduler(TaskChanges):
         self._ready_up(entry, Trigger.RUN_NOW)
         self.wake()
         return execution_id
+
+    def take_over(
+        self, task_id: str, *, execution_id: str, scheduled_at: float, attempt: int, claim: object
+    ) -> bool:
+        """Run again, once a slot is free and whatever its gate says (it was admitted once),
+        a run another daemon of the fleet claimed and stopped renewing: trigger
+        ``takeover``, under ``execution_id`` and ``claim``. After the task's running or
+        requested runs, as a queued run-now. False: the task is not registered here."""
+        entry = self.tasks.get(task_id)
+        if entry is None:
+            return False
+        self._takeovers[execution_id] = (scheduled_at, attempt, claim)
+        self.promises.new(entry, execution_id)
+        if entry.runs or entry.ready_since is not None:
+            entry.requests.append(execution_id)  # released by _start or _after_run
+        else:
+            entry.requested_id = execution_id
+            self._ready_up(entry, Trigger.RUN_NOW)
+            self.wake()
+        return True
 
     def cancel(self, task_id: str, reason: str = "cancelled by request") -> TaskEntry:
         """Kill the task's running executions. Raises Conflict when none runs."""
@@ -207,7 +230,8 @@ class Scheduler(TaskChanges):
                 if entry.runs and entry.spec.overlap is not Overlap.ALLOW:
                     continue  # pushed again when the current run ends
                 entry.retry_at = None
-                self._ready_up(entry, Trigger.RETRY)
+                # Since its due time: the same for every daemon of a fleet (its claim's key).
+                self._ready_up(entry, Trigger.RETRY, since=due)
                 continue
             if entry.next_due != due or entry.ready_since is not None:
                 continue  # stale heap item
@@ -284,8 +308,14 @@ class Scheduler(TaskChanges):
             scheduled_at = min(scheduled_at, entry.next_due)
         forced = entry.forced
         self._unready(entry)
+        execution_id = entry.requested_id if trigger is Trigger.RUN_NOW else None
+        attempt = entry.retry_attempt if trigger is Trigger.RETRY else 0
+        claim = None
+        if execution_id in self._takeovers:
+            scheduled_at, attempt, claim = self._takeovers.pop(execution_id)
+            trigger = Trigger.TAKEOVER
         entry.upstream_done = frozenset()  # ``after`` counts successes since the last start
-        if trigger is not Trigger.RETRY:
+        if trigger not in (Trigger.RETRY, Trigger.TAKEOVER):
             # An interval counts from the start of the last run, a cron expression gives
             # its next time after now; a one-shot is done once started.
             entry.next_due = self.next_due_after(entry.spec, now)
@@ -293,10 +323,9 @@ class Scheduler(TaskChanges):
                 self._due.push(entry.next_due, entry.task_id, "due")
         gated = (
             entry.spec.priority is not Priority.CRITICAL
-            and trigger is not Trigger.RUN_NOW
+            and trigger not in (Trigger.RUN_NOW, Trigger.TAKEOVER)
             and not forced
         )
-        execution_id = entry.requested_id if trigger is Trigger.RUN_NOW else None
         if execution_id is not None:
             self.promises.started(execution_id)
         entry.requested_id = None
@@ -305,11 +334,12 @@ class Scheduler(TaskChanges):
             trigger=trigger,
             scheduled_at=scheduled_at,
             started_at=now,
-            attempt=entry.retry_attempt if trigger is Trigger.RETRY else 0,
+            attempt=attempt,
             gated=gated,
+            claim=claim,
         )
         run.critical_slot = entry.spec.priority is Priority.CRITICAL
-        run.conditional = trigger is not Trigger.RUN_NOW and not forced
+        run.conditional = trigger not in (Trigger.RUN_NOW, Trigger.TAKEOVER) and not forced
         entry.runs.append(run)
         self._active[run.execution_id] = (entry, run)
         entry.counters.last_execution = now
@@ -322,8 +352,13 @@ class Scheduler(TaskChanges):
 
     async def _execute(self, entry: TaskEntry, run: Running) -> None:
         outcome: Outcome | None = None
+        claimed = True
         try:
             outcome = await self._runner(entry, run)
+        except NotClaimed:
+            # Another daemon of the fleet runs it: no retry nor follow-up here; the task's
+            # schedule comes from the store (the fleet's sync), meanwhile as _start set it.
+            claimed = False
         except Exception:
             log.exception(
                 "execution of %s failed inside the daemon",
@@ -334,7 +369,9 @@ class Scheduler(TaskChanges):
             entry.runs.remove(run)
             self._active.pop(run.execution_id, None)
             self.slots.give_back(run)
-            if self.tasks.get(entry.task_id) is entry:
+            if not claimed:
+                self._push(entry)
+            elif self.tasks.get(entry.task_id) is entry:
                 self._after_run(entry, run, outcome)
                 if outcome is Outcome.SUCCEEDED:
                     self._upstream_succeeded(entry)

@@ -6,21 +6,27 @@ SQLite file (``SQLiteStore``, the default), ``memory://`` a ``MemoryStore``, a
 here, so that psycopg is imported only when it is used). Imports: models, exceptions.
 """
 
+from ._fleet import Claim, Fleet, NodeRow, occurrence
 from ._memory import MemoryStore, open_memory_store
-from ._open import MEMORY_URL, check_store, is_url, open_store
+from ._open import MEMORY_URL, check_store, default_node_name, is_url, open_store
 from ._protocol import INTERRUPTED_REASON, RunProcess, Store, StoredTask
 from ._sqlite import SQLiteStore, open_sqlite_store
 
 __all__ = [
     "INTERRUPTED_REASON",
     "MEMORY_URL",
+    "Claim",
+    "Fleet",
     "MemoryStore",
+    "NodeRow",
     "RunProcess",
     "SQLiteStore",
     "Store",
     "StoredTask",
     "check_store",
+    "default_node_name",
     "is_url",
+    "occurrence",
     "open_memory_store",
     "open_sqlite_store",
     "open_store",

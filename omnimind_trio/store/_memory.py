@@ -41,6 +41,9 @@ class MemoryStore:
     """The memory store (see :class:`~omnimind_trio.store.Store` for the contract). It
     needs no opening: create it, or use :func:`open_memory_store`."""
 
+    fleet: None = None
+    """A store of one daemon: no fleet."""
+
     def __init__(self) -> None:
         self._tasks: dict[str, StoredTask] = {}
         self._records: dict[str, tuple[_Key, ExecutionRecord]] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from contextlib import AbstractAsyncContextManager
 from os import PathLike
 from pathlib import Path
@@ -23,14 +24,23 @@ def is_url(location: str | PathLike[str]) -> bool:
     return isinstance(location, str) and ("://" in location or location == ":memory:")
 
 
-def open_store(location: str | PathLike[str]) -> AbstractAsyncContextManager[Store]:
+def default_node_name() -> str:
+    """A daemon's name in a fleet when none is given: the host's name, without its domain."""
+    return socket.gethostname().partition(".")[0] or "localhost"
+
+
+def open_store(
+    location: str | PathLike[str], *, node: str | None = None, lease_seconds: float = 30.0
+) -> AbstractAsyncContextManager[Store]:
     """Open the store at ``location``, an async context manager that closes it on exit.
 
     - a path (``str`` or ``Path``): the SQLite file there, created if missing, locked
       against a second daemon;
     - ``memory://`` (or ``:memory:``): a new, empty :class:`MemoryStore`, dropped on exit;
     - ``postgresql://...`` (or ``postgres://...``, libpq's URL): the PostgreSQL database
-      there, its tables created if missing, locked against a second daemon.
+      there, its tables created if missing, shared by a fleet of daemons, this one named
+      ``node`` (default: :func:`default_node_name`; a second daemon of that name is
+      refused), its claims' leases ``lease_seconds`` long.
 
     A new backend is one module with its ``open_*`` function, and one branch here.
 
@@ -46,21 +56,23 @@ def open_store(location: str | PathLike[str]) -> AbstractAsyncContextManager[Sto
         # SQLite (and every command of the CLI) need not spend.
         from ._postgres import open_postgres_store
 
-        return open_postgres_store(location)
+        return open_postgres_store(
+            location, node=node or default_node_name(), lease_seconds=lease_seconds
+        )
     raise StartupError(
         f"unknown database {masked(location)!r}: give the path of a SQLite file,"
         f" a postgresql:// URL, or {MEMORY_URL}"
     )
 
 
-def check_store(location: str | PathLike[str]) -> None:
+def check_store(location: str | PathLike[str], *, node: str | None = None) -> None:
     """Raise StartupError when another daemon holds the store at ``location``; create and
     change nothing. A SQLite file: its lock. A PostgreSQL database: that it can be reached
-    and used (the URL, the password, the database), its lock (taken and released at once)
-    and its schema version. ``memory://``: nothing to check."""
+    and used (the URL, the password, the database), the lock of the daemon named ``node``
+    (taken and released at once) and its schema version. ``memory://``: nothing to check."""
     if not isinstance(location, str) or not is_url(location):
         check_free(Path(location))
     elif is_postgres(location):
         from ._postgres_connect import check
 
-        check(location)
+        check(location, node or default_node_name())

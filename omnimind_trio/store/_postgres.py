@@ -26,6 +26,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ..exceptions import StartupError, StoreUnavailable, TaskExists
 from ..models import ExecutionRecord, Outcome, TaskCounters, TaskSpec
 from ._postgres_connect import CONNECT_SECONDS, LockLost, Writer, describe, options, reason
+from ._postgres_fleet import PostgresFleet, notify
 from ._postgres_schema import (
     EXECUTIONS,
     MINE,
@@ -78,12 +79,31 @@ class PostgresStore:
     """The PostgreSQL store (see :class:`~omnimind_trio.store.Store` for the contract).
     Open it with :func:`open_postgres_store`."""
 
-    def __init__(self, writer: Writer, pool: ConnectionPool[Any]) -> None:
+    def __init__(
+        self, writer: Writer, pool: ConnectionPool[Any], *, lease_seconds: float = 30.0
+    ) -> None:
         self._writer = writer
         self._pool = pool
         self._reader_options = options(writer.url, writer.identity.name)
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(READERS)
+        self.node = writer.node
+        self.fleet = PostgresFleet(
+            node=writer.node,
+            lease_seconds=lease_seconds,
+            write=self._write,
+            read=self._read,
+            connect=lambda: psycopg.connect(**self._reader_options),
+        )
+        """Claims, leases and notices: every daemon on PostgreSQL is one of a fleet."""
+        self._mine = (
+            "(execution_id IN (SELECT execution_id FROM claims WHERE node = %s)"
+            " OR execution_id NOT IN (SELECT execution_id FROM claims))"
+        )
+        """The records this daemon wrote (or that no claim names: older than the fleet)."""
+
+    def _notify(self, db: Db, task_id: str) -> None:
+        notify(db, self.node, task=task_id)
 
     async def _run(self, call: Callable[[], T], limiter: trio.CapacityLimiter) -> T:
         try:
@@ -137,29 +157,36 @@ class PostgresStore:
         row = escaped(task_row(task), TASK_COLUMNS)
 
         def insert(db: Db) -> int:
-            return db.execute(
+            count = db.execute(
                 f"INSERT INTO tasks ({names(TASK_COLUMNS)})"
                 f" VALUES ({marks(TASK_COLUMNS, '%s')}) ON CONFLICT (task_id) DO NOTHING",
                 row,
             ).rowcount
+            self._notify(db, task.spec.task_id)
+            return count
 
         if await self._write(insert) == 0:
             raise TaskExists(task.spec.task_id)
 
     async def update_task(self, spec: TaskSpec, *, next_due: float | None) -> None:
         row = escaped(spec_row(spec), SPEC_COLUMNS)
-        await self._write(
-            lambda db: db.execute(
+
+        def update(db: Db) -> None:
+            db.execute(
                 f"UPDATE tasks SET {assignments(SPEC_COLUMNS, '%s')}, next_due = %s"
                 " WHERE task_id = %s",
                 (*row, next_due, escape(spec.task_id)),
             )
-        )
+            self._notify(db, spec.task_id)
+
+        await self._write(update)
 
     async def delete_task(self, task_id: str) -> None:
-        await self._write(
-            lambda db: db.execute("DELETE FROM tasks WHERE task_id = %s", (escape(task_id),))
-        )
+        def delete(db: Db) -> None:
+            db.execute("DELETE FROM tasks WHERE task_id = %s", (escape(task_id),))
+            self._notify(db, task_id)
+
+        await self._write(delete)
 
     async def probe_write(self) -> None:
         """A PROBE_BYTES row of random bytes inserted and deleted, in one transaction: it
@@ -194,13 +221,15 @@ class PostgresStore:
         retry_at: float | None = None,
         retry_attempt: int = 0,
     ) -> None:
-        await self._write(
-            lambda db: db.execute(
+        def update(db: Db) -> None:
+            db.execute(
                 "UPDATE tasks SET next_due = %s, paused = %s, retry_at = %s, retry_attempt = %s"
                 " WHERE task_id = %s",
                 (next_due, int(paused), retry_at, retry_attempt, escape(task_id)),
             )
-        )
+            self._notify(db, task_id)
+
+        await self._write(update)
 
     # -- executions ------------------------------------------------------------
 
@@ -239,8 +268,8 @@ class PostgresStore:
         def query(db: Db) -> dict[str, RunProcess]:
             rows = db.execute(
                 f"SELECT execution_id, {names(PROCESS_COLUMNS)} FROM executions"
-                " WHERE outcome = %s AND process_id IS NOT NULL",
-                (RUNNING,),
+                f" WHERE outcome = %s AND process_id IS NOT NULL AND {self._mine}",
+                (RUNNING, escape(self.node)),
             ).fetchall()
             return {unescape(row[0]): RunProcess(*row[1:]) for row in rows}
 
@@ -248,12 +277,14 @@ class PostgresStore:
 
     async def close_interrupted(self, now: float) -> int:
         """One statement: the records closed (in place: their order stays), and each
-        registration's count added to its task's counters."""
+        registration's count added to its task's counters. Only this daemon's: the other
+        daemons of the fleet may be running theirs."""
 
         def close(db: Db) -> int:
             row = db.execute(
                 "WITH closed AS (UPDATE executions SET outcome = %s, reason = %s,"
-                " finished_at = %s WHERE outcome = %s RETURNING task_id, registration_id),"
+                f" finished_at = %s WHERE outcome = %s AND {self._mine}"
+                " RETURNING task_id, registration_id),"
                 " counts AS (SELECT task_id, registration_id, count(*) AS n FROM closed"
                 "  GROUP BY task_id, registration_id),"
                 " counted AS (UPDATE tasks SET execution_count = execution_count + counts.n,"
@@ -261,7 +292,13 @@ class PostgresStore:
                 "  WHERE tasks.task_id = counts.task_id"
                 "  AND tasks.registration_id = counts.registration_id)"
                 " SELECT count(*) FROM closed",
-                (Outcome.INTERRUPTED.value, escape(INTERRUPTED_REASON), now, RUNNING),
+                (
+                    Outcome.INTERRUPTED.value,
+                    escape(INTERRUPTED_REASON),
+                    now,
+                    RUNNING,
+                    escape(self.node),
+                ),
             ).fetchone()
             return 0 if row is None else int(row[0])
 
@@ -379,15 +416,19 @@ class PostgresStore:
 
 
 @asynccontextmanager
-async def open_postgres_store(url: str) -> AsyncIterator[PostgresStore]:
-    """Connect to the database at ``url`` (created tables, or migrated), holding it against
-    a second daemon; closes every connection on exit.
+async def open_postgres_store(
+    url: str, *, node: str, lease_seconds: float = 30.0
+) -> AsyncIterator[PostgresStore]:
+    """Connect to the database at ``url`` (created tables, or migrated) as the fleet's
+    daemon ``node``, holding that name against a second daemon; closes every connection
+    on exit.
 
     Error handling: a server that cannot be reached, a bad URL or password, a missing
-    database, another daemon holding it, a newer schema, a role that may not create the
-    tables raise StartupError saying so (the password masked); nothing is changed then.
+    database, another daemon of that name holding it, a newer schema, a role that may not
+    create the tables raise StartupError saying so (the password masked); nothing is
+    changed then.
     """
-    writer = await trio.to_thread.run_sync(Writer.open, url)
+    writer = await trio.to_thread.run_sync(Writer.open, url, node)
     pool: ConnectionPool[Any] | None = None
     store: PostgresStore | None = None
     try:
@@ -406,7 +447,7 @@ async def open_postgres_store(url: str) -> AsyncIterator[PostgresStore]:
             await trio.to_thread.run_sync(lambda: opened.open(wait=True, timeout=CONNECT_SECONDS))
         except psycopg.Error as exc:
             raise StartupError(describe(url, exc)) from None
-        store = PostgresStore(writer, pool)
+        store = PostgresStore(writer, pool, lease_seconds=lease_seconds)
         yield store
     finally:
         with trio.CancelScope(shield=True):

@@ -1,17 +1,16 @@
 """Connecting to the PostgreSQL server: the URL (its password kept out of every message),
-the errors in words, and the connection that holds the database for one daemon.
+the errors in words, and the connection that holds this daemon's place in the database.
 
-One daemon per database, for now. The store's *writer* connection holds a session-level
-advisory lock (:data:`LOCK_KEY`) for the store's lifetime, and every write goes through
-that connection: a write can only be made by the session that holds the lock. A second
-daemon's try-lock fails, and it refuses to start, naming the holder (its pid and host:
-each connection's ``application_name``). Sharing one database between daemons (claims,
-leases) is issue 15's next step.
+Several daemons may share one database (a fleet, see ``_postgres_fleet``), one per node
+name. The store's *writer* connection holds a session-level advisory lock keyed by the
+node's name (:func:`lock_key`) for the store's lifetime, and every write goes through that
+connection: a second daemon started under the same name fails its try-lock and refuses to
+start, naming the holder (its pid and host: each connection's ``application_name``).
 
 A lost writer connection (the server restarted, the network cut) is made again at the next
-write, and takes the lock again before it writes: if another daemon took it meanwhile,
-every write is refused from then on (:class:`LockLost`). Our own session of before, still
-alive on the server (a half-open TCP connection), holds it: it is ended
+write, and takes the lock again before it writes: if another daemon of the same name took it
+meanwhile, every write is refused from then on (:class:`LockLost`). Our own session of
+before, still alive on the server (a half-open TCP connection), holds it: it is ended
 (``pg_terminate_backend``), being ours (our ``application_name``'s token).
 A write whose connection was lost before its COMMIT is sent was not made: it is tried once
 more on a new connection. One lost during its COMMIT may have been made or not, as with any
@@ -27,6 +26,7 @@ import re
 import secrets
 import socket
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -44,14 +44,20 @@ T = TypeVar("T")
 CONNECT_SECONDS = 5
 """Bound on connecting to the server (libpq's ``connect_timeout``, the pool's wait)."""
 
-LOCK_KEY = (0x6F6D6E69, 1)
-"""The advisory lock (``pg_try_advisory_lock(int, int)``) of the daemon using a database:
-'omni', and 1."""
+LOCK_CLASS = 0x6F6D6E69
+"""The first key of omnimind's advisory locks (``pg_try_advisory_lock(int, int)``): 'omni'."""
+
+
+def lock_key(node: str) -> tuple[int, int]:
+    """The advisory lock of the daemon named ``node``: 'omni' and a 31-bit hash of the name
+    (two names of one fleet sharing a hash is one in two billion, and refused clearly)."""
+    return LOCK_CLASS, zlib.crc32(node.encode()) & 0x7FFFFFFF
+
 
 LOCK_WAIT_SECONDS = 1.0
 """How long a start waits for the lock before it says another daemon holds it."""
 
-SHARING = "sharing one database between daemons is not supported yet"
+SHARING = "each daemon sharing a database needs a name of its own: set OMNIMIND_NODE_NAME"
 
 DEFAULTS = {
     "connect_timeout": str(CONNECT_SECONDS),
@@ -127,30 +133,31 @@ _HOLDER = (
     " LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
     " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
     " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-    f" AND l.classid = {LOCK_KEY[0]} AND l.objid = {LOCK_KEY[1]}"
+    " AND l.classid = %s AND l.objid = %s"
 )
 
 
-def try_lock(db: psycopg.Connection[Any]) -> bool:
-    row = db.execute("SELECT pg_try_advisory_lock(%s, %s)", LOCK_KEY).fetchone()
+def try_lock(db: psycopg.Connection[Any], node: str) -> bool:
+    row = db.execute("SELECT pg_try_advisory_lock(%s, %s)", lock_key(node)).fetchone()
     return bool(row and row[0])
 
 
-def lock_at_start(db: psycopg.Connection[Any]) -> bool:
+def lock_at_start(db: psycopg.Connection[Any], node: str) -> bool:
     """Take the lock, waiting up to LOCK_WAIT_SECONDS for a holder that is going: the
     session of a daemon just stopped or killed ends on the server a moment after its
     process did (a restart must not be refused for that)."""
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
-    while not try_lock(db):
+    while not try_lock(db, node):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
     return True
 
 
-def holder(db: psycopg.Connection[Any]) -> tuple[int, str] | None:
-    """The session holding the lock: its backend pid, and who it is ("pid 12 on desk")."""
-    row = db.execute(_HOLDER).fetchone()
+def holder(db: psycopg.Connection[Any], node: str) -> tuple[int, str] | None:
+    """The session holding ``node``'s lock: its backend pid, and who it is ("pid 12 on
+    desk")."""
+    row = db.execute(_HOLDER, lock_key(node)).fetchone()
     if row is None:
         return None
     pid, name = int(row[0]), row[1] or ""
@@ -166,23 +173,22 @@ def connect_for_start(url: str, name: str) -> psycopg.Connection[Any]:
         raise StartupError(describe(url, exc)) from None
 
 
-def _refused(url: str, db: psycopg.Connection[Any]) -> StartupError:
-    found = holder(db)
+def _refused(url: str, db: psycopg.Connection[Any], node: str) -> StartupError:
+    found = holder(db, node)
     who = f" ({found[1]})" if found else ""
     return StartupError(
-        f"another omnimind daemon{who} is using the database {masked(url)}: one daemon per"
-        f" database for now ({SHARING})"
+        f"another omnimind daemon named {node}{who} is using the database {masked(url)}: {SHARING}"
     )
 
 
-def check(url: str) -> None:
+def check(url: str, node: str) -> None:
     """Raise StartupError when the database at ``url`` cannot be used (unreachable, a bad
-    URL or password, missing, a newer schema) or another daemon holds it; create nothing.
-    The lock is taken and released at once."""
+    URL or password, missing, a newer schema) or another daemon named ``node`` holds it;
+    create nothing. The lock is taken and released at once."""
     db = connect_for_start(url, Identity().name)
     try:
-        if not lock_at_start(db):
-            raise _refused(url, db)
+        if not lock_at_start(db, node):
+            raise _refused(url, db, node)
         check_version(read_version(db))
     except psycopg.Error as exc:
         raise StartupError(describe(url, exc)) from None
@@ -194,23 +200,27 @@ class Writer:
     """The connection that holds the database's lock and makes every write (one thread
     at a time: the store runs it under a ``CapacityLimiter(1)``)."""
 
-    def __init__(self, url: str, db: psycopg.Connection[Any], identity: Identity) -> None:
+    def __init__(
+        self, url: str, db: psycopg.Connection[Any], identity: Identity, node: str
+    ) -> None:
         self.url = url
         self.identity = identity
+        self.node = node
         self._db: psycopg.Connection[Any] | None = db
 
     @classmethod
-    def open(cls, url: str) -> Writer:
-        """Connect, take the lock, create or migrate the tables.
+    def open(cls, url: str, node: str) -> Writer:
+        """Connect, take ``node``'s lock, create or migrate the tables.
 
         Error handling: StartupError saying why (the server, the URL, the password, the
-        database, another daemon holding it, a newer schema, the role's rights)."""
+        database, another daemon of that name holding it, a newer schema, the role's
+        rights)."""
         identity = Identity()
         db = connect_for_start(url, identity.name)
         try:
             try:
-                if not lock_at_start(db):
-                    raise _refused(url, db)
+                if not lock_at_start(db, node):
+                    raise _refused(url, db, node)
             except psycopg.Error as exc:
                 raise StartupError(describe(url, exc)) from None
             prepare(db)
@@ -224,7 +234,7 @@ class Writer:
         except BaseException:
             release(db)
             raise
-        return cls(url, db, identity)
+        return cls(url, db, identity, node)
 
     def run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         """``fn(connection)`` in one transaction, committed. A connection found lost
@@ -277,13 +287,13 @@ class Writer:
     def _lock(self, db: psycopg.Connection[Any]) -> None:
         """Take the lock again on a new connection (see the module's docstring)."""
         deadline = time.monotonic() + CONNECT_SECONDS
-        while not try_lock(db):
-            found = holder(db)
+        while not try_lock(db, self.node):
+            found = holder(db, self.node)
             if found is not None and f"[{self.identity.token}]" not in _name_of(db, found[0]):
                 raise LockLost(
-                    f"another omnimind daemon ({found[1]}) took the database while this one's"
-                    " connection was lost: this daemon writes nothing more to it; stop one"
-                    f" of them ({SHARING})"
+                    f"another omnimind daemon named {self.node} ({found[1]}) took the"
+                    " database while this one's connection was lost: this daemon writes"
+                    f" nothing more to it; stop one of them ({SHARING})"
                 )
             if found is not None:  # our own session of before, not yet gone: end it
                 db.execute("SELECT pg_terminate_backend(%s)", (found[0],))

@@ -39,14 +39,15 @@ from ._schema import (
     newer_version,
 )
 
-SCHEMA_VERSION = 1
-"""The version of the schema this code writes (``omnimind_schema.version``)."""
+SCHEMA_VERSION = 2
+"""The version of the schema this code writes (``omnimind_schema.version``). 2: the
+fleet's tables, ``claims`` and ``nodes``."""
 
 TYPES: Final = {"TEXT": "TEXT", "INTEGER": "BIGINT", "REAL": "DOUBLE PRECISION"}
 """PostgreSQL's types for the columns' (SQLite's) type names: a pid, a count or a
 ``bool`` in BIGINT; a time in DOUBLE PRECISION, which holds a Python float exactly."""
 
-OWN_TABLES: Final = ("tasks", "executions", "space_probe", "omnimind_schema")
+OWN_TABLES: Final = ("tasks", "executions", "space_probe", "omnimind_schema", "claims", "nodes")
 
 TABLES: Final = (
     "CREATE TABLE IF NOT EXISTS omnimind_schema (version INTEGER NOT NULL);\n"
@@ -66,6 +67,33 @@ TABLES: Final = (
         extra=("written BIGINT NOT NULL DEFAULT nextval('executions_written')",),
     )
     + "CREATE TABLE IF NOT EXISTS space_probe (data BYTEA NOT NULL);\n"
+    # The fleet (``_postgres_fleet``): one row per occurrence of a task claimed by a daemon
+    # (``occurrence``: the registration and what makes the run one, its due time or a
+    # request's id), and one per daemon that ever used the database. Times are the
+    # server's (now()), never a machine's.
+    + """CREATE TABLE IF NOT EXISTS claims (
+    occurrence TEXT PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    registration_id TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    scheduled_at DOUBLE PRECISION NOT NULL,
+    node TEXT NOT NULL,
+    claim_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    execution_id TEXT NOT NULL,
+    claimed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    lease_until TIMESTAMPTZ NOT NULL,
+    finished BOOLEAN NOT NULL DEFAULT false
+);
+CREATE TABLE IF NOT EXISTS nodes (
+    node TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    running_count INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    heartbeat TIMESTAMPTZ NOT NULL
+);
+"""
 )
 
 INDEXES: Final = """
@@ -75,7 +103,12 @@ CREATE INDEX IF NOT EXISTS executions_by_registration
     ON executions (registration_id, scheduled_at, written);
 CREATE INDEX IF NOT EXISTS executions_by_time ON executions (scheduled_at, written);
 CREATE INDEX IF NOT EXISTS executions_by_outcome ON executions (outcome);
+CREATE INDEX IF NOT EXISTS claims_open ON claims (lease_until) WHERE NOT finished;
 """
+
+MIGRATION_LOCK: Final = (0x6F6D6E69, 0)
+"""Held (for its transaction) by the daemon creating or migrating the tables: daemons of a
+fleet started together do it one after the other."""
 
 
 def read_version(db: psycopg.Connection[Any]) -> int | None:
@@ -111,6 +144,7 @@ def prepare(db: psycopg.Connection[Any]) -> None:
     Error handling: a database of a newer version, or another program's tables, raise
     StartupError and nothing is changed."""
     with db.transaction():
+        db.execute("SELECT pg_advisory_xact_lock(%s, %s)", MIGRATION_LOCK)
         version = read_version(db)
         check_version(version)
         db.execute(TABLES)

@@ -30,9 +30,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..models import ExecutionRecord, Outcome, TaskCounters, TaskSpec
+
+if TYPE_CHECKING:
+    from ._fleet import Fleet
 
 INTERRUPTED_REASON = "the daemon ended unexpectedly while this execution ran"
 """The ``reason`` :meth:`Store.close_interrupted` gives the runs it closes."""
@@ -71,8 +74,14 @@ class Store(Protocol):
     """Task definitions, their counters and schedule, and the execution history.
 
     Open one with :func:`~omnimind_trio.store.open_store`; it is closed when that block
-    exits. One daemon uses a store at a time.
+    exits. One daemon uses a store at a time, unless it has a ``fleet``.
     """
+
+    @property
+    def fleet(self) -> Fleet | None:
+        """The daemons sharing this store's database (:class:`~._fleet.Fleet`), or None: a
+        store of one daemon (a SQLite file, memory)."""
+        ...
 
     # -- tasks -------------------------------------------------------------------
 

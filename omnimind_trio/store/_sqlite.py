@@ -53,6 +53,9 @@ class SQLiteStore:
     """The SQLite store (see :class:`~omnimind_trio.store.Store` for the contract).
     Open it with :func:`open_sqlite_store`."""
 
+    fleet: None = None
+    """A store of one daemon: no fleet."""
+
     def __init__(self, connection: sqlite3.Connection, file: DatabaseFile | None = None) -> None:
         self._db = connection
         self._file = file
