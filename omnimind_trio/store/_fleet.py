@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..models import ExecutionRecord
-from ._protocol import StoredTask
+from ._records import StoredTask
 
 CHANNEL = "omnimind"
 """The LISTEN/NOTIFY channel the daemons of a fleet tell each other their changes on."""

@@ -22,7 +22,7 @@ import trio
 from ..models import ExecutionRecord, Outcome
 from ._fleet import CHANNEL, Claim, NodeRow, occurrence
 from ._postgres_schema import MINE, UPSERT, escape, record_values, unescape, unescaped, whose
-from ._protocol import StoredTask
+from ._records import StoredTask
 from ._schema import TASK_COLUMNS, names, task_from_row
 
 log = logging.getLogger(__package__)

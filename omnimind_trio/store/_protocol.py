@@ -29,45 +29,16 @@ Rules every method follows:
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from ..models import ExecutionRecord, Outcome, TaskCounters, TaskSpec
+from ._fleet import Fleet
+from ._records import RunProcess, StoredTask
 
-if TYPE_CHECKING:
-    from ._fleet import Fleet
+__all__ = ["INTERRUPTED_REASON", "RunProcess", "Store", "StoredTask"]
 
 INTERRUPTED_REASON = "the daemon ended unexpectedly while this execution ran"
 """The ``reason`` :meth:`Store.close_interrupted` gives the runs it closes."""
-
-
-@dataclass(frozen=True, slots=True)
-class RunProcess:
-    """The process an execution runs in, as recorded while it runs, so that the next start
-    of the daemon can kill what a crash left of it: its pid, and its start identity (so a
-    pid since reused by another process is left alone)."""
-
-    process_id: int | None = None
-    process_start: str | None = None
-
-
-@dataclass(slots=True)
-class StoredTask:
-    """A task as stored: its definition, counters and schedule."""
-
-    spec: TaskSpec
-    counters: TaskCounters
-    seq: int
-    """Insertion order: :meth:`Store.load_tasks` returns tasks by ``seq``."""
-    paused: bool
-    created_at: float
-    """When this registration was made (the task added)."""
-    next_due: float | None
-    registration_id: str
-    """This registration of the task id (32 hex digits): every record of its runs names
-    it. A task deleted and added again under its id is a new registration."""
-    retry_at: float | None = None
-    retry_attempt: int = 0
 
 
 class Store(Protocol):
