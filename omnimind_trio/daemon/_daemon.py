@@ -134,6 +134,7 @@ class Daemon(TaskReads, ExecutionReads):
             gates=self._gates,
             conditions=self._conditions,
             runner=self._runner.run,
+            node=settings.node_name,
             max_concurrent=settings.max_concurrent,
             max_concurrent_critical=settings.max_concurrent_critical,
             on_change=lambda: self._supervisor.check_state(),
@@ -372,7 +373,7 @@ class Daemon(TaskReads, ExecutionReads):
 
     def check_run_now(self, task_id: str) -> None:
         """Raise what :meth:`run_task_now` would raise now, without requesting a run."""
-        check_run_now(self._scheduler.get(task_id))
+        check_run_now(self._scheduler.get(task_id), self._scheduler.node)
 
     def cancel_task(self, task_id: str) -> TaskSummary:
         """Kill the task's running executions. Raises TaskNotFound, or Conflict when it
