@@ -248,6 +248,7 @@ class OmniMindClient:
         *,
         task_id: str | None = None,
         outcome: str | None = None,
+        node: str | None = None,
         since: str | None = None,
         until: str | None = None,
         limit: int | None = None,
@@ -258,6 +259,7 @@ class OmniMindClient:
         params = {
             "task_id": task_id,
             "outcome": outcome,
+            "node": node,
             "since": since,
             "until": until,
             "limit": limit,
@@ -270,6 +272,7 @@ class OmniMindClient:
         task_id: str,
         *,
         outcome: str | None = None,
+        node: str | None = None,
         since: str | None = None,
         until: str | None = None,
         limit: int | None = None,
@@ -278,6 +281,7 @@ class OmniMindClient:
         """``GET /daemon/tasks/{task_id}/executions`` (404 for an unknown task)."""
         params = {
             "outcome": outcome,
+            "node": node,
             "since": since,
             "until": until,
             "limit": limit,

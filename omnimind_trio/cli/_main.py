@@ -269,6 +269,7 @@ def _call(client: OmniMindClient, args: argparse.Namespace, code: str | None) ->
     if command == "history":
         filters = {
             "outcome": args.outcome,
+            "node": args.node,
             "since": args.since,
             "until": args.until,
             "limit": args.limit,

@@ -210,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     history = command("history", "list executions, newest first")
     history.add_argument("task_id", metavar="TASK_ID", nargs="?", help="only this task's")
     history.add_argument("--outcome", help="succeeded, failed, timed_out, cancelled, ...")
+    history.add_argument("--node", help="only the runs of the daemon of this node name")
     history.add_argument("--since", metavar="TIME", help="ISO-8601 (UTC unless zoned) or epoch")
     history.add_argument("--until", metavar="TIME", help="ISO-8601 (UTC unless zoned) or epoch")
     history.add_argument("--limit", type=int, help="at most this many (default 100)")

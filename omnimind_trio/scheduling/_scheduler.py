@@ -138,9 +138,7 @@ class Scheduler(TaskChanges):
     def explain(self, entry: TaskEntry) -> dict[str, Any] | None:
         """Why a task is not running now and when it is expected to, as data; None when
         it runs (see :func:`._explain.explain`)."""
-        return explain(
-            entry, self.gates, self.conditions, self.slots, self.clock.now(), self.node
-        )
+        return explain(entry, self.gates, self.conditions, self.slots, self.clock.now(), self.node)
 
     def run_now(self, task_id: str) -> str:
         """Start the task as soon as a slot is free, whatever its gate says. Returns the
