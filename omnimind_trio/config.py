@@ -45,10 +45,10 @@ class Settings(BaseSettings):
     stops (tests, embedders)."""
 
     # Several daemons on one database (docs/operations.md, "Several machines")
-    node_name: str = Field(default_factory=lambda: default_node_name())
+    node_name: str = Field(default_factory=lambda: host_name(), validate_default=True)
     """This daemon's name among the daemons that share one database: what a task's
-    ``machines`` names and its runs' records carry as ``node``. Default: the host name,
-    cut at its first dot."""
+    ``machines`` names and its runs' records carry as ``node``. Default: the host name up
+    to its first dot."""
     lease_seconds: Annotated[float, Field(ge=5, le=3600)] = 30.0
     """On PostgreSQL, how long a daemon's claim on a run lasts without a heartbeat before
     another daemon takes the run over."""
@@ -56,7 +56,10 @@ class Settings(BaseSettings):
     @field_validator("node_name")
     @classmethod
     def _check_node_name(cls, value: str) -> str:
-        return check_node_name(value)
+        try:
+            return check_node_name(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (by default the host name, up to its first dot)") from None
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
@@ -309,14 +312,10 @@ class Settings(BaseSettings):
         return self.home / "config" / "dashboard_auth.json"
 
 
-def default_node_name() -> str:
-    """The host name up to its first dot (``desktop`` for ``desktop.lan``); ``localhost``
-    when that leaves nothing a node name may be."""
-    name = socket.gethostname().split(".", 1)[0]
-    try:
-        return check_node_name(name)
-    except ValueError:
-        return "localhost"
+def host_name() -> str:
+    """The host name up to its first dot (``desktop`` for ``desktop.lan``): the default
+    ``node_name``."""
+    return socket.gethostname().split(".", 1)[0]
 
 
 def _is_ip(name: str) -> bool:

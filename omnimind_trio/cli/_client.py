@@ -118,6 +118,10 @@ class OmniMindClient:
         """``GET /daemon/status``."""
         return self._json("GET", "/daemon/status")
 
+    def nodes(self) -> dict[str, Any]:
+        """``GET /daemon/nodes``: the daemons sharing the database."""
+        return self._json("GET", "/daemon/nodes")
+
     def start(self) -> dict[str, Any]:
         """``POST /daemon/start``: ``status`` is ``started`` or ``already_running``."""
         return self._json("POST", "/daemon/start")

@@ -235,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("start", "start the daemon's scheduler (the API keeps serving either way)")
     command("stop", "stop the daemon's scheduler, killing running executions")
+    command(
+        "nodes",
+        "list the daemons sharing this one's database: state, runs, last heartbeat, version",
+    )
     upcoming = command(
         "next",
         "preview when a cron expression fires, like systemd-analyze calendar (no daemon needed)",

@@ -50,6 +50,7 @@ from ._builtin import apply_retention
 from ._events import EventBus
 from ._history import ExecutionReads
 from ._metrics import DaemonMetrics, LiveState
+from ._nodes import NodeReads
 from ._notifications import history_reader, load_telling_interrupted
 from ._output import OutputHub
 from ._reads import TaskReads
@@ -62,7 +63,7 @@ from ._writes import WriteGuard
 log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
 
-class Daemon(TaskReads, ExecutionReads):
+class Daemon(TaskReads, ExecutionReads, NodeReads):
     """A running (or stopped) daemon. Create it with :func:`~omnimind_trio.open_daemon`.
 
     Reads answer with models (:class:`~omnimind_trio.models.TaskDetail`...); changes are
@@ -85,6 +86,7 @@ class Daemon(TaskReads, ExecutionReads):
         self._store = store
         self._executor = executor
         self._clock = clock
+        self.started_at = clock.now()
         self._changed = trio.Event()
         self._notifier = Notifier(defaults=settings.notify_defaults, history=history_reader(store))
         nursery.start_soon(self._notifier.run, name="notifier")  # lives on through stops

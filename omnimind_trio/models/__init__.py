@@ -52,6 +52,7 @@ from ._fields import (
     check_webhook,
     cron_fields,
 )
+from ._nodes import NodeInfo, NodeList
 from ._queries import (
     MAX_LIMIT,
     MAX_OFFSET,
@@ -141,6 +142,8 @@ __all__ = [
     "LoadGate",
     "Machine",
     "Measure",
+    "NodeInfo",
+    "NodeList",
     "NotifyEvent",
     "NotifySpec",
     "Offset",
