@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     database), or ``memory://`` for a store in the daemon's memory that is gone when it
     stops (tests, embedders)."""
 
-    # Several daemons on one database (docs/operations.md, "Several machines")
+    # Several daemons on one database (docs/configuration.md, "Several machines")
     node_name: str = Field(default_factory=lambda: host_name(), validate_default=True)
     """This daemon's name among the daemons that share one database: what a task's
     ``machines`` names and its runs' records carry as ``node``. Default: the host name up
