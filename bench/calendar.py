@@ -71,7 +71,12 @@ def _fake_clock_run(tasks: int) -> dict[str, float]:
             return Outcome.SUCCEEDED
 
         scheduler = Scheduler(
-            clock=wall, gates=gates, runner=runner, max_concurrent=64, max_concurrent_critical=64
+            clock=wall,
+            gates=gates,
+            runner=runner,
+            node="bench",
+            max_concurrent=64,
+            max_concurrent_critical=64,
         )
         rng = random.Random(13)
         for i in range(2 * tasks):

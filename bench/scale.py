@@ -129,6 +129,7 @@ async def dispatch_cost(n_idle: int, n_due: int, specs: list[TaskSpec]) -> float
         clock=clock,
         gates=gates,
         runner=runner,
+        node="bench",
         max_concurrent=n_due + 1,
         max_concurrent_critical=n_due + 1,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +12,7 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .models import NotifyEvent, NotifySpec, check_timezone, check_webhook
+from .models import NotifyEvent, NotifySpec, check_node_name, check_timezone, check_webhook
 from .scheduling import SleepWindow, parse_weekdays
 from .sensors import IDLE_SOURCES
 from .store import is_url
@@ -42,6 +43,23 @@ class Settings(BaseSettings):
     ``<home>/omnimind.db``), a ``postgresql://`` URL (libpq's syntax; one daemon per
     database), or ``memory://`` for a store in the daemon's memory that is gone when it
     stops (tests, embedders)."""
+
+    # Several daemons on one database (docs/configuration.md, "Several machines")
+    node_name: str = Field(default_factory=lambda: host_name(), validate_default=True)
+    """This daemon's name among the daemons that share one database: what a task's
+    ``machines`` names and its runs' records carry as ``node``. Default: the host name up
+    to its first dot."""
+    lease_seconds: Annotated[float, Field(ge=5, le=3600)] = 30.0
+    """On PostgreSQL, how long a daemon's claim on a run lasts without a heartbeat before
+    another daemon takes the run over."""
+
+    @field_validator("node_name")
+    @classmethod
+    def _check_node_name(cls, value: str) -> str:
+        try:
+            return check_node_name(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (by default the host name, up to its first dot)") from None
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
@@ -292,6 +310,12 @@ class Settings(BaseSettings):
     @property
     def auth_file(self) -> Path:
         return self.home / "config" / "dashboard_auth.json"
+
+
+def host_name() -> str:
+    """The host name up to its first dot (``desktop`` for ``desktop.lan``): the default
+    ``node_name``."""
+    return socket.gethostname().split(".", 1)[0]
 
 
 def _is_ip(name: str) -> bool:

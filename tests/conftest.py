@@ -41,6 +41,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "gate_close_seconds": 0,
         "sleep_window": SLEEP_WINDOW,
         "timezone": "UTC",
+        "node_name": "laptop",
     }
     values.update(overrides)
     return Settings(**values)

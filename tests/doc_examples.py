@@ -66,6 +66,7 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
             "(<gate state>)",
         ),
         (rf"\b(in \d+ (s|min|h)|(today|tonight|tomorrow|{_DAY}) \d\d:\d\d)\b", "<when>"),
+        (r"\b\d+ (s|min|h) ago\b", "<when>"),
         (r"\b(\d+\.\d+s|\d+m\d\ds|\d+h\d\dm)(?!\w)", "<duration>"),
         (r"\b(\d+ ?(days?|h|min|s) )+left\b", "<duration> left"),
         (r"^((cpu|memory) percent|(cpu|duration) seconds|max rss mb):.*", r"\1: <n>"),

@@ -107,6 +107,7 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
         OMNIMIND_TIMEZONE=zone,
         # HIGH and MEDIUM never start by themselves: the gates need a day of quiet.
         OMNIMIND_GATE_OPEN_SECONDS="86400",
+        OMNIMIND_NODE_NAME="desktop",  # the documents' machine, whatever the host's name
     )
     served = launch(cwd, daemon_env, port=port, logs=tmp_path / "serve")
     # The commands' default port is the daemon's, as 8000 is in the documents.

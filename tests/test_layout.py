@@ -37,6 +37,7 @@ MAY_IMPORT = {
         "store",
         "notify",
         "sensors",
+        "_version",  # a node's version (GET /daemon/nodes)
     },
     "http": {"daemon", "models", "exceptions", "config", "credentials", "_version"},
     # cli: `omnimind next` previews cron times with the scheduler's own calendar.

@@ -321,6 +321,30 @@ async def test_an_older_database_gains_the_columns_of_new_fields(
         assert loaded == expected
 
 
+async def test_a_database_from_before_nodes_gains_machines_and_node(
+    postgres: Cluster, postgres_url: str
+) -> None:
+    """The columns of a task's ``machines`` and a record's ``node`` are added at open; the
+    rows that were there have none (null: any machine; not known), and new rows keep them."""
+    async with open_store(postgres_url) as store:
+        await store.insert_task(task("a"))
+        await store.finish_execution(record(1, "a", node="laptop"), TaskCounters(1, 1, 0))
+    with postgres.admin(name_of(postgres_url)) as db:
+        db.execute("ALTER TABLE executions DROP COLUMN node")
+        db.execute("ALTER TABLE tasks DROP COLUMN machines")
+    async with open_store(postgres_url) as store:
+        assert await store.get_execution("e1") == record(1, "a")
+        (loaded,) = await store.load_tasks()
+        assert loaded.spec.machines is None
+        await store.update_task(loaded.spec.replace(machines=("desktop",)), next_due=None)
+        await store.finish_execution(record(2, "a", node="desktop"), TaskCounters(2, 2, 0))
+        page, total = await store.list_executions(node="desktop")
+        assert [r.execution_id for r in page] == ["e2"] and total == 1
+    async with open_store(postgres_url) as store:
+        (loaded,) = await store.load_tasks()
+        assert loaded.spec.machines == ("desktop",)
+
+
 # -- the server goes away and comes back --------------------------------------------------------
 
 

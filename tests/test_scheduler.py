@@ -129,6 +129,7 @@ async def harness(
     max_concurrent: int = 2,
     max_critical: int = 8,
     conditions: ConditionState | None = None,
+    node: str = "laptop",
 ) -> AsyncIterator[Harness]:
     wall = TrioWallClock(start_epoch)
     gates = GateSet.create(
@@ -143,6 +144,7 @@ async def harness(
         clock=wall,
         gates=gates,
         runner=runner,
+        node=node,
         conditions=conditions,
         max_concurrent=max_concurrent,
         max_concurrent_critical=max_critical,

@@ -190,6 +190,7 @@ def full_spec(task_id: str = "full") -> TaskSpec:
         cron="30 2 * * 1-5",
         timezone="Europe/Paris",
         after=("upstream_a", "upstream_b"),
+        machines=("desktop", "nas-2.home"),
         notify=NotifySpec(
             on=(NotifyEvent.FAILURE, NotifyEvent.SUCCESS),
             webhook="https://hooks.example/x",
@@ -243,6 +244,7 @@ def full_record() -> ExecutionRecord:
         task_id="full",
         registration_id=registration("full"),
         registered_at=99.5,
+        node="laptop",
         trigger=Trigger.RETRY,
         outcome=Outcome.FAILED,
         scheduled_at=10.0,
@@ -736,6 +738,48 @@ async def test_history_is_newest_first_and_filtered(store: Store) -> None:
     assert await ids(store, since=7, until=3) == []
     assert await ids(store, task_id="nobody") == []
     assert await ids(store, outcome=Outcome.RUNNING) == []
+
+
+async def test_history_is_filtered_by_node(store: Store) -> None:
+    """Each record names the daemon that ran it; one written before nodes were kept names
+    none and matches no node."""
+    for i, node in enumerate(["laptop", "desktop", None, "laptop", "desktop"]):
+        await store.finish_execution(record(i, node=node), TaskCounters())
+    assert await ids(store, node="laptop") == ["e3", "e0"]
+    assert await ids(store, node="desktop", since=2) == ["e4"]
+    assert await ids(store, node="desktop", outcome=Outcome.FAILED) == []
+    assert await ids(store, node="server") == []
+    page, total = await store.list_executions(node="laptop", limit=1, offset=1)
+    assert [r.execution_id for r in page] == ["e0"] and total == 2
+    assert (await store.get_execution("e2") or full_record()).node is None
+
+
+async def test_a_version_4_database_gets_the_node_of_each_run(tmp_path: Path) -> None:
+    """The step to version 5: the executions gain ``node``; the runs recorded before name
+    none (NULL: not known), and the tasks are as they were."""
+    path = tmp_path / "v4.db"
+    async with _sqlite.open_sqlite_store(path) as store:
+        await store.insert_task(task("a"))
+        await store.finish_execution(record(1, node="laptop"), TaskCounters(1, 1, 0, 1.0))
+    with sqlite3.connect(path) as db:  # as version 4 wrote it: no node
+        db.execute("DROP INDEX executions_by_node")
+        db.execute("ALTER TABLE executions DROP COLUMN node")
+        db.execute("PRAGMA user_version = 4")
+    db.close()
+
+    async with _sqlite.open_sqlite_store(path) as store:
+        assert await store.get_execution("e1") == record(1)  # node None: not known
+        assert (await tasks_by_id(store))["a"].counters.success_count == 1
+        await store.finish_execution(record(2, node="desktop"), TaskCounters())
+        assert await ids(store, node="desktop") == ["e2"]
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 5
+        plan = db.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM executions WHERE node = ? ORDER BY scheduled_at DESC",
+            ("desktop",),
+        ).fetchall()
+    db.close()
+    assert "executions_by_node" in str(plan)
 
 
 async def test_history_pages_add_up_to_the_whole(store: Store) -> None:

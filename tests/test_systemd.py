@@ -70,6 +70,7 @@ def idle_scheduler() -> Scheduler:
         clock=TrioWallClock(NOON),
         gates=gates,
         runner=never_runs,
+        node="laptop",
         max_concurrent=1,
         max_concurrent_critical=1,
     )

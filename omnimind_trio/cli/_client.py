@@ -118,6 +118,10 @@ class OmniMindClient:
         """``GET /daemon/status``."""
         return self._json("GET", "/daemon/status")
 
+    def nodes(self) -> dict[str, Any]:
+        """``GET /daemon/nodes``: the daemons sharing the database."""
+        return self._json("GET", "/daemon/nodes")
+
     def start(self) -> dict[str, Any]:
         """``POST /daemon/start``: ``status`` is ``started`` or ``already_running``."""
         return self._json("POST", "/daemon/start")
@@ -248,6 +252,7 @@ class OmniMindClient:
         *,
         task_id: str | None = None,
         outcome: str | None = None,
+        node: str | None = None,
         since: str | None = None,
         until: str | None = None,
         limit: int | None = None,
@@ -258,6 +263,7 @@ class OmniMindClient:
         params = {
             "task_id": task_id,
             "outcome": outcome,
+            "node": node,
             "since": since,
             "until": until,
             "limit": limit,
@@ -270,6 +276,7 @@ class OmniMindClient:
         task_id: str,
         *,
         outcome: str | None = None,
+        node: str | None = None,
         since: str | None = None,
         until: str | None = None,
         limit: int | None = None,
@@ -278,6 +285,7 @@ class OmniMindClient:
         """``GET /daemon/tasks/{task_id}/executions`` (404 for an unknown task)."""
         params = {
             "outcome": outcome,
+            "node": node,
             "since": since,
             "until": until,
             "limit": limit,

@@ -224,6 +224,8 @@ def _call(client: OmniMindClient, args: argparse.Namespace, code: str | None) ->
     command = args.command
     if command == "status":
         return client.status()
+    if command == "nodes":
+        return client.nodes()
     if command == "tasks":
         return client.list_tasks(
             priority=args.priority,
@@ -269,6 +271,7 @@ def _call(client: OmniMindClient, args: argparse.Namespace, code: str | None) ->
     if command == "history":
         filters = {
             "outcome": args.outcome,
+            "node": args.node,
             "since": args.since,
             "until": args.until,
             "limit": args.limit,

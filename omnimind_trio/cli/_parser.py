@@ -210,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     history = command("history", "list executions, newest first")
     history.add_argument("task_id", metavar="TASK_ID", nargs="?", help="only this task's")
     history.add_argument("--outcome", help="succeeded, failed, timed_out, cancelled, ...")
+    history.add_argument("--node", help="only the runs of the daemon of this node name")
     history.add_argument("--since", metavar="TIME", help="ISO-8601 (UTC unless zoned) or epoch")
     history.add_argument("--until", metavar="TIME", help="ISO-8601 (UTC unless zoned) or epoch")
     history.add_argument("--limit", type=int, help="at most this many (default 100)")
@@ -234,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("start", "start the daemon's scheduler (the API keeps serving either way)")
     command("stop", "stop the daemon's scheduler, killing running executions")
+    command(
+        "nodes",
+        "list the daemons sharing this one's database: state, runs, last heartbeat, version",
+    )
     upcoming = command(
         "next",
         "preview when a cron expression fires, like systemd-analyze calendar (no daemon needed)",

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from ._waiting import next_words, parse_time, status_words, waiting_sentence
+from ._waiting import ago, next_words, parse_time, status_words, waiting_sentence
 
 EXECUTION_EVENTS: Final = ("execution_started", "execution_finished")
 _TIME_KEYS: Final = frozenset({"last_execution", "next_execution", "waiting_since", "time"})
@@ -133,6 +133,24 @@ def _render_history(data: Mapping[str, Any]) -> None:
         print(f"({len(executions)} of {total} executions)")
 
 
+def _render_nodes(data: Mapping[str, Any], now: datetime | None = None) -> None:
+    """The daemons sharing the database; ``(this)`` marks the one that answered."""
+    now = now or datetime.now(UTC)
+    rows = []
+    for node in data.get("nodes", []):
+        heartbeat = parse_time(node.get("last_heartbeat"))
+        rows.append(
+            [
+                node["node"] + (" (this)" if node.get("this") else ""),
+                str(node["state"]),
+                str(node["running_count"]),
+                "-" if heartbeat is None else ago(heartbeat, now),
+                str(node["version"]),
+            ]
+        )
+    print(_table(["NODE", "STATE", "RUNNING", "LAST HEARTBEAT", "VERSION"], rows, right={2}))
+
+
 def _render_execution(data: Mapping[str, Any]) -> None:
     skip = {"stdout", "stderr", "reason"}
     fields = [(k, v) for k, v in data.items() if k not in skip]
@@ -160,6 +178,7 @@ RENDER: dict[str, Callable[[Mapping[str, Any]], None]] = {
     "tasks": _render_tasks,
     "show": _render_task,
     "history": _render_history,
+    "nodes": _render_nodes,
     "logs": _render_execution,
 }
 

@@ -38,11 +38,14 @@ def parse_time(iso: str | None) -> datetime | None:
 
 def status_words(task: Mapping[str, Any]) -> str:
     """The STATUS column: the task's status, and for a waiting or frozen task what it
-    waits for (``waiting: sleep window``, ``frozen: person present``)."""
+    waits for (``waiting: sleep window``, ``frozen: person present``); for a task this
+    daemon does not run (its ``machines``), ``scheduled: not this machine``."""
     status = str(task.get("status") or "-")
     waiting = task.get("waiting")
     if isinstance(waiting, Mapping) and waiting.get("reason") == "stopped":
         return f"{status}: daemon stopped"
+    if isinstance(waiting, Mapping) and waiting.get("reason") == "machine":
+        return f"{status}: not this machine"
     if status not in ("waiting", "frozen") or not isinstance(waiting, Mapping):
         return status
     why = _obstacle(waiting)
@@ -88,6 +91,8 @@ def waiting_sentence(task: Mapping[str, Any], now: datetime) -> str | None:
         return f"done: a one-shot task that has run (omnimind run {task_id} runs it again)"
     if reason == "stopped":
         return "the daemon is stopped: nothing runs until it starts (omnimind start)"
+    if reason == "machine":  # nothing here starts it: no time to expect
+        return str(waiting.get("detail") or reason)
     detail = str(waiting.get("detail") or reason or "")
     if reason == "scheduled":
         detail = "not due yet"
@@ -134,6 +139,21 @@ def relative(moment: datetime, now: datetime) -> str:
     if seconds < 7 * 86400:
         return moment.strftime("%a %H:%M")
     return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def ago(moment: datetime, now: datetime) -> str:
+    """A moment past, relative to ``now``: ``now``, ``12 s ago``, ``5 min ago``, ``3 h
+    ago``, then the local time (:func:`local`)."""
+    seconds = (now - moment).total_seconds()
+    if seconds < 1:
+        return "now"
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 6 * 3600:
+        return f"{seconds / 3600:.0f} h ago"
+    return local(moment, now)
 
 
 def local(moment: datetime, now: datetime) -> str:
@@ -187,4 +207,6 @@ def _open_ended(waiting: Mapping[str, Any]) -> str:
         return "when a slot is free"
     if reason == "stopped":
         return "once started"
+    if reason == "machine":
+        return "on " + " or ".join(waiting.get("machines") or [])
     return ""

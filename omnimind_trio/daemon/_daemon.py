@@ -51,6 +51,7 @@ from ._events import EventBus
 from ._fleet import FleetMember
 from ._history import ExecutionReads
 from ._metrics import DaemonMetrics, LiveState
+from ._nodes import NodeReads
 from ._notifications import history_reader, load_telling_interrupted
 from ._output import OutputHub
 from ._reads import TaskReads
@@ -63,7 +64,7 @@ from ._writes import WriteGuard
 log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
 
-class Daemon(TaskReads, ExecutionReads):
+class Daemon(TaskReads, ExecutionReads, NodeReads):
     """A running (or stopped) daemon. Create it with :func:`~omnimind_trio.open_daemon`.
 
     Reads answer with models (:class:`~omnimind_trio.models.TaskDetail`...); changes are
@@ -86,6 +87,7 @@ class Daemon(TaskReads, ExecutionReads):
         self._store = store
         self._executor = executor
         self._clock = clock
+        self.started_at = clock.now()
         self._changed = trio.Event()
         self._notifier = Notifier(defaults=settings.notify_defaults, history=history_reader(store))
         nursery.start_soon(self._notifier.run, name="notifier")  # lives on through stops
@@ -136,6 +138,7 @@ class Daemon(TaskReads, ExecutionReads):
             gates=self._gates,
             conditions=self._conditions,
             runner=self._runner.run,
+            node=settings.node_name,
             max_concurrent=settings.max_concurrent,
             max_concurrent_critical=settings.max_concurrent_critical,
             on_change=lambda: self._supervisor.check_state(),
@@ -396,7 +399,7 @@ class Daemon(TaskReads, ExecutionReads):
 
     def check_run_now(self, task_id: str) -> None:
         """Raise what :meth:`run_task_now` would raise now, without requesting a run."""
-        check_run_now(self._scheduler.get(task_id))
+        check_run_now(self._scheduler.get(task_id), self._scheduler.node)
 
     def cancel_task(self, task_id: str) -> TaskSummary:
         """Kill the task's running executions. Raises TaskNotFound, or Conflict when it

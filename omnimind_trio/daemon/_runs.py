@@ -170,6 +170,7 @@ class ExecutionRunner:
             # runs makes another entry, so its record and counters stay this one's.
             registration_id=entry.registration_id,
             registered_at=entry.created_at,
+            node=self.settings.node_name,
             trigger=running.trigger,
             outcome=Outcome.RUNNING,
             scheduled_at=running.scheduled_at,
@@ -230,6 +231,7 @@ class ExecutionRunner:
             task_id=entry.task_id,
             registration_id=entry.registration_id,
             registered_at=entry.created_at,
+            node=self.settings.node_name,
             trigger=trigger,
             outcome=Outcome.SKIPPED,
             scheduled_at=due,

@@ -167,6 +167,9 @@ class ExecutionListParameters(BaseModel):
     model_config = _PARAMETERS
 
     outcome: Annotated[Outcome, _one_of("outcome", Outcome)] | None = None
+    node: str | None = Field(
+        default=None, description="Only the runs of the daemon of this node name"
+    )
     since: Moment | None = Field(default=None, description="Scheduled at or after")
     until: Moment | None = Field(default=None, description="Scheduled before")
     limit: LimitParameter = 100

@@ -10,7 +10,7 @@ import trio
 from quart import Response, g, request, websocket
 
 from ..daemon import Daemon
-from ..models import DaemonAction, Machine, Status, WebSocketToken, WhoAmI
+from ..models import DaemonAction, Machine, NodeList, Status, WebSocketToken, WhoAmI
 from ._auth import Guard
 from ._body import respond
 from ._metrics import CONTENT_TYPE, RequestMetrics
@@ -30,6 +30,15 @@ def add_service_routes(
     @route("GET", "/daemon/machine", "The gates, the state and the CPU lately", response=Machine)
     async def machine() -> Response:
         return respond(daemon.machine())
+
+    @route(
+        "GET",
+        "/daemon/nodes",
+        "The daemons that share this one's database: state, running count, last heartbeat",
+        response=NodeList,
+    )
+    async def nodes() -> Response:
+        return respond(NodeList(nodes=await daemon.nodes()))
 
     @route(
         "GET",

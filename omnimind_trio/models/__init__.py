@@ -47,10 +47,12 @@ from ._fields import (
     NotifyEvent,
     NotifySpec,
     check_cron,
+    check_node_name,
     check_timezone,
     check_webhook,
     cron_fields,
 )
+from ._nodes import NodeInfo, NodeList
 from ._queries import (
     MAX_LIMIT,
     MAX_OFFSET,
@@ -140,6 +142,8 @@ __all__ = [
     "LoadGate",
     "Machine",
     "Measure",
+    "NodeInfo",
+    "NodeList",
     "NotifyEvent",
     "NotifySpec",
     "Offset",
@@ -184,6 +188,7 @@ __all__ = [
     "base_type",
     "check_code_size",
     "check_cron",
+    "check_node_name",
     "check_timezone",
     "check_webhook",
     "cron_fields",

@@ -82,6 +82,12 @@ class ExecutionSummary(BaseModel):
         description="When that registration was made (its task's created_at); null when "
         "registration_id is"
     )
+    node: str | None = Field(
+        default=None,
+        description="The node name (OMNIMIND_NODE_NAME) of the daemon that ran the run, or "
+        "skipped it; null for a record written before nodes were kept (database schema "
+        "version 5)",
+    )
     trigger: Trigger
     outcome: Outcome
     reason: str | None = None

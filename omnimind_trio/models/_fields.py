@@ -120,6 +120,18 @@ def check_webhook(url: str) -> str:
     return url
 
 
+NODE_NAME_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
+"""A daemon's name among the daemons that share one database (``OMNIMIND_NODE_NAME``), as
+a task's ``machines`` names it."""
+NODE_NAME_RULE: Final = "1 to 64 letters, digits, '.', '_' or '-'"
+
+
+def check_node_name(name: str) -> str:
+    if not re.fullmatch(NODE_NAME_PATTERN, name):
+        raise ValueError(f"{name!r} is not a node name: {NODE_NAME_RULE}")
+    return name
+
+
 Cron = Annotated[str, Field(max_length=200), AfterValidator(check_cron)]
 TimeZoneName = Annotated[str, Field(max_length=64), AfterValidator(check_timezone)]
 Environment = Annotated[dict[str, str], AfterValidator(check_environment)]
@@ -127,6 +139,7 @@ Secrets = Annotated[
     dict[str, str], AfterValidator(check_environment), AfterValidator(check_secrets)
 ]
 PythonPath = Annotated[str, Field(max_length=4096), AfterValidator(check_python)]
+NodeName = Annotated[str, Field(pattern=NODE_NAME_PATTERN)]
 WebhookUrl = Annotated[str, Field(max_length=2048), AfterValidator(check_webhook)]
 
 

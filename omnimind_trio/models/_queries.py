@@ -84,6 +84,9 @@ class ExecutionQuery(BaseModel):
         default=None, description="Only the runs of this registration of their task"
     )
     outcome: Outcome | None = None
+    node: str | None = Field(
+        default=None, description="Only the runs of the daemon of this node name"
+    )
     since: float | None = Field(default=None, description="Scheduled at or after (epoch seconds)")
     until: float | None = Field(default=None, description="Scheduled before (epoch seconds)")
     limit: Limit = 100

@@ -24,7 +24,17 @@ from pydantic_core import PydanticCustomError
 
 from ..exceptions import InvalidInput
 from ._enums import OnBusy, OnMissed, Overlap, Priority
-from ._fields import Conditions, Cron, Environment, NotifySpec, PythonPath, Secrets, TimeZoneName
+from ._fields import (
+    NODE_NAME_RULE,
+    Conditions,
+    Cron,
+    Environment,
+    NodeName,
+    NotifySpec,
+    PythonPath,
+    Secrets,
+    TimeZoneName,
+)
 
 TASK_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 RESERVED_TASK_IDS: Final = frozenset({"add", "batch"})
@@ -130,6 +140,16 @@ class TaskSpec:
     conditions: Annotated[
         Conditions | None,
         Field(description="Run only while these hold: user_away, on_ac_power, unmetered_network"),
+    ] = None
+    machines: Annotated[
+        tuple[NodeName, ...] | None,
+        Field(
+            strict=False,  # a JSON array
+            min_length=1,
+            max_length=32,
+            description="Run only on the daemons of these node names (OMNIMIND_NODE_NAME); "
+            "null: on any",
+        ),
     ] = None
     notify: Annotated[
         NotifySpec | None,
@@ -272,7 +292,7 @@ def parse_task_spec(data: Any, *, max_code_bytes: int) -> TaskSpec:
 def check_fields_together(spec: TaskSpec) -> None:
     """The rules across fields: one way to repeat (a body with two of
     :data:`SCHEDULE_FIELDS` names both), ``after`` without the task itself or a duplicate,
-    a variable in ``env`` or in ``secrets``, not both."""
+    ``machines`` without a duplicate, a variable in ``env`` or in ``secrets``, not both."""
     given = [name for name in SCHEDULE_FIELDS if getattr(spec, name) is not None]
     if len(given) > 1:
         raise InvalidInput(
@@ -283,6 +303,9 @@ def check_fields_together(spec: TaskSpec) -> None:
         raise InvalidInput(f"after: a task cannot wait for itself ({spec.task_id})")
     if spec.after is not None and len(set(spec.after)) != len(spec.after):
         raise InvalidInput("after: a task id is listed twice")
+    if spec.machines is not None and len(set(spec.machines)) != len(spec.machines):
+        twice = next(name for name in spec.machines if spec.machines.count(name) > 1)
+        raise InvalidInput(f"machines: {twice!r} is listed twice")
     if spec.env and spec.secrets:
         both = sorted(set(spec.env) & set(spec.secrets))
         if both:
@@ -332,6 +355,8 @@ def describe_validation_error(exc: ValidationError) -> str:
         )
     if error["type"] == "string_pattern_mismatch" and field.startswith("after."):
         return f"after: {error['input']!r} is not a task id"
+    if error["type"] == "string_pattern_mismatch" and field.startswith("machines."):
+        return f"machines: {error['input']!r} is not a node name: {NODE_NAME_RULE}"
     if error["type"] == "tuple_type" and field == "after":
         return "after: give a list of task ids"
     if error["type"] in ("model_type", "dict_type"):  # JSON speaks of objects

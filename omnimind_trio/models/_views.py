@@ -84,8 +84,8 @@ class Waiting(BaseModel):
     are present."""
 
     reason: str = Field(
-        description="stopped, paused, done, scheduled, upstream, backoff, gate, condition, "
-        "frozen, catch_up, slot or starting"
+        description="stopped, paused, machine, done, scheduled, upstream, backoff, gate, "
+        "condition, frozen, catch_up, slot or starting"
     )
     detail: str = Field(description="The same in words")
     until: Instant | None = None
@@ -103,6 +103,12 @@ class Waiting(BaseModel):
     )
     condition: str | None = Field(
         default=None, description="The condition that does not hold (reason condition, frozen)"
+    )
+    machines: list[str] | None = Field(
+        default=None, description="The machines the task runs on (reason machine)"
+    )
+    node: str | None = Field(
+        default=None, description="This daemon's node name, which they leave out (reason machine)"
     )
     value: float | bool | None = Field(
         default=None, description="Its measurement: idle seconds, on AC power, metered"

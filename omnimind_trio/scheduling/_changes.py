@@ -14,12 +14,14 @@ from ._calendar import rescheduled, schedule_key
 from ._clock import Clock
 from ._due import DueTimes
 from ._entry import TaskEntry
+from ._machines import runs_on
 
 
 class TaskChanges:
     """Registering and changing tasks (mixed into :class:`~._scheduler.Scheduler`)."""
 
     clock: Clock
+    node: str
     timezone: tzinfo | None
     tasks: dict[str, TaskEntry]
     promises: requests.Promises
@@ -100,6 +102,14 @@ class TaskChanges:
             self._ready_up(entry, trigger, since=since)
         entry.spec = spec
         self._followers.link(entry)
+        here, was_here = runs_on(spec, self.node), runs_on(old, self.node)
+        if was_here and not here:
+            # Now another daemon's: what waits here does not start (as at a pause).
+            self._unready(entry)
+            self.promises.drop(entry)
+            waiting = False
+        elif here and not was_here and not waiting:
+            self._push(entry)  # its due time, left alone while it was another's
         if spec.after != old.after:
             entry.upstream_done &= frozenset(spec.after or ())
         if schedule_key(spec) != schedule_key(old) and not waiting:

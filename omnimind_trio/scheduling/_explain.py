@@ -8,15 +8,22 @@ from ..models import Priority, Trigger
 from ._conditions import ConditionState
 from ._entry import TaskEntry
 from ._gates import GateSet
+from ._machines import elsewhere, runs_on
 from ._slots import Slots
 
 
 def explain(
-    entry: TaskEntry, gates: GateSet, conditions: ConditionState, slots: Slots, now: float
+    entry: TaskEntry,
+    gates: GateSet,
+    conditions: ConditionState,
+    slots: Slots,
+    now: float,
+    node: str,
 ) -> dict[str, Any] | None:
-    """Why ``entry`` is not running at ``now`` and when it is expected to, as data; None
-    when it runs. ``reason`` is one of frozen, paused, done, scheduled, upstream, backoff, gate,
-    condition, slot, catch_up, starting; ``detail`` says it in words."""
+    """Why ``entry`` is not running at ``now`` on the daemon named ``node`` and when it is
+    expected to, as data; None when it runs. ``reason`` is one of frozen, paused, machine,
+    done, scheduled, upstream, backoff, gate, condition, slot, catch_up, starting;
+    ``detail`` says it in words."""
     if entry.runs:
         if all(run.frozen for run in entry.runs):
             failing = conditions.failing(entry.spec.conditions)
@@ -34,6 +41,14 @@ def explain(
         return None
     if entry.paused:
         return {"reason": "paused", "detail": "paused until resumed"}
+    if not runs_on(entry.spec, node):
+        return {
+            "reason": "machine",
+            "detail": elsewhere(entry.spec, node),
+            "machines": list(entry.spec.machines or ()),
+            "node": node,
+            "expected_start": None,
+        }
     if entry.ready_since is None:
         if entry.retry_at is not None and (
             entry.next_due is None or entry.retry_at <= entry.next_due

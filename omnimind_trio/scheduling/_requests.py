@@ -15,6 +15,7 @@ from collections.abc import Callable
 from ..exceptions import Conflict
 from ..models import Overlap, Trigger
 from ._entry import TaskEntry
+from ._machines import refused, runs_on
 
 
 def pending(entry: TaskEntry) -> bool:
@@ -26,8 +27,11 @@ def pending(entry: TaskEntry) -> bool:
     )
 
 
-def check(entry: TaskEntry) -> None:
-    """Raise Conflict if a run-now request for this task would be refused now."""
+def check(entry: TaskEntry, node: str) -> None:
+    """Raise Conflict if a run-now request for this task would be refused now on the
+    daemon named ``node`` (one its ``machines`` leaves out refuses every request)."""
+    if not runs_on(entry.spec, node):
+        raise refused(entry.spec, node)
     overlap = entry.spec.overlap
     if overlap in (Overlap.QUEUE, Overlap.ALLOW):
         return

@@ -44,6 +44,7 @@ from ._due import DueTimes
 from ._entry import Notify, Recorder, Runner, TaskEntry
 from ._explain import explain
 from ._gates import GateSet
+from ._machines import runs_on
 from ._policies import Backoff, apply_on_busy, settle_retry
 from ._queues import ReadyQueues
 from ._running import NotClaimed, Running
@@ -68,6 +69,7 @@ class Scheduler(TaskChanges):
         clock: Clock,
         gates: GateSet,
         runner: Runner,
+        node: str,
         conditions: ConditionState | None = None,
         max_concurrent: int,
         max_concurrent_critical: int,
@@ -83,6 +85,9 @@ class Scheduler(TaskChanges):
     ) -> None:
         self.clock = clock
         self.gates = gates
+        self.node = node
+        """This daemon's node name: a task whose ``machines`` leave it out never starts
+        here (:mod:`._machines`)."""
         self.conditions = conditions if conditions is not None else ConditionState()
         """Presence, power and network, as tasks' ``conditions`` are judged by."""
         self.tasks: dict[str, TaskEntry] = {}
@@ -136,14 +141,14 @@ class Scheduler(TaskChanges):
     def explain(self, entry: TaskEntry) -> dict[str, Any] | None:
         """Why a task is not running now and when it is expected to, as data; None when
         it runs (see :func:`._explain.explain`)."""
-        return explain(entry, self.gates, self.conditions, self.slots, self.clock.now())
+        return explain(entry, self.gates, self.conditions, self.slots, self.clock.now(), self.node)
 
     def run_now(self, task_id: str) -> str:
         """Start the task as soon as a slot is free, whatever its gate says. Returns the
         id its execution will have. Raises Conflict for a request that is refused (see
         :mod:`._requests`: every accepted one runs once)."""
         entry = self.get(task_id)
-        requests.check(entry)
+        requests.check(entry, self.node)
         if requests.pending(entry) or (entry.runs and entry.spec.overlap is Overlap.QUEUE):
             execution_id = self.promises.new(entry)
             entry.requests.append(execution_id)  # released by _start or _after_run
@@ -218,8 +223,8 @@ class Scheduler(TaskChanges):
     def _promote_due(self, now: float) -> None:
         for due, task_id, kind in self._due.pop_until(now):
             entry = self.tasks.get(task_id)
-            if entry is None or entry.paused:
-                continue
+            if entry is None or entry.paused or not runs_on(entry.spec, self.node):
+                continue  # another daemon's: not run, skipped nor moved on here
             if kind == "force":
                 if entry.ready_since is not None and entry.forced_at == due:
                     self._queues.force(entry)
@@ -413,6 +418,8 @@ class Scheduler(TaskChanges):
         self._changed()
 
     def _ready_up(self, entry: TaskEntry, trigger: Trigger, since: float | None = None) -> None:
+        if not runs_on(entry.spec, self.node):
+            return  # the one way into a ready queue: nothing another daemon's starts here
         self._queues.add(entry, trigger, self.clock.now() if since is None else since)
         forced_at = entry.forced_at
         if forced_at is not None and trigger is not Trigger.RUN_NOW:

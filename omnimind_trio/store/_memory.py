@@ -283,6 +283,7 @@ class MemoryStore:
         task_id: str | None = None,
         registration_id: str | None = None,
         outcome: Outcome | None = None,
+        node: str | None = None,
         since: float | None = None,
         until: float | None = None,
         limit: int = 100,
@@ -296,7 +297,7 @@ class MemoryStore:
             high = len(keys) if until is None else bisect_left(keys, until, key=_scheduled_at)
             if high <= low:
                 return [], 0
-            if outcome is None:
+            if outcome is None and node is None:
                 page_keys = keys[max(low, high - offset - limit) : max(low, high - offset)]
                 page_keys.reverse()
                 return [copy.deepcopy(self._records[k[2]][1]) for k in page_keys], high - low
@@ -304,7 +305,9 @@ class MemoryStore:
             total = 0
             for index in range(high - 1, low - 1, -1):
                 record = self._records[keys[index][2]][1]
-                if record.outcome is outcome:
+                if (outcome is None or record.outcome is outcome) and (
+                    node is None or record.node == node
+                ):
                     if offset <= total < offset + limit:
                         page.append(copy.deepcopy(record))
                     total += 1

@@ -320,6 +320,7 @@ class PostgresStore:
         task_id: str | None = None,
         registration_id: str | None = None,
         outcome: Outcome | None = None,
+        node: str | None = None,
         since: float | None = None,
         until: float | None = None,
         limit: int = 100,
@@ -330,6 +331,7 @@ class PostgresStore:
             task_id=None if task_id is None else escape(task_id),
             registration_id=None if registration_id is None else escape(registration_id),
             outcome=outcome,
+            node=None if node is None else escape(node),
             since=since,
             until=until,
         )

@@ -162,6 +162,7 @@ class Store(Protocol):
         task_id: str | None = None,
         registration_id: str | None = None,
         outcome: Outcome | None = None,
+        node: str | None = None,
         since: float | None = None,
         until: float | None = None,
         limit: int = 100,
@@ -170,7 +171,9 @@ class Store(Protocol):
         """A page of the records that match every filter given, and how many match.
 
         ``task_id``: every run of the id, whatever its registration; ``registration_id``:
-        one registration's runs (a task's own history). ``since <= scheduled_at < until``.
+        one registration's runs (a task's own history); ``node``: the runs of the daemon
+        of that node name (records without one never match). ``since <= scheduled_at <
+        until``.
         Newest ``scheduled_at`` first; among equal ``scheduled_at``, the record last written
         by ``start_execution`` or ``finish_execution`` first. The page skips ``offset``
         records and holds at most ``limit`` (both at least 0).

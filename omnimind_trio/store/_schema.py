@@ -252,6 +252,7 @@ def execution_filter(
     task_id: str | None,
     registration_id: str | None,
     outcome: Outcome | None,
+    node: str | None,
     since: float | None,
     until: float | None,
 ) -> tuple[str, list[Any]]:
@@ -264,6 +265,7 @@ def execution_filter(
         ("task_id", "=", task_id),
         ("registration_id", "=", registration_id),
         ("outcome", "=", outcome.value if outcome else None),
+        ("node", "=", node),
         ("scheduled_at", ">=", since),
         ("scheduled_at", "<", until),
     ):

@@ -279,6 +279,7 @@ class SQLiteStore:
         task_id: str | None = None,
         registration_id: str | None = None,
         outcome: Outcome | None = None,
+        node: str | None = None,
         since: float | None = None,
         until: float | None = None,
         limit: int = 100,
@@ -290,6 +291,7 @@ class SQLiteStore:
             task_id=task_id,
             registration_id=registration_id,
             outcome=outcome,
+            node=node,
             since=since,
             until=until,
         )

@@ -17,9 +17,10 @@ from ._schema import (
     newer_version,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """``PRAGMA user_version`` of a database this code wrote: 2 stores priorities by name, 3 the
-process of each running execution, 4 the registration of each task and of each run."""
+process of each running execution, 4 the registration of each task and of each run, 5 the
+node (daemon) of each run."""
 
 
 TABLES = create_table("tasks", TASK_COLUMNS, "task_id") + create_table(
@@ -32,6 +33,7 @@ CREATE INDEX IF NOT EXISTS executions_by_task ON executions (task_id, scheduled_
 CREATE INDEX IF NOT EXISTS executions_by_registration ON executions (registration_id, scheduled_at);
 CREATE INDEX IF NOT EXISTS executions_by_time ON executions (scheduled_at);
 CREATE INDEX IF NOT EXISTS executions_by_outcome ON executions (outcome);
+CREATE INDEX IF NOT EXISTS executions_by_node ON executions (node, scheduled_at);
 """
 """Made after :func:`migrate`: an index may name a column an older database gains there."""
 
@@ -60,8 +62,9 @@ def migrate(db: sqlite3.Connection) -> None:
             " 'HIGH' WHEN 2 THEN 'MEDIUM' WHEN 3 THEN 'LOW' END"
             " WHERE typeof(priority) = 'integer'"
         )
-    # Version 3 added the process columns of the executions (PROCESS_COLUMNS), which the
-    # loop above adds; rows written before have none (NULL): nothing else to change.
+    # Version 3 added the process columns of the executions (PROCESS_COLUMNS), and version
+    # 5 their node (the daemon that ran or skipped the run), which the loop above adds;
+    # rows written before have none (NULL, "not known"): nothing else to change.
     if version != SCHEMA_VERSION:  # a write only when it changes (a full disk may refuse it)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
