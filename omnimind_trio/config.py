@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .models import NotifyEvent, NotifySpec, check_node_name, check_timezone, check_webhook
 from .scheduling import SleepWindow, parse_weekdays
 from .sensors import IDLE_SOURCES
-from .store import is_url
+from .store import default_node_name, is_url
 
 
 class Settings(BaseSettings):
@@ -45,7 +44,7 @@ class Settings(BaseSettings):
     stops (tests, embedders)."""
 
     # Several daemons on one database (docs/configuration.md, "Several machines")
-    node_name: str = Field(default_factory=lambda: host_name(), validate_default=True)
+    node_name: str = Field(default_factory=default_node_name, validate_default=True)
     """This daemon's name among the daemons that share one database: what a task's
     ``machines`` names and its runs' records carry as ``node``. Default: the host name up
     to its first dot."""
@@ -310,12 +309,6 @@ class Settings(BaseSettings):
     @property
     def auth_file(self) -> Path:
         return self.home / "config" / "dashboard_auth.json"
-
-
-def host_name() -> str:
-    """The host name up to its first dot (``desktop`` for ``desktop.lan``): the default
-    ``node_name``."""
-    return socket.gethostname().split(".", 1)[0]
 
 
 def _is_ip(name: str) -> bool:

@@ -28,7 +28,6 @@ MAY_IMPORT = {
     "sensors": {"models", "dbus"},
     "credentials": {"config"},
     "daemon": {
-        "_version",
         "models",
         "exceptions",
         "config",

@@ -167,6 +167,7 @@ async def test_nodes_lists_this_daemon(client: Any, daemon: Daemon) -> None:
         "state": daemon.state.value,
         "running_count": 1,
         "version": __version__,
+        "alive": True,
         "this": True,
     }
     refused = await call(client, "GET", "/daemon/nodes", headers={})
@@ -192,12 +193,15 @@ def test_the_nodes_table(capsys: pytest.CaptureFixture[str]) -> None:
          "last_heartbeat": "2026-03-02T11:59:55Z", "version": "0.1.0"},
         {"node": "laptop", "state": "idle", "running_count": 0, "this": True,
          "last_heartbeat": "2026-03-02T12:00:00Z", "version": "0.1.0"},
+        {"node": "nas", "state": "busy", "running_count": 1, "this": False, "alive": False,
+         "last_heartbeat": "2026-03-02T11:55:00Z", "version": "0.1.0"},
     ]  # fmt: skip
     _render_nodes({"nodes": nodes}, NOW)
     assert capsys.readouterr().out.splitlines() == [
-        "NODE           STATE    RUNNING  LAST HEARTBEAT  VERSION",
-        "desktop        working        2  5 s ago         0.1.0",
-        "laptop (this)  idle           0  now             0.1.0",
+        "NODE           STATE          RUNNING  LAST HEARTBEAT  VERSION",
+        "desktop        working              2  5 s ago         0.1.0",
+        "laptop (this)  idle                 0  now             0.1.0",
+        "nas            silent (busy)        1  5 min ago       0.1.0",
     ]
 
 

@@ -142,7 +142,8 @@ def _render_nodes(data: Mapping[str, Any], now: datetime | None = None) -> None:
         rows.append(
             [
                 node["node"] + (" (this)" if node.get("this") else ""),
-                str(node["state"]),
+                # A daemon killed or cut off keeps the state of its last heartbeat: say so.
+                str(node["state"]) if node.get("alive", True) else f"silent ({node['state']})",
                 str(node["running_count"]),
                 "-" if heartbeat is None else ago(heartbeat, now),
                 str(node["version"]),

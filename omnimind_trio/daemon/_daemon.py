@@ -27,7 +27,6 @@ from ..models import (
     TaskDetail,
     TaskSpec,
     TaskSummary,
-    iso_utc,
 )
 from ..notify import Notifier
 from ..scheduling import (
@@ -47,7 +46,7 @@ from ..scheduling import (
 from ..sensors import Sensors
 from ..store import Store
 from ._builtin import apply_retention
-from ._events import EventBus
+from ._events import EventBus, publish_run_event
 from ._fleet import FleetMember
 from ._history import ExecutionReads
 from ._metrics import DaemonMetrics, LiveState
@@ -180,14 +179,13 @@ class Daemon(TaskReads, ExecutionReads, NodeReads):
             if store.fleet is None
             else FleetMember(
                 store.fleet,
-                lease_seconds=getattr(settings, "lease_seconds", 30.0),
+                lease_seconds=settings.lease_seconds,
                 store=store,
                 scheduler=self._scheduler,
                 registry=self._tasks,
                 events=self._events,
                 state=lambda: self.state,
                 running=lambda: self.running,
-                may_run=lambda task_id: True,
             )
         )
         """This daemon as one of the fleet sharing its database (None: it runs alone)."""
@@ -438,24 +436,9 @@ class Daemon(TaskReads, ExecutionReads, NodeReads):
     def _on_run_event(self, kind: str, entry: TaskEntry, run: Running | None) -> None:
         """A task became due and waits (``task_waiting``: why, and until when), or an
         execution was frozen or thawed because its gate closed or reopened."""
-        if run is None:
-            if self._events.subscriber_count:
-                waiting = self._waiting(entry)
-                data = waiting.json_body() if waiting is not None else {}
-                self._events.publish(kind, {"task_id": entry.task_id, **data})
-            return
-        self._events.publish(
-            kind,
-            {
-                "execution_id": run.execution_id,
-                "task_id": entry.task_id,
-                "pauses": [
-                    {"frozen_at": iso_utc(a, millis=True), "thawed_at": iso_utc(b, millis=True)}
-                    for a, b in run.pauses
-                ],
-                "reason": run.freeze_reason,
-            },
-        )
-        verb = f"frozen: {run.freeze_reason}" if kind == "execution_frozen" else "thawed"
-        ids = {"task_id": entry.task_id, "execution_id": run.execution_id}
-        log.info("execution %s of %s %s", run.execution_id, entry.task_id, verb, extra=ids)
+        if run is not None:
+            publish_run_event(self._events, kind, entry.task_id, run)
+        elif self._events.subscriber_count:
+            waiting = self._waiting(entry)
+            data = waiting.json_body() if waiting is not None else {}
+            self._events.publish(kind, {"task_id": entry.task_id, **data})

@@ -7,6 +7,7 @@ disconnected (its channel closed), so no client can hold up the scheduler.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +16,9 @@ from typing import Any
 import trio
 
 from ..models import DaemonState, Event, iso_utc
+from ..scheduling import Running
+
+log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
 
 class EventBus:
@@ -70,3 +74,23 @@ class EventBus:
             self._subscribers.discard(send)
             send.close()
             receive.close()
+
+
+def publish_run_event(events: EventBus, kind: str, task_id: str, run: Running) -> None:
+    """An execution was frozen or thawed (``kind``) because its gate closed or reopened:
+    published with its pauses, and logged."""
+    events.publish(
+        kind,
+        {
+            "execution_id": run.execution_id,
+            "task_id": task_id,
+            "pauses": [
+                {"frozen_at": iso_utc(a, millis=True), "thawed_at": iso_utc(b, millis=True)}
+                for a, b in run.pauses
+            ],
+            "reason": run.freeze_reason,
+        },
+    )
+    verb = f"frozen: {run.freeze_reason}" if kind == "execution_frozen" else "thawed"
+    ids = {"task_id": task_id, "execution_id": run.execution_id}
+    log.info("execution %s of %s %s", run.execution_id, task_id, verb, extra=ids)

@@ -16,6 +16,7 @@ The claims themselves are made by the runner (``_runs``); what one is, in ``stor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ import trio
 from .._version import __version__
 from ..exceptions import StoreUnavailable
 from ..models import DaemonState
-from ..scheduling import Scheduler
+from ..scheduling import Scheduler, runs_on
 from ..store import Claim, Fleet, NodeRow, Store
 from ._events import EventBus
 from ._registry import TaskRegistry
@@ -37,6 +38,8 @@ RESYNC_SECONDS = 10.0
 """How often every task is compared with the store, notices or not."""
 TAKE_OVER_AT_ONCE = 10
 """Runs taken over per heartbeat at most."""
+FAREWELL_SECONDS = 1.0
+"""Bound on the last heartbeat, saying ``stopped``, when the daemon exits."""
 
 
 class FleetMember:
@@ -51,7 +54,6 @@ class FleetMember:
         events: EventBus,
         state: Callable[[], DaemonState],
         running: Callable[[], bool],
-        may_run: Callable[[str], bool],
     ) -> None:
         self.fleet = fleet
         self.lease_seconds = lease_seconds
@@ -61,7 +63,6 @@ class FleetMember:
         self._events = events
         self._state = state
         self._running = running
-        self._may_run = may_run
         self.started_at = time.time()
         self._wanted: set[str] = set()
         """Tasks to read again from the store (a notice, a lost claim)."""
@@ -84,10 +85,21 @@ class FleetMember:
                 " again",
                 released,
             )
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._heartbeats)
-            nursery.start_soon(self.fleet.listen, self._notice)
-            nursery.start_soon(self._apply_changes)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._heartbeats)
+                nursery.start_soon(self.fleet.listen, self._notice)
+                nursery.start_soon(self._apply_changes)
+        finally:
+            # The daemon exits: the fleet sees it stopped at once, not silent a while.
+            with trio.move_on_after(FAREWELL_SECONDS, shield=True):
+                with contextlib.suppress(StoreUnavailable):
+                    await self.fleet.heartbeat(
+                        state=DaemonState.STOPPED.value,
+                        running_count=0,
+                        version=__version__,
+                        started_at=self.started_at,
+                    )
 
     # -- notices and resyncs ---------------------------------------------------------
 
@@ -169,7 +181,7 @@ class FleetMember:
         runnable = [
             entry.registration_id
             for entry in self._scheduler.tasks.values()
-            if not entry.paused and self._may_run(entry.task_id)
+            if not entry.paused and runs_on(entry.spec, self._scheduler.node)
         ]
         if not runnable:
             return

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from .._version import __version__
 from ..config import Settings
-from ..models import NodeInfo
+from ..models import DaemonState, NodeInfo
 from ..scheduling import Clock, Scheduler
+from ._fleet import FleetMember
 from ._supervisor import Supervisor
 
 
@@ -17,20 +18,38 @@ class NodeReads:
     _clock: Clock
     _scheduler: Scheduler
     _supervisor: Supervisor
+    _fleet: FleetMember | None
     started_at: float
     """When this daemon was opened (epoch seconds)."""
 
     async def nodes(self) -> list[NodeInfo]:
-        """Every daemon on the database, by node name. One store per daemon for now (the
-        database is its own): this daemon alone, alive as it answers."""
-        return [
+        """Every daemon on the database, by node name: on PostgreSQL, the fleet's (as their
+        last heartbeats left them; this one as it is now); else this daemon alone."""
+        me = NodeInfo(
+            node=self.settings.node_name,
+            state=self._supervisor.state,
+            running_count=self._scheduler.running_count,
+            last_heartbeat=self._clock.now(),
+            started_at=self.started_at,
+            version=__version__,
+            alive=True,
+            this=True,
+        )
+        if self._fleet is None:
+            return [me]
+        lease = self.settings.lease_seconds
+        found = [
             NodeInfo(
-                node=self.settings.node_name,
-                state=self._supervisor.state,
-                running_count=self._scheduler.running_count,
-                last_heartbeat=self._clock.now(),
-                started_at=self.started_at,
-                version=__version__,
-                this=True,
+                node=row.node,
+                state=DaemonState(row.state),
+                running_count=row.running_count,
+                last_heartbeat=row.heartbeat,
+                started_at=row.started_at,
+                version=row.version,
+                alive=row.silent_seconds < lease and row.state != DaemonState.STOPPED,
+                this=False,
             )
+            for row in await self._fleet.nodes()
+            if row.node != me.node
         ]
+        return sorted([me, *found], key=lambda node: node.node)

@@ -38,7 +38,7 @@ def _cgroup_key(settings: Settings, store: Store | None) -> str | None:
 def check_database(settings: Settings) -> None:
     """Raise StartupError when another daemon holds ``settings``' database, creating
     nothing: a start can refuse before it writes a file (``omnimind serve``)."""
-    check_store(settings.database_location, node=getattr(settings, "node_name", None))
+    check_store(settings.database_location, node=settings.node_name)
 
 
 @asynccontextmanager
@@ -85,8 +85,8 @@ async def open_daemon(
             if store is not None
             else open_store(
                 settings.database_location,
-                node=getattr(settings, "node_name", None),
-                lease_seconds=getattr(settings, "lease_seconds", 30.0),
+                node=settings.node_name,
+                lease_seconds=settings.lease_seconds,
             )
         ) as store,
         open_executor(settings.task_python, cgroup_key=_cgroup_key(settings, store)) as executor,

@@ -19,6 +19,10 @@ class NodeInfo(Response):
     last_heartbeat: Instant = Field(description="When it last said it was alive")
     started_at: Instant = Field(description="When it started (its process)")
     version: str = Field(description="Its omnimind version")
+    alive: bool = Field(
+        description="Whether it said so within the lease (OMNIMIND_LEASE_SECONDS): false"
+        " for a daemon stopped, killed or cut off from the database"
+    )
     this: bool = Field(description="Whether it is the daemon that answered")
 
 

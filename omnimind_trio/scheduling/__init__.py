@@ -12,6 +12,7 @@ from ._conditions import ConditionMonitor, ConditionState
 from ._entry import InProcessFunction, TaskEntry
 from ._gates import Gate, GateSet, SleepWindow, parse_weekdays
 from ._load import FakeSource, LoadMonitor, MetricsSource, PsutilSource
+from ._machines import runs_on
 from ._policies import retry_follows
 from ._requests import check as check_run_now
 from ._running import NotClaimed, Running
@@ -40,4 +41,5 @@ __all__ = [
     "deadline_for",
     "parse_weekdays",
     "retry_follows",
+    "runs_on",
 ]

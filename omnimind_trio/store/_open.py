@@ -25,8 +25,9 @@ def is_url(location: str | PathLike[str]) -> bool:
 
 
 def default_node_name() -> str:
-    """A daemon's name in a fleet when none is given: the host's name, without its domain."""
-    return socket.gethostname().partition(".")[0] or "localhost"
+    """A daemon's name in a fleet when none is given (``OMNIMIND_NODE_NAME``'s default):
+    the host name up to its first dot (``desktop`` for ``desktop.lan``)."""
+    return socket.gethostname().partition(".")[0]
 
 
 def open_store(
