@@ -29,6 +29,10 @@ class Register(Protocol):
     ) -> Awaitable[Any]: ...
 
 
+CLAIMS_KEPT_SECONDS = 86400.0
+"""How long a fleet's finished claims are kept (on PostgreSQL)."""
+
+
 async def apply_retention(store: Store, settings: Settings, clock: Clock, output: OutputHub) -> int:
     """Delete the history beyond the retention settings, and the log files of the runs
     deleted; returns how many runs went."""
@@ -37,6 +41,9 @@ async def apply_retention(store: Store, settings: Settings, clock: Clock, output
         older_than=clock.now() - settings.history_max_days * 86400,
     )
     await output.sweep(store)
+    if store.fleet is not None:
+        # A finished claim only keeps its occurrence from running twice: a day is plenty.
+        await store.fleet.forget_claims(CLAIMS_KEPT_SECONDS)
     return deleted
 
 

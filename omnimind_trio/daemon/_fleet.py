@@ -34,7 +34,7 @@ from ._registry import TaskRegistry
 
 log = logging.getLogger(__package__)
 
-RESYNC_SECONDS = 10.0
+RESYNC_SECONDS = 30.0
 """How often every task is compared with the store, notices or not."""
 TAKE_OVER_AT_ONCE = 10
 """Runs taken over per heartbeat at most."""

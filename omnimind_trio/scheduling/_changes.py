@@ -96,10 +96,10 @@ class TaskChanges:
         if waiting and (spec.priority is not old.priority or spec.conditions != old.conditions):
             # Move it to its new priority's queue (or out of the tasks held for their
             # conditions), keeping how long it has waited (what max_delay_hours counts).
-            trigger, since = entry.ready_trigger, entry.ready_since
+            trigger, since, due = entry.ready_trigger, entry.ready_since, entry.ready_due
             self._unready(entry)
             entry.spec = spec
-            self._ready_up(entry, trigger, since=since)
+            self._ready_up(entry, trigger, since=since, due=due)
         entry.spec = spec
         self._followers.link(entry)
         here, was_here = runs_on(spec, self.node), runs_on(old, self.node)

@@ -31,6 +31,10 @@ class TaskEntry:
     ready_since: float | None = None
     """When the task joined a ready queue (due, waiting for its gate or a slot)."""
     ready_trigger: Trigger = Trigger.SCHEDULE
+    ready_due: float | None = None
+    """The due time that made it ready (a schedule's, a catch-up's): the run's
+    ``scheduled_at``, whatever the task's ``next_due`` becomes meanwhile (a fleet's other
+    daemon may run that occurrence and move it on: the two must name the same one)."""
     forced: bool = False
     """Waited ``max_delay_hours`` for its gate: it runs at the next free slot anyway."""
     queued: bool = False

@@ -246,7 +246,7 @@ class Scheduler(TaskChanges):
             if repeats(entry.spec) and now - due > self.missed_grace_seconds:
                 self._missed(entry, due, now)
                 continue
-            self._ready_up(entry, Trigger.SCHEDULE)
+            self._ready_up(entry, Trigger.SCHEDULE, due=due)
 
     def _overlapping(self, entry: TaskEntry, due: float, now: float) -> None:
         """A run fell due while the task still runs: apply its overlap policy."""
@@ -256,9 +256,9 @@ class Scheduler(TaskChanges):
         elif overlap is Overlap.REPLACE:
             for run in entry.runs:
                 run.cancel("replaced by a newer run (overlap=replace)")
-            self._ready_up(entry, Trigger.SCHEDULE)
+            self._ready_up(entry, Trigger.SCHEDULE, due=due)
         elif overlap is Overlap.ALLOW:
-            self._ready_up(entry, Trigger.SCHEDULE)
+            self._ready_up(entry, Trigger.SCHEDULE, due=due)
         else:
             self._skip(entry, due, Trigger.SCHEDULE, "the previous run was still running")
             self._advance(entry, due, now)
@@ -266,7 +266,7 @@ class Scheduler(TaskChanges):
     def _missed(self, entry: TaskEntry, due: float, now: float) -> None:
         """``due`` passed while the daemon was down or the machine asleep."""
         if entry.spec.on_missed is OnMissed.ONCE:
-            self._ready_up(entry, Trigger.CATCH_UP)
+            self._ready_up(entry, Trigger.CATCH_UP, due=due)
             return
         late = now - due
         self._skip(
@@ -309,8 +309,9 @@ class Scheduler(TaskChanges):
         assert self._nursery is not None
         trigger = entry.ready_trigger
         scheduled_at = entry.ready_since if entry.ready_since is not None else now
-        if trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP) and entry.next_due is not None:
-            scheduled_at = min(scheduled_at, entry.next_due)
+        if trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
+            due = entry.ready_due if entry.ready_due is not None else entry.next_due
+            scheduled_at = scheduled_at if due is None else min(scheduled_at, due)
         forced = entry.forced
         self._unready(entry)
         execution_id = entry.requested_id if trigger is Trigger.RUN_NOW else None
@@ -417,10 +418,17 @@ class Scheduler(TaskChanges):
                 self._due.push(entry.retry_at, entry.task_id, "retry")
         self._changed()
 
-    def _ready_up(self, entry: TaskEntry, trigger: Trigger, since: float | None = None) -> None:
+    def _ready_up(
+        self,
+        entry: TaskEntry,
+        trigger: Trigger,
+        since: float | None = None,
+        due: float | None = None,
+    ) -> None:
         if not runs_on(entry.spec, self.node):
             return  # the one way into a ready queue: nothing another daemon's starts here
         self._queues.add(entry, trigger, self.clock.now() if since is None else since)
+        entry.ready_due = due
         forced_at = entry.forced_at
         if forced_at is not None and trigger is not Trigger.RUN_NOW:
             self._due.push(forced_at, entry.task_id, "force")
