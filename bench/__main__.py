@@ -40,6 +40,10 @@ SECTIONS = {
     "O": ("sensors", "Sensors: the per-sample cost of each source (issue 14)"),
     "P": ("conditions", "Conditions: a task frozen when the person comes back (issue 14)"),
     "Q": ("stores", "Stores: SQLite and PostgreSQL side by side (issue 15)"),
+    "R": (
+        "fleet",
+        "Fleet: claims per second with three daemons, takeover after kill -9 (issue 15)",
+    ),
 }
 RESULTS = Path(__file__).with_name("results.json")
 BUSY_PERCENT = 15
@@ -54,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="".join(SECTIONS),
-        help="sections to run, e.g. --only AD (default: all of A-Q)",
+        help="sections to run, e.g. --only AD (default: all of A-R)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON path")
     args = parser.parse_args(argv)
