@@ -1,5 +1,6 @@
 """A throwaway PostgreSQL cluster for the tests: ``initdb`` in a temporary folder, a server
-on a Unix socket only (no TCP port), stopped and deleted at the end.
+on a Unix socket (and, asked for, a free TCP port of the loopback address), stopped and
+deleted at the end.
 
 The PostgreSQL store's tests use it (``tests/test_store_contract.py``,
 ``tests/test_postgres.py``). Where PostgreSQL is not installed, they are skipped, saying
@@ -20,6 +21,7 @@ import itertools
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -33,10 +35,11 @@ PASSWORD = "pw-s3cret-Z"
 HBA = """\
 local all omnimind_pw scram-sha-256
 local all all trust
+host all omnimind_pw 127.0.0.1/32 scram-sha-256
+host all all 127.0.0.1/32 trust
 """
 
-SERVER_OPTIONS = "-c listen_addresses='' -c max_connections=60"
-"""A socket only."""
+SERVER_OPTIONS = "-c max_connections=80"
 FAST_OPTIONS = " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 """Durability off: a throwaway cluster, it only makes the tests faster (not the bench's)."""
 
@@ -69,11 +72,13 @@ def missing() -> str | None:
 class Cluster:
     """A running throwaway cluster. :meth:`database` makes a new, empty database."""
 
-    def __init__(self, *, durable: bool = False) -> None:
+    def __init__(self, *, durable: bool = False, tcp: bool = False) -> None:
         """``durable``: PostgreSQL's defaults (a flushed WAL at each commit), as a server
-        in use has them; else durability off, for speed."""
+        in use has them; else durability off, for speed. ``tcp``: it listens on a free port
+        of 127.0.0.1 too (:meth:`tcp_url`); else on its socket only (``.s.PGSQL.5432``)."""
         bin_dir = binaries()
         self.options = SERVER_OPTIONS + ("" if durable else FAST_OPTIONS)
+        self.options += " -c listen_addresses=" + ("127.0.0.1" if tcp else "''")
         assert bin_dir is not None, missing()
         self.bin = bin_dir
         self.root = Path(tempfile.mkdtemp(prefix="omnimind-pg-"))
@@ -85,6 +90,11 @@ class Cluster:
         self._names = itertools.count(1)
         self.running = False
         self.socket_dir.mkdir()
+        self.port = 5432
+        if tcp:
+            with socket.socket() as probe:  # a free port (a moment's race, as any test has)
+                probe.bind(("127.0.0.1", 0))
+                self.port = probe.getsockname()[1]
         if os.geteuid() == 0:  # as nobody, who owns the folder
             user = pwd.getpwnam("nobody")
             for path in (self.root, self.socket_dir):
@@ -122,7 +132,7 @@ class Cluster:
             )
 
     def start(self) -> None:
-        options = f"-k {self.socket_dir} {self.options}"
+        options = f"-k {self.socket_dir} -p {self.port} {self.options}"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-o", options, "start")
         self.running = True
 
@@ -134,7 +144,11 @@ class Cluster:
     def url(self, database: str, user: str = "omnimind", password: str | None = None) -> str:
         """The libpq URL of ``database`` on this cluster's socket."""
         secret = f":{password}" if password is not None else ""
-        return f"postgresql://{user}{secret}@/{database}?host={self.socket_dir}"
+        return f"postgresql://{user}{secret}@/{database}?host={self.socket_dir}&port={self.port}"
+
+    def tcp_url(self, database: str, user: str = "omnimind") -> str:
+        """The libpq URL of ``database`` over TCP on the loopback address."""
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
 
     def admin(self, database: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
         """A superuser connection (autocommit)."""
@@ -155,8 +169,8 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def cluster(*, durable: bool = False) -> Iterator[Cluster]:
-    started = Cluster(durable=durable)
+def cluster(*, durable: bool = False, tcp: bool = False) -> Iterator[Cluster]:
+    started = Cluster(durable=durable, tcp=tcp)
     try:
         yield started
     finally:

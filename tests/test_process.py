@@ -279,7 +279,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Served]]:
         served.kill_all()
         # Shown by pytest only when the test failed.
         print(f"--- omnimind serve #{index} (exit {served.proc.returncode}) stderr ---")
-        print(served.stderr()[-6000:])
+        print(served.stderr()[-60000:])
 
 
 def task_body(task_id: str, code: str, priority: str = "CRITICAL", **extra: Any) -> dict[str, Any]:

@@ -134,14 +134,15 @@ class FleetMember:
     async def _apply_once(self) -> None:
         wanted, self._wanted = self._wanted, set()
         events, self._events_wanted = self._events_wanted, []
-        if self._resync or (not wanted and not events):
-            self._resync = False
-            stored = {task.spec.task_id: task for task in await self._store.load_tasks()}
-            for task_id in set(self._scheduler.tasks) | set(stored):
-                self._registry.apply_stored(task_id, stored.get(task_id))
-        else:
-            for task_id in wanted:
-                self._registry.apply_stored(task_id, await self.fleet.load_task(task_id))
+        async with self._registry.changing:  # read and applied with no change of ours between
+            if self._resync or not wanted and not events:
+                self._resync = False
+                stored = {task.spec.task_id: task for task in await self._store.load_tasks()}
+                for task_id in set(self._scheduler.tasks) | set(stored):
+                    self._registry.apply_stored(task_id, stored.get(task_id))
+            else:
+                for task_id in wanted:
+                    self._registry.apply_stored(task_id, await self.fleet.load_task(task_id))
         for event, execution_id in events:
             record = await self._store.get_execution(execution_id)
             if record is not None:

@@ -61,6 +61,9 @@ class TaskRegistry:
         self._events = events
         self._on_removed = on_removed
         self._seq = 0
+        self.changing = trio.Lock()
+        """Held while a change asked for here is saved and made in memory, and while the
+        fleet's sync applies what other daemons stored: neither sees the other half-made."""
         self._stored_functions: dict[str, StoredTask] = {}
         """In-process tasks found in the store, until their program registers them."""
 
@@ -229,9 +232,10 @@ class TaskRegistry:
             next_due=first,
             registration_id=new_registration_id(),  # a new task, even under a known id
         )
-        await self._write(self._store.insert_task(stored))  # raises TaskExists
         entry = _entry(stored, function)
-        self._scheduler.add(entry)
+        async with self.changing:
+            await self._write(self._store.insert_task(stored))  # raises TaskExists
+            self._scheduler.add(entry)
         log.info(
             "task %s added (%s)",
             spec.task_id,
@@ -269,8 +273,9 @@ class TaskRegistry:
         waiting = self._scheduler.dependents(task_id)
         if waiting:
             raise waited_on(task_id, waiting)
-        await self._write(self._store.delete_task(task_id))
-        self._scheduler.remove(task_id)
+        async with self.changing:
+            await self._write(self._store.delete_task(task_id))
+            self._scheduler.remove(task_id)  # (TaskNotFound: another daemon deleted it)
         self._on_removed(task_id)
         log.info("task %s deleted", task_id, extra={"task_id": task_id})
         self._events.publish(
@@ -353,9 +358,10 @@ class TaskRegistry:
         scheduler saved meanwhile, so the store ends as memory is. Shielded: a client that
         goes away half-way (quart-trio cancels the request) cannot split the two."""
         with trio.CancelScope(shield=True):
-            await self._write(write)
-            entry = apply()
-            await self.persist_schedule(entry)
+            async with self.changing:
+                await self._write(write)
+                entry = apply()
+                await self.persist_schedule(entry)
         self._events.publish("task_updated", task_event(entry))
         return entry
 
