@@ -135,7 +135,7 @@ class FleetMember:
         wanted, self._wanted = self._wanted, set()
         events, self._events_wanted = self._events_wanted, []
         async with self._registry.changing:  # read and applied with no change of ours between
-            if self._resync or not wanted and not events:
+            if self._resync or (not wanted and not events):
                 self._resync = False
                 stored = {task.spec.task_id: task for task in await self._store.load_tasks()}
                 for task_id in set(self._scheduler.tasks) | set(stored):
