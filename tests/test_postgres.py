@@ -23,7 +23,7 @@ from omnimind_trio.daemon import _writes
 from omnimind_trio.models import DaemonState, Outcome, TaskCounters
 from omnimind_trio.store import _postgres_connect, check_store, default_node_name, open_store
 from omnimind_trio.store._postgres import PostgresStore
-from omnimind_trio.store._postgres_connect import try_lock
+from omnimind_trio.store._postgres_connect import LEGACY_KEY, lock_key, try_lock
 from omnimind_trio.store._postgres_schema import SCHEMA_VERSION
 
 from . import pg_cluster
@@ -105,6 +105,29 @@ async def test_a_second_daemon_of_the_same_name_is_refused_one_of_another_name_s
         assert [t.spec.task_id for t in await store.load_tasks()] == ["full"]
 
 
+async def test_a_daemon_of_a_version_before_the_fleet_is_not_shared_with(
+    postgres: Cluster, postgres_url: str
+) -> None:
+    """An older omnimind (one daemon per database: it held LEGACY_KEY) cannot claim runs:
+    a daemon of this version refuses to start beside it, saying so, and starts once it is
+    gone."""
+    with psycopg.connect(postgres_url, application_name="omnimind [0ld] pid 7 on nas") as old:
+        assert try_lock(old, LEGACY_KEY)
+        expected = (
+            "an omnimind daemon of a version before the fleet (pid 7 on nas) is using the"
+            f" database {postgres_url}: it cannot share it; stop it (or upgrade it) first"
+        )
+        with pytest.raises(StartupError) as refused:
+            async with open_store(postgres_url, node="desk"):
+                pytest.fail("opened beside an older daemon")
+        assert refused.value.detail == expected
+        with pytest.raises(StartupError) as checked:
+            await trio.to_thread.run_sync(lambda: check_store(postgres_url, node="desk"))
+        assert checked.value.detail == expected
+    async with open_store(postgres_url, node="desk") as store:
+        assert store.fleet is not None
+
+
 def test_the_check_creates_nothing(postgres: Cluster, postgres_url: str) -> None:
     check_store(postgres_url)
     assert tables(postgres, name_of(postgres_url)) == []
@@ -171,7 +194,9 @@ async def test_our_own_session_of_before_is_ended_to_take_the_lock_again(
         with ghost:
             assert writer._db is not None
             writer._db.close()  # our side of the connection gone...
-            assert try_lock(ghost, writer.node)  # ...its session, holding the lock, still there
+            assert try_lock(
+                ghost, lock_key(writer.node)
+            )  # ...its session, holding the lock, still there
             await store.insert_task(task("a"))
             with pytest.raises(psycopg.OperationalError):
                 ghost.execute("SELECT 1")  # ended

@@ -99,6 +99,7 @@ class FleetMember:
                         running_count=0,
                         version=__version__,
                         started_at=self.started_at,
+                        holding=(),
                     )
 
     # -- notices and resyncs ---------------------------------------------------------
@@ -120,10 +121,14 @@ class FleetMember:
         self._wake.set()
 
     async def _apply_changes(self) -> None:
+        resync_at = trio.current_time() + RESYNC_SECONDS
         while True:
-            with trio.move_on_after(RESYNC_SECONDS):
+            with trio.move_on_at(resync_at):
                 await self._wake.wait()
             self._wake = trio.Event()
+            if trio.current_time() >= resync_at:  # however busy the notices keep it
+                self._resync = True
+                resync_at = trio.current_time() + RESYNC_SECONDS
             try:
                 await self._apply_once()
             except StoreUnavailable as exc:
@@ -135,7 +140,7 @@ class FleetMember:
         wanted, self._wanted = self._wanted, set()
         events, self._events_wanted = self._events_wanted, []
         async with self._registry.changing:  # read and applied with no change of ours between
-            if self._resync or (not wanted and not events):
+            if self._resync:
                 self._resync = False
                 stored = {task.spec.task_id: task for task in await self._store.load_tasks()}
                 for task_id in set(self._scheduler.tasks) | set(stored):
@@ -166,11 +171,13 @@ class FleetMember:
             for run in entry.runs
             if isinstance(run.claim, Claim)
         }
+        waiting = [c.claim_id for c in self._scheduler.waiting_claims if isinstance(c, Claim)]
         held = await self.fleet.heartbeat(
             state=self._state().value,
             running_count=self._scheduler.running_count,
             version=__version__,
             started_at=self.started_at,
+            holding=[*claimed, *waiting],
         )
         for claim_id, run in claimed.items():
             if claim_id not in held:

@@ -215,7 +215,17 @@ class TaskRegistry:
             repeat_hours=repeat_hours,
             timeout_seconds=timeout_seconds,
         )
-        return await self._insert(spec, function)
+        try:
+            return await self._insert(spec, function)
+        except TaskExists:
+            # Another daemon of the fleet, started at the same time, stored it first.
+            fleet = self._store.fleet
+            stored = None if fleet is None else await fleet.load_task(task_id)
+            if stored is None or stored.spec.code is not None:
+                raise
+            entry = _entry(stored, function)
+            self._scheduler.add(entry)
+            return entry
 
     async def _insert(
         self, spec: TaskSpec, function: InProcessFunction | None, *, paused: bool = False
@@ -322,12 +332,13 @@ class TaskRegistry:
             self._scheduler.pause(task_id)
         elif entry.paused and not stored.paused:
             self._scheduler.resume(task_id)
-        self._scheduler.reschedule(
-            entry,
-            next_due=stored.next_due,
-            retry_at=stored.retry_at,
-            attempt=stored.retry_attempt,
-        )
+        if not entry.runs:  # (a run in flight here moves it on itself, maybe unsaved yet)
+            self._scheduler.reschedule(
+                entry,
+                next_due=stored.next_due,
+                retry_at=stored.retry_at,
+                attempt=stored.retry_attempt,
+            )
         changed = changed or stored.counters != entry.counters
         entry.counters = stored.counters
         if changed:
@@ -366,10 +377,11 @@ class TaskRegistry:
         return entry
 
     async def _save_schedule(self, entry: TaskEntry, *, paused: bool | None = None) -> None:
+        """(``paused`` None: the pause stays as stored: see ``Store.set_schedule``.)"""
         await self._store.set_schedule(
             entry.task_id,
             next_due=entry.next_due,
-            paused=entry.paused if paused is None else paused,
+            paused=paused,
             retry_at=entry.retry_at,
             retry_attempt=entry.retry_attempt,
         )

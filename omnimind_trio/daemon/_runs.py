@@ -24,6 +24,7 @@ from ..execution import Executor, Job, Masker, classify
 from ..models import ExecutionRecord, Outcome, Priority, TaskSpec, Trigger
 from ..notify import Notifier
 from ..scheduling import (
+    OVERLAP_SKIPPED,
     Clock,
     InProcessFunction,
     NotClaimed,
@@ -32,7 +33,7 @@ from ..scheduling import (
     TaskEntry,
     retry_follows,
 )
-from ..store import Claim, Fleet, RunProcess, Store
+from ..store import Claim, Fleet, Occurrence, RunProcess, Store
 from ._events import EventBus
 from ._metrics import DaemonMetrics
 from ._output import OutputHub
@@ -116,15 +117,15 @@ async def wait_recorded(
     return False
 
 
-def occurrence_key(trigger: Trigger, scheduled_at: float, execution_id: str | None) -> str:
+def occurrence_of(trigger: Trigger, scheduled_at: float, execution_id: str) -> Occurrence:
     """What makes a run one occurrence of its task, the same on every daemon of a fleet:
     its due time (a schedule's, a catch-up's, a retry's: all stored), else (a run-now
     request, a run after its upstream tasks) its own id, which only one daemon has."""
     if trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
-        return f"due {scheduled_at!r}"
+        return Occurrence("due", at=scheduled_at)
     if trigger is Trigger.RETRY:
-        return f"retry {scheduled_at!r}"
-    return f"request {execution_id}"
+        return Occurrence("retry", at=scheduled_at)
+    return Occurrence("request", request=execution_id)
 
 
 class ExecutionRunner:
@@ -239,16 +240,19 @@ class ExecutionRunner:
             reason=reason,
         )
         self.prom.observe(record)
-        if self.fleet is not None:
+        if self.fleet is not None and reason != OVERLAP_SKIPPED:
+            # A missed run is the fleet's: recorded once, and then run by none.
             try:
-                won = await self.fleet.claim_skip(record, occurrence_key(trigger, due, None))
+                won = await self.fleet.claim_skip(record, occurrence_of(trigger, due, ""))
             except StoreUnavailable as exc:
                 self.writes.failed(exc, f"the skip of a run of {entry.task_id}")
                 return
             if not won:
-                return  # another daemon of the fleet recorded it
+                return  # another daemon of the fleet recorded or ran it
             self._announce(record, entry, False)
         else:
+            # Skipped because this daemon's own run still runs: another daemon of a fleet
+            # may run it (no claim); the record says this one did not.
             await self._finish(record, entry, False)
         log.info(
             "run of %s skipped: %s",
@@ -265,20 +269,20 @@ class ExecutionRunner:
         its start is written while the claim is still ours. While the database cannot be
         reached, a due run is not run (no run without a claim: another daemon may run it),
         but a run-now request is (None: no claim), as on SQLite: only this daemon has it."""
-        key = occurrence_key(running.trigger, running.scheduled_at, record.execution_id)
+        run = occurrence_of(running.trigger, running.scheduled_at, record.execution_id)
         try:
             if isinstance(running.claim, Claim):
                 if await fleet.start_claimed(record, running.claim):
                     return running.claim
             else:
                 claim = await fleet.claim(
-                    record, key, last_execution=running.started_at, next_due=entry.next_due
+                    record, run, last_execution=running.started_at, next_due=entry.next_due
                 )
                 if claim is not None:
                     return claim
         except StoreUnavailable as exc:
             self.writes.failed(exc, f"the claim of a run of {entry.task_id}")
-            if key.startswith("request ") and not isinstance(running.claim, Claim):
+            if run.kind == "request" and not isinstance(running.claim, Claim):
                 return None
         self._on_not_claimed(entry.task_id)
         raise NotClaimed(entry.task_id)
@@ -296,7 +300,7 @@ class ExecutionRunner:
         ``claim`` is still this daemon's (fencing)."""
         fenced = False
         with trio.move_on_after(FINALIZE_SECONDS, shield=True) as finalizing:
-            if claim is not None and self.fleet is not None:
+            if self.fleet is not None:
                 try:
                     fenced = not await self.fleet.finish(record, claim)
                 except StoreUnavailable as exc:

@@ -16,9 +16,10 @@ from ._machines import runs_on
 from ._policies import retry_follows
 from ._requests import check as check_run_now
 from ._running import NotClaimed, Running
-from ._scheduler import Scheduler
+from ._scheduler import OVERLAP_SKIPPED, Scheduler
 
 __all__ = [
+    "OVERLAP_SKIPPED",
     "Clock",
     "ConditionMonitor",
     "ConditionState",

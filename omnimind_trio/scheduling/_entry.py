@@ -37,8 +37,9 @@ class TaskEntry:
     daemon may run that occurrence and move it on: the two must name the same one)."""
     forced: bool = False
     """Waited ``max_delay_hours`` for its gate: it runs at the next free slot anyway."""
-    queued: bool = False
-    """``overlap=queue``: a run fell due while one ran; it starts when that one ends."""
+    queued: float | None = None
+    """``overlap=queue``: the due time of a run that fell due while one ran; it starts when
+    that one ends (None: none queued)."""
     retry_attempt: int = 0
     """Retries made since the last run that was not a failure."""
     retry_at: float | None = None

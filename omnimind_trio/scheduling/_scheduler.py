@@ -52,6 +52,9 @@ from ._slots import Slots
 
 log = logging.getLogger(__package__)  # the subpackage: a stable name for operators
 
+OVERLAP_SKIPPED = "the previous run was still running"
+"""The reason of a run skipped by ``overlap=skip``."""
+
 MAX_SLEEP_SECONDS = 60.0
 """Re-check at least this often, so a wall-clock jump is noticed."""
 
@@ -109,8 +112,7 @@ class Scheduler(TaskChanges):
         self._followers = Followers(self.tasks)
         self.promises = requests.Promises(lambda entry: self.tasks.get(entry.task_id) is entry)
         self._takeovers: dict[str, tuple[float, int, object]] = {}
-        """Runs taken over from another daemon of the fleet, by execution id, until they
-        start: their due time, attempt and claim."""
+        """Runs taken over, until they start, by execution id: due time, attempt, claim."""
         self._wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.dispatches = 0
@@ -166,22 +168,27 @@ class Scheduler(TaskChanges):
     def take_over(
         self, task_id: str, *, execution_id: str, scheduled_at: float, attempt: int, claim: object
     ) -> bool:
-        """Run again, once a slot is free and whatever its gate says (it was admitted once),
-        a run another daemon of the fleet claimed and stopped renewing: trigger
-        ``takeover``, under ``execution_id`` and ``claim``. After the task's running or
-        requested runs, as a queued run-now. False: the task is not registered here."""
+        """Run again at once (it was admitted once: no gate) a run another daemon of the
+        fleet claimed and stopped renewing: trigger ``takeover``, under ``execution_id``
+        and ``claim``, after the task's own run in flight if any. False: not registered."""
         entry = self.tasks.get(task_id)
         if entry is None:
             return False
         self._takeovers[execution_id] = (scheduled_at, attempt, claim)
         self.promises.new(entry, execution_id)
-        if entry.runs or entry.ready_since is not None:
+        if entry.runs or requests.pending(entry):
             entry.requests.append(execution_id)  # released by _start or _after_run
-        else:
-            entry.requested_id = execution_id
-            self._ready_up(entry, Trigger.RUN_NOW)
-            self.wake()
+            return True
+        self._unready(entry)  # a due run waiting for its gate: due again once this ends
+        entry.requested_id = execution_id
+        self._ready_up(entry, Trigger.RUN_NOW)
+        self.wake()
         return True
+
+    @property
+    def waiting_claims(self) -> list[object]:
+        """The claims of runs taken over that have yet to start."""
+        return [c for i, (_, _, c) in self._takeovers.items() if i in self.promises]
 
     def cancel(self, task_id: str, reason: str = "cancelled by request") -> TaskEntry:
         """Kill the task's running executions. Raises Conflict when none runs."""
@@ -252,7 +259,7 @@ class Scheduler(TaskChanges):
         """A run fell due while the task still runs: apply its overlap policy."""
         overlap = entry.spec.overlap
         if overlap is Overlap.QUEUE:
-            entry.queued = True
+            entry.queued = due
         elif overlap is Overlap.REPLACE:
             for run in entry.runs:
                 run.cancel("replaced by a newer run (overlap=replace)")
@@ -260,7 +267,7 @@ class Scheduler(TaskChanges):
         elif overlap is Overlap.ALLOW:
             self._ready_up(entry, Trigger.SCHEDULE, due=due)
         else:
-            self._skip(entry, due, Trigger.SCHEDULE, "the previous run was still running")
+            self._skip(entry, due, Trigger.SCHEDULE, OVERLAP_SKIPPED)
             self._advance(entry, due, now)
 
     def _missed(self, entry: TaskEntry, due: float, now: float) -> None:
@@ -362,9 +369,7 @@ class Scheduler(TaskChanges):
         try:
             outcome = await self._runner(entry, run)
         except NotClaimed:
-            # Another daemon of the fleet runs it: no retry nor follow-up here; the task's
-            # schedule comes from the store (the fleet's sync), meanwhile as _start set it.
-            claimed = False
+            claimed = False  # another daemon runs it: the schedule is the store's (fleet)
         except Exception:
             log.exception(
                 "execution of %s failed inside the daemon",
@@ -376,6 +381,8 @@ class Scheduler(TaskChanges):
             self._active.pop(run.execution_id, None)
             self.slots.give_back(run)
             if not claimed:
+                if entry.requests and not entry.runs and entry.ready_since is None:
+                    self._next_request(entry)  # a run-now or a takeover queued behind it
                 self._push(entry)
             elif self.tasks.get(entry.task_id) is entry:
                 self._after_run(entry, run, outcome)
@@ -391,10 +398,10 @@ class Scheduler(TaskChanges):
             self._next_request(entry)  # queue: accepted run-now requests go first
             self._push(entry)
             return
-        if entry.queued and not entry.runs:
-            entry.queued = False
+        if entry.queued is not None and not entry.runs:
+            due, entry.queued = entry.queued, None
             if not entry.paused and entry.ready_since is None:
-                self._ready_up(entry, Trigger.SCHEDULE)
+                self._ready_up(entry, Trigger.SCHEDULE, due=due)
                 return
         self._push(entry)
         self._check_after(entry)  # its upstream may have succeeded while it ran

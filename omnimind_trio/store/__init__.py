@@ -6,7 +6,7 @@ SQLite file (``SQLiteStore``, the default), ``memory://`` a ``MemoryStore``, a
 here, so that psycopg is imported only when it is used). Imports: models, exceptions.
 """
 
-from ._fleet import Claim, Fleet, NodeRow, occurrence
+from ._fleet import Claim, Fleet, NodeRow, Occurrence, occurrence
 from ._memory import MemoryStore, open_memory_store
 from ._open import MEMORY_URL, check_store, default_node_name, is_url, open_store
 from ._protocol import INTERRUPTED_REASON, RunProcess, Store, StoredTask
@@ -19,6 +19,7 @@ __all__ = [
     "Fleet",
     "MemoryStore",
     "NodeRow",
+    "Occurrence",
     "RunProcess",
     "SQLiteStore",
     "Store",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from ..models import ExecutionRecord
 from ._records import StoredTask
@@ -29,9 +29,30 @@ CHANNEL = "omnimind"
 
 
 def occurrence(registration_id: str, key: str) -> str:
-    """The unique name of one run of a registration: ``key`` is ``due <time>``, ``retry
-    <time>`` or ``request <execution id>``."""
+    """The unique name of one run of a registration (``key``: :attr:`Occurrence.key`)."""
     return f"{registration_id} {key}"
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """What makes a run one run of its task, the same on every daemon of a fleet.
+
+    - ``due``: a schedule's (or a catch-up's) due time ``at``, which must still be the
+      task's stored ``next_due`` when it is claimed;
+    - ``retry``: a retry's time ``at``, which must still be its stored ``retry_at``;
+    - ``request``: a run-now request's (or a run after its upstream tasks') execution id,
+      which only one daemon has: nothing stored to match.
+
+    Matching what is stored makes the database, not a daemon's memory, say which run is
+    due: a daemon that missed a change (asleep, cut off) cannot run an old one again."""
+
+    kind: Literal["due", "retry", "request"]
+    at: float = 0.0
+    request: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"request {self.request}" if self.kind == "request" else f"{self.kind} {self.at!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,20 +94,22 @@ class Fleet(Protocol):
     async def claim(
         self,
         record: ExecutionRecord,
-        key: str,
+        run: Occurrence,
         *,
         last_execution: float,
         next_due: float | None,
     ) -> Claim | None:
-        """Claim the occurrence ``key`` of the record's registration for this daemon and,
+        """Claim the occurrence ``run`` of the record's registration for this daemon and,
         in the same transaction, write ``record`` (its start) and set the task's
-        ``last_execution`` and ``next_due``. None, writing nothing: another daemon
-        claimed it first."""
+        ``last_execution`` and (but for a retry, whose ``retry_at`` is cleared)
+        ``next_due``. None, writing nothing: another daemon claimed it first, or it is no
+        longer what the task's stored schedule says is due (see :class:`Occurrence`)."""
         ...
 
-    async def claim_skip(self, record: ExecutionRecord, key: str) -> bool:
-        """Claim the occurrence ``key`` as done and write ``record`` (a skipped run), once
-        for the fleet: False, writing nothing, when another daemon claimed it."""
+    async def claim_skip(self, record: ExecutionRecord, run: Occurrence) -> bool:
+        """Claim the occurrence ``run`` as done and write ``record`` (a skipped run), once
+        for the fleet: False, writing nothing, when another daemon claimed it or it is no
+        longer due."""
         ...
 
     async def start_claimed(self, record: ExecutionRecord, claim: Claim) -> bool:
@@ -94,18 +117,28 @@ class Fleet(Protocol):
         claim is still its own: False, writing nothing, when it is not."""
         ...
 
-    async def finish(self, record: ExecutionRecord, claim: Claim) -> bool:
+    async def finish(self, record: ExecutionRecord, claim: Claim | None) -> bool:
         """Write the final record and add its outcome to the task's counters (in the
         database, so the counts of several daemons add up), and mark the claim finished,
         while it is still this daemon's (``claim_id`` and ``attempt``). False, writing
-        nothing: another daemon took the occurrence over."""
+        nothing: another daemon took the occurrence over. ``claim`` None: a run without
+        one (a run-now request run while the database could not be reached)."""
         ...
 
     async def heartbeat(
-        self, *, state: str, running_count: int, version: str, started_at: float
+        self,
+        *,
+        state: str,
+        running_count: int,
+        version: str,
+        started_at: float,
+        holding: Collection[str],
     ) -> set[str]:
-        """Say this daemon is alive (its row of ``nodes``) and renew the leases of its
-        unfinished claims. Returns the ``claim_id`` of the claims it still holds."""
+        """Say this daemon is alive (its row of ``nodes``), renew the leases of the claims
+        ``holding`` names (the ``claim_id`` of its runs in flight and of those it took over
+        and has yet to start) and end the leases of its other unfinished claims (lost
+        track of: the fleet takes them over). Returns which of ``holding`` it still
+        holds."""
         ...
 
     async def take_over(self, registration_ids: Collection[str], limit: int) -> list[Claim]:

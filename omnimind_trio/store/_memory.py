@@ -137,14 +137,14 @@ class MemoryStore:
         task_id: str,
         *,
         next_due: float | None,
-        paused: bool,
+        paused: bool | None,
         retry_at: float | None = None,
         retry_attempt: int = 0,
     ) -> None:
         """Store when the task is next due, whether it is paused, and its retry."""
 
         def schedule(task: StoredTask) -> None:
-            task.next_due, task.paused = next_due, paused
+            task.next_due, task.paused = next_due, task.paused if paused is None else paused
             task.retry_at, task.retry_attempt = retry_at, retry_attempt
 
         await self._write(lambda: self._change_task(task_id, schedule))

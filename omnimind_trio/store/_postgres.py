@@ -48,6 +48,7 @@ from ._schema import (
     counters_row,
     marks,
     names,
+    pause_flag,
     process_row,
     spec_row,
     task_from_row,
@@ -214,15 +215,15 @@ class PostgresStore(HistoryReads):
         task_id: str,
         *,
         next_due: float | None,
-        paused: bool,
+        paused: bool | None,
         retry_at: float | None = None,
         retry_attempt: int = 0,
     ) -> None:
         def update(db: Db) -> None:
             db.execute(
-                "UPDATE tasks SET next_due = %s, paused = %s, retry_at = %s, retry_attempt = %s"
-                " WHERE task_id = %s",
-                (next_due, int(paused), retry_at, retry_attempt, escape(task_id)),
+                "UPDATE tasks SET next_due = %s, paused = coalesce(%s, paused), retry_at = %s,"
+                " retry_attempt = %s WHERE task_id = %s",
+                (next_due, pause_flag(paused), retry_at, retry_attempt, escape(task_id)),
             )
             self._notify(db, task_id)
 

@@ -48,10 +48,15 @@ LOCK_CLASS = 0x6F6D6E69
 """The first key of omnimind's advisory locks (``pg_try_advisory_lock(int, int)``): 'omni'."""
 
 
+LEGACY_KEY = (LOCK_CLASS, 1)
+"""The lock omnimind held before the fleet (one daemon per database): a daemon of that
+version still running refuses this one's start."""
+
+
 def lock_key(node: str) -> tuple[int, int]:
     """The advisory lock of the daemon named ``node``: 'omni' and a 31-bit hash of the name
     (two names of one fleet sharing a hash is one in two billion, and refused clearly)."""
-    return LOCK_CLASS, zlib.crc32(node.encode()) & 0x7FFFFFFF
+    return LOCK_CLASS, zlib.crc32(node.encode()) & 0x7FFFFFFF | 0x100  # never LEGACY_KEY
 
 
 LOCK_WAIT_SECONDS = 1.0
@@ -137,27 +142,27 @@ _HOLDER = (
 )
 
 
-def try_lock(db: psycopg.Connection[Any], node: str) -> bool:
-    row = db.execute("SELECT pg_try_advisory_lock(%s, %s)", lock_key(node)).fetchone()
+def try_lock(db: psycopg.Connection[Any], key: tuple[int, int]) -> bool:
+    row = db.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()
     return bool(row and row[0])
 
 
-def lock_at_start(db: psycopg.Connection[Any], node: str) -> bool:
+def lock_at_start(db: psycopg.Connection[Any], key: tuple[int, int]) -> bool:
     """Take the lock, waiting up to LOCK_WAIT_SECONDS for a holder that is going: the
     session of a daemon just stopped or killed ends on the server a moment after its
     process did (a restart must not be refused for that)."""
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
-    while not try_lock(db, node):
+    while not try_lock(db, key):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
     return True
 
 
-def holder(db: psycopg.Connection[Any], node: str) -> tuple[int, str] | None:
-    """The session holding ``node``'s lock: its backend pid, and who it is ("pid 12 on
+def holder(db: psycopg.Connection[Any], key: tuple[int, int]) -> tuple[int, str] | None:
+    """The session holding the lock ``key``: its backend pid, and who it is ("pid 12 on
     desk")."""
-    row = db.execute(_HOLDER, lock_key(node)).fetchone()
+    row = db.execute(_HOLDER, key).fetchone()
     if row is None:
         return None
     pid, name = int(row[0]), row[1] or ""
@@ -173,12 +178,25 @@ def connect_for_start(url: str, name: str) -> psycopg.Connection[Any]:
         raise StartupError(describe(url, exc)) from None
 
 
-def _refused(url: str, db: psycopg.Connection[Any], node: str) -> StartupError:
-    found = holder(db, node)
-    who = f" ({found[1]})" if found else ""
-    return StartupError(
-        f"another omnimind daemon named {node}{who} is using the database {masked(url)}: {SHARING}"
-    )
+def take_place(url: str, db: psycopg.Connection[Any], node: str) -> None:
+    """Take the lock of the daemon named ``node``. Error handling: StartupError when
+    another daemon of that name holds it, or a daemon of a version before the fleet (which
+    held :data:`LEGACY_KEY` and cannot share) uses the database."""
+    if not lock_at_start(db, lock_key(node)):
+        found = holder(db, lock_key(node))
+        who = f" ({found[1]})" if found else ""
+        raise StartupError(
+            f"another omnimind daemon named {node}{who} is using the database"
+            f" {masked(url)}: {SHARING}"
+        )
+    if not try_lock(db, LEGACY_KEY):
+        found = holder(db, LEGACY_KEY)
+        who = f" ({found[1]})" if found else ""
+        raise StartupError(
+            f"an omnimind daemon of a version before the fleet{who} is using the database"
+            f" {masked(url)}: it cannot share it; stop it (or upgrade it) first"
+        )
+    db.execute("SELECT pg_advisory_unlock(%s, %s)", LEGACY_KEY)
 
 
 def check(url: str, node: str) -> None:
@@ -187,8 +205,7 @@ def check(url: str, node: str) -> None:
     create nothing. The lock is taken and released at once."""
     db = connect_for_start(url, Identity().name)
     try:
-        if not lock_at_start(db, node):
-            raise _refused(url, db, node)
+        take_place(url, db, node)
         check_version(read_version(db))
     except psycopg.Error as exc:
         raise StartupError(describe(url, exc)) from None
@@ -219,8 +236,7 @@ class Writer:
         db = connect_for_start(url, identity.name)
         try:
             try:
-                if not lock_at_start(db, node):
-                    raise _refused(url, db, node)
+                take_place(url, db, node)
             except psycopg.Error as exc:
                 raise StartupError(describe(url, exc)) from None
             prepare(db)
@@ -287,8 +303,8 @@ class Writer:
     def _lock(self, db: psycopg.Connection[Any]) -> None:
         """Take the lock again on a new connection (see the module's docstring)."""
         deadline = time.monotonic() + CONNECT_SECONDS
-        while not try_lock(db, self.node):
-            found = holder(db, self.node)
+        while not try_lock(db, lock_key(self.node)):
+            found = holder(db, lock_key(self.node))
             if found is not None and f"[{self.identity.token}]" not in _name_of(db, found[0]):
                 raise LockLost(
                     f"another omnimind daemon named {self.node} ({found[1]}) took the"

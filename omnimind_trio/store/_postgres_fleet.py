@@ -20,7 +20,7 @@ import psycopg
 import trio
 
 from ..models import ExecutionRecord, Outcome
-from ._fleet import CHANNEL, Claim, NodeRow, occurrence
+from ._fleet import CHANNEL, Claim, NodeRow, Occurrence, occurrence
 from ._postgres_schema import MINE, UPSERT, escape, record_values, unescape, unescaped, whose
 from ._records import StoredTask
 from ._schema import TASK_COLUMNS, names, task_from_row
@@ -38,6 +38,11 @@ CLAIM_COLUMNS = (
 )
 LISTEN_RETRY_SECONDS = 2.0
 """After the notices' connection is lost, how long before it is made again."""
+
+
+class _Stale(Exception):
+    """Raised inside a claim's transaction (rolling it back): the occurrence is not what
+    the task's stored schedule says is due."""
 
 
 def notify(db: Db, node: str, **notice: Any) -> None:
@@ -77,17 +82,17 @@ class PostgresFleet:
         self._read = read
         self._connect = connect
 
-    def _new_claim(self, record: ExecutionRecord, key: str, attempt: int = 0) -> Claim:
+    def _new_claim(self, record: ExecutionRecord, run: Occurrence) -> Claim:
         assert record.registration_id is not None
         return Claim(
-            occurrence=occurrence(record.registration_id, key),
+            occurrence=occurrence(record.registration_id, run.key),
             task_id=record.task_id,
             registration_id=record.registration_id,
             trigger=record.trigger.value,
             scheduled_at=record.scheduled_at,
             node=self.node,
             claim_id=uuid.uuid4().hex,
-            attempt=attempt,
+            attempt=0,
             execution_id=record.execution_id,
         )
 
@@ -106,7 +111,7 @@ class PostgresFleet:
         row = db.execute(
             "SELECT 1 FROM claims WHERE occurrence = %s AND claim_id = %s AND attempt = %s"
             " AND node = %s AND NOT finished FOR UPDATE",
-            (escape(claim.occurrence), claim.claim_id, claim.attempt, self.node),
+            (escape(claim.occurrence), claim.claim_id, claim.attempt, escape(self.node)),
         ).fetchone()
         return row is not None
 
@@ -116,37 +121,56 @@ class PostgresFleet:
     async def claim(
         self,
         record: ExecutionRecord,
-        key: str,
+        run: Occurrence,
         *,
         last_execution: float,
         next_due: float | None,
     ) -> Claim | None:
-        claim = self._new_claim(record, key)
+        claim = self._new_claim(record, run)
+        values: tuple[Any, ...] = ()
+        if run.kind == "retry":
+            change = "retry_at = NULL"
+        else:
+            change, values = "next_due = %s", (next_due,)
 
-        def write(db: Db) -> bool:
+        def write(db: Db) -> None:
             if not self._insert_claim(db, claim, finished=False):
-                return False
-            db.execute(
-                f"WITH written AS ({UPSERT})"
-                f" UPDATE tasks SET last_execution = %s, next_due = %s {MINE}",
-                (*record_values(record), last_execution, next_due, *whose(record)),
-            )
+                raise _Stale
+            row = db.execute(
+                f"WITH written AS ({UPSERT}) UPDATE tasks SET last_execution = %s, {change}"
+                f" {MINE}{_still_due(run)} RETURNING 1",
+                (*record_values(record), last_execution, *values, *whose(record), *_at(run)),
+            ).fetchone()
+            if row is None and run.kind != "request":
+                raise _Stale  # (rolled back: the claim and the record with it)
             self._notify_run(db, record, "execution_started")
-            return True
 
-        return claim if await self._write(write) else None
+        try:
+            await self._write(write)
+        except _Stale:
+            return None
+        return claim
 
-    async def claim_skip(self, record: ExecutionRecord, key: str) -> bool:
-        claim = self._new_claim(record, key)
+    async def claim_skip(self, record: ExecutionRecord, run: Occurrence) -> bool:
+        claim = self._new_claim(record, run)
 
-        def write(db: Db) -> bool:
+        def write(db: Db) -> None:
             if not self._insert_claim(db, claim, finished=True):
-                return False
+                raise _Stale
+            if run.kind != "request":
+                row = db.execute(
+                    f"SELECT 1 FROM tasks {MINE}{_still_due(run)}", (*whose(record), *_at(run))
+                ).fetchone()
+                if row is None:
+                    raise _Stale
             db.execute(UPSERT, record_values(record))
             self._notify_run(db, record, "execution_finished")
-            return True
 
-        return bool(await self._write(write))
+        try:
+            await self._write(write)
+        except _Stale:
+            return False
+        return True
 
     async def start_claimed(self, record: ExecutionRecord, claim: Claim) -> bool:
         def write(db: Db) -> bool:
@@ -161,13 +185,13 @@ class PostgresFleet:
 
         return bool(await self._write(write))
 
-    async def finish(self, record: ExecutionRecord, claim: Claim) -> bool:
+    async def finish(self, record: ExecutionRecord, claim: Claim | None) -> bool:
         counted = record.outcome.counts_as_run
         succeeded = int(counted and record.outcome.is_success)
         failed = int(counted and not record.outcome.is_success)
 
         def write(db: Db) -> bool:
-            if not self._held(db, claim):
+            if claim is not None and not self._held(db, claim):
                 return False
             db.execute(
                 f"WITH written AS ({UPSERT}) UPDATE tasks SET"
@@ -175,17 +199,24 @@ class PostgresFleet:
                 f" failure_count = failure_count + %s {MINE}",
                 (*record_values(record), int(counted), succeeded, failed, *whose(record)),
             )
-            db.execute(
-                "UPDATE claims SET finished = true WHERE occurrence = %s",
-                (escape(claim.occurrence),),
-            )
+            if claim is not None:
+                db.execute(
+                    "UPDATE claims SET finished = true WHERE occurrence = %s",
+                    (escape(claim.occurrence),),
+                )
             self._notify_run(db, record, "execution_finished")
             return True
 
         return bool(await self._write(write))
 
     async def heartbeat(
-        self, *, state: str, running_count: int, version: str, started_at: float
+        self,
+        *,
+        state: str,
+        running_count: int,
+        version: str,
+        started_at: float,
+        holding: Collection[str],
     ) -> set[str]:
         def write(db: Db) -> set[str]:
             db.execute(
@@ -196,12 +227,17 @@ class PostgresFleet:
                 " heartbeat = EXCLUDED.heartbeat",
                 (escape(self.node), state, running_count, version, started_at),
             )
+            # A claim not in ``holding`` that is younger than a lease may be one whose run
+            # had not yet heard it was made: it is left to run out, not ended.
             rows = db.execute(
-                "UPDATE claims SET lease_until = now() + make_interval(secs => %s)"
-                " WHERE node = %s AND NOT finished RETURNING claim_id",
-                (self.lease_seconds, escape(self.node)),
+                "UPDATE claims SET lease_until = CASE WHEN claim_id = ANY(%s::text[])"
+                " THEN now() + make_interval(secs => %s)"
+                " WHEN claimed_at < now() - make_interval(secs => %s)"
+                " THEN least(lease_until, now()) ELSE lease_until END"
+                " WHERE node = %s AND NOT finished RETURNING claim_id, lease_until > now()",
+                (list(holding), self.lease_seconds, self.lease_seconds, escape(self.node)),
             ).fetchall()
-            return {row[0] for row in rows}
+            return {row[0] for row in rows if row[1] and row[0] in holding}
 
         return set(await self._write(write))
 
@@ -327,6 +363,16 @@ class PostgresFleet:
                     continue
                 if isinstance(notice, dict) and notice.get("node") != self.node:
                     deliver(notice)
+
+
+def _still_due(run: Occurrence) -> str:
+    """The condition on the task's row that ``run`` is still what its schedule says is due
+    (nothing for a request), for :func:`_at`'s value."""
+    return {"due": " AND next_due = %s", "retry": " AND retry_at = %s"}.get(run.kind, "")
+
+
+def _at(run: Occurrence) -> tuple[float, ...]:
+    return () if run.kind == "request" else (run.at,)
 
 
 def _lost(old_node: str, new_node: str | None) -> str:

@@ -110,12 +110,14 @@ class Store(Protocol):
         task_id: str,
         *,
         next_due: float | None,
-        paused: bool,
+        paused: bool | None,
         retry_at: float | None = None,
         retry_attempt: int = 0,
     ) -> None:
-        """Set when the task is next due, whether it is paused, and its pending retry, so
-        that a restart continues the schedule where it was. Nothing else changes."""
+        """Set when the task is next due, whether it is paused (None: as it is: the
+        scheduler's own saves leave a pause made through another daemon alone), and its
+        pending retry, so that a restart continues the schedule where it was. Nothing else
+        changes."""
         ...
 
     # -- executions ----------------------------------------------------------------

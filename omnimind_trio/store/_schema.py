@@ -283,3 +283,8 @@ def newer_version(version: int, known: int) -> StartupError:
         f"one knows up to {known}): upgrade omnimind, or give it another "
         "database (OMNIMIND_DATABASE)"
     )
+
+
+def pause_flag(paused: bool | None) -> int | None:
+    """``set_schedule``'s ``paused`` as written: None leaves the column as it is."""
+    return None if paused is None else int(paused)

@@ -33,6 +33,7 @@ from ._schema import (
     execution_row,
     marks,
     names,
+    pause_flag,
     process_row,
     spec_row,
     task_from_row,
@@ -172,7 +173,7 @@ class SQLiteStore:
         task_id: str,
         *,
         next_due: float | None,
-        paused: bool,
+        paused: bool | None,
         retry_at: float | None = None,
         retry_attempt: int = 0,
     ) -> None:
@@ -181,9 +182,9 @@ class SQLiteStore:
         await self._run(
             self._tx(
                 lambda db: db.execute(
-                    "UPDATE tasks SET next_due = ?, paused = ?, retry_at = ?, retry_attempt = ?"
-                    " WHERE task_id = ?",
-                    (next_due, int(paused), retry_at, retry_attempt, task_id),
+                    "UPDATE tasks SET next_due = ?, paused = coalesce(?, paused), retry_at = ?,"
+                    " retry_attempt = ? WHERE task_id = ?",
+                    (next_due, pause_flag(paused), retry_at, retry_attempt, task_id),
                 )
             )
         )
