@@ -419,6 +419,14 @@ async def test_set_schedule_sets_the_schedule_only(store: Store) -> None:
         510.0,
         4,
     )
+    # paused None: the pause stays as stored (the scheduler's saves leave a user's alone)
+    await store.set_schedule("full", next_due=520.0, paused=None, retry_at=None)
+    (stored,) = await store.load_tasks()
+    assert (stored.next_due, stored.paused, stored.retry_at) == (520.0, True, None)
+    await store.set_schedule("full", next_due=530.0, paused=False)
+    await store.set_schedule("full", next_due=540.0, paused=None)
+    (stored,) = await store.load_tasks()
+    assert (stored.next_due, stored.paused) == (540.0, False)
 
 
 @pytest.fixture
