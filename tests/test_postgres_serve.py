@@ -12,6 +12,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,15 @@ from omnimind_trio.store import default_node_name
 
 from .pg_cluster import Cluster
 from .test_database import serve
-from .test_process import QUICK_CODE, Served, add, spawn, tasks_by_id, wait_counts  # noqa: F401
+from .test_process import (  # noqa: F401
+    QUICK_CODE,
+    Served,
+    add,
+    spawn,
+    tasks_by_id,
+    wait_counts,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +45,13 @@ def test_a_daemon_on_postgresql_keeps_its_tasks_and_history_across_a_restart(
     client = first.client()
     add(client, "quick", QUICK_CODE)
     wait_counts(client, "quick", 30, execution_count=1, success_count=1)
-    (run,) = client.get("/daemon/tasks/quick/executions").json()["executions"]
-    assert run["outcome"] == "succeeded"
+
+    # (the counts change a moment before the final record is written)
+    def final() -> Any:
+        runs = client.get("/daemon/tasks/quick/executions").json()["executions"]
+        return runs if [r["outcome"] for r in runs] == ["succeeded"] else None
+
+    (run,) = wait_for(final, 10, "the final record")
     assert client.get("/daemon/status").json()["cloud_enabled"] is True  # a fleet of one
 
     # A second daemon of the same name on the database: refused before it creates anything.
