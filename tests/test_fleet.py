@@ -25,14 +25,14 @@ SLOW = "import time\n\ndef execute():\n    time.sleep(0.5)\n    return 'slow'\n"
 
 
 @asynccontextmanager
-async def fleet(url: str, tmp_path: Path) -> AsyncIterator[tuple[Daemon, Daemon]]:
+async def fleet(url: str, tmp_path: Path, **more: Any) -> AsyncIterator[tuple[Daemon, Daemon]]:
     async with (
         open_daemon(
-            make_settings(tmp_path / "desk", database=url, node_name="desk"),
+            make_settings(tmp_path / "desk", database=url, node_name="desk", **more),
             metrics_source=FakeSource(),
         ) as desk,
         open_daemon(
-            make_settings(tmp_path / "lap", database=url, node_name="lap"),
+            make_settings(tmp_path / "lap", database=url, node_name="lap", **more),
             metrics_source=FakeSource(),
         ) as lap,
     ):
@@ -133,3 +133,29 @@ async def test_a_task_runs_only_on_the_machines_it_names(
             assert [r.node for r in records] == ["lap"]
         await wait_for(lambda: lap.executions_running == 0, 10)
         assert desk.executions_running == 0  # never started one
+
+
+async def test_a_daemon_stopped_mid_run_hands_the_run_to_the_other(
+    postgres: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    dirs(tmp_path)
+    long = "import time\n\ndef execute():\n    time.sleep(3)\n    return 'done'\n"
+    async with fleet(postgres_url, tmp_path, lease_seconds=5) as (desk, lap):
+        lap.stop()
+        await lap.wait_stopped()  # so that desk runs it
+        await desk.add_task(code_task("long", long))
+        await wait_for(lambda: desk.executions_running == 1, 5)
+        assert await lap.start()
+        desk.stop()
+        await desk.wait_stopped()
+        with trio.fail_after(15):
+            while not [r for r in await history(lap, "long") if r.outcome is Outcome.SUCCEEDED]:
+                await trio.sleep(0.1)
+        runs = sorted(await history(lap, "long"), key=lambda r: r.attempt)
+        assert [(r.node, r.outcome, r.trigger.value, r.attempt) for r in runs] == [
+            ("desk", Outcome.CANCELLED, "schedule", 0),
+            ("lap", Outcome.SUCCEEDED, "takeover", 1),
+        ]
+        assert runs[0].reason == (
+            "the daemon was stopped; another daemon of the fleet runs it again"
+        )

@@ -251,3 +251,23 @@ async def test_a_claim_survives_odd_task_ids(
         won = await fa.claim(running(1, task_id="a\x00b"), run, last_execution=1.0, next_due=2.0)
         assert isinstance(won, Claim) and won.task_id == "a\x00b"
         assert await fa.finish(record(1, task_id="a\x00b"), won)
+
+
+async def test_a_run_cut_short_by_a_stop_is_handed_to_the_fleet(
+    postgres: Cluster, postgres_url: str
+) -> None:
+    """A stopping daemon records its run cancelled and ends its claim's lease: another
+    daemon takes the occurrence over at once, and the cancelled record stays as it is."""
+    async with (
+        member(postgres_url, "desk", lease=60) as (a, fa),
+        member(postgres_url, "lap", lease=60) as (b, fb),
+    ):
+        await a.insert_task(task("a"))
+        claim = await fa.claim(running(1), DUE(200.0), last_execution=1.0, next_due=300.0)
+        assert claim is not None
+        cancelled = record(1, outcome=Outcome.CANCELLED, reason="the daemon was stopped")
+        assert await fa.finish(cancelled, claim, release=True)
+        (taken,) = await fb.take_over([claim.registration_id], 10)
+        assert (taken.node, taken.attempt) == ("lap", 1)
+        kept = await b.get_execution("e1")
+        assert kept is not None and kept.outcome is Outcome.CANCELLED

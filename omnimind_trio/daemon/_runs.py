@@ -84,6 +84,9 @@ def _last_line(text: str | None) -> str:
     return lines[-1].strip() if lines else ""
 
 
+HANDED_OVER = "; another daemon of the fleet runs it again"
+"""Added to the reason of a run of a fleet's daemon cut short by its stop."""
+
 RECORDED_SECONDS = 5.0
 """Bound on how long a run-now answer waits for its run's start record."""
 
@@ -179,6 +182,7 @@ class ExecutionRunner:
             attempt=running.attempt,
         )
         limit = spec.timeout_seconds or self.settings.timeout_seconds
+        handover = False
         if self.fleet is not None:
             try:
                 running.claim = await self._claim(self.fleet, entry, running, record)
@@ -209,6 +213,9 @@ class ExecutionRunner:
                 if trio.current_effective_deadline() == -math.inf:
                     record.outcome = Outcome.CANCELLED
                     record.reason = running.cancel_reason or "the daemon was stopped"
+                    if running.cancel_reason is None and isinstance(running.claim, Claim):
+                        handover = True  # a fleet's: another daemon runs it again
+                        record.reason += HANDED_OVER
                 else:
                     internal_error = sys.exc_info()[1]
                     record.outcome = Outcome.FAILED
@@ -217,7 +224,8 @@ class ExecutionRunner:
             record.pauses = list(running.pauses)
             self._count(entry, record)
             claim = running.claim if isinstance(running.claim, Claim) else None
-            await self._finish(record, entry, retry_follows(entry, running, record.outcome), claim)
+            retrying = retry_follows(entry, running, record.outcome)
+            await self._finish(record, entry, retrying, claim, handover=handover)
             self.output.forget(record.execution_id)  # the record holds its output now
             log_finished(record, internal_error)
         return record.outcome
@@ -293,6 +301,8 @@ class ExecutionRunner:
         entry: TaskEntry,
         retrying: bool,
         claim: Claim | None = None,
+        *,
+        handover: bool = False,
     ) -> None:
         """Write the final record with the task's counters (shielded and bounded: this runs
         during cancellation too), then announce it: an event, and a notification unless
@@ -302,7 +312,7 @@ class ExecutionRunner:
         with trio.move_on_after(FINALIZE_SECONDS, shield=True) as finalizing:
             if self.fleet is not None:
                 try:
-                    fenced = not await self.fleet.finish(record, claim)
+                    fenced = not await self.fleet.finish(record, claim, release=handover)
                 except StoreUnavailable as exc:
                     self.writes.failed(exc, f"the record of execution {record.execution_id}")
             else:

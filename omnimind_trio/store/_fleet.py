@@ -117,12 +117,16 @@ class Fleet(Protocol):
         claim is still its own: False, writing nothing, when it is not."""
         ...
 
-    async def finish(self, record: ExecutionRecord, claim: Claim | None) -> bool:
+    async def finish(
+        self, record: ExecutionRecord, claim: Claim | None, *, release: bool = False
+    ) -> bool:
         """Write the final record and add its outcome to the task's counters (in the
         database, so the counts of several daemons add up), and mark the claim finished,
         while it is still this daemon's (``claim_id`` and ``attempt``). False, writing
         nothing: another daemon took the occurrence over. ``claim`` None: a run without
-        one (a run-now request run while the database could not be reached)."""
+        one (a run-now request run while the database could not be reached).
+        ``release``: the run was cut short by this daemon's stop: its claim's lease ends
+        now instead, so that another daemon takes the occurrence over at once."""
         ...
 
     async def heartbeat(

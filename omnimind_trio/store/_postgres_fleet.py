@@ -185,7 +185,9 @@ class PostgresFleet:
 
         return bool(await self._write(write))
 
-    async def finish(self, record: ExecutionRecord, claim: Claim | None) -> bool:
+    async def finish(
+        self, record: ExecutionRecord, claim: Claim | None, *, release: bool = False
+    ) -> bool:
         counted = record.outcome.counts_as_run
         succeeded = int(counted and record.outcome.is_success)
         failed = int(counted and not record.outcome.is_success)
@@ -201,8 +203,9 @@ class PostgresFleet:
             )
             if claim is not None:
                 db.execute(
-                    "UPDATE claims SET finished = true WHERE occurrence = %s",
-                    (escape(claim.occurrence),),
+                    "UPDATE claims SET finished = NOT %s, lease_until = now()"
+                    " WHERE occurrence = %s",
+                    (release, escape(claim.occurrence)),
                 )
             self._notify_run(db, record, "execution_finished")
             return True
