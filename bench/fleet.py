@@ -42,7 +42,7 @@ from omnimind_trio.models import (
     TaskSpec,
     Trigger,
 )
-from omnimind_trio.store import Fleet, StoredTask, open_store
+from omnimind_trio.store import Fleet, Occurrence, StoredTask, open_store
 from tests import pg_cluster
 from tests.test_process import task_body
 
@@ -76,7 +76,7 @@ TAKEOVER_WAIT_SECONDS = 4 * LEASE_SECONDS
 
 def _task() -> StoredTask:
     spec = TaskSpec("t", "Task", "a task", Priority.MEDIUM, CODE, repeat_hours=24)
-    return StoredTask(spec, TaskCounters(), 1, False, 100.0, 200.0, REGISTRATION)
+    return StoredTask(spec, TaskCounters(), 1, False, 100.0, 0.0, REGISTRATION)
 
 
 def _start(node: str, i: int) -> ExecutionRecord:
@@ -112,7 +112,8 @@ async def _walk(fleet: Fleet, count: int, won: list[int], latencies: list[float]
     for i in range(count):
         start = _start(fleet.node, i)
         t0 = time.perf_counter()
-        claim = await fleet.claim(start, f"due {i}.0", last_execution=float(i), next_due=i + 1.0)
+        due = Occurrence("due", at=float(i))  # stored next_due: i, once i - 1 was claimed
+        claim = await fleet.claim(start, due, last_execution=float(i), next_due=i + 1.0)
         latencies.append((time.perf_counter() - t0) * 1000)
         if claim is not None:
             won.append(i)
