@@ -114,6 +114,9 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
     env = dict(base, OMNIMIND_URL=served.url, OMNIMIND_PORT=str(port))
     try:
         served.wait_serving()
+        # Its generated credentials are printed once start-up is over, a moment after the
+        # port first answers (the first transcript shows them).
+        wait_for(lambda: "pass: " in served.stdout(), 10, "the daemon's credentials")
         yield Sandbox(home, cwd, served, env)
     finally:
         served.kill_all()

@@ -340,6 +340,8 @@ def test_generated_credentials_are_printed_once_stored_0600_and_reused(
     assert set(stored) == {"user", "pass"}
     assert stored["user"] and stored["pass"]
 
+    # Printed once start-up has succeeded: a moment after the port first answers.
+    wait_for(lambda: "pass: " in first.stdout(), 10, "the credentials")
     printed = first.stdout()
     assert f"user: {stored['user']}" in printed
     assert f"pass: {stored['pass']}" in printed
