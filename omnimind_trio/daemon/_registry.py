@@ -325,7 +325,11 @@ class TaskRegistry:
             self._scheduler.add(entry)
             self._events.publish("task_added", task_event(entry))
             return
-        changed = stored.spec != entry.spec or stored.paused != entry.paused
+        changed = (stored.spec, stored.paused, stored.counters) != (
+            entry.spec,
+            entry.paused,
+            entry.counters,
+        )
         if stored.spec != entry.spec:
             self._scheduler.update(task_id, stored.spec)
         if stored.paused and not entry.paused:
@@ -339,7 +343,6 @@ class TaskRegistry:
                 retry_at=stored.retry_at,
                 attempt=stored.retry_attempt,
             )
-        changed = changed or stored.counters != entry.counters
         entry.counters = stored.counters
         if changed:
             self._events.publish("task_updated", task_event(entry))

@@ -17,7 +17,7 @@ Times of leases and heartbeats are the database server's (``now()``), never a ma
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -169,7 +169,7 @@ class Fleet(Protocol):
         """Delete the finished claims made longer ago than that (retention)."""
         ...
 
-    async def listen(self, deliver: Any) -> None:
+    async def listen(self, deliver: Callable[[dict[str, Any]], None]) -> None:
         """Call ``deliver(notice)`` for every change notice another daemon sends (a dict:
         ``{"node": ..., "task": ...}``, with ``"execution"`` and ``"event"`` for a run's
         start and end), and ``deliver({"resync": True})`` whenever notices may have been

@@ -30,7 +30,9 @@ from ._postgres_fleet import PostgresFleet, notify
 from ._postgres_history import HistoryReads
 from ._postgres_schema import (
     MINE,
+    RUNNING,
     UPSERT,
+    Db,
     escape,
     escaped,
     record_values,
@@ -56,10 +58,16 @@ from ._schema import (
 )
 
 T = TypeVar("T")
-Db = psycopg.Connection[Any]
 
 READERS = 3
 """The pool's connections at most (the writer is a fourth)."""
+
+MINE_RECORDS = (
+    "(execution_id IN (SELECT execution_id FROM claims WHERE node = %s)"
+    " OR execution_id NOT IN (SELECT execution_id FROM claims))"
+)
+"""The records this daemon wrote (its claims name them), or that no claim names (older
+than the fleet), for ``%s`` its node name."""
 
 POOL_WAIT_SECONDS = 1.0
 """How long a read waits for a pooled connection before it makes one of its own."""
@@ -69,8 +77,6 @@ PROBE_BYTES = 64 * 1024
 
 RETENTION_CHUNK = 500
 """Rows deleted per transaction by the history retention."""
-
-RUNNING = Outcome.RUNNING.value
 
 
 class PostgresStore(HistoryReads):
@@ -94,11 +100,6 @@ class PostgresStore(HistoryReads):
             connect=lambda: psycopg.connect(**self._reader_options),
         )
         """Claims, leases and notices: every daemon on PostgreSQL is one of a fleet."""
-        self._mine = (
-            "(execution_id IN (SELECT execution_id FROM claims WHERE node = %s)"
-            " OR execution_id NOT IN (SELECT execution_id FROM claims))"
-        )
-        """The records this daemon wrote (or that no claim names: older than the fleet)."""
 
     def _notify(self, db: Db, task_id: str) -> None:
         notify(db, self.node, task=task_id)
@@ -266,7 +267,7 @@ class PostgresStore(HistoryReads):
         def query(db: Db) -> dict[str, RunProcess]:
             rows = db.execute(
                 f"SELECT execution_id, {names(PROCESS_COLUMNS)} FROM executions"
-                f" WHERE outcome = %s AND process_id IS NOT NULL AND {self._mine}",
+                f" WHERE outcome = %s AND process_id IS NOT NULL AND {MINE_RECORDS}",
                 (RUNNING, escape(self.node)),
             ).fetchall()
             return {unescape(row[0]): RunProcess(*row[1:]) for row in rows}
@@ -281,7 +282,7 @@ class PostgresStore(HistoryReads):
         def close(db: Db) -> int:
             row = db.execute(
                 "WITH closed AS (UPDATE executions SET outcome = %s, reason = %s,"
-                f" finished_at = %s WHERE outcome = %s AND {self._mine}"
+                f" finished_at = %s WHERE outcome = %s AND {MINE_RECORDS}"
                 " RETURNING task_id, registration_id),"
                 " counts AS (SELECT task_id, registration_id, count(*) AS n FROM closed"
                 "  GROUP BY task_id, registration_id),"

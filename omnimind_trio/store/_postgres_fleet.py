@@ -21,17 +21,25 @@ import trio
 
 from ..models import ExecutionRecord, Outcome
 from ._fleet import CHANNEL, Claim, NodeRow, Occurrence, occurrence
-from ._postgres_schema import MINE, UPSERT, escape, record_values, unescape, unescaped, whose
+from ._postgres_schema import (
+    MINE,
+    RUNNING,
+    UPSERT,
+    Db,
+    escape,
+    record_values,
+    unescape,
+    unescaped,
+    whose,
+)
 from ._records import StoredTask
 from ._schema import TASK_COLUMNS, names, task_from_row
 
 log = logging.getLogger(__package__)
 
 T = TypeVar("T")
-Db = psycopg.Connection[Any]
 Call = Callable[[Callable[[Db], T]], Awaitable[T]]
 
-RUNNING = Outcome.RUNNING.value
 CLAIM_COLUMNS = (
     "occurrence, task_id, registration_id, trigger, scheduled_at, node, claim_id, attempt,"
     " execution_id"
@@ -263,7 +271,7 @@ class PostgresFleet:
             ).fetchall()
             taken = []
             for row in expired:
-                plain: list[Any] = [_plain(v) if isinstance(v, str) else v for v in row]
+                plain: list[Any] = [unescape(v) if isinstance(v, str) else v for v in row]
                 old = Claim(*plain)
                 new = replace(
                     old,
@@ -308,7 +316,7 @@ class PostgresFleet:
                 " extract(epoch FROM heartbeat)::float8,"
                 " extract(epoch FROM now() - heartbeat)::float8 FROM nodes ORDER BY node"
             ).fetchall()
-            return [NodeRow(_plain(row[0]), *row[1:]) for row in rows]
+            return [NodeRow(unescape(row[0]), *row[1:]) for row in rows]
 
         return list(await self._read(read))
 
@@ -347,7 +355,8 @@ class PostgresFleet:
             except psycopg.Error as exc:
                 log.warning("lost the fleet's change notices (%s): listening again", exc)
             finally:
-                db.close()
+                with trio.CancelScope(shield=True):  # (a network write: off the loop)
+                    await trio.to_thread.run_sync(db.close)
             await trio.sleep(LISTEN_RETRY_SECONDS)
 
     async def _receive(self, db: Db, deliver: Callable[[dict[str, Any]], None]) -> None:
@@ -387,7 +396,3 @@ def _lost(old_node: str, new_node: str | None) -> str:
 
 def _claim_row(claim: Claim) -> tuple[Any, ...]:
     return tuple(escape(v) if isinstance(v, str) else v for v in astuple(claim))
-
-
-def _plain(text: str) -> str:
-    return unescape(text) if "\x01" in text else text

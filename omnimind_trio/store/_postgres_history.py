@@ -4,18 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import Any, TypeVar
-
-import psycopg
+from typing import TypeVar
 
 from ..models import ExecutionRecord, Outcome
-from ._postgres_schema import EXECUTIONS, ORDER, escape, record_from, unescape
+from ._postgres_schema import EXECUTIONS, ORDER, RUNNING, Db, escape, record_from, unescape
 from ._schema import execution_filter
 
 T = TypeVar("T")
-Db = psycopg.Connection[Any]
-
-RUNNING = Outcome.RUNNING.value
 
 
 class HistoryReads:

@@ -24,7 +24,7 @@ from typing import Any, Final
 import psycopg
 
 from ..exceptions import StartupError
-from ..models import ExecutionRecord
+from ..models import ExecutionRecord, Outcome
 from ._schema import (
     EXECUTION_COLUMNS,
     PROCESS_COLUMNS,
@@ -38,6 +38,12 @@ from ._schema import (
     names,
     newer_version,
 )
+
+Db = psycopg.Connection[Any]
+"""A connection, as the store's PostgreSQL modules type it."""
+
+RUNNING: Final = Outcome.RUNNING.value
+"""The outcome of a record still running, as stored."""
 
 SCHEMA_VERSION = 2
 """The version of the schema this code writes (``omnimind_schema.version``). 2: the
